@@ -1,0 +1,130 @@
+//! [`FileSource`]: a JSON-lines file, read in large chunks and decoded with arrow-json.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use vigil_engine::connector::{Source, SourceContext, SourceEvent};
+
+use crate::ConnectorError;
+use crate::format::JsonDecoder;
+
+/// Bytes read per chunk; decoding works on whole chunks.
+const CHUNK_BYTES: usize = 4 << 20;
+
+/// Reads a JSON-lines file to its end. Malformed lines are counted, logged with file and line
+/// number, written to the dead-letter file when there is one, and skipped.
+pub struct FileSource {
+    path: PathBuf,
+    dead_letter_path: Option<PathBuf>,
+    decoder: JsonDecoder,
+    ctx: SourceContext,
+    file: Option<File>,
+    dead_letters: Option<File>,
+    /// Bytes read but not yet decoded (an incomplete last line).
+    carry: Vec<u8>,
+    /// Lines before `carry`.
+    line_base: usize,
+    ready: VecDeque<RecordBatch>,
+    eof: bool,
+}
+
+impl FileSource {
+    /// A source over `path`; nothing is opened until the first read.
+    pub fn new(path: PathBuf, dead_letter_path: Option<PathBuf>, schema: SchemaRef, ctx: SourceContext) -> Self {
+        let decoder = JsonDecoder::new(schema, ctx.batch_size);
+        Self {
+            path,
+            dead_letter_path,
+            decoder,
+            ctx,
+            file: None,
+            dead_letters: None,
+            carry: Vec::new(),
+            line_base: 0,
+            ready: VecDeque::new(),
+            eof: false,
+        }
+    }
+
+    fn open(&mut self) -> Result<(), ConnectorError> {
+        if self.file.is_none() {
+            let file = File::open(&self.path)
+                .map_err(|e| ConnectorError::io(format!("cannot open '{}'", self.path.display()), e))?;
+            self.file = Some(file);
+        }
+        Ok(())
+    }
+
+    /// Reads the next chunk and decodes its complete lines.
+    fn read_chunk(&mut self) -> Result<(), ConnectorError> {
+        self.open()?;
+        let file = self.file.as_mut().expect("opened above");
+        let mut buf = std::mem::take(&mut self.carry);
+        let start = buf.len();
+        buf.resize(start + CHUNK_BYTES, 0);
+        let read = file.read(&mut buf[start..]).map_err(|e| ConnectorError::io(format!("reading '{}'", self.path.display()), e))?;
+        buf.truncate(start + read);
+        if read == 0 {
+            self.eof = true;
+            if !buf.is_empty() && buf.last() != Some(&b'\n') {
+                buf.push(b'\n');
+            }
+        }
+        let complete = match buf.iter().rposition(|b| *b == b'\n') {
+            Some(pos) => pos + 1,
+            None if self.eof => buf.len(),
+            None => {
+                self.carry = buf;
+                return Ok(());
+            }
+        };
+        self.carry = buf.split_off(complete);
+        let (batches, bad) = self.decoder.decode(&buf)?;
+        self.ready.extend(batches);
+        if !bad.is_empty() {
+            let lines: Vec<&[u8]> = buf.split(|b| *b == b'\n').collect();
+            for record in &bad {
+                let line_no = self.line_base + record.index + 1;
+                self.dead_letter(line_no, &record.error, lines.get(record.index).copied().unwrap_or_default())?;
+            }
+        }
+        self.line_base += buf.iter().filter(|b| **b == b'\n').count();
+        Ok(())
+    }
+
+    fn dead_letter(&mut self, line: usize, error: &str, raw: &[u8]) -> Result<(), ConnectorError> {
+        self.ctx.metrics.add_dead_letter();
+        tracing::warn!(source = %self.ctx.name, file = %self.path.display(), line, error, "malformed record skipped");
+        let Some(path) = &self.dead_letter_path else { return Ok(()) };
+        if self.dead_letters.is_none() {
+            let file = File::create(path)
+                .map_err(|e| ConnectorError::io(format!("cannot create dead-letter file '{}'", path.display()), e))?;
+            self.dead_letters = Some(file);
+        }
+        let record = serde_json::json!({
+            "source": self.ctx.name,
+            "file": self.path.display().to_string(),
+            "line": line,
+            "error": error,
+            "raw": String::from_utf8_lossy(raw),
+        });
+        let out = self.dead_letters.as_mut().expect("created above");
+        writeln!(out, "{record}").map_err(|e| ConnectorError::io("writing a dead letter", e))
+    }
+}
+
+#[async_trait]
+impl Source for FileSource {
+    async fn next_batch(&mut self, _max_wait: Duration) -> Result<SourceEvent, ConnectorError> {
+        while self.ready.is_empty() && !self.eof {
+            self.read_chunk()?;
+        }
+        Ok(self.ready.pop_front().map_or(SourceEvent::End, SourceEvent::Batch))
+    }
+}

@@ -1,0 +1,159 @@
+//! The event kinds the generator makes, each with its schema and its anomalies.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Float64Builder, Int64Builder, StringBuilder, TimestampNanosecondArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use super::rng::Rng;
+
+/// What the generator produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `sensor_id TEXT, temperature DOUBLE, humidity DOUBLE, ts TIMESTAMP`.
+    Sensors,
+    /// `account_id BIGINT, amount DOUBLE, ts TIMESTAMP`: money paid.
+    Payments,
+    /// `account_id BIGINT, amount DOUBLE, ts TIMESTAMP`: money owed.
+    Dues,
+    /// `user_id TEXT, event_type TEXT, ip TEXT, ts TIMESTAMP`.
+    Logins,
+}
+
+impl Kind {
+    /// Parses `kind = '...'`.
+    pub fn parse(name: &str) -> Option<Kind> {
+        match name.to_ascii_lowercase().as_str() {
+            "sensors" => Some(Kind::Sensors),
+            "payments" => Some(Kind::Payments),
+            "dues" => Some(Kind::Dues),
+            "logins" => Some(Kind::Logins),
+            _ => None,
+        }
+    }
+
+    /// The columns of this kind.
+    pub fn schema(self) -> SchemaRef {
+        let ts = Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), true);
+        let fields = match self {
+            Kind::Sensors => vec![
+                Field::new("sensor_id", DataType::Utf8, true),
+                Field::new("temperature", DataType::Float64, true),
+                Field::new("humidity", DataType::Float64, true),
+                ts,
+            ],
+            Kind::Payments | Kind::Dues => vec![
+                Field::new("account_id", DataType::Int64, true),
+                Field::new("amount", DataType::Float64, true),
+                ts,
+            ],
+            Kind::Logins => vec![
+                Field::new("user_id", DataType::Utf8, true),
+                Field::new("event_type", DataType::Utf8, true),
+                Field::new("ip", DataType::Utf8, true),
+                ts,
+            ],
+        };
+        Arc::new(Schema::new(fields))
+    }
+
+    /// A stream salt, so payments and dues with one seed are different streams.
+    pub fn salt(self) -> u64 {
+        match self {
+            Kind::Sensors => 1,
+            Kind::Payments => 2,
+            Kind::Dues => 3,
+            Kind::Logins => 4,
+        }
+    }
+}
+
+/// Knobs that shape the values.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    /// Distinct sensors, accounts or users.
+    pub keys: u64,
+    /// Share of anomalous events.
+    pub anomaly_ratio: f64,
+}
+
+/// Per-kind state carried between batches (e.g. a brute-force burst in progress).
+#[derive(Debug, Default)]
+pub struct KindState {
+    burst_user: u64,
+    burst_left: u32,
+}
+
+/// Builds the columns of `n` events with event times `ts`, in `Kind::schema` order.
+pub fn generate(kind: Kind, shape: &Shape, rng: &mut Rng, state: &mut KindState, ts: Vec<i64>) -> Vec<ArrayRef> {
+    let n = ts.len();
+    let ts: ArrayRef = Arc::new(TimestampNanosecondArray::from(ts));
+    match kind {
+        Kind::Sensors => {
+            let mut ids = StringBuilder::with_capacity(n, n * 11);
+            let mut temps = Float64Builder::with_capacity(n);
+            let mut hums = Float64Builder::with_capacity(n);
+            for _ in 0..n {
+                ids.append_value(format!("sensor-{:04}", rng.below(shape.keys)));
+                let (mut t, mut h) = (rng.range(12.0, 28.0), rng.range(30.0, 80.0));
+                if rng.chance(shape.anomaly_ratio) {
+                    match rng.below(4) {
+                        0 => t = rng.range(35.5, 45.0),
+                        1 => t = rng.range(-5.0, 4.5),
+                        2 => t = rng.range(30.5, 35.0),
+                        _ => h = rng.range(85.5, 99.0),
+                    }
+                }
+                temps.append_value(round1(t));
+                hums.append_value(round1(h));
+            }
+            vec![Arc::new(ids.finish()), Arc::new(temps.finish()), Arc::new(hums.finish()), ts]
+        }
+        Kind::Payments | Kind::Dues => {
+            let mut accounts = Int64Builder::with_capacity(n);
+            let mut amounts = Float64Builder::with_capacity(n);
+            for _ in 0..n {
+                accounts.append_value(1 + rng.below(shape.keys) as i64);
+                let mut amount = rng.range(20.0, 180.0);
+                if kind == Kind::Dues && rng.chance(shape.anomaly_ratio) {
+                    amount = rng.range(300.0, 600.0);
+                }
+                amounts.append_value((amount * 100.0).round() / 100.0);
+            }
+            vec![Arc::new(accounts.finish()), Arc::new(amounts.finish()), ts]
+        }
+        Kind::Logins => {
+            const TYPES: [&str; 5] = ["login_success", "login_failed", "search", "view_item", "logout"];
+            let mut users = StringBuilder::with_capacity(n, n * 8);
+            let mut types = StringBuilder::with_capacity(n, n * 12);
+            let mut ips = StringBuilder::with_capacity(n, n * 12);
+            for _ in 0..n {
+                if state.burst_left == 0 && rng.chance(shape.anomaly_ratio) {
+                    state.burst_user = rng.below(shape.keys);
+                    state.burst_left = 8;
+                }
+                let (user, event) = if state.burst_left > 0 && rng.chance(0.5) {
+                    state.burst_left -= 1;
+                    (state.burst_user, "login_failed")
+                } else {
+                    let event = match rng.below(20) {
+                        0 => TYPES[1],
+                        1..=5 => TYPES[0],
+                        6..=12 => TYPES[2],
+                        13..=17 => TYPES[3],
+                        _ => TYPES[4],
+                    };
+                    (rng.below(shape.keys), event)
+                };
+                users.append_value(format!("user-{user:03}"));
+                types.append_value(event);
+                ips.append_value(format!("10.0.{}.{}", user % 256, 1 + rng.below(254)));
+            }
+            vec![Arc::new(users.finish()), Arc::new(types.finish()), Arc::new(ips.finish()), ts]
+        }
+    }
+}
+
+fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}

@@ -1,0 +1,345 @@
+//! The [`Catalog`]: sources, views and sinks, and the DataFusion session that plans SQL
+//! against them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::{DFSchema, ToDFSchema};
+use datafusion::datasource::{TableType, ViewTable};
+use datafusion::error::DataFusionError;
+use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{self, helpers::stmt_create_table::CreateTableBuilder, ObjectName};
+
+use crate::error::{Error, Location, Result, SqlError};
+use crate::plan::window_table::{HopFunction, TumbleFunction};
+use crate::sql::{CreateSource, Options};
+
+/// A declared source.
+#[derive(Debug)]
+pub struct SourceDef {
+    /// Name in the catalog.
+    pub name: String,
+    /// Declared columns.
+    pub schema: SchemaRef,
+    /// The event-time watermark, if declared.
+    pub watermark: Option<SourceWatermark>,
+    /// Connector options.
+    pub options: Options,
+    /// The sink that receives this source's late events (`late_sink = 'name'`).
+    pub late_sink: Option<String>,
+    /// The CREATE statement.
+    pub sql: String,
+}
+
+/// A source's `WATERMARK FOR column AS expr`, planned.
+#[derive(Debug, Clone)]
+pub struct SourceWatermark {
+    /// The event-time column.
+    pub column: String,
+    /// Its index in the source schema.
+    pub column_index: usize,
+    /// The watermark expression over a row, type-checked.
+    pub expr: Expr,
+}
+
+/// A declared sink.
+#[derive(Debug)]
+pub struct SinkDef {
+    /// Name in the catalog.
+    pub name: String,
+    /// Connector options.
+    pub options: Options,
+    /// True when a query writes to it; false for a declaration only.
+    pub has_query: bool,
+    /// The CREATE statement.
+    pub sql: String,
+}
+
+/// A declared view.
+#[derive(Debug)]
+pub struct ViewDef {
+    /// Name in the catalog.
+    pub name: String,
+    /// The CREATE statement.
+    pub sql: String,
+}
+
+/// Table providers by name, shared with the window table functions that resolve their
+/// first argument here.
+pub(crate) type Relations = Arc<RwLock<HashMap<String, Arc<dyn TableProvider>>>>;
+
+/// Sources, views and sinks, plus the DataFusion session that plans queries over them.
+pub struct Catalog {
+    ctx: SessionContext,
+    sources: BTreeMap<String, Arc<SourceDef>>,
+    views: BTreeMap<String, Arc<ViewDef>>,
+    sinks: BTreeMap<String, Arc<SinkDef>>,
+    relations: Relations,
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Catalog {
+    /// An empty catalog.
+    pub fn new() -> Self {
+        let mut config = SessionConfig::new().with_information_schema(false);
+        let options = config.options_mut();
+        options.sql_parser.collect_spans = true;
+        options.sql_parser.map_string_types_to_utf8view = false;
+        let ctx = SessionContext::new_with_config(config);
+        let relations: Relations = Arc::default();
+        ctx.register_udtf("tumble", Arc::new(TumbleFunction::new(Arc::clone(&relations))));
+        ctx.register_udtf("hop", Arc::new(HopFunction::new(Arc::clone(&relations))));
+        Self { ctx, sources: BTreeMap::new(), views: BTreeMap::new(), sinks: BTreeMap::new(), relations }
+    }
+
+    /// The DataFusion session used for planning.
+    pub fn session(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Declared sources by name.
+    pub fn sources(&self) -> &BTreeMap<String, Arc<SourceDef>> {
+        &self.sources
+    }
+
+    /// Declared views by name.
+    pub fn views(&self) -> &BTreeMap<String, Arc<ViewDef>> {
+        &self.views
+    }
+
+    /// Declared sinks by name.
+    pub fn sinks(&self) -> &BTreeMap<String, Arc<SinkDef>> {
+        &self.sinks
+    }
+
+    /// The schema of a source or view.
+    pub fn relation_schema(&self, name: &str) -> Option<SchemaRef> {
+        self.relations.read().expect("relations lock").get(name).map(|t| t.schema())
+    }
+
+    fn check_free(&self, name: &str, replace: bool, location: Location) -> Result<()> {
+        let taken = self.sources.contains_key(name) || self.views.contains_key(name) || self.sinks.contains_key(name);
+        if taken && !replace {
+            return Err(Error::Sql(
+                SqlError::new(format!("'{name}' already exists"), Some(location))
+                    .with_help("use CREATE OR REPLACE, or choose another name"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Plans a `CREATE SOURCE` into a [`SourceDef`] (not yet added).
+    pub async fn plan_source(&self, src: &CreateSource, sql: &str, location: Location) -> Result<SourceDef> {
+        let name = normalize(&src.name);
+        self.check_free(&name, src.or_replace, location)?;
+        let schema = self.columns_schema(&src.columns, location).await?;
+        let watermark = match &src.watermark {
+            None => None,
+            Some(wm) => {
+                let column = normalize(&wm.column);
+                let Ok(column_index) = schema.index_of(&column) else {
+                    return Err(sql_error(
+                        format!("WATERMARK FOR names '{column}', which is not a column of '{name}'"),
+                        span_location(wm.column.span.start).or(Some(location)),
+                    ));
+                };
+                if !matches!(schema.field(column_index).data_type(), DataType::Timestamp(_, _)) {
+                    return Err(sql_error(
+                        format!("WATERMARK FOR column '{column}' must be a TIMESTAMP"),
+                        span_location(wm.column.span.start).or(Some(location)),
+                    ));
+                }
+                let expr = self.plan_row_expr(&wm.expr, &schema, location)?;
+                Some(SourceWatermark { column, column_index, expr })
+            }
+        };
+        let mut options = src.options.clone();
+        let late_sink = options.remove("late_sink");
+        Ok(SourceDef { name, schema, watermark, options, late_sink, sql: sql.to_string() })
+    }
+
+    /// Adds a planned source.
+    pub fn add_source(&mut self, def: SourceDef) -> Result<()> {
+        let def = Arc::new(def);
+        let table: Arc<dyn TableProvider> = Arc::new(SourceTable { def: Arc::clone(&def) });
+        self.register(&def.name, Arc::clone(&table))?;
+        self.sources.insert(def.name.clone(), def);
+        Ok(())
+    }
+
+    /// Adds a view over an already planned query.
+    pub fn add_view(&mut self, name: &ObjectName, plan: LogicalPlan, sql: &str, replace: bool, location: Location) -> Result<()> {
+        let name = object_name(name);
+        self.check_free(&name, replace, location)?;
+        let table: Arc<dyn TableProvider> = Arc::new(ViewTable::new(plan, Some(sql.to_string())));
+        self.register(&name, table)?;
+        self.views.insert(name.clone(), Arc::new(ViewDef { name, sql: sql.to_string() }));
+        Ok(())
+    }
+
+    /// Adds a sink. A query may take over a declared sink of the same name.
+    pub fn add_sink(&mut self, def: SinkDef, replace: bool, location: Location) -> Result<()> {
+        let takes_declaration = def.has_query && self.sinks.get(&def.name).is_some_and(|s| !s.has_query);
+        self.check_free(&def.name, replace || takes_declaration, location)?;
+        self.sinks.insert(def.name.clone(), Arc::new(def));
+        Ok(())
+    }
+
+    /// Removes a source, view or sink; false when there was none.
+    pub fn drop_object(&mut self, kind: &str, name: &str) -> Result<bool> {
+        let removed = match kind {
+            "source" => self.sources.remove(name).is_some(),
+            "view" => self.views.remove(name).is_some(),
+            "sink" => return Ok(self.sinks.remove(name).is_some()),
+            other => return Err(Error::Plan(format!("cannot drop a {other}"))),
+        };
+        if removed {
+            self.relations.write().expect("relations lock").remove(name);
+            self.ctx.deregister_table(name)?;
+        }
+        Ok(removed)
+    }
+
+    fn register(&mut self, name: &str, table: Arc<dyn TableProvider>) -> Result<()> {
+        self.ctx.deregister_table(name)?;
+        self.ctx.register_table(name, Arc::clone(&table))?;
+        self.relations.write().expect("relations lock").insert(name.to_string(), table);
+        Ok(())
+    }
+
+    /// Plans a query into a type-checked DataFusion logical plan.
+    pub async fn plan_query(&self, query: &ast::Query, location: Location) -> Result<LogicalPlan> {
+        let mut query = query.clone();
+        lowercase_table_functions(&mut query);
+        let statement = DFStatement::Statement(Box::new(ast::Statement::Query(Box::new(query))));
+        let state = self.ctx.state();
+        let plan = state.statement_to_plan(statement).await.map_err(|e| from_datafusion(e, location))?;
+        self.analyze(plan).map_err(|e| from_datafusion(e, location))
+    }
+
+    /// Runs DataFusion's analyzer (type coercion and friends) over a plan.
+    pub(crate) fn analyze(&self, plan: LogicalPlan) -> std::result::Result<LogicalPlan, DataFusionError> {
+        let state = self.ctx.state();
+        state.analyzer().execute_and_check(plan, state.config_options(), |_, _| {})
+    }
+
+    async fn columns_schema(&self, columns: &[ast::ColumnDef], location: Location) -> Result<SchemaRef> {
+        let create = CreateTableBuilder::new(ObjectName::from(vec![ast::Ident::new("t")]))
+            .columns(columns.to_vec())
+            .build();
+        let statement = DFStatement::Statement(Box::new(ast::Statement::CreateTable(create)));
+        let plan = self.ctx.state().statement_to_plan(statement).await.map_err(|e| from_datafusion(e, location))?;
+        Ok(Arc::new(plan.schema().as_arrow().clone()))
+    }
+
+    /// Plans an expression over the rows of `schema`, with types coerced.
+    fn plan_row_expr(&self, expr: &ast::Expr, schema: &SchemaRef, location: Location) -> Result<Expr> {
+        let df_schema: DFSchema = Arc::clone(schema).to_dfschema().map_err(Error::DataFusion)?;
+        let state = self.ctx.state();
+        let sql_expr = ast::ExprWithAlias { expr: expr.clone(), alias: None };
+        let planned = state
+            .create_logical_expr_from_sql_expr(sql_expr.into(), &df_schema)
+            .map_err(|e| from_datafusion(e, location))?;
+        let simplifier = ExprSimplifier::new(datafusion::optimizer::simplify_expressions::SimplifyContext::builder()
+            .with_schema(Arc::new(df_schema.clone()))
+            .build());
+        simplifier.coerce(planned, &df_schema).map_err(|e| from_datafusion(e, location))
+    }
+}
+
+/// A source as DataFusion sees it: a schema it can plan against but never scan itself.
+#[derive(Debug)]
+pub(crate) struct SourceTable {
+    pub(crate) def: Arc<SourceDef>,
+}
+
+#[async_trait]
+impl TableProvider for SourceTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.def.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        Err(DataFusionError::Plan(format!(
+            "source '{}' is a stream and is read by Vigil's runtime, not scanned",
+            self.def.name
+        )))
+    }
+}
+
+/// DataFusion looks table functions up by their exact name; SQL users write `TUMBLE`.
+fn lowercase_table_functions(query: &mut ast::Query) {
+    let _ = ast::visit_relations_mut(query, |name: &mut ObjectName| {
+        if name.0.len() == 1
+            && let Some(ident) = name.0[0].as_ident()
+            && ident.quote_style.is_none()
+            && matches!(ident.value.to_ascii_lowercase().as_str(), "tumble" | "hop")
+        {
+            name.0[0] = ast::ObjectNamePart::Identifier(ast::Ident::new(ident.value.to_ascii_lowercase()));
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// An identifier as the catalog keys it: unquoted names fold to lower case.
+pub(crate) fn normalize(ident: &ast::Ident) -> String {
+    if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_ascii_lowercase() }
+}
+
+fn object_name(name: &ObjectName) -> String {
+    name.0
+        .iter()
+        .map(|part| part.as_ident().map_or_else(|| part.to_string(), normalize))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn span_location(loc: datafusion::sql::sqlparser::tokenizer::Location) -> Option<Location> {
+    (loc.line > 0).then_some(Location { line: loc.line, column: loc.column })
+}
+
+fn sql_error(message: String, location: Option<Location>) -> Error {
+    Error::Sql(SqlError::new(message, location))
+}
+
+/// Turns a DataFusion planning error into a positioned [`SqlError`], using its diagnostic
+/// span when it has one and the statement's start otherwise.
+pub(crate) fn from_datafusion(e: DataFusionError, fallback: Location) -> Error {
+    let e = e.find_root();
+    if let Some(diag) = e.diagnostic() {
+        let location = diag
+            .span
+            .map(|s| Location { line: s.start.line, column: s.start.column })
+            .filter(|l| l.line > 0)
+            .or(Some(fallback));
+        let mut err = SqlError::new(diag.message.clone(), location);
+        if let Some(help) = diag.helps.first() {
+            err = err.with_help(help.message.clone());
+        }
+        return Error::Sql(err);
+    }
+    Error::Sql(SqlError::new(e.message().to_string(), Some(fallback)))
+}

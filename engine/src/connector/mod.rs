@@ -1,0 +1,145 @@
+//! The connector contracts: [`Source`], [`Sink`] and the [`ConnectorFactory`] that builds them
+//! from `WITH (connector = '...')` options, gathered in a [`ConnectorRegistry`].
+//!
+//! Sources only produce rows; watermarks are made by the engine from the source's
+//! `WATERMARK FOR` declaration, so a source stays simple to write and to test.
+
+mod error;
+mod memory;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+
+pub use error::ConnectorError;
+pub use memory::{MemoryFactory, MemoryInput, MemorySink};
+
+use crate::runtime::QueryMetrics;
+use crate::sql::Options;
+
+/// What a source produced in one call.
+#[derive(Debug)]
+pub enum SourceEvent {
+    /// Rows in the declared schema.
+    Batch(RecordBatch),
+    /// Nothing arrived within the wait; the source is alive.
+    Idle,
+    /// A bounded source is finished.
+    End,
+}
+
+/// A stream of rows from outside.
+///
+/// Contract: `next_batch` returns within about `max_wait`, with [`SourceEvent::Idle`] when
+/// nothing arrived. Rows follow the schema given at creation. Malformed input is counted (see
+/// [`SourceContext::metrics`]) and skipped, never an error: errors are for a source that cannot
+/// go on at all.
+#[async_trait]
+pub trait Source: Send {
+    /// Reads the next batch.
+    async fn next_batch(&mut self, max_wait: Duration) -> Result<SourceEvent, ConnectorError>;
+}
+
+/// Where query results go.
+///
+/// Contract: `write` receives batches in emission order. Updating queries have a first column
+/// `op` with the change kind (`+I`, `-U`, `+U`, `-D`). `flush` makes everything written so far
+/// visible outside (the runtime calls it after each emission and at the end).
+#[async_trait]
+pub trait Sink: Send {
+    /// Writes rows.
+    async fn write(&mut self, batch: RecordBatch) -> Result<(), ConnectorError>;
+    /// Makes written rows visible.
+    async fn flush(&mut self) -> Result<(), ConnectorError>;
+}
+
+/// What a source is given when it is created.
+#[derive(Clone)]
+pub struct SourceContext {
+    /// The source's name in the catalog.
+    pub name: String,
+    /// Counters of the query the source feeds (dead letters are counted here).
+    pub metrics: Arc<QueryMetrics>,
+    /// Rows per batch the source should aim for.
+    pub batch_size: usize,
+}
+
+/// Builds sources and sinks of one connector type.
+///
+/// Creating must not do I/O: the engine also creates connectors to validate options at
+/// CREATE time. Open files and connections on first use.
+pub trait ConnectorFactory: Send + Sync {
+    /// The value of `connector = '...'`.
+    fn name(&self) -> &'static str;
+
+    /// Builds a source reading rows of `schema`.
+    fn create_source(
+        &self,
+        options: &Options,
+        schema: SchemaRef,
+        ctx: SourceContext,
+    ) -> Result<Box<dyn Source>, ConnectorError> {
+        let _ = (options, schema, ctx);
+        Err(ConnectorError::Unsupported(format!("connector '{}' cannot be a source", self.name())))
+    }
+
+    /// Builds a sink writing rows of `schema`.
+    fn create_sink(&self, options: &Options, schema: SchemaRef) -> Result<Box<dyn Sink>, ConnectorError> {
+        let _ = (options, schema);
+        Err(ConnectorError::Unsupported(format!("connector '{}' cannot be a sink", self.name())))
+    }
+
+    /// Whether a source with these options ends by itself.
+    fn is_bounded(&self, options: &Options) -> bool {
+        let _ = options;
+        false
+    }
+}
+
+/// The connectors an engine knows, by name.
+#[derive(Clone)]
+pub struct ConnectorRegistry {
+    factories: BTreeMap<&'static str, Arc<dyn ConnectorFactory>>,
+    memory: Arc<MemoryFactory>,
+}
+
+impl Default for ConnectorRegistry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ConnectorRegistry {
+    /// A registry with only the in-memory connector.
+    pub fn new() -> Self {
+        let memory = Arc::new(MemoryFactory::default());
+        let mut registry = Self { factories: BTreeMap::new(), memory: Arc::clone(&memory) };
+        registry.register(memory);
+        registry
+    }
+
+    /// Adds (or replaces) a factory.
+    pub fn register(&mut self, factory: Arc<dyn ConnectorFactory>) {
+        self.factories.insert(factory.name(), factory);
+    }
+
+    /// The factory for `options`' connector.
+    pub fn factory(&self, options: &Options) -> Result<&Arc<dyn ConnectorFactory>, ConnectorError> {
+        let name = options
+            .connector()
+            .ok_or_else(|| ConnectorError::config("connector", "this option is required"))?;
+        self.factories.get(name).ok_or_else(|| {
+            let known: Vec<_> = self.factories.keys().copied().collect();
+            ConnectorError::config("connector", format!("unknown connector '{name}' (known: {})", known.join(", ")))
+        })
+    }
+
+    /// The memory connector, through which tests and embedders feed rows.
+    pub fn memory(&self) -> &Arc<MemoryFactory> {
+        &self.memory
+    }
+}

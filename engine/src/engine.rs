@@ -1,0 +1,283 @@
+//! [`Engine`]: the engine's API. SQL text in, running queries out.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+
+use crate::catalog::{Catalog, SinkDef};
+use crate::connector::{ConnectorRegistry, Sink, SourceContext};
+use crate::error::{Error, Location, Result, SqlError};
+use crate::plan::{OperatorGraph, lower_query};
+use crate::runtime::{QueryIo, QueryMetrics, RunningQuery};
+use crate::sql::{ParsedStatement, Statement, StreamParser};
+
+/// Settings of an [`Engine`].
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Rows per batch that sources aim for.
+    pub batch_size: usize,
+    /// When false, `CREATE SINK ... AS` plans its query without starting it
+    /// ([`StatementOutcome::SinkPlanned`]): for checks, tests and EXPLAIN.
+    pub start_queries: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self { batch_size: 8192, start_queries: true }
+    }
+}
+
+/// What executing one statement did.
+pub enum StatementOutcome {
+    /// A source, view or sink was declared.
+    Created {
+        /// `source`, `view` or `sink`.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// A source, view or sink was removed.
+    Dropped {
+        /// `source`, `view` or `sink`.
+        kind: String,
+        /// Its name.
+        name: String,
+    },
+    /// `CREATE SINK ... AS SELECT`: the query now runs, writing to the sink.
+    SinkStarted {
+        /// The sink's name.
+        name: String,
+        /// The running query.
+        query: RunningQuery,
+    },
+    /// `CREATE SINK ... AS` with [`EngineConfig::start_queries`] off: planned, not started.
+    SinkPlanned {
+        /// The sink's name.
+        name: String,
+        /// The planned query.
+        query: PlannedQuery,
+    },
+    /// A bare query, planned; the caller chooses where its rows go with [`Engine::start`].
+    Query(PlannedQuery),
+    /// The operator graph of an `EXPLAIN`ed statement.
+    Explain(String),
+}
+
+/// A planned query, not yet running.
+pub struct PlannedQuery {
+    /// Its operators.
+    pub graph: OperatorGraph,
+    /// Its SQL text.
+    pub sql: String,
+}
+
+impl PlannedQuery {
+    /// The result schema (with a leading `op` column when the query is updating).
+    pub fn output_schema(&self) -> SchemaRef {
+        output_schema(&self.graph)
+    }
+}
+
+/// The schema rows have when they reach a sink.
+pub fn output_schema(graph: &OperatorGraph) -> SchemaRef {
+    if !graph.updating {
+        return Arc::clone(&graph.schema);
+    }
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let mut fields = vec![Arc::new(Field::new("op", DataType::Utf8, false))];
+    fields.extend(graph.schema.fields().iter().cloned());
+    Arc::new(Schema::new(fields))
+}
+
+/// The streaming SQL engine: a catalog of sources, views and sinks, the connectors that
+/// can back them, and the queries it starts.
+pub struct Engine {
+    catalog: Catalog,
+    registry: ConnectorRegistry,
+    config: EngineConfig,
+}
+
+impl Engine {
+    /// An engine with the given connectors.
+    pub fn new(registry: ConnectorRegistry) -> Self {
+        Self::with_config(registry, EngineConfig::default())
+    }
+
+    /// An engine with the given connectors and settings.
+    pub fn with_config(registry: ConnectorRegistry, config: EngineConfig) -> Self {
+        Self { catalog: Catalog::new(), registry, config }
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The connectors.
+    pub fn registry(&self) -> &ConnectorRegistry {
+        &self.registry
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Changes the settings.
+    pub fn config_mut(&mut self) -> &mut EngineConfig {
+        &mut self.config
+    }
+
+    /// Parses and executes every statement of `sql` in order. DDL changes the catalog,
+    /// `CREATE SINK ... AS` starts a query, and a bare query is returned planned.
+    pub async fn execute(&mut self, sql: &str) -> Result<Vec<StatementOutcome>> {
+        let statements = StreamParser::parse_sql(sql)?;
+        let mut outcomes = Vec::with_capacity(statements.len());
+        for statement in statements {
+            outcomes.push(self.execute_statement(statement).await?);
+        }
+        Ok(outcomes)
+    }
+
+    /// Executes one parsed statement.
+    pub async fn execute_statement(&mut self, parsed: ParsedStatement) -> Result<StatementOutcome> {
+        let location = parsed.location;
+        self.execute_inner(parsed).await.map_err(|e| at_statement(e, location))
+    }
+
+    async fn execute_inner(&mut self, parsed: ParsedStatement) -> Result<StatementOutcome> {
+        let ParsedStatement { statement, sql, location } = parsed;
+        match statement {
+            Statement::CreateSource(src) => {
+                let def = self.catalog.plan_source(&src, &sql, location).await?;
+                let factory = self.registry.factory(&def.options)?;
+                let ctx = SourceContext {
+                    name: def.name.clone(),
+                    metrics: Arc::new(QueryMetrics::default()),
+                    batch_size: self.config.batch_size,
+                };
+                factory.create_source(&def.options, Arc::clone(&def.schema), ctx)?;
+                let name = def.name.clone();
+                self.catalog.add_source(def)?;
+                Ok(StatementOutcome::Created { kind: "source", name })
+            }
+            Statement::CreateView(view) => {
+                let plan = self.catalog.plan_query(&view.query, location).await?;
+                // Plan it as a stream now, so an unsupported view fails at CREATE time.
+                lower_query(&self.catalog, &plan)?;
+                self.catalog.add_view(&view.name, plan, &sql, view.or_replace, location)?;
+                let name = self.catalog.views().keys().find(|k| view.name.to_string().eq_ignore_ascii_case(k));
+                Ok(StatementOutcome::Created { kind: "view", name: name.cloned().unwrap_or_default() })
+            }
+            Statement::CreateSink(sink) => {
+                let name = crate::catalog::normalize(&sink.name);
+                let options = if sink.options.connector().is_none() && sink.query.is_some() {
+                    match self.catalog.sinks().get(&name) {
+                        Some(declared) if !declared.has_query => declared.options.clone(),
+                        _ => {
+                            return Err(Error::Plan(format!(
+                                "sink '{name}' has no connector: declare it first (CREATE SINK {name} WITH (connector = ...)) or give it a WITH clause"
+                            )));
+                        }
+                    }
+                } else {
+                    sink.options.clone()
+                };
+                let def = SinkDef { name: name.clone(), options, has_query: sink.query.is_some(), sql: sql.clone() };
+                let Some(query) = sink.query else {
+                    let factory = self.registry.factory(&def.options)?;
+                    factory.create_sink(&def.options, Arc::new(datafusion::arrow::datatypes::Schema::empty()))?;
+                    self.catalog.add_sink(def, sink.or_replace, location)?;
+                    return Ok(StatementOutcome::Created { kind: "sink", name });
+                };
+                let plan = self.catalog.plan_query(&query, location).await?;
+                let graph = lower_query(&self.catalog, &plan)?;
+                let sink_writer = self.registry.factory(&def.options)?.create_sink(&def.options, output_schema(&graph))?;
+                self.catalog.add_sink(def, sink.or_replace, location)?;
+                if !self.config.start_queries {
+                    return Ok(StatementOutcome::SinkPlanned { name, query: PlannedQuery { graph, sql } });
+                }
+                let query = self.start(PlannedQuery { graph, sql }, sink_writer)?;
+                Ok(StatementOutcome::SinkStarted { name, query })
+            }
+            Statement::Query(query) => {
+                let plan = self.catalog.plan_query(&query, location).await?;
+                let graph = lower_query(&self.catalog, &plan)?;
+                Ok(StatementOutcome::Query(PlannedQuery { graph, sql }))
+            }
+            Statement::Explain(inner) => {
+                let query = match *inner {
+                    Statement::Query(q) => q,
+                    Statement::CreateSink(s) if s.query.is_some() => s.query.expect("checked above"),
+                    Statement::CreateView(v) => v.query,
+                    _ => return Err(Error::Plan("EXPLAIN takes a query, a CREATE VIEW or a CREATE SINK ... AS".into())),
+                };
+                let plan = self.catalog.plan_query(&query, location).await?;
+                Ok(StatementOutcome::Explain(lower_query(&self.catalog, &plan)?.explain()))
+            }
+            Statement::Drop { kind, name, if_exists } => {
+                let removed = self.catalog.drop_object(&kind, &name)?;
+                if !removed && !if_exists {
+                    return Err(Error::Plan(format!("no {kind} named '{name}'")));
+                }
+                Ok(StatementOutcome::Dropped { kind, name })
+            }
+        }
+    }
+
+    /// Plans a query given as SQL text.
+    pub async fn plan(&self, sql: &str) -> Result<PlannedQuery> {
+        let mut statements = StreamParser::parse_sql(sql)?;
+        if statements.len() != 1 {
+            return Err(Error::Plan(format!("expected one query, found {} statements", statements.len())));
+        }
+        let parsed = statements.remove(0);
+        let location = parsed.location;
+        let Statement::Query(query) = parsed.statement else {
+            return Err(at_statement(Error::Plan("expected a query (SELECT ...)".into()), location));
+        };
+        let plan = self.catalog.plan_query(&query, location).await?;
+        let graph = lower_query(&self.catalog, &plan).map_err(|e| at_statement(e, location))?;
+        Ok(PlannedQuery { graph, sql: parsed.sql })
+    }
+
+    /// Starts a planned query writing its results to `sink`. Needs a tokio runtime.
+    pub fn start(&self, query: PlannedQuery, sink: Box<dyn Sink>) -> Result<RunningQuery> {
+        let metrics = Arc::new(QueryMetrics::default());
+        let graph = query.graph;
+        let sources = graph
+            .sources
+            .iter()
+            .map(|binding| {
+                let def = &binding.def;
+                let ctx = SourceContext {
+                    name: def.name.clone(),
+                    metrics: Arc::clone(&metrics),
+                    batch_size: self.config.batch_size,
+                };
+                let factory = self.registry.factory(&def.options)?;
+                Ok(factory.create_source(&def.options, Arc::clone(&def.schema), ctx)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let late_sinks = graph
+            .late_outputs
+            .iter()
+            .map(|late| {
+                let factory = self.registry.factory(&late.sink.options)?;
+                Ok(factory.create_sink(&late.sink.options, Arc::clone(&late.schema))?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RunningQuery::start(graph, QueryIo { sources, sink, late_sinks }, metrics))
+    }
+}
+
+/// Gives user errors without a position the position of their statement.
+fn at_statement(e: Error, location: Location) -> Error {
+    match e {
+        Error::Plan(message) => Error::Sql(SqlError::new(message, Some(location))),
+        Error::Unsupported(message) => Error::Sql(SqlError::new(format!("not supported: {message}"), Some(location))),
+        Error::Connector(c) => Error::Sql(SqlError::new(c.to_string(), Some(location))),
+        Error::DataFusion(d) => crate::catalog::from_datafusion(d, location),
+        other => other,
+    }
+}

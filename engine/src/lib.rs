@@ -1,0 +1,39 @@
+//! # Vigil engine
+//!
+//! Continuous SQL over event streams: anomaly rules written as SQL run as a graph of Arrow
+//! operators with event-time windows and watermarks.
+//!
+//! ```text
+//! SQL text ──StreamParser──▶ statements ──Catalog──▶ DataFusion LogicalPlan (analyzed)
+//!     ──lower_query──▶ OperatorGraph ──RunningQuery──▶ source tasks → graph task → sink tasks
+//! ```
+//!
+//! DataFusion parses and type-checks SQL, evaluates expressions and supplies the aggregate
+//! accumulators; the engine owns streaming: watermarks, windows, changelogs and lateness.
+//!
+//! # Layout
+//! - [`sql`]: Vigil's dialect (`CREATE SOURCE`, `CREATE SINK`, `WATERMARK FOR`, `EXPLAIN`).
+//! - [`catalog`]: sources, views and sinks, and the DataFusion session planning against them.
+//! - [`plan`]: window table functions and the lowering to an [`plan::OperatorGraph`].
+//! - [`operators`]: the streaming operators.
+//! - [`batch`]: [`ChangeBatch`], rows with their change kinds.
+//! - [`time`]: timestamps, watermarks and window arithmetic.
+//! - [`runtime`]: tasks, channels and the synchronous [`runtime::GraphExecutor`].
+//! - [`connector`]: the [`connector::Source`] / [`connector::Sink`] contracts and registry.
+//! - [`engine`]: [`Engine`], the API the CLI, REPL and server use.
+#![warn(missing_docs)]
+
+pub mod batch;
+pub mod catalog;
+pub mod connector;
+pub mod engine;
+pub mod error;
+pub mod operators;
+pub mod plan;
+pub mod runtime;
+pub mod sql;
+pub mod time;
+
+pub use batch::{ChangeBatch, ChangeKind};
+pub use engine::{Engine, EngineConfig, PlannedQuery, StatementOutcome, output_schema};
+pub use error::{Error, Location, Result, SqlError};

@@ -1,0 +1,48 @@
+//! [`Filter`]: keeps the rows a predicate holds for (WHERE and HAVING).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, BooleanArray};
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::{Context, Operator};
+use crate::batch::ChangeBatch;
+use crate::error::{Error, Result};
+
+/// Keeps rows where the predicate is true; on a changelog it keeps update pairs well formed
+/// (see [`ChangeBatch::filter`]). Stateless, so late rows pass like any other.
+#[derive(Debug)]
+pub struct Filter {
+    predicate: Arc<dyn PhysicalExpr>,
+}
+
+impl Filter {
+    /// A filter on `predicate`, which must be boolean.
+    pub fn new(predicate: Arc<dyn PhysicalExpr>) -> Self {
+        Self { predicate }
+    }
+}
+
+impl Operator for Filter {
+    fn name(&self) -> &'static str {
+        "Filter"
+    }
+
+    fn describe(&self) -> String {
+        self.predicate.to_string()
+    }
+
+    fn on_batch(&mut self, batch: ChangeBatch, ctx: &mut Context) -> Result<()> {
+        let mask = self.predicate.evaluate(&batch.rows)?.into_array(batch.num_rows())?;
+        let mask = mask
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| Error::Internal(format!("filter predicate returned {}", mask.data_type())))?;
+        if mask.true_count() == batch.num_rows() {
+            ctx.emit(batch);
+        } else if mask.true_count() > 0 {
+            ctx.emit(batch.filter(mask)?);
+        }
+        Ok(())
+    }
+}

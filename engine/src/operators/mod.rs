@@ -1,0 +1,216 @@
+//! Operators: synchronous state machines over [`ChangeBatch`]es and watermarks.
+//!
+//! The runtime owns channels, tasks and watermark merging; an operator only reacts to what it
+//! is handed and pushes results into its [`Context`]. That keeps every operator testable by
+//! calling its methods.
+//!
+//! Contract for stateful operators: never emit a row for a window whose end is at or below a
+//! watermark already forwarded.
+
+mod aggregate;
+mod filter;
+mod limit;
+mod project;
+mod union;
+mod updating_aggregate;
+mod watermark_assign;
+mod window_aggregate;
+mod window_assign;
+
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::physical_expr::PhysicalExpr;
+use std::sync::Arc;
+
+pub use aggregate::{AggregateCall, AggregateSpec, OutputColumn};
+pub use filter::Filter;
+pub use limit::Limit;
+pub use project::Project;
+pub use union::Union;
+pub use updating_aggregate::UpdatingAggregate;
+pub use watermark_assign::WatermarkAssign;
+pub use window_aggregate::WindowAggregate;
+pub use window_assign::WindowAssign;
+
+use crate::batch::ChangeBatch;
+use crate::error::Result;
+use crate::time::Timestamp;
+
+/// The main output port of an operator.
+pub const MAIN_PORT: usize = 0;
+/// The port on which window operators put late events.
+pub const LATE_PORT: usize = 1;
+
+/// What flows along the edges of an operator graph.
+#[derive(Debug, Clone)]
+pub enum Message {
+    /// Rows.
+    Batch(ChangeBatch),
+    /// Event time has reached this point: no more rows at or before it are expected.
+    Watermark(Timestamp),
+    /// The stream is over.
+    End,
+}
+
+/// Counters an operator updates while it runs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct OperatorCounters {
+    /// Late rows dropped (and sent to the late port).
+    pub late_rows: u64,
+}
+
+/// What an operator is handed with each call.
+pub struct Context<'a> {
+    /// The input port the current batch came from.
+    pub input: usize,
+    /// The current watermark of each input.
+    pub input_watermarks: &'a [Timestamp],
+    /// The operator's counters.
+    pub counters: &'a mut OperatorCounters,
+    out: &'a mut Vec<(usize, Message)>,
+}
+
+impl<'a> Context<'a> {
+    /// A context collecting output into `out`.
+    pub fn new(
+        input: usize,
+        input_watermarks: &'a [Timestamp],
+        counters: &'a mut OperatorCounters,
+        out: &'a mut Vec<(usize, Message)>,
+    ) -> Self {
+        Self { input, input_watermarks, counters, out }
+    }
+
+    /// Emits rows on the main port; empty batches are dropped.
+    pub fn emit(&mut self, batch: ChangeBatch) {
+        if batch.num_rows() > 0 {
+            self.out.push((MAIN_PORT, Message::Batch(batch)));
+        }
+    }
+
+    /// Emits late rows on the late port and counts them.
+    pub fn emit_late(&mut self, batch: ChangeBatch) {
+        if batch.num_rows() > 0 {
+            self.counters.late_rows += batch.num_rows() as u64;
+            self.out.push((LATE_PORT, Message::Batch(batch)));
+        }
+    }
+
+    /// Forwards a watermark on the main port.
+    pub fn emit_watermark(&mut self, watermark: Timestamp) {
+        self.out.push((MAIN_PORT, Message::Watermark(watermark)));
+    }
+
+    /// Ends the operator's output early (e.g. a reached LIMIT).
+    pub fn end(&mut self) {
+        self.out.push((MAIN_PORT, Message::End));
+    }
+}
+
+/// A streaming operator. See the module docs for the contract.
+pub trait Operator: Send {
+    /// Short name, as EXPLAIN shows it.
+    fn name(&self) -> &'static str;
+
+    /// Details for EXPLAIN: expressions, keys, window.
+    fn describe(&self) -> String {
+        String::new()
+    }
+
+    /// Handles rows from input `ctx.input`.
+    fn on_batch(&mut self, batch: ChangeBatch, ctx: &mut Context) -> Result<()>;
+
+    /// Called when the merged watermark of the inputs advances. Forwards it by default.
+    fn on_watermark(&mut self, watermark: Timestamp, ctx: &mut Context) -> Result<()> {
+        ctx.emit_watermark(watermark);
+        Ok(())
+    }
+
+    /// Called once every input has ended.
+    fn on_end(&mut self, ctx: &mut Context) -> Result<()> {
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// Rows held in state (windows and groups), for metrics and tests.
+    fn state_rows(&self) -> usize {
+        0
+    }
+}
+
+/// Passes rows through: the entry node of a source in the graph.
+#[derive(Debug)]
+pub struct SourceScan {
+    /// The source's name.
+    pub source: String,
+}
+
+impl Operator for SourceScan {
+    fn name(&self) -> &'static str {
+        "Source"
+    }
+
+    fn describe(&self) -> String {
+        self.source.clone()
+    }
+
+    fn on_batch(&mut self, batch: ChangeBatch, ctx: &mut Context) -> Result<()> {
+        ctx.emit(batch);
+        Ok(())
+    }
+}
+
+/// Evaluates expressions over a batch into arrays of its length.
+pub(crate) fn evaluate_all(exprs: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+    exprs
+        .iter()
+        .map(|e| Ok(e.evaluate(batch)?.into_array(batch.num_rows())?))
+        .collect()
+}
+
+/// Shows physical expressions the way EXPLAIN prints them.
+pub(crate) fn show_exprs(exprs: &[Arc<dyn PhysicalExpr>]) -> String {
+    exprs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Helpers to drive an operator by hand.
+    use super::*;
+
+    /// Output of one call, split by kind.
+    #[derive(Default, Debug)]
+    pub struct Collected {
+        pub batches: Vec<ChangeBatch>,
+        pub late: Vec<ChangeBatch>,
+        pub watermarks: Vec<Timestamp>,
+        pub ended: bool,
+    }
+
+    fn collect(out: Vec<(usize, Message)>) -> Collected {
+        let mut c = Collected::default();
+        for (port, msg) in out {
+            match (port, msg) {
+                (LATE_PORT, Message::Batch(b)) => c.late.push(b),
+                (_, Message::Batch(b)) => c.batches.push(b),
+                (_, Message::Watermark(w)) => c.watermarks.push(w),
+                (_, Message::End) => c.ended = true,
+            }
+        }
+        c
+    }
+
+    pub fn batch(op: &mut dyn Operator, b: ChangeBatch) -> Collected {
+        let mut out = Vec::new();
+        let mut counters = OperatorCounters::default();
+        op.on_batch(b, &mut Context::new(0, &[], &mut counters, &mut out)).unwrap();
+        collect(out)
+    }
+
+    pub fn watermark(op: &mut dyn Operator, wm: Timestamp) -> Collected {
+        let mut out = Vec::new();
+        let mut counters = OperatorCounters::default();
+        op.on_watermark(wm, &mut Context::new(0, &[wm], &mut counters, &mut out)).unwrap();
+        collect(out)
+    }
+}

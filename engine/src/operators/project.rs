@@ -1,0 +1,43 @@
+//! [`Project`]: computes the SELECT list.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::{Context, Operator, evaluate_all, show_exprs};
+use crate::batch::ChangeBatch;
+use crate::error::Result;
+
+/// Evaluates one expression per output column; change kinds and row watermarks pass along.
+#[derive(Debug)]
+pub struct Project {
+    exprs: Vec<Arc<dyn PhysicalExpr>>,
+    schema: SchemaRef,
+}
+
+impl Project {
+    /// A projection producing `schema` from `exprs`.
+    pub fn new(exprs: Vec<Arc<dyn PhysicalExpr>>, schema: SchemaRef) -> Self {
+        Self { exprs, schema }
+    }
+}
+
+impl Operator for Project {
+    fn name(&self) -> &'static str {
+        "Project"
+    }
+
+    fn describe(&self) -> String {
+        show_exprs(&self.exprs)
+    }
+
+    fn on_batch(&mut self, batch: ChangeBatch, ctx: &mut Context) -> Result<()> {
+        let columns = evaluate_all(&self.exprs, &batch.rows)?;
+        let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+        let rows = RecordBatch::try_new_with_options(Arc::clone(&self.schema), columns, &options)?;
+        ctx.emit(ChangeBatch { rows, ..batch });
+        Ok(())
+    }
+}

@@ -1,0 +1,201 @@
+//! [`UpdatingAggregate`]: GROUP BY without a window, whose output is a changelog.
+
+use std::collections::HashMap;
+use datafusion::arrow::array::{Array, ArrayRef, Int8Array, UInt32Array};
+use datafusion::arrow::compute::take;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::Accumulator;
+
+use super::aggregate::AggregateSpec;
+use super::{Context, Operator};
+use crate::batch::{ChangeBatch, ChangeKind};
+use crate::error::{Error, Result};
+
+/// Keeps DataFusion accumulators per group for all time, and after each batch emits, for
+/// the groups that batch touched only, `+I` (new group), `-U`/`+U` (changed value) or `-D`
+/// (every row of the group retracted, whose state is then freed). An unchanged value emits
+/// nothing. Retractions use the accumulators' `retract_batch`.
+pub struct UpdatingAggregate {
+    spec: AggregateSpec,
+    converter: RowConverter,
+    /// Group slot by the group key's row bytes.
+    index: HashMap<Box<[u8]>, usize>,
+    groups: Vec<Option<Group>>,
+    free: Vec<usize>,
+}
+
+struct Group {
+    key: OwnedRow,
+    accumulators: Vec<Box<dyn Accumulator>>,
+    /// Inserted rows minus retracted rows.
+    rows: i64,
+    /// The aggregate values last emitted.
+    emitted: Option<Vec<ScalarValue>>,
+}
+
+impl UpdatingAggregate {
+    /// An updating aggregate over `input_schema`.
+    pub fn try_new(spec: AggregateSpec, input_schema: &SchemaRef) -> Result<Self> {
+        let key_schema = spec.key_schema(input_schema)?;
+        let fields = key_schema.fields().iter().map(|f| SortField::new(f.data_type().clone())).collect();
+        let converter = RowConverter::new(fields)?;
+        if let Some(call) = spec.calls.iter().find(|c| c.filter.is_some()) {
+            return Err(Error::Unsupported(format!(
+                "FILTER on {} in an aggregate without a window",
+                call.function.name()
+            )));
+        }
+        Ok(Self { spec, converter, index: HashMap::new(), groups: Vec::new(), free: Vec::new() })
+    }
+
+    fn group_slot(&mut self, row: datafusion::arrow::row::Row<'_>) -> Result<usize> {
+        if let Some(&slot) = self.index.get(row.as_ref()) {
+            return Ok(slot);
+        }
+        let key = row.owned();
+        let accumulators = self
+            .spec
+            .calls
+            .iter()
+            .map(|c| c.function.create_sliding_accumulator())
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let group = Group { key, accumulators, rows: 0, emitted: None };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.groups[slot] = Some(group);
+                slot
+            }
+            None => {
+                self.groups.push(Some(group));
+                self.groups.len() - 1
+            }
+        };
+        self.index.insert(row.as_ref().into(), slot);
+        Ok(slot)
+    }
+}
+
+impl Operator for UpdatingAggregate {
+    fn name(&self) -> &'static str {
+        "UpdatingAggregate"
+    }
+
+    fn describe(&self) -> String {
+        self.spec.describe()
+    }
+
+    fn on_batch(&mut self, batch: ChangeBatch, ctx: &mut Context) -> Result<()> {
+        let n = batch.num_rows();
+        let keys = self.spec.evaluate_keys(&batch.rows)?;
+        let args = self.spec.evaluate_args(&batch.rows)?;
+        let rows = self.converter.convert_columns(&keys)?;
+
+        // Group id per row, and the touched groups in first-seen order.
+        let mut slots = Vec::with_capacity(n);
+        let mut touched = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for row in rows.iter() {
+            let slot = self.group_slot(row)?;
+            if seen.insert(slot) {
+                touched.push(slot);
+            }
+            slots.push(slot);
+        }
+
+        // Sort rows by (group, retraction) so each group's inserts and retractions are runs.
+        let retracts: Vec<bool> = (0..n).map(|i| batch.kind(i).is_retraction()).collect();
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        order.sort_by_key(|&i| (slots[i as usize], retracts[i as usize]));
+        let order = UInt32Array::from(order);
+        let sorted_args: Vec<Vec<ArrayRef>> = args
+            .iter()
+            .map(|(vals, _)| vals.iter().map(|v| take(v.as_ref(), &order, None)).collect())
+            .collect::<std::result::Result<_, _>>()?;
+
+        let mut i = 0;
+        while i < n {
+            let row = order.value(i) as usize;
+            let (slot, retract) = (slots[row], retracts[row]);
+            let len = order.values()[i..]
+                .iter()
+                .take_while(|&&r| slots[r as usize] == slot && retracts[r as usize] == retract)
+                .count();
+            let group = self.groups[slot].as_mut().expect("slot of a live group");
+            for (acc, vals) in group.accumulators.iter_mut().zip(&sorted_args) {
+                let slice: Vec<ArrayRef> = vals.iter().map(|v| v.slice(i, len)).collect();
+                if retract {
+                    acc.retract_batch(&slice)?;
+                } else {
+                    acc.update_batch(&slice)?;
+                }
+            }
+            group.rows += if retract { -(len as i64) } else { len as i64 };
+            i += len;
+        }
+
+        self.emit_changes(&touched, ctx)
+    }
+
+    fn state_rows(&self) -> usize {
+        self.index.len()
+    }
+}
+
+impl UpdatingAggregate {
+    fn emit_changes(&mut self, touched: &[usize], ctx: &mut Context) -> Result<()> {
+        let mut ops: Vec<i8> = Vec::new();
+        let mut key_rows: Vec<OwnedRow> = Vec::new();
+        let mut values: Vec<Vec<ScalarValue>> = vec![Vec::new(); self.spec.calls.len()];
+        let mut push = |kind: ChangeKind, key: &OwnedRow, vals: &[ScalarValue]| {
+            ops.push(kind as i8);
+            key_rows.push(key.clone());
+            for (column, v) in values.iter_mut().zip(vals) {
+                column.push(v.clone());
+            }
+        };
+        for &slot in touched {
+            let group = self.groups[slot].as_mut().expect("slot of a live group");
+            if group.rows <= 0 {
+                if let Some(old) = group.emitted.take() {
+                    push(ChangeKind::Delete, &group.key, &old);
+                }
+                self.index.remove(group.key.row().as_ref());
+                self.groups[slot] = None;
+                self.free.push(slot);
+                continue;
+            }
+            let new = group.accumulators.iter_mut().map(|a| a.evaluate()).collect::<datafusion::error::Result<Vec<_>>>()?;
+            match group.emitted.take() {
+                None => push(ChangeKind::Insert, &group.key, &new),
+                Some(old) if old != new => {
+                    push(ChangeKind::UpdateBefore, &group.key, &old);
+                    push(ChangeKind::UpdateAfter, &group.key, &new);
+                }
+                Some(_) => {}
+            }
+            group.emitted = Some(new);
+        }
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let rows = ops.len();
+        let keys = self.converter.convert_rows(key_rows.iter().map(|r| r.row()))?;
+        let aggregates = values
+            .into_iter()
+            .zip(&self.spec.calls)
+            .map(|(column, call)| {
+                if column.is_empty() {
+                    Ok(datafusion::arrow::array::new_empty_array(call.function.field().data_type()))
+                } else {
+                    ScalarValue::iter_to_array(column)
+                }
+            })
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let out = self.spec.assemble(None, keys, aggregates, rows)?;
+        ctx.emit(ChangeBatch { rows: out, ops: Some(Int8Array::from(ops)), row_watermarks: None });
+        Ok(())
+    }
+}
+

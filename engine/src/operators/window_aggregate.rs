@@ -1,0 +1,237 @@
+//! [`WindowAggregate`]: GROUP BY window_start, window_end, keys over TUMBLE or HOP.
+
+use std::collections::BTreeMap;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt32Array};
+use datafusion::arrow::compute::{SortOptions, cast, filter, sort_to_indices, take};
+use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use datafusion::physical_expr::GroupsAccumulatorAdapter;
+use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
+use datafusion::physical_plan::aggregates::order::GroupOrdering;
+
+use super::aggregate::AggregateSpec;
+use super::{Context, Operator};
+use crate::batch::ChangeBatch;
+use crate::error::{Error, Result};
+use crate::time::{Timestamp, WATERMARK_MIN};
+
+/// Aggregates per window and group with DataFusion's `GroupsAccumulator`s, and emits each
+/// window exactly once, when the watermark reaches its end. A window's state is freed when
+/// it is emitted, so memory follows the number of open windows, not the stream's length.
+pub struct WindowAggregate {
+    spec: AggregateSpec,
+    key_schema: SchemaRef,
+    start_column: usize,
+    end_column: usize,
+    windows: BTreeMap<Timestamp, WindowGroups>,
+    watermark: Timestamp,
+}
+
+/// The groups of one open window.
+struct WindowGroups {
+    start: Timestamp,
+    /// `None` when the only GROUP BY columns are the window's.
+    keys: Option<Box<dyn GroupValues>>,
+    accumulators: Vec<Box<dyn GroupsAccumulator>>,
+    groups: usize,
+}
+
+impl WindowAggregate {
+    /// An aggregate over an input whose window bounds are at `start_column` and `end_column`.
+    pub fn try_new(spec: AggregateSpec, input_schema: &SchemaRef, start_column: usize, end_column: usize) -> Result<Self> {
+        let key_schema = spec.key_schema(input_schema)?;
+        Ok(Self { spec, key_schema, start_column, end_column, windows: BTreeMap::new(), watermark: WATERMARK_MIN })
+    }
+
+    fn new_window(&self, start: Timestamp) -> Result<WindowGroups> {
+        let keys = if self.spec.keys.is_empty() {
+            None
+        } else {
+            Some(new_group_values(self.key_schema.clone(), &GroupOrdering::None)?)
+        };
+        let accumulators = self
+            .spec
+            .calls
+            .iter()
+            .map(|call| {
+                let f = call.function.clone();
+                if f.groups_accumulator_supported() {
+                    f.create_groups_accumulator()
+                } else {
+                    Ok(Box::new(GroupsAccumulatorAdapter::new(move || f.create_accumulator())) as Box<dyn GroupsAccumulator>)
+                }
+            })
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        Ok(WindowGroups { start, keys, accumulators, groups: 0 })
+    }
+
+    /// Adds rows that all belong to the window ending at `end`.
+    fn accumulate(
+        &mut self,
+        end: Timestamp,
+        start: Timestamp,
+        keys: &[ArrayRef],
+        args: &[(Vec<ArrayRef>, Option<BooleanArray>)],
+        rows: usize,
+    ) -> Result<()> {
+        if !self.windows.contains_key(&end) {
+            let window = self.new_window(start)?;
+            self.windows.insert(end, window);
+        }
+        let window = self.windows.get_mut(&end).expect("window inserted above");
+        let mut group_ids = Vec::with_capacity(rows);
+        match &mut window.keys {
+            Some(values) => {
+                values.intern(keys, &mut group_ids)?;
+                window.groups = values.len();
+            }
+            None => {
+                group_ids.resize(rows, 0);
+                window.groups = 1;
+            }
+        }
+        for (acc, (values, mask)) in window.accumulators.iter_mut().zip(args) {
+            acc.update_batch(values, &group_ids, mask.as_ref(), window.groups)?;
+        }
+        Ok(())
+    }
+
+    fn emit_window(&self, end: Timestamp, mut window: WindowGroups, ctx: &mut Context) -> Result<()> {
+        let keys = match &mut window.keys {
+            Some(values) => values.emit(EmitTo::All)?,
+            None => Vec::new(),
+        };
+        let aggregates = window
+            .accumulators
+            .iter_mut()
+            .map(|acc| acc.evaluate(EmitTo::All))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let rows = self.spec.assemble(Some((window.start, end)), keys, aggregates, window.groups)?;
+        ctx.emit(ChangeBatch::inserts(rows));
+        Ok(())
+    }
+}
+
+impl Operator for WindowAggregate {
+    fn name(&self) -> &'static str {
+        "WindowAggregate"
+    }
+
+    fn describe(&self) -> String {
+        self.spec.describe()
+    }
+
+    fn on_batch(&mut self, batch: ChangeBatch, ctx: &mut Context) -> Result<()> {
+        if batch.is_updating() {
+            return Err(Error::Execution("a window aggregate cannot take an updating input".into()));
+        }
+        let rows = &batch.rows;
+        let ends = cast(rows.column(self.end_column), &DataType::Int64)?;
+        let ends = ends.as_primitive::<Int64Type>().clone();
+        let starts = cast(rows.column(self.start_column), &DataType::Int64)?;
+        let starts = starts.as_primitive::<Int64Type>().clone();
+        let keys = self.spec.evaluate_keys(rows)?;
+        let args = self.spec.evaluate_args(rows)?;
+        if ends.is_empty() {
+            return Ok(());
+        }
+
+        // Rows for windows already emitted would break the emit-once contract. Upstream
+        // window assignment drops them; count any that slip through rather than re-emit.
+        let closed = ends.values().iter().filter(|&&e| e <= self.watermark).count();
+        let (ends, starts, keys, args) = if closed > 0 {
+            ctx.counters.late_rows += closed as u64;
+            let watermark = self.watermark;
+            let mask: BooleanArray = ends.values().iter().map(|&e| Some(e > watermark)).collect();
+            let keep = |a: &ArrayRef| filter(a.as_ref(), &mask);
+            (
+                filter(&ends, &mask)?.as_primitive::<Int64Type>().clone(),
+                filter(&starts, &mask)?.as_primitive::<Int64Type>().clone(),
+                keys.iter().map(keep).collect::<std::result::Result<Vec<_>, _>>()?,
+                filter_args(&args, &mask)?,
+            )
+        } else {
+            (ends, starts, keys, args)
+        };
+        if ends.is_empty() {
+            return Ok(());
+        }
+
+        let (min, max) = ends.values().iter().fold((i64::MAX, i64::MIN), |(lo, hi), &e| (lo.min(e), hi.max(e)));
+        if min == max {
+            return self.accumulate(min, starts.value(0), &keys, &args, ends.len());
+        }
+        // Several windows in one batch: sort rows by window end, then feed each run.
+        let order = sort_to_indices(&ends, Some(SortOptions::default()), None)?;
+        let sorted_ends = take(&ends, &order, None)?;
+        let sorted_ends = sorted_ends.as_primitive::<Int64Type>();
+        let keys = keys.iter().map(|k| take(k.as_ref(), &order, None)).collect::<std::result::Result<Vec<_>, _>>()?;
+        let args = take_args(&args, &order)?;
+        let values = sorted_ends.values();
+        let mut run_start = 0;
+        while run_start < values.len() {
+            let end = values[run_start];
+            let run_len = values[run_start..].iter().take_while(|&&e| e == end).count();
+            let slice = |a: &ArrayRef| a.slice(run_start, run_len);
+            let run_keys: Vec<ArrayRef> = keys.iter().map(slice).collect();
+            let run_args: Vec<(Vec<ArrayRef>, Option<BooleanArray>)> = args
+                .iter()
+                .map(|(vals, mask)| (vals.iter().map(slice).collect(), mask.as_ref().map(|m| m.slice(run_start, run_len))))
+                .collect();
+            let start = starts.value(order.value(run_start) as usize);
+            self.accumulate(end, start, &run_keys, &run_args, run_len)?;
+            run_start += run_len;
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp, ctx: &mut Context) -> Result<()> {
+        self.watermark = watermark;
+        while let Some(entry) = self.windows.first_entry() {
+            if *entry.key() > watermark {
+                break;
+            }
+            let (end, window) = entry.remove_entry();
+            self.emit_window(end, window, ctx)?;
+        }
+        ctx.emit_watermark(watermark);
+        Ok(())
+    }
+
+    fn state_rows(&self) -> usize {
+        self.windows.values().map(|w| w.groups).sum()
+    }
+}
+
+fn filter_args(
+    args: &[(Vec<ArrayRef>, Option<BooleanArray>)],
+    mask: &BooleanArray,
+) -> Result<Vec<(Vec<ArrayRef>, Option<BooleanArray>)>> {
+    args.iter()
+        .map(|(vals, m)| {
+            let vals = vals.iter().map(|v| filter(v.as_ref(), mask)).collect::<std::result::Result<Vec<_>, _>>()?;
+            let m = match m {
+                Some(m) => Some(filter(m, mask)?.as_boolean().clone()),
+                None => None,
+            };
+            Ok((vals, m))
+        })
+        .collect()
+}
+
+fn take_args(
+    args: &[(Vec<ArrayRef>, Option<BooleanArray>)],
+    order: &UInt32Array,
+) -> Result<Vec<(Vec<ArrayRef>, Option<BooleanArray>)>> {
+    args.iter()
+        .map(|(vals, m)| {
+            let vals = vals.iter().map(|v| take(v.as_ref(), order, None)).collect::<std::result::Result<Vec<_>, _>>()?;
+            let m = match m {
+                Some(m) => Some(take(m, order, None)?.as_boolean().clone()),
+                None => None,
+            };
+            Ok((vals, m))
+        })
+        .collect()
+}

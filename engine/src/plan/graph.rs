@@ -1,0 +1,99 @@
+//! [`OperatorGraph`]: the operators of one query and how they connect.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+
+use crate::catalog::{SinkDef, SourceDef};
+use crate::operators::{LATE_PORT, Operator};
+
+/// Index of a node in [`OperatorGraph::nodes`].
+pub type NodeId = usize;
+
+/// An input of a node: output `port` of node `from`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edge {
+    /// The upstream node.
+    pub from: NodeId,
+    /// Its output port.
+    pub port: usize,
+}
+
+/// One operator and its inputs.
+pub struct GraphNode {
+    /// The operator.
+    pub operator: Box<dyn Operator>,
+    /// Its inputs, in port order.
+    pub inputs: Vec<Edge>,
+}
+
+/// A source read by the query, entering the graph at `node`.
+#[derive(Debug, Clone)]
+pub struct SourceBinding {
+    /// The declared source.
+    pub def: Arc<SourceDef>,
+    /// The node its rows enter.
+    pub node: NodeId,
+}
+
+/// Late events of a window operator going to a declared sink.
+#[derive(Debug, Clone)]
+pub struct LateOutput {
+    /// The window operator.
+    pub node: NodeId,
+    /// The sink named by the source's `late_sink` option.
+    pub sink: Arc<SinkDef>,
+    /// The schema of the late rows.
+    pub schema: SchemaRef,
+}
+
+/// A planned query. Nodes are in topological order: inputs come before the nodes they feed.
+pub struct OperatorGraph {
+    /// The operators.
+    pub nodes: Vec<GraphNode>,
+    /// Where sources enter.
+    pub sources: Vec<SourceBinding>,
+    /// The node whose main output is the query's result.
+    pub output: NodeId,
+    /// The schema of the result.
+    pub schema: SchemaRef,
+    /// True when the result is a changelog with updates and deletes.
+    pub updating: bool,
+    /// Late-event outputs.
+    pub late_outputs: Vec<LateOutput>,
+}
+
+impl OperatorGraph {
+    /// The graph as an indented tree from the result down to the sources, as EXPLAIN prints it.
+    pub fn explain(&self) -> String {
+        let mut out = String::new();
+        let kind = if self.updating { "updating (changelog: +I -U +U -D)" } else { "append-only" };
+        let _ = writeln!(out, "Query output: {kind}");
+        let columns: Vec<String> =
+            self.schema.fields().iter().map(|f| format!("{} {}", f.name(), f.data_type())).collect();
+        let _ = writeln!(out, "  columns: {}", columns.join(", "));
+        self.explain_node(self.output, 1, &mut out);
+        out
+    }
+
+    fn explain_node(&self, id: NodeId, depth: usize, out: &mut String) {
+        let node = &self.nodes[id];
+        let detail = node.operator.describe();
+        let pad = "  ".repeat(depth);
+        if detail.is_empty() {
+            let _ = writeln!(out, "{pad}{}", node.operator.name());
+        } else {
+            let _ = writeln!(out, "{pad}{}: {detail}", node.operator.name());
+        }
+        for late in self.late_outputs.iter().filter(|l| l.node == id) {
+            let _ = writeln!(out, "{pad}  (late events -> sink {})", late.sink.name);
+        }
+        for edge in &node.inputs {
+            if edge.port == LATE_PORT {
+                let _ = writeln!(out, "{pad}  (late events of)");
+            }
+            self.explain_node(edge.from, depth + 1, out);
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! Lowering: a DataFusion [`LogicalPlan`] becomes an [`OperatorGraph`].
+//!
+//! DataFusion has planned and type-checked the SQL; here each logical node maps to a
+//! streaming operator. The lowering tracks two properties of every stream: where its window
+//! columns are (so an Aggregate grouped by them becomes a window aggregate), and whether it
+//! is a changelog with updates.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::catalog::TableProvider;
+use datafusion::common::DFSchema;
+use datafusion::datasource::source_as_provider;
+use datafusion::execution::context::ExecutionProps;
+use datafusion::logical_expr::expr::{AggregateFunction, Sort};
+use datafusion::logical_expr::logical_plan::{FetchType, SkipType};
+use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, TableScan};
+use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
+
+use super::graph::{Edge, GraphNode, LateOutput, NodeId, OperatorGraph, SourceBinding};
+use super::window_table::WindowTable;
+use crate::catalog::{Catalog, SourceTable};
+use crate::error::{Error, Result};
+use crate::operators::{
+    AggregateSpec, Filter, Limit, MAIN_PORT, Operator, OutputColumn, Project, SourceScan, Union,
+    UpdatingAggregate, WatermarkAssign, WindowAggregate, WindowAssign, AggregateCall,
+};
+
+/// Plans the operator graph of an analyzed logical plan.
+pub fn lower_query(catalog: &Catalog, plan: &LogicalPlan) -> Result<OperatorGraph> {
+    let mut lowering = Lowering { catalog, nodes: Vec::new(), sources: Vec::new(), late_outputs: Vec::new(), props: ExecutionProps::new() };
+    let out = lowering.lower(plan)?;
+    Ok(OperatorGraph {
+        nodes: lowering.nodes,
+        sources: lowering.sources,
+        output: out.node,
+        schema: arrow_schema(plan.schema()),
+        updating: out.updating,
+        late_outputs: lowering.late_outputs,
+    })
+}
+
+/// A lowered stream.
+#[derive(Debug, Clone, Copy)]
+struct Stream {
+    node: NodeId,
+    /// Indices of `window_start` and `window_end`, when the rows carry a window.
+    window: Option<(usize, usize)>,
+    /// True for a changelog with updates or deletes.
+    updating: bool,
+}
+
+struct Lowering<'a> {
+    catalog: &'a Catalog,
+    nodes: Vec<GraphNode>,
+    sources: Vec<SourceBinding>,
+    late_outputs: Vec<LateOutput>,
+    props: ExecutionProps,
+}
+
+impl Lowering<'_> {
+    fn add(&mut self, operator: Box<dyn Operator>, inputs: Vec<Edge>) -> NodeId {
+        self.nodes.push(GraphNode { operator, inputs });
+        self.nodes.len() - 1
+    }
+
+    fn add_after(&mut self, operator: Box<dyn Operator>, input: &Stream) -> NodeId {
+        self.add(operator, vec![Edge { from: input.node, port: MAIN_PORT }])
+    }
+
+    fn lower(&mut self, plan: &LogicalPlan) -> Result<Stream> {
+        match plan {
+            LogicalPlan::TableScan(scan) => self.lower_scan(scan),
+            LogicalPlan::SubqueryAlias(alias) => self.lower(&alias.input),
+            LogicalPlan::Projection(p) => {
+                let input = self.lower(&p.input)?;
+                let exprs = self.physical_exprs(&p.expr, p.input.schema())?;
+                let window = input.window.and_then(|(start, end)| {
+                    let pos = |idx: usize| p.expr.iter().position(|e| column_index(e, p.input.schema()) == Some(idx));
+                    Some((pos(start)?, pos(end)?))
+                });
+                let node = self.add_after(Box::new(Project::new(exprs, arrow_schema(&p.schema))), &input);
+                Ok(Stream { node, window, ..input })
+            }
+            LogicalPlan::Filter(f) => {
+                let input = self.lower(&f.input)?;
+                let predicate = self.physical_expr(&f.predicate, f.input.schema())?;
+                let node = self.add_after(Box::new(Filter::new(predicate)), &input);
+                Ok(Stream { node, ..input })
+            }
+            LogicalPlan::Aggregate(agg) => self.lower_aggregate(agg),
+            LogicalPlan::Union(u) => {
+                let inputs = u.inputs.iter().map(|i| self.lower(i)).collect::<Result<Vec<_>>>()?;
+                let edges = inputs.iter().map(|s| Edge { from: s.node, port: MAIN_PORT }).collect();
+                let window = inputs[0].window.filter(|w| inputs.iter().all(|s| s.window == Some(*w)));
+                let updating = inputs.iter().any(|s| s.updating);
+                let node = self.add(Box::new(Union::new(arrow_schema(&u.schema))), edges);
+                Ok(Stream { node, window, updating })
+            }
+            LogicalPlan::Limit(limit) => {
+                let input = self.lower(&limit.input)?;
+                let skip = match limit.get_skip_type()? {
+                    SkipType::Literal(n) => n,
+                    SkipType::UnsupportedExpr => return Err(Error::Unsupported("OFFSET must be a number".into())),
+                };
+                let fetch = match limit.get_fetch_type()? {
+                    FetchType::Literal(n) => n,
+                    FetchType::UnsupportedExpr => return Err(Error::Unsupported("LIMIT must be a number".into())),
+                };
+                let node = self.add_after(Box::new(Limit::new(skip, fetch)), &input);
+                Ok(Stream { node, ..input })
+            }
+            LogicalPlan::Sort(_) => Err(Error::Plan(
+                "ORDER BY is not supported on a stream: rows are emitted as they are produced; order within a window by sorting downstream".into(),
+            )),
+            LogicalPlan::Join(_) => Err(Error::Unsupported("joins of streams".into())),
+            LogicalPlan::Window(_) => Err(Error::Unsupported("OVER windows; use TUMBLE or HOP with GROUP BY".into())),
+            LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => {
+                Err(Error::Plan("a streaming query must read a source (FROM a source, view, TUMBLE or HOP)".into()))
+            }
+            other => Err(Error::Unsupported(format!("{} in a streaming query", other.display()))),
+        }
+    }
+
+    fn lower_scan(&mut self, scan: &TableScan) -> Result<Stream> {
+        let provider = source_as_provider(&scan.source)?;
+        let stream = self.lower_provider(&provider)?;
+        if !scan.filters.is_empty() {
+            return Err(Error::Internal("filters pushed into a stream scan".into()));
+        }
+        match &scan.projection {
+            None => Ok(stream),
+            Some(indices) => {
+                let full = provider.schema();
+                let exprs: Vec<Arc<dyn PhysicalExpr>> = indices
+                    .iter()
+                    .map(|&i| {
+                        Arc::new(datafusion::physical_expr::expressions::Column::new(full.field(i).name(), i))
+                            as Arc<dyn PhysicalExpr>
+                    })
+                    .collect();
+                let schema = Arc::new(full.project(indices)?);
+                let window = stream.window.and_then(|(s, e)| {
+                    Some((indices.iter().position(|&i| i == s)?, indices.iter().position(|&i| i == e)?))
+                });
+                let node = self.add_after(Box::new(Project::new(exprs, schema)), &stream);
+                Ok(Stream { node, window, ..stream })
+            }
+        }
+    }
+
+    fn lower_provider(&mut self, provider: &Arc<dyn TableProvider>) -> Result<Stream> {
+        if let Some(source) = provider.downcast_ref::<SourceTable>() {
+            let def = Arc::clone(&source.def);
+            let mut node = self.add(Box::new(SourceScan { source: def.name.clone() }), Vec::new());
+            self.sources.push(SourceBinding { def: Arc::clone(&def), node });
+            if let Some(wm) = &def.watermark {
+                let schema = DFSchema::try_from(Schema::clone(&def.schema))?;
+                let expr = self.physical_expr(&wm.expr, &schema)?;
+                node = self.add(Box::new(WatermarkAssign::new(expr)), vec![Edge { from: node, port: MAIN_PORT }]);
+            }
+            return Ok(Stream { node, window: None, updating: false });
+        }
+        if let Some(window) = provider.downcast_ref::<WindowTable>() {
+            let input = self.lower_provider(&window.input)?;
+            if input.updating {
+                return Err(Error::Plan(format!(
+                    "'{}' is an updating stream (it aggregates without a window) and cannot be windowed",
+                    window.input_name
+                )));
+            }
+            let schema = window.schema();
+            let n = schema.fields().len();
+            let assign = WindowAssign::new(window.time_column, window.spec, schema);
+            let node = self.add_after(Box::new(assign), &input);
+            if let Some(source) = window.input.downcast_ref::<SourceTable>()
+                && let Some(sink) = &source.def.late_sink
+            {
+                let sink = self.catalog.sinks().get(sink).cloned().ok_or_else(|| {
+                    Error::Plan(format!("source '{}' names late_sink '{sink}', which is not a declared sink", source.def.name))
+                })?;
+                self.late_outputs.push(LateOutput { node, sink, schema: window.input.schema() });
+            }
+            return Ok(Stream { node, window: Some((n - 2, n - 1)), updating: false });
+        }
+        if let Some(view) = provider.get_logical_plan() {
+            let plan = self.catalog.analyze(view.into_owned())?;
+            return self.lower(&plan);
+        }
+        Err(Error::Internal("a table that is neither a source, a view nor a window".into()))
+    }
+
+    fn lower_aggregate(&mut self, agg: &Aggregate) -> Result<Stream> {
+        let input = self.lower(&agg.input)?;
+        let input_schema = agg.input.schema();
+        let arrow_input = arrow_schema(input_schema);
+        if agg.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
+            return Err(Error::Unsupported("GROUPING SETS, CUBE and ROLLUP".into()));
+        }
+        let mut layout = Vec::new();
+        let mut keys = Vec::new();
+        for expr in &agg.group_expr {
+            let idx = column_index(expr, input_schema);
+            match (input.window, idx) {
+                (Some((start, _)), Some(i)) if i == start => layout.push(OutputColumn::WindowStart),
+                (Some((_, end)), Some(i)) if i == end => layout.push(OutputColumn::WindowEnd),
+                _ => {
+                    layout.push(OutputColumn::Key(keys.len()));
+                    keys.push(self.physical_expr(expr, input_schema)?);
+                }
+            }
+        }
+        let calls = agg
+            .aggr_expr
+            .iter()
+            .map(|e| self.aggregate_call(e, input_schema, &arrow_input))
+            .collect::<Result<Vec<_>>>()?;
+        let spec = AggregateSpec { keys, calls, layout: layout.clone(), schema: arrow_schema(&agg.schema) };
+
+        let has_start = layout.contains(&OutputColumn::WindowStart);
+        let has_end = layout.contains(&OutputColumn::WindowEnd);
+        if let Some((start, end)) = input.window.filter(|_| has_start || has_end) {
+            if !(has_start && has_end) {
+                return Err(Error::Plan(
+                    "GROUP BY over TUMBLE or HOP must include both window_start and window_end".into(),
+                ));
+            }
+            let operator = WindowAggregate::try_new(spec, &arrow_input, start, end)?;
+            let node = self.add_after(Box::new(operator), &input);
+            let out_start = layout.iter().position(|c| *c == OutputColumn::WindowStart);
+            let out_end = layout.iter().position(|c| *c == OutputColumn::WindowEnd);
+            return Ok(Stream { node, window: out_start.zip(out_end), updating: false });
+        }
+        if input.updating {
+            for call in &spec.calls {
+                let acc = call.function.create_sliding_accumulator()?;
+                if !acc.supports_retract_batch() {
+                    return Err(Error::Unsupported(format!(
+                        "{} over an updating stream (it cannot take rows back)",
+                        call.function.name()
+                    )));
+                }
+            }
+        }
+        let operator = UpdatingAggregate::try_new(spec, &arrow_input)?;
+        let node = self.add_after(Box::new(operator), &input);
+        Ok(Stream { node, window: None, updating: true })
+    }
+
+    fn aggregate_call(&self, expr: &Expr, schema: &DFSchema, arrow: &SchemaRef) -> Result<AggregateCall> {
+        let expr = sort_distinct_array_agg(expr.clone());
+        let planning = PhysicalPlanningContext::default();
+        let (inner, name) = match &expr {
+            Expr::Alias(alias) => (alias.expr.as_ref(), Some(alias.name.clone())),
+            other => (other, None),
+        };
+        let mut builder = LoweredAggregateBuilder::new(inner, schema, arrow, &self.props, &planning);
+        if let Some(name) = name {
+            builder = builder.with_name(name);
+        }
+        let lowered = builder.build()?;
+        Ok(AggregateCall { function: lowered.aggregate, filter: lowered.filter })
+    }
+
+    fn physical_expr(&self, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
+        Ok(create_physical_expr(expr, schema, &self.props, &PhysicalPlanningContext::default())?)
+    }
+
+    fn physical_exprs(&self, exprs: &[Expr], schema: &DFSchema) -> Result<Vec<Arc<dyn PhysicalExpr>>> {
+        exprs.iter().map(|e| self.physical_expr(e, schema)).collect()
+    }
+}
+
+/// `array_agg(DISTINCT x)` gives its values sorted, as users of Flink and RisingWave expect
+/// from a list of reasons or categories; DataFusion would give them in hash order.
+fn sort_distinct_array_agg(expr: Expr) -> Expr {
+    match expr {
+        Expr::Alias(mut alias) => {
+            alias.expr = Box::new(sort_distinct_array_agg(*alias.expr));
+            Expr::Alias(alias)
+        }
+        Expr::AggregateFunction(mut f)
+            if f.func.name() == "array_agg" && f.params.distinct && f.params.order_by.is_empty() =>
+        {
+            if let Some(arg) = f.params.args.first() {
+                f.params.order_by = vec![Sort::new(arg.clone(), true, false)];
+            }
+            Expr::AggregateFunction(AggregateFunction { ..f })
+        }
+        other => other,
+    }
+}
+
+/// The input index of a plain (possibly aliased) column reference.
+fn column_index(expr: &Expr, schema: &DFSchema) -> Option<usize> {
+    match expr {
+        Expr::Column(c) => schema.index_of_column(c).ok(),
+        Expr::Alias(a) => column_index(&a.expr, schema),
+        _ => None,
+    }
+}
+
+fn arrow_schema(schema: &DFSchema) -> SchemaRef {
+    Arc::new(schema.as_arrow().clone())
+}

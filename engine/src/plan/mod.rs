@@ -1,0 +1,8 @@
+//! Streaming planning: from DataFusion's logical plan to an [`OperatorGraph`].
+
+mod graph;
+mod lower;
+pub mod window_table;
+
+pub use graph::{Edge, GraphNode, LateOutput, NodeId, OperatorGraph, SourceBinding};
+pub use lower::lower_query;

@@ -1,0 +1,183 @@
+//! The window table functions `TUMBLE(relation, time_col, size)` and
+//! `HOP(relation, time_col, slide, size)`.
+//!
+//! DataFusion plans them as a scan of a [`WindowTable`]: the relation's columns plus
+//! `window_start` and `window_end`. The lowering turns that scan into a `WindowAssign`
+//! operator over the relation's own plan.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::{ScalarValue, plan_err};
+use datafusion::datasource::TableType;
+use datafusion::error::Result;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::catalog::Relations;
+use crate::time::{TIMESTAMP_TYPE, WindowSpec};
+
+/// Name of the column holding a window's inclusive start.
+pub const WINDOW_START: &str = "window_start";
+/// Name of the column holding a window's exclusive end.
+pub const WINDOW_END: &str = "window_end";
+
+/// The relation a window function reads, with its window.
+#[derive(Debug)]
+pub struct WindowTable {
+    /// The source or view windowed.
+    pub input: Arc<dyn TableProvider>,
+    /// Its name.
+    pub input_name: String,
+    /// Index of the event-time column in the input.
+    pub time_column: usize,
+    /// Tumbling or hopping.
+    pub spec: WindowSpec,
+    schema: SchemaRef,
+}
+
+#[async_trait]
+impl TableProvider for WindowTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        plan_err!("window over '{}' runs only in Vigil's streaming runtime", self.input_name)
+    }
+}
+
+/// `TUMBLE(relation, time_col, size)`.
+#[derive(Debug)]
+pub struct TumbleFunction {
+    relations: Relations,
+}
+
+impl TumbleFunction {
+    pub(crate) fn new(relations: Relations) -> Self {
+        Self { relations }
+    }
+}
+
+impl TableFunctionImpl for TumbleFunction {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let exprs = args.exprs();
+        if exprs.len() != 3 {
+            return plan_err!(
+                "TUMBLE takes 3 arguments (relation, time column, size), e.g. TUMBLE(sensors, ts, INTERVAL '1' MINUTE); got {}",
+                exprs.len()
+            );
+        }
+        let size = interval_nanos(&exprs[2], "TUMBLE size")?;
+        build_window_table(&self.relations, "TUMBLE", &exprs[0], &exprs[1], WindowSpec { size, slide: size })
+    }
+}
+
+/// `HOP(relation, time_col, slide, size)`.
+#[derive(Debug)]
+pub struct HopFunction {
+    relations: Relations,
+}
+
+impl HopFunction {
+    pub(crate) fn new(relations: Relations) -> Self {
+        Self { relations }
+    }
+}
+
+impl TableFunctionImpl for HopFunction {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let exprs = args.exprs();
+        if exprs.len() != 4 {
+            return plan_err!(
+                "HOP takes 4 arguments (relation, time column, slide, size), e.g. HOP(sensors, ts, INTERVAL '1' MINUTE, INTERVAL '5' MINUTE); got {}",
+                exprs.len()
+            );
+        }
+        let slide = interval_nanos(&exprs[2], "HOP slide")?;
+        let size = interval_nanos(&exprs[3], "HOP size")?;
+        if size % slide != 0 {
+            return plan_err!(
+                "HOP size ({}) must be a multiple of its slide ({})",
+                describe_nanos(size),
+                describe_nanos(slide)
+            );
+        }
+        build_window_table(&self.relations, "HOP", &exprs[0], &exprs[1], WindowSpec { size, slide })
+    }
+}
+
+fn build_window_table(
+    relations: &Relations,
+    function: &str,
+    relation: &Expr,
+    time: &Expr,
+    spec: WindowSpec,
+) -> Result<Arc<dyn TableProvider>> {
+    let Expr::Column(rel) = relation else {
+        return plan_err!("the first argument of {function} must name a source or view, found {relation}");
+    };
+    let Some(input) = relations.read().expect("relations lock").get(&rel.name).cloned() else {
+        return plan_err!("{function} over '{}': no source or view has that name", rel.name);
+    };
+    let Expr::Column(time_col) = time else {
+        return plan_err!("the second argument of {function} must be a time column, found {time}");
+    };
+    let schema = input.schema();
+    let Ok(time_column) = schema.index_of(&time_col.name) else {
+        return plan_err!("{function}: '{}' is not a column of '{}'", time_col.name, rel.name);
+    };
+    if !matches!(schema.field(time_column).data_type(), DataType::Timestamp(_, _)) {
+        return plan_err!("{function}: time column '{}' must be a TIMESTAMP", time_col.name);
+    }
+    let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
+    fields.push(Arc::new(Field::new(WINDOW_START, TIMESTAMP_TYPE, false)));
+    fields.push(Arc::new(Field::new(WINDOW_END, TIMESTAMP_TYPE, false)));
+    let schema = Arc::new(Schema::new(fields));
+    Ok(Arc::new(WindowTable { input, input_name: rel.name.clone(), time_column, spec, schema }))
+}
+
+/// The length of an interval literal in nanoseconds.
+fn interval_nanos(expr: &Expr, what: &str) -> Result<i64> {
+    let nanos = match expr {
+        Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) if v.months == 0 => {
+            v.days as i64 * 86_400_000_000_000 + v.nanoseconds
+        }
+        Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => {
+            v.days as i64 * 86_400_000_000_000 + v.milliseconds as i64 * 1_000_000
+        }
+        _ => return plan_err!("{what} must be a fixed interval such as INTERVAL '1' MINUTE, found {expr}"),
+    };
+    if nanos <= 0 {
+        return plan_err!("{what} must be positive, found {expr}");
+    }
+    Ok(nanos)
+}
+
+/// `90s`, `5m`, `250ms`: a duration for error messages and EXPLAIN.
+pub fn describe_nanos(nanos: i64) -> String {
+    const UNITS: [(i64, &str); 6] = [
+        (86_400_000_000_000, "d"),
+        (3_600_000_000_000, "h"),
+        (60_000_000_000, "m"),
+        (1_000_000_000, "s"),
+        (1_000_000, "ms"),
+        (1_000, "us"),
+    ];
+    UNITS
+        .iter()
+        .find(|(unit, _)| nanos % unit == 0)
+        .map_or_else(|| format!("{nanos}ns"), |(unit, name)| format!("{}{name}", nanos / unit))
+}

@@ -1,0 +1,11 @@
+//! Vigil's SQL dialect: parsing of `CREATE SOURCE` / `CREATE SINK`, `WATERMARK FOR` and
+//! `EXPLAIN`; every other statement is sqlparser's.
+
+mod options;
+mod parser;
+
+pub use options::Options;
+pub use parser::{
+    CreateSink, CreateSource, CreateView, ParsedStatement, Statement, StreamParser,
+    WatermarkDef,
+};

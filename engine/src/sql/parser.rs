@@ -1,0 +1,378 @@
+//! [`StreamParser`]: sqlparser plus Vigil's statements, keeping positions for errors.
+
+use datafusion::sql::sqlparser::ast::{self, ColumnDef, Ident, ObjectName};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
+
+use super::Options;
+use crate::error::{Error, Location, Result, SqlError};
+
+/// `CREATE SOURCE name (columns, WATERMARK FOR col AS expr) WITH (options)`.
+#[derive(Debug, Clone)]
+pub struct CreateSource {
+    /// Source name.
+    pub name: Ident,
+    /// Declared columns.
+    pub columns: Vec<ColumnDef>,
+    /// The event-time watermark, when declared.
+    pub watermark: Option<WatermarkDef>,
+    /// Connector options.
+    pub options: Options,
+    /// `OR REPLACE` was given.
+    pub or_replace: bool,
+}
+
+/// `WATERMARK FOR column AS expr`.
+#[derive(Debug, Clone)]
+pub struct WatermarkDef {
+    /// The event-time column.
+    pub column: Ident,
+    /// The watermark expression, usually `column - INTERVAL '5' SECOND`.
+    pub expr: ast::Expr,
+}
+
+/// `CREATE SINK name [WITH (options)] [AS query]`.
+///
+/// Without a query the sink is only declared: a profile says where a rule's alerts go, or
+/// a source names it as its late-events sink. Without options, a query attaches to the sink
+/// declared under the same name.
+#[derive(Debug, Clone)]
+pub struct CreateSink {
+    /// Sink name.
+    pub name: Ident,
+    /// Connector options.
+    pub options: Options,
+    /// The query whose results the sink receives.
+    pub query: Option<Box<ast::Query>>,
+    /// `OR REPLACE` was given.
+    pub or_replace: bool,
+}
+
+/// `CREATE [OR REPLACE] VIEW name AS query`.
+#[derive(Debug, Clone)]
+pub struct CreateView {
+    /// View name.
+    pub name: ObjectName,
+    /// The view's query.
+    pub query: Box<ast::Query>,
+    /// `OR REPLACE` was given.
+    pub or_replace: bool,
+}
+
+/// A statement of Vigil's dialect.
+#[derive(Debug, Clone)]
+pub enum Statement {
+    /// Declares a source.
+    CreateSource(CreateSource),
+    /// Declares a sink, usually with the query that feeds it.
+    CreateSink(CreateSink),
+    /// Declares a view.
+    CreateView(CreateView),
+    /// A continuous query whose results go to the caller.
+    Query(Box<ast::Query>),
+    /// `EXPLAIN statement`: the operator graph.
+    Explain(Box<Statement>),
+    /// `DROP SOURCE|SINK|VIEW name`.
+    Drop {
+        /// What kind of object.
+        kind: String,
+        /// Its name.
+        name: String,
+        /// `IF EXISTS` was given.
+        if_exists: bool,
+    },
+}
+
+/// A statement with the text and position it came from.
+#[derive(Debug, Clone)]
+pub struct ParsedStatement {
+    /// The statement.
+    pub statement: Statement,
+    /// Its SQL text.
+    pub sql: String,
+    /// Where it starts in the input.
+    pub location: Location,
+}
+
+/// Parses Vigil SQL. Our DDL is parsed here; everything else is delegated to sqlparser, the
+/// way DataFusion's `DFParser` extends it.
+pub struct StreamParser<'a> {
+    parser: Parser<'a>,
+    sql: &'a str,
+}
+
+impl<'a> StreamParser<'a> {
+    /// Parses every statement of `sql`, separated by semicolons.
+    pub fn parse_sql(sql: &'a str) -> Result<Vec<ParsedStatement>> {
+        static DIALECT: GenericDialect = GenericDialect {};
+        let parser = Parser::new(&DIALECT).try_with_sql(sql).map_err(parser_error)?;
+        let mut this = StreamParser { parser, sql };
+        let mut out = Vec::new();
+        loop {
+            while this.parser.consume_token(&Token::SemiColon) {}
+            let start = this.parser.peek_token();
+            if start.token == Token::EOF {
+                break;
+            }
+            let statement = this.parse_statement().map_err(parser_error)?;
+            let end = this.parser.peek_token();
+            if end.token != Token::EOF && end.token != Token::SemiColon {
+                return Err(parser_error(ParserError::ParserError(format!(
+                    "Expected: end of statement, found: {}{}",
+                    end.token,
+                    at(&end)
+                ))));
+            }
+            let location = Location { line: start.span.start.line, column: start.span.start.column };
+            let text = this.slice(&start, &end);
+            out.push(ParsedStatement { statement, sql: text, location });
+        }
+        Ok(out)
+    }
+
+    /// The text between two tokens, trimmed.
+    fn slice(&self, start: &TokenWithSpan, end: &TokenWithSpan) -> String {
+        let from = offset_of(self.sql, start.span.start.line, start.span.start.column);
+        let to = if end.token == Token::EOF {
+            self.sql.len()
+        } else {
+            offset_of(self.sql, end.span.start.line, end.span.start.column)
+        };
+        self.sql[from.min(to)..to].trim().to_string()
+    }
+
+    fn parse_statement(&mut self) -> Result<Statement, ParserError> {
+        if self.parser.parse_keyword(Keyword::EXPLAIN) {
+            return Ok(Statement::Explain(Box::new(self.parse_statement()?)));
+        }
+        if self.peek_word(0, "CREATE") {
+            let replace = self.peek_word(1, "OR") && self.peek_word(2, "REPLACE");
+            let kind_at = if replace { 3 } else { 1 };
+            if self.peek_word(kind_at, "SOURCE") || self.peek_word(kind_at, "SINK") {
+                for _ in 0..kind_at {
+                    self.parser.next_token();
+                }
+                let is_source = self.peek_word(0, "SOURCE");
+                self.parser.next_token();
+                return if is_source {
+                    self.parse_create_source(replace).map(Statement::CreateSource)
+                } else {
+                    self.parse_create_sink(replace).map(Statement::CreateSink)
+                };
+            }
+        }
+        if self.peek_word(0, "DROP")
+            && (self.peek_word(1, "SOURCE") || self.peek_word(1, "SINK"))
+        {
+            self.parser.next_token();
+            let kind = self.parser.next_token().token.to_string().to_ascii_lowercase();
+            let if_exists = self.parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+            let name = self.parser.parse_identifier()?.value;
+            return Ok(Statement::Drop { kind, name, if_exists });
+        }
+        match self.parser.parse_statement()? {
+            ast::Statement::Query(query) => Ok(Statement::Query(query)),
+            ast::Statement::CreateView(view) => {
+                Ok(Statement::CreateView(CreateView {
+                    name: view.name,
+                    query: view.query,
+                    or_replace: view.or_replace,
+                }))
+            }
+            ast::Statement::Drop { object_type: ast::ObjectType::View, if_exists, names, .. } => {
+                let name = names.first().map(|n| n.to_string()).unwrap_or_default();
+                Ok(Statement::Drop { kind: "view".into(), name, if_exists })
+            }
+            other => Err(ParserError::ParserError(format!(
+                "Expected: CREATE SOURCE, CREATE SINK, CREATE VIEW, SELECT or EXPLAIN, found: {}",
+                first_words(&other.to_string())
+            ))),
+        }
+    }
+
+    fn parse_create_source(&mut self, or_replace: bool) -> Result<CreateSource, ParserError> {
+        let name = self.parser.parse_identifier()?;
+        self.parser.expect_token(&Token::LParen)?;
+        let mut columns = Vec::new();
+        let mut watermark = None;
+        loop {
+            if self.peek_word(0, "WATERMARK") {
+                self.parser.next_token();
+                self.parser.expect_keyword(Keyword::FOR)?;
+                let column = self.parser.parse_identifier()?;
+                self.parser.expect_keyword(Keyword::AS)?;
+                let expr = self.parser.parse_expr()?;
+                watermark = Some(WatermarkDef { column, expr });
+            } else {
+                columns.push(self.parser.parse_column_def()?);
+            }
+            if !self.parser.consume_token(&Token::Comma) {
+                break;
+            }
+        }
+        self.parser.expect_token(&Token::RParen)?;
+        let options = self.parse_with_options()?;
+        Ok(CreateSource { name, columns, watermark, options, or_replace })
+    }
+
+    fn parse_create_sink(&mut self, or_replace: bool) -> Result<CreateSink, ParserError> {
+        let name = self.parser.parse_identifier()?;
+        let options = if self.parser.peek_keyword(Keyword::WITH) {
+            self.parse_with_options()?
+        } else {
+            Options::default()
+        };
+        let query = if self.parser.parse_keyword(Keyword::AS) {
+            Some(self.parser.parse_query()?)
+        } else {
+            None
+        };
+        Ok(CreateSink { name, options, query, or_replace })
+    }
+
+    /// `WITH ( key = value, ... )` where a key is a word, dotted words or a quoted string and
+    /// a value a string, number or word.
+    fn parse_with_options(&mut self) -> Result<Options, ParserError> {
+        self.parser.expect_keyword(Keyword::WITH)?;
+        self.parser.expect_token(&Token::LParen)?;
+        let mut pairs = Vec::new();
+        loop {
+            let key = self.parse_option_key()?;
+            self.parser.expect_token(&Token::Eq)?;
+            let tok = self.parser.next_token();
+            let value = match &tok.token {
+                Token::SingleQuotedString(s) => s.clone(),
+                Token::Number(n, _) => n.clone(),
+                Token::Word(w) => w.value.clone(),
+                _ => return self.parser.expected("an option value ('text', number or word)", tok),
+            };
+            pairs.push((key, value));
+            if !self.parser.consume_token(&Token::Comma) {
+                break;
+            }
+        }
+        self.parser.expect_token(&Token::RParen)?;
+        Ok(Options::new(pairs))
+    }
+
+    fn parse_option_key(&mut self) -> Result<String, ParserError> {
+        let tok = self.parser.next_token();
+        match tok.token {
+            Token::SingleQuotedString(s) => Ok(s),
+            Token::Word(w) => {
+                let mut key = w.value;
+                while self.parser.consume_token(&Token::Period) {
+                    key.push('.');
+                    key.push_str(&self.parser.parse_identifier()?.value);
+                }
+                Ok(key)
+            }
+            _ => self.parser.expected("an option name", tok),
+        }
+    }
+
+    /// True when the `n`th next token is the unquoted word `word`.
+    fn peek_word(&self, n: usize, word: &str) -> bool {
+        match self.parser.peek_nth_token(n).token {
+            Token::Word(w) => w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word),
+            _ => false,
+        }
+    }
+}
+
+fn at(tok: &TokenWithSpan) -> String {
+    format!(" at Line: {}, Column: {}", tok.span.start.line, tok.span.start.column)
+}
+
+fn first_words(sql: &str) -> String {
+    sql.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+}
+
+/// Byte offset of a 1-based line/column position.
+fn offset_of(sql: &str, line: u64, column: u64) -> usize {
+    let mut offset = 0;
+    for (i, text) in sql.split_inclusive('\n').enumerate() {
+        if i as u64 + 1 == line {
+            return offset
+                + text.char_indices().nth(column.saturating_sub(1) as usize).map_or(text.len(), |(b, _)| b);
+        }
+        offset += text.len();
+    }
+    sql.len()
+}
+
+/// Turns sqlparser's "... at Line: L, Column: C" message into a positioned [`SqlError`].
+pub(crate) fn parser_error(e: ParserError) -> Error {
+    let text = match e {
+        ParserError::ParserError(s) | ParserError::TokenizerError(s) => s,
+        ParserError::RecursionLimitExceeded => "statement nests too deeply".to_string(),
+    };
+    let (message, location) = match text.rfind(" at Line: ") {
+        Some(pos) => (text[..pos].to_string(), parse_line_column(&text[pos..])),
+        None => (text, None),
+    };
+    let message = message.replace("Expected: ", "expected ").replace(", found: ", ", found ");
+    Error::Sql(SqlError::new(message, location))
+}
+
+fn parse_line_column(tail: &str) -> Option<Location> {
+    let mut numbers = tail
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<u64>());
+    let line = numbers.next()?.ok()?;
+    let column = numbers.next()?.ok()?;
+    Some(Location { line, column })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_create_source_with_watermark_and_options() {
+        let sql = "CREATE SOURCE s (id TEXT, ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)\n\
+                   WITH (connector = 'file', path = 'x.jsonl', 'properties.a.b' = 1);";
+        let stmts = StreamParser::parse_sql(sql).unwrap();
+        let Statement::CreateSource(src) = &stmts[0].statement else { panic!() };
+        assert_eq!(src.name.value, "s");
+        assert_eq!(src.columns.len(), 2);
+        assert_eq!(src.watermark.as_ref().unwrap().column.value, "ts");
+        assert_eq!(src.options.get("path"), Some("x.jsonl"));
+        assert_eq!(src.options.get("properties.a.b"), Some("1"));
+    }
+
+    #[test]
+    fn splits_statements_and_keeps_their_text_and_position() {
+        let sql = "CREATE VIEW v AS SELECT 1;\n  SELECT * FROM v;";
+        let stmts = StreamParser::parse_sql(sql).unwrap();
+        assert_eq!(stmts.len(), 2);
+        assert_eq!(stmts[1].sql, "SELECT * FROM v");
+        assert_eq!(stmts[1].location, Location { line: 2, column: 3 });
+        assert!(matches!(stmts[0].statement, Statement::CreateView(_)));
+    }
+
+    #[test]
+    fn sink_without_query_is_a_declaration() {
+        let stmts = StreamParser::parse_sql("CREATE SINK late WITH (connector = 'stdout')").unwrap();
+        let Statement::CreateSink(sink) = &stmts[0].statement else { panic!() };
+        assert!(sink.query.is_none());
+    }
+
+    #[test]
+    fn errors_name_line_column_and_expectation() {
+        let err = StreamParser::parse_sql("SELECT (1 +\n) FROM t").unwrap_err();
+        let sql = err.as_sql().unwrap();
+        assert_eq!(sql.location, Some(Location { line: 2, column: 1 }));
+        assert!(sql.message.contains("expected"), "{}", sql.message);
+    }
+
+    #[test]
+    fn bad_option_value_is_reported_at_its_token() {
+        let err = StreamParser::parse_sql("CREATE SINK k WITH (connector = ,)").unwrap_err();
+        let sql = err.as_sql().unwrap();
+        assert_eq!(sql.location, Some(Location { line: 1, column: 33 }));
+    }
+}

@@ -1,0 +1,97 @@
+//! Event time: timestamps, watermarks and window arithmetic.
+//!
+//! Time is `i64` nanoseconds since the Unix epoch in UTC, the representation of Arrow's
+//! `Timestamp(Nanosecond, None)`, which is what SQL `TIMESTAMP` columns are.
+
+use std::time::Duration;
+
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+
+/// Nanoseconds since the epoch, UTC.
+pub type Timestamp = i64;
+
+/// The watermark before any event: nothing is known yet.
+pub const WATERMARK_MIN: Timestamp = i64::MIN;
+
+/// The watermark at the end of a bounded input: every window is complete.
+pub const WATERMARK_MAX: Timestamp = i64::MAX;
+
+/// The Arrow type of every event-time column inside the engine.
+pub const TIMESTAMP_TYPE: DataType = DataType::Timestamp(TimeUnit::Nanosecond, None);
+
+/// Renders a timestamp (or the two watermark sentinels) for humans.
+pub fn format_timestamp(ts: Timestamp) -> String {
+    match ts {
+        WATERMARK_MIN => "-inf".to_string(),
+        WATERMARK_MAX => "+inf".to_string(),
+        _ => datafusion::common::ScalarValue::TimestampNanosecond(Some(ts), None).to_string(),
+    }
+}
+
+/// A window assignment: tumbling when `slide == size`, hopping otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowSpec {
+    /// Window length in nanoseconds.
+    pub size: i64,
+    /// Distance between window starts in nanoseconds.
+    pub slide: i64,
+}
+
+impl WindowSpec {
+    /// A tumbling window of `size`.
+    pub fn tumbling(size: Duration) -> Self {
+        let size = size.as_nanos() as i64;
+        Self { size, slide: size }
+    }
+
+    /// A hopping window of `size` starting every `slide`.
+    pub fn hopping(slide: Duration, size: Duration) -> Self {
+        Self { size: size.as_nanos() as i64, slide: slide.as_nanos() as i64 }
+    }
+
+    /// True for tumbling windows.
+    pub fn is_tumbling(&self) -> bool {
+        self.size == self.slide
+    }
+
+    /// How many windows each event belongs to.
+    pub fn windows_per_event(&self) -> i64 {
+        self.size / self.slide
+    }
+
+    /// Start of the latest window that contains `ts`.
+    pub fn last_start(&self, ts: Timestamp) -> Timestamp {
+        ts - ts.rem_euclid(self.slide)
+    }
+
+    /// End of the latest window that contains `ts`: once the watermark passes it, every window
+    /// of the event has been emitted.
+    pub fn last_end(&self, ts: Timestamp) -> Timestamp {
+        self.last_start(ts).saturating_add(self.size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000_000_000;
+
+    #[test]
+    fn tumbling_windows_align_to_the_epoch_even_before_it() {
+        let w = WindowSpec::tumbling(Duration::from_secs(60));
+        assert_eq!(w.last_start(0), 0);
+        assert_eq!(w.last_start(MIN - 1), 0);
+        assert_eq!(w.last_start(MIN), MIN);
+        assert_eq!(w.last_start(-1), -MIN);
+        assert_eq!(w.last_end(-1), 0);
+    }
+
+    #[test]
+    fn hopping_window_count_and_last_window() {
+        let w = WindowSpec::hopping(Duration::from_secs(60), Duration::from_secs(300));
+        assert_eq!(w.windows_per_event(), 5);
+        assert_eq!(w.last_start(MIN + 5), MIN);
+        assert_eq!(w.last_end(MIN + 5), 6 * MIN);
+    }
+}

@@ -1,0 +1,29 @@
+-- profile: demo
+-- description: Generated events paced in real time; alerts printed on the terminal.
+--   `vigil demo` runs this profile with every rule in queries/.
+
+CREATE SOURCE sensors (
+    sensor_id TEXT, temperature DOUBLE, humidity DOUBLE, ts TIMESTAMP,
+    WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
+) WITH (connector = 'generator', kind = 'sensors', rate = '20', keys = '5', anomaly_ratio = '0.05');
+
+CREATE SOURCE payments (
+    account_id BIGINT, amount DOUBLE, ts TIMESTAMP,
+    WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
+) WITH (connector = 'generator', kind = 'payments', rate = '5', keys = '10');
+
+CREATE SOURCE dues (
+    account_id BIGINT, amount DOUBLE, ts TIMESTAMP,
+    WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
+) WITH (connector = 'generator', kind = 'dues', rate = '5', keys = '10', anomaly_ratio = '0.1');
+
+CREATE SOURCE logins (
+    user_id TEXT, event_type TEXT, ip TEXT, ts TIMESTAMP,
+    WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
+) WITH (connector = 'generator', kind = 'logins', rate = '20', keys = '30', anomaly_ratio = '0.02');
+
+CREATE SINK sensor_alerts WITH (connector = 'stdout', title = 'sensor_alerts (sensor_threshold.sql)');
+CREATE SINK sensor_stats_1m WITH (connector = 'stdout', title = 'sensor_stats_1m (sensor_windows.sql)');
+CREATE SINK sensor_stats_5m WITH (connector = 'stdout', title = 'sensor_stats_5m (sensor_windows.sql)');
+CREATE SINK payment_due_alerts WITH (connector = 'stdout', title = 'payment_due_alerts (payment_due.sql)');
+CREATE SINK brute_force_alerts WITH (connector = 'stdout', title = 'brute_force_alerts (brute_force.sql)');

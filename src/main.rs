@@ -1,0 +1,190 @@
+//! `vigil`: run, explain and demo anomaly rules written in SQL.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use vigil_connectors::stdout::{StdoutFormat, StdoutSink};
+use vigil_engine::runtime::RunningQuery;
+use vigil_engine::sql::{Statement, StreamParser};
+use vigil_engine::{Engine, EngineConfig, StatementOutcome};
+
+mod demo;
+
+#[derive(Parser)]
+#[command(name = "vigil", version, about = "Streaming SQL engine for anomaly rules")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run SQL files in order: declare sources and sinks, start every rule, stream until the
+    /// sources end or Ctrl-C.
+    Run {
+        /// SQL files; put source and sink declarations (a profile) before the rules.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print bare SELECT results as JSON lines instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Rows per batch read from sources.
+        #[arg(long, default_value_t = 8192)]
+        batch_size: usize,
+    },
+    /// Print the operator graph of every query in the files, without running anything.
+    Explain {
+        /// SQL files, profile first.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run the rules shipped in queries/ on generated events and print alerts as they fire.
+    Demo {
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run { files, json, batch_size } => {
+            let mut engine = Engine::with_config(vigil_connectors::registry(), EngineConfig { batch_size, ..EngineConfig::default() });
+            let format = if json { StdoutFormat::Json } else { StdoutFormat::Table };
+            let mut queries = Vec::new();
+            for file in &files {
+                let sql = read(file)?;
+                queries.extend(execute_file(&mut engine, &file.display().to_string(), &sql, format).await?);
+            }
+            if queries.is_empty() {
+                bail!("the files declare no query: add a CREATE SINK ... AS SELECT or a SELECT");
+            }
+            supervise(queries, None).await
+        }
+        Command::Explain { files } => {
+            let mut engine = Engine::new(vigil_connectors::registry());
+            for file in &files {
+                let sql = read(file)?;
+                explain_file(&mut engine, &file.display().to_string(), &sql).await?;
+            }
+            Ok(())
+        }
+        Command::Demo { seconds } => demo::run(seconds.map(Duration::from_secs)).await,
+    }
+}
+
+fn read(path: &PathBuf) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Executes a file's statements; returns the queries it started, named.
+pub(crate) async fn execute_file(
+    engine: &mut Engine,
+    file: &str,
+    sql: &str,
+    format: StdoutFormat,
+) -> Result<Vec<(String, RunningQuery)>> {
+    let statements = StreamParser::parse_sql(sql).map_err(|e| report(e, file, sql))?;
+    let mut started = Vec::new();
+    for statement in statements {
+        let outcome = engine.execute_statement(statement).await.map_err(|e| report(e, file, sql))?;
+        match outcome {
+            StatementOutcome::SinkStarted { name, query } => started.push((name, query)),
+            StatementOutcome::Query(planned) => {
+                let label = first_line(&planned.sql);
+                let query = engine.start(planned, Box::new(StdoutSink::new(format)))?;
+                started.push((label, query));
+            }
+            StatementOutcome::Explain(graph) => println!("{graph}"),
+            StatementOutcome::Created { .. } | StatementOutcome::Dropped { .. } | StatementOutcome::SinkPlanned { .. } => {}
+        }
+    }
+    Ok(started)
+}
+
+async fn explain_file(engine: &mut Engine, file: &str, sql: &str) -> Result<()> {
+    let statements = StreamParser::parse_sql(sql).map_err(|e| report(e, file, sql))?;
+    for mut statement in statements {
+        let label = match &statement.statement {
+            Statement::CreateSink(s) if s.query.is_some() => Some(format!("sink {}", s.name.value)),
+            Statement::Query(_) => Some(first_line(&statement.sql)),
+            _ => None,
+        };
+        if let Some(label) = &label {
+            statement.statement = Statement::Explain(Box::new(statement.statement));
+            println!("-- {file}: {label}");
+        }
+        if let StatementOutcome::Explain(graph) = engine.execute_statement(statement).await.map_err(|e| report(e, file, sql))? {
+            println!("{graph}");
+        }
+    }
+    Ok(())
+}
+
+fn first_line(sql: &str) -> String {
+    let line = sql.lines().next().unwrap_or_default();
+    if line.len() > 60 { format!("{}...", &line[..60]) } else { line.to_string() }
+}
+
+/// Renders an engine error for the terminal, with the file, the line and a caret.
+pub(crate) fn report(e: vigil_engine::Error, file: &str, sql: &str) -> anyhow::Error {
+    match e.in_file(file) {
+        vigil_engine::Error::Sql(sql_error) => anyhow::anyhow!("{}", sql_error.render(sql).trim_end()),
+        other => anyhow::anyhow!("{file}: {other}"),
+    }
+}
+
+/// Waits for every query to end; Ctrl-C (or the time limit) stops them gracefully.
+pub(crate) async fn supervise(queries: Vec<(String, RunningQuery)>, limit: Option<Duration>) -> Result<()> {
+    let stop_all = |queries: &[(String, RunningQuery)]| queries.iter().for_each(|(_, q)| q.stop());
+    let deadline = async {
+        match limit {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let all_done = async {
+        while !queries.iter().all(|(_, q)| q.is_finished()) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::select! {
+        _ = all_done => {}
+        _ = tokio::signal::ctrl_c() => { eprintln!("stopping..."); stop_all(&queries) }
+        _ = deadline => stop_all(&queries),
+    }
+    let mut failed = false;
+    for (name, query) in queries {
+        let metrics = query.metrics().snapshot();
+        if let Err(e) = query.wait().await {
+            eprintln!("{name}: {e}");
+            failed = true;
+        } else if metrics.late_events > 0 || metrics.dead_letters > 0 {
+            eprintln!("{name}: {} late events, {} dead letters", metrics.late_events, metrics.dead_letters);
+        }
+    }
+    if failed {
+        bail!("a query failed");
+    }
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! [`StreamDb`]: the sqllogictest adapter, and [`run_to_completion`].
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::{cast, concat_batches};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::prelude::SessionContext;
+use sqllogictest::{DBOutput, DefaultColumnType};
+use vigil_engine::operators::Message;
+use vigil_engine::plan::OperatorGraph;
+use vigil_engine::runtime::{GraphExecutor, OutputPort};
+use vigil_engine::sql::StreamParser;
+use vigil_engine::{Engine, EngineConfig, PlannedQuery, StatementOutcome};
+
+use crate::format::format_rows;
+
+/// The workspace root, where `queries/` lives.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_path_buf()
+}
+
+/// Input events in arrival order: (source name, rows).
+#[derive(Debug, Clone, Default)]
+pub struct Script {
+    entries: Vec<(String, RecordBatch)>,
+}
+
+impl Script {
+    /// Appends rows of `source`.
+    pub fn push(&mut self, source: &str, rows: RecordBatch) {
+        self.entries.push((source.to_string(), rows));
+    }
+
+    /// The same rows and order, cut into batches of `batch_size` (consecutive rows of one
+    /// source are joined first, so batches may span inserts).
+    pub fn rechunk(&self, batch_size: usize) -> Vec<(String, RecordBatch)> {
+        let mut runs: Vec<(String, Vec<RecordBatch>)> = Vec::new();
+        for (source, rows) in &self.entries {
+            match runs.last_mut() {
+                Some((s, batches)) if s == source => batches.push(rows.clone()),
+                _ => runs.push((source.clone(), vec![rows.clone()])),
+            }
+        }
+        let mut out = Vec::new();
+        for (source, batches) in runs {
+            let all = concat_batches(&batches[0].schema(), &batches).expect("one source, one schema");
+            let mut offset = 0;
+            while offset < all.num_rows() {
+                let len = batch_size.min(all.num_rows() - offset);
+                out.push((source.clone(), all.slice(offset, len)));
+                offset += len;
+            }
+        }
+        out
+    }
+}
+
+/// What a run produced: the result rows and the late rows per late-events sink.
+pub struct RunOutput {
+    /// Result rows (with `op` first for updating queries).
+    pub rows: Vec<RecordBatch>,
+    /// Late rows by sink name.
+    pub late: HashMap<String, Vec<RecordBatch>>,
+}
+
+/// Runs a planned query over the script to the end of input, deterministically.
+pub fn run_to_completion(graph: OperatorGraph, script: &Script, batch_size: usize) -> vigil_engine::Result<RunOutput> {
+    let mut outputs = vec![OutputPort { node: graph.output, port: vigil_engine::operators::MAIN_PORT }];
+    let late_names: Vec<String> = graph.late_outputs.iter().map(|l| l.sink.name.clone()).collect();
+    outputs.extend(graph.late_outputs.iter().map(|l| OutputPort { node: l.node, port: vigil_engine::operators::LATE_PORT }));
+    let source_names: Vec<String> = graph.sources.iter().map(|s| s.def.name.clone()).collect();
+    let updating = graph.updating;
+    let mut executor = GraphExecutor::new(graph, outputs);
+    let mut result = RunOutput { rows: Vec::new(), late: HashMap::new() };
+    let collect = |emitted: Vec<(usize, Message)>, result: &mut RunOutput| -> vigil_engine::Result<()> {
+        for (index, message) in emitted {
+            if let Message::Batch(batch) = message {
+                if index == 0 {
+                    result.rows.push(batch.into_output(updating)?);
+                } else {
+                    result.late.entry(late_names[index - 1].clone()).or_default().push(batch.rows);
+                }
+            }
+        }
+        Ok(())
+    };
+    for (source, rows) in script.rechunk(batch_size) {
+        for (i, name) in source_names.iter().enumerate() {
+            if *name == source && !executor.output_ended(0) {
+                let emitted = executor.push_source(i, Message::Batch(vigil_engine::ChangeBatch::inserts(rows.clone())))?;
+                collect(emitted, &mut result)?;
+            }
+        }
+    }
+    for i in 0..source_names.len() {
+        let emitted = executor.end_source(i)?;
+        collect(emitted, &mut result)?;
+    }
+    Ok(result)
+}
+
+/// A sqllogictest database over a Vigil engine with scripted inputs.
+pub struct StreamDb {
+    engine: Engine,
+    script: Script,
+    batch_size: usize,
+    sinks: HashMap<String, PlannedQuery>,
+    late: HashMap<String, Vec<RecordBatch>>,
+    values: SessionContext,
+}
+
+/// Errors of the harness.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// From the engine.
+    #[error("{0}")]
+    Engine(String),
+    /// From the harness itself.
+    #[error("{0}")]
+    Harness(String),
+}
+
+fn engine_err(e: vigil_engine::Error) -> HarnessError {
+    HarnessError::Engine(e.to_string())
+}
+
+impl StreamDb {
+    /// A fresh database whose inputs are cut into batches of `batch_size`.
+    pub fn new(batch_size: usize) -> Self {
+        let config = EngineConfig { batch_size, start_queries: false };
+        Self {
+            engine: Engine::with_config(vigil_connectors::registry(), config),
+            script: Script::default(),
+            batch_size,
+            sinks: HashMap::new(),
+            late: HashMap::new(),
+            values: SessionContext::new(),
+        }
+    }
+
+    async fn insert(&mut self, sql: &str) -> Result<(), HarnessError> {
+        // INSERT INTO name VALUES ...: DataFusion evaluates the VALUES, cast to the source.
+        let rest = sql.trim_start()[6..].trim_start();
+        let rest = rest.strip_prefix("INTO").or_else(|| rest.strip_prefix("into")).unwrap_or(rest).trim_start();
+        let (name, values) = rest.split_once(char::is_whitespace).ok_or_else(|| HarnessError::Harness("INSERT INTO name VALUES ...".into()))?;
+        let name = name.to_ascii_lowercase();
+        let schema = self
+            .engine
+            .catalog()
+            .sources()
+            .get(&name)
+            .map(|s| Arc::clone(&s.schema))
+            .ok_or_else(|| HarnessError::Harness(format!("no source named '{name}'")))?;
+        let batches = self.values.sql(values.trim()).await.map_err(|e| HarnessError::Harness(e.to_string()))?;
+        let batches = batches.collect().await.map_err(|e| HarnessError::Harness(e.to_string()))?;
+        for batch in batches {
+            self.script.push(&name, cast_to(&batch, &schema)?);
+        }
+        Ok(())
+    }
+
+    async fn load(&mut self, path: &str) -> Result<(), HarnessError> {
+        let file = workspace_root().join(path);
+        let sql = std::fs::read_to_string(&file).map_err(|e| HarnessError::Harness(format!("{}: {e}", file.display())))?;
+        self.execute(&sql).await.map_err(|e| HarnessError::Engine(format!("{path}: {e}")))?;
+        Ok(())
+    }
+
+    async fn execute(&mut self, sql: &str) -> Result<Option<Vec<Vec<String>>>, HarnessError> {
+        let statements = StreamParser::parse_sql(sql).map_err(engine_err)?;
+        let mut rows = None;
+        for statement in statements {
+            match self.engine.execute_statement(statement).await.map_err(engine_err)? {
+                StatementOutcome::SinkPlanned { name, query } => {
+                    self.sinks.insert(name, query);
+                }
+                StatementOutcome::Query(query) => rows = Some(self.run(query.graph)?),
+                StatementOutcome::Explain(text) => rows = Some(text.lines().map(|l| vec![l.to_string()]).collect()),
+                _ => {}
+            }
+        }
+        Ok(rows)
+    }
+
+    fn run(&mut self, graph: OperatorGraph) -> Result<Vec<Vec<String>>, HarnessError> {
+        let out = run_to_completion(graph, &self.script, self.batch_size).map_err(engine_err)?;
+        self.late = out.late;
+        Ok(format_rows(&out.rows))
+    }
+
+    async fn results(&mut self, name: &str) -> Result<Vec<Vec<String>>, HarnessError> {
+        if let Some(query) = self.sinks.get(name) {
+            // Plan again: operators are stateful, and a sink may be read more than once.
+            let planned = self.engine.plan(&query.sql).await;
+            let graph = match planned {
+                Ok(p) => p.graph,
+                Err(e) => return Err(engine_err(e)),
+            };
+            return self.run(graph);
+        }
+        if let Some(rows) = self.late.get(name) {
+            return Ok(format_rows(rows));
+        }
+        if self.engine.catalog().sinks().contains_key(name) {
+            return Ok(Vec::new());
+        }
+        Err(HarnessError::Harness(format!("no sink named '{name}'")))
+    }
+}
+
+fn cast_to(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, HarnessError> {
+    if batch.num_columns() != schema.fields().len() {
+        return Err(HarnessError::Harness(format!(
+            "INSERT gives {} values per row; the source has {} columns",
+            batch.num_columns(),
+            schema.fields().len()
+        )));
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| cast(c, f.data_type()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| HarnessError::Harness(e.to_string()))?;
+    RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| HarnessError::Harness(e.to_string()))
+}
+
+fn strip_command<'a>(sql: &'a str, command: &str) -> Option<&'a str> {
+    let trimmed = sql.trim().trim_end_matches(';').trim();
+    let head = trimmed.get(..command.len())?;
+    head.eq_ignore_ascii_case(command).then(|| trimmed[command.len()..].trim())
+}
+
+#[async_trait]
+impl sqllogictest::AsyncDB for StreamDb {
+    type Error = HarnessError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, HarnessError> {
+        let statement_ok = Ok(DBOutput::StatementComplete(0));
+        if let Some(rest) = strip_command(sql, "SET batch_size") {
+            let n = rest.trim_start_matches('=').trim();
+            self.batch_size = n.parse().map_err(|_| HarnessError::Harness(format!("bad batch size '{n}'")))?;
+            return statement_ok;
+        }
+        if strip_command(sql, "CLEAR INPUTS").is_some() {
+            self.script = Script::default();
+            return statement_ok;
+        }
+        if strip_command(sql, "INSERT").is_some() {
+            self.insert(sql.trim().trim_end_matches(';')).await?;
+            return statement_ok;
+        }
+        if let Some(path) = strip_command(sql, "LOAD") {
+            self.load(path.trim_matches('\'')).await?;
+            return statement_ok;
+        }
+        let rows = match strip_command(sql, "RESULTS") {
+            Some(name) => Some(self.results(&name.to_ascii_lowercase()).await?),
+            None => self.execute(sql).await?,
+        };
+        match rows {
+            None => statement_ok,
+            Some(rows) => {
+                let width = rows.first().map_or(1, Vec::len);
+                Ok(DBOutput::Rows { types: vec![DefaultColumnType::Any; width], rows })
+            }
+        }
+    }
+
+    fn engine_name(&self) -> &str {
+        "vigil"
+    }
+
+    async fn shutdown(&mut self) {}
+}

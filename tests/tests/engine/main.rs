@@ -1,0 +1,3 @@
+//! Engine tests in Rust: the payment-due example and the runtime with real connectors.
+
+mod payment_due;
