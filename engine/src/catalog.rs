@@ -13,7 +13,8 @@ use datafusion::datasource::{TableType, ViewTable};
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::logical_expr::{Expr, LogicalPlan};
-use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+use datafusion::optimizer::Optimizer;
+use datafusion::optimizer::simplify_expressions::{ExprSimplifier, SimplifyExpressions};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{self, helpers::stmt_create_table::CreateTableBuilder, ObjectName};
@@ -230,10 +231,17 @@ impl Catalog {
         self.analyze(plan).map_err(|e| from_datafusion(e, location))
     }
 
-    /// Runs DataFusion's analyzer (type coercion and friends) over a plan.
+    /// Runs DataFusion's analyzer (type coercion and friends) and expression simplification
+    /// (which physical planning relies on, e.g. to turn `coalesce` into CASE) over a plan.
+    ///
+    /// The rest of DataFusion's optimizer is left out on purpose: rules such as
+    /// `SingleDistinctToGroupBy` rewrite aggregates into shapes that are only right for
+    /// bounded input.
     pub(crate) fn analyze(&self, plan: LogicalPlan) -> std::result::Result<LogicalPlan, DataFusionError> {
         let state = self.ctx.state();
-        state.analyzer().execute_and_check(plan, state.config_options(), |_, _| {})
+        let plan = state.analyzer().execute_and_check(plan, state.config_options(), |_, _| {})?;
+        let simplify = Optimizer::with_rules(vec![Arc::new(SimplifyExpressions::new())]);
+        simplify.optimize(plan, &state, |_, _| {})
     }
 
     async fn columns_schema(&self, columns: &[ast::ColumnDef], location: Location) -> Result<SchemaRef> {
@@ -256,7 +264,8 @@ impl Catalog {
         let simplifier = ExprSimplifier::new(datafusion::optimizer::simplify_expressions::SimplifyContext::builder()
             .with_schema(Arc::new(df_schema.clone()))
             .build());
-        simplifier.coerce(planned, &df_schema).map_err(|e| from_datafusion(e, location))
+        let coerced = simplifier.coerce(planned, &df_schema).map_err(|e| from_datafusion(e, location))?;
+        simplifier.simplify(coerced).map_err(|e| from_datafusion(e, location))
     }
 }
 
