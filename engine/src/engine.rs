@@ -225,7 +225,7 @@ impl Engine {
         }
     }
 
-    /// Plans a query given as SQL text.
+    /// Plans a query given as SQL text (a SELECT, or the query of a `CREATE SINK ... AS`).
     pub async fn plan(&self, sql: &str) -> Result<PlannedQuery> {
         let mut statements = StreamParser::parse_sql(sql)?;
         if statements.len() != 1 {
@@ -233,8 +233,10 @@ impl Engine {
         }
         let parsed = statements.remove(0);
         let location = parsed.location;
-        let Statement::Query(query) = parsed.statement else {
-            return Err(at_statement(Error::Plan("expected a query (SELECT ...)".into()), location));
+        let query = match parsed.statement {
+            Statement::Query(query) => query,
+            Statement::CreateSink(sink) if sink.query.is_some() => sink.query.expect("checked by the guard"),
+            _ => return Err(at_statement(Error::Plan("expected a query (SELECT ...)".into()), location)),
         };
         let plan = self.catalog.plan_query(&query, location).await?;
         let graph = lower_query(&self.catalog, &plan).map_err(|e| at_statement(e, location))?;

@@ -230,6 +230,22 @@ fn cast_to(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Harne
     RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| HarnessError::Harness(e.to_string()))
 }
 
+/// Applies a changelog (first column `+I`, `-U`, `+U` or `-D`) and returns the rows it
+/// leaves, sorted: the result a consumer of the changelog ends up with.
+fn materialize(changes: Vec<Vec<String>>) -> Vec<Vec<String>> {
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for mut change in changes {
+        let op = change.remove(0);
+        if op.starts_with('+') {
+            rows.push(change);
+        } else if let Some(pos) = rows.iter().position(|r| *r == change) {
+            rows.remove(pos);
+        }
+    }
+    rows.sort();
+    rows
+}
+
 fn strip_command<'a>(sql: &'a str, command: &str) -> Option<&'a str> {
     let trimmed = sql.trim().trim_end_matches(';').trim();
     let head = trimmed.get(..command.len())?;
@@ -260,9 +276,12 @@ impl sqllogictest::AsyncDB for StreamDb {
             self.load(path.trim_matches('\'')).await?;
             return statement_ok;
         }
-        let rows = match strip_command(sql, "RESULTS") {
-            Some(name) => Some(self.results(&name.to_ascii_lowercase()).await?),
-            None => self.execute(sql).await?,
+        let rows = if let Some(name) = strip_command(sql, "RESULTS") {
+            Some(self.results(&name.to_ascii_lowercase()).await?)
+        } else if let Some(query) = strip_command(sql, "MATERIALIZE") {
+            self.execute(query).await?.map(materialize)
+        } else {
+            self.execute(sql).await?
         };
         match rows {
             None => statement_ok,

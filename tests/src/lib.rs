@@ -10,9 +10,13 @@
 //! | `LOAD 'queries/rule.sql'` | runs a rule file (paths from the workspace root); its sinks are planned, not started |
 //! | `RESULTS name` | runs sink `name`'s query over the inputs; a late-events sink shows the late rows of the last run |
 //! | `CLEAR INPUTS` | forgets every input event |
+//! | `MATERIALIZE query` | runs an updating query and applies its changelog: the final rows, sorted |
 //!
 //! A `query` over the inputs runs to the end of input: the watermark then jumps to +inf and
 //! every window is emitted. Updating queries print the change kind (`+I -U +U -D`) first.
+//! An updating query folds the changes a batch makes to one group into one update, so its
+//! raw changelog depends on batch size: files that pin a changelog `SET batch_size = 1`,
+//! and `MATERIALIZE` checks the final result at every batch size.
 
 mod format;
 mod harness;

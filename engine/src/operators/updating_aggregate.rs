@@ -1,7 +1,8 @@
 //! [`UpdatingAggregate`]: GROUP BY without a window, whose output is a changelog.
 
 use std::collections::HashMap;
-use datafusion::arrow::array::{Array, ArrayRef, Int8Array, UInt32Array};
+use datafusion::arrow::array::{Array, ArrayRef, Int8Array, UInt32Array, new_null_array};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
@@ -39,7 +40,11 @@ impl UpdatingAggregate {
     /// An updating aggregate over `input_schema`.
     pub fn try_new(spec: AggregateSpec, input_schema: &SchemaRef) -> Result<Self> {
         let key_schema = spec.key_schema(input_schema)?;
-        let fields = key_schema.fields().iter().map(|f| SortField::new(f.data_type().clone())).collect();
+        let mut fields: Vec<SortField> = key_schema.fields().iter().map(|f| SortField::new(f.data_type().clone())).collect();
+        if fields.is_empty() {
+            // A global aggregate: one group, keyed by a constant column the output ignores.
+            fields.push(SortField::new(DataType::Boolean));
+        }
         let converter = RowConverter::new(fields)?;
         if let Some(call) = spec.calls.iter().find(|c| c.filter.is_some()) {
             return Err(Error::Unsupported(format!(
@@ -88,7 +93,11 @@ impl Operator for UpdatingAggregate {
 
     fn on_batch(&mut self, batch: ChangeBatch, ctx: &mut Context) -> Result<()> {
         let n = batch.num_rows();
-        let keys = self.spec.evaluate_keys(&batch.rows)?;
+        let keys = if self.spec.keys.is_empty() {
+            vec![new_null_array(&DataType::Boolean, n)]
+        } else {
+            self.spec.evaluate_keys(&batch.rows)?
+        };
         let args = self.spec.evaluate_args(&batch.rows)?;
         let rows = self.converter.convert_columns(&keys)?;
 
