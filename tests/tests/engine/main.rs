@@ -1,3 +1,4 @@
 //! Engine tests in Rust: the payment-due example and the runtime with real connectors.
 
+mod oracle;
 mod payment_due;
