@@ -337,7 +337,7 @@ fn sql_error(message: String, location: Option<Location>) -> Error {
 /// Turns a DataFusion planning error into a positioned [`SqlError`], using its diagnostic
 /// span when it has one and the statement's start otherwise.
 pub(crate) fn from_datafusion(e: DataFusionError, fallback: Location) -> Error {
-    let e = e.find_root();
+    // The diagnostic wraps the error, so look for it before unwrapping to the root cause.
     if let Some(diag) = e.diagnostic() {
         let location = diag
             .span
@@ -350,5 +350,5 @@ pub(crate) fn from_datafusion(e: DataFusionError, fallback: Location) -> Error {
         }
         return Error::Sql(err);
     }
-    Error::Sql(SqlError::new(e.message().to_string(), Some(fallback)))
+    Error::Sql(SqlError::new(e.find_root().message().to_string(), Some(fallback)))
 }

@@ -103,6 +103,10 @@ impl FileSource {
         tracing::warn!(source = %self.ctx.name, file = %self.path.display(), line, error, "malformed record skipped");
         let Some(path) = &self.dead_letter_path else { return Ok(()) };
         if self.dead_letters.is_none() {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| ConnectorError::io(format!("creating '{}'", dir.display()), e))?;
+            }
             let file = File::create(path)
                 .map_err(|e| ConnectorError::io(format!("cannot create dead-letter file '{}'", path.display()), e))?;
             self.dead_letters = Some(file);

@@ -1,0 +1,142 @@
+//! End-to-end tests of the `vigil` binary: real files in, real files out.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn vigil(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vigil")).current_dir(dir).args(args).output().expect("vigil runs")
+}
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A scratch directory with the files profile's inputs.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vigil-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    for input in ["sensors", "payments", "dues", "logins"] {
+        std::fs::write(dir.join(format!("data/{input}.jsonl")), "").unwrap();
+    }
+    dir
+}
+
+fn profile() -> String {
+    workspace().join("queries/profiles/files.sql").display().to_string()
+}
+
+fn rule(name: &str) -> String {
+    workspace().join("queries").join(name).display().to_string()
+}
+
+#[test]
+fn run_writes_alerts_and_dead_letters_as_json_lines() {
+    let dir = scratch("threshold");
+    std::fs::write(
+        dir.join("data/sensors.jsonl"),
+        concat!(
+            "{\"sensor_id\":\"s1\",\"temperature\":36.5,\"humidity\":40,\"ts\":\"2024-01-01T00:00:01Z\"}\n",
+            "{\"sensor_id\":\"s2\",\"temperature\":21.0,\"humidity\":91,\"ts\":1704067202000}\n",
+            "{\"sensor_id\":\"s3\",\"temperature\":\"hot\",\"humidity\":40,\"ts\":\"2024-01-01T00:00:03Z\"}\n",
+            "{\"sensor_id\":\"s4\",\"temperature\":20.0,\"humidity\":40,\"ts\":\"2024-01-01T00:00:04Z\"}\n",
+            "not json at all\n",
+            "{\"sensor_id\":\"s5\",\"temperature\":2.0,\"humidity\":40,\"ts\":\"2024-01-01T00:00:05.123+01:00\"}\n",
+        ),
+    )
+    .unwrap();
+    let out = vigil(&dir, &["run", &profile(), &rule("sensor_threshold.sql")]);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+
+    let alerts = std::fs::read_to_string(dir.join("out/sensor_alerts.jsonl")).unwrap();
+    let expected = concat!(
+        "{\"sensor_id\":\"s1\",\"temperature\":36.5,\"humidity\":40.0,\"ts\":\"2024-01-01T00:00:01.000Z\",\"score\":3,\"level\":\"CRITICAL\",\"reasons\":[\"HIGH_TEMPERATURE\"],\"prediction\":\"ANOMALY_DETECTED\"}\n",
+        "{\"sensor_id\":\"s2\",\"temperature\":21.0,\"humidity\":91.0,\"ts\":\"2024-01-01T00:00:02.000Z\",\"score\":2,\"level\":\"WARNING\",\"reasons\":[\"HIGH_HUMIDITY\"],\"prediction\":\"WARNING_DETECTED\"}\n",
+        "{\"sensor_id\":\"s5\",\"temperature\":2.0,\"humidity\":40.0,\"ts\":\"2023-12-31T23:00:05.123Z\",\"score\":3,\"level\":\"CRITICAL\",\"reasons\":[\"LOW_TEMPERATURE\"],\"prediction\":\"ANOMALY_DETECTED\"}\n",
+    );
+    assert_eq!(alerts, expected);
+
+    let dead = std::fs::read_to_string(dir.join("out/dead_letters/sensors.jsonl")).unwrap();
+    let lines: Vec<&str> = dead.lines().collect();
+    assert_eq!(lines.len(), 2, "{dead}");
+    assert!(lines[0].contains("\"line\":3") && lines[0].contains("hot"), "{}", lines[0]);
+    assert!(lines[1].contains("\"line\":5") && lines[1].contains("not json at all"), "{}", lines[1]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2 dead letters"));
+}
+
+#[test]
+fn run_emits_every_window_at_the_end_of_bounded_input() {
+    let dir = scratch("windows");
+    let mut lines = String::new();
+    for (i, t) in [5, 30, 65, 70, 130].iter().enumerate() {
+        lines.push_str(&format!("{{\"sensor_id\":\"s1\",\"temperature\":{}.0,\"humidity\":50,\"ts\":{}}}\n", 20 + i, 1_704_067_200_000i64 + t * 1000));
+    }
+    std::fs::write(dir.join("data/sensors.jsonl"), lines).unwrap();
+    let out = vigil(&dir, &["run", &profile(), &rule("sensor_windows.sql")]);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let stats = std::fs::read_to_string(dir.join("out/sensor_stats_1m.jsonl")).unwrap();
+    assert_eq!(
+        stats,
+        concat!(
+            "{\"window_start\":\"2024-01-01T00:00:00.000Z\",\"window_end\":\"2024-01-01T00:01:00.000Z\",\"sensor_id\":\"s1\",\"readings\":2,\"avg_temperature\":20.5,\"max_temperature\":21.0}\n",
+            "{\"window_start\":\"2024-01-01T00:01:00.000Z\",\"window_end\":\"2024-01-01T00:02:00.000Z\",\"sensor_id\":\"s1\",\"readings\":2,\"avg_temperature\":22.5,\"max_temperature\":23.0}\n",
+            "{\"window_start\":\"2024-01-01T00:02:00.000Z\",\"window_end\":\"2024-01-01T00:03:00.000Z\",\"sensor_id\":\"s1\",\"readings\":1,\"avg_temperature\":24.0,\"max_temperature\":24.0}\n",
+        )
+    );
+    let hopping = std::fs::read_to_string(dir.join("out/sensor_stats_5m.jsonl")).unwrap();
+    assert_eq!(hopping.lines().count(), 7, "{hopping}");
+}
+
+#[test]
+fn updating_rule_writes_change_kinds() {
+    let dir = scratch("payments");
+    std::fs::write(dir.join("data/dues.jsonl"), "{\"account_id\":1,\"amount\":200,\"ts\":1}\n{\"account_id\":1,\"amount\":50,\"ts\":2}\n").unwrap();
+    std::fs::write(dir.join("data/payments.jsonl"), "").unwrap();
+    let out = vigil(&dir, &["run", "--batch-size", "1", &profile(), &rule("payment_due.sql")]);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let alerts = std::fs::read_to_string(dir.join("out/payment_due_alerts.jsonl")).unwrap();
+    assert_eq!(
+        alerts,
+        "{\"op\":\"+I\",\"account_id\":1,\"outstanding\":200.0}\n{\"op\":\"-U\",\"account_id\":1,\"outstanding\":200.0}\n{\"op\":\"+U\",\"account_id\":1,\"outstanding\":250.0}\n"
+    );
+}
+
+#[test]
+fn sql_errors_name_file_line_column_with_a_caret() {
+    let dir = scratch("errors");
+    std::fs::write(dir.join("broken.sql"), "CREATE SINK sensor_alerts AS\nSELECT sensor_id, (temperature FROM sensors;\n").unwrap();
+    let out = vigil(&dir, &["run", &profile(), "broken.sql"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("error: broken.sql:2:32: expected ), found FROM"), "{stderr}");
+    assert!(stderr.contains("2 | SELECT sensor_id, (temperature FROM sensors;"), "{stderr}");
+    assert!(stderr.contains(&format!("  | {}^", " ".repeat(31))), "{stderr}");
+
+    std::fs::write(dir.join("unknown.sql"), "CREATE SINK sensor_alerts AS\nSELECT sensor, temperature FROM sensors;\n").unwrap();
+    let out = vigil(&dir, &["run", &profile(), "unknown.sql"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("unknown.sql:2:8:"), "{stderr}");
+    assert!(stderr.contains("sensor"), "{stderr}");
+}
+
+#[test]
+fn explain_prints_the_operator_graph() {
+    let dir = scratch("explain");
+    let out = vigil(&dir, &["explain", &profile(), &rule("brute_force.sql")]);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for expected in ["sink brute_force_alerts", "Filter", "WindowAggregate", "Hop: slide=10s size=1m", "WatermarkAssign", "Source: logins"] {
+        assert!(text.contains(expected), "missing {expected} in\n{text}");
+    }
+}
+
+#[test]
+fn demo_runs_the_rules_on_generators_and_stops_cleanly() {
+    let dir = scratch("demo");
+    let out = vigil(&dir, &["demo", "--seconds", "4"]);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("Vigil demo:"), "{text}");
+    assert!(text.contains("sensor_alerts (sensor_threshold.sql)"), "no sensor alert in 4 s:\n{text}");
+}
