@@ -13,7 +13,11 @@ use vigil_engine::{Engine, EngineConfig, StatementOutcome};
 mod demo;
 
 #[derive(Parser)]
-#[command(name = "vigil", version, about = "Streaming SQL engine for anomaly rules")]
+#[command(
+    name = "vigil",
+    version,
+    about = "Streaming SQL engine for anomaly rules"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -51,12 +55,16 @@ enum Command {
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -68,13 +76,29 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Run { files, json, batch_size } => {
-            let mut engine = Engine::with_config(vigil_connectors::registry(), EngineConfig { batch_size, ..EngineConfig::default() });
-            let format = if json { StdoutFormat::Json } else { StdoutFormat::Table };
+        Command::Run {
+            files,
+            json,
+            batch_size,
+        } => {
+            let mut engine = Engine::with_config(
+                vigil_connectors::registry(),
+                EngineConfig {
+                    batch_size,
+                    ..EngineConfig::default()
+                },
+            );
+            let format = if json {
+                StdoutFormat::Json
+            } else {
+                StdoutFormat::Table
+            };
             let mut queries = Vec::new();
             for file in &files {
                 let sql = read(file)?;
-                queries.extend(execute_file(&mut engine, &file.display().to_string(), &sql, format).await?);
+                queries.extend(
+                    execute_file(&mut engine, &file.display().to_string(), &sql, format).await?,
+                );
             }
             if queries.is_empty() {
                 bail!("the files declare no query: add a CREATE SINK ... AS SELECT or a SELECT");
@@ -107,7 +131,10 @@ pub(crate) async fn execute_file(
     let statements = StreamParser::parse_sql(sql).map_err(|e| report(e, file, sql))?;
     let mut started = Vec::new();
     for statement in statements {
-        let outcome = engine.execute_statement(statement).await.map_err(|e| report(e, file, sql))?;
+        let outcome = engine
+            .execute_statement(statement)
+            .await
+            .map_err(|e| report(e, file, sql))?;
         match outcome {
             StatementOutcome::SinkStarted { name, query } => started.push((name, query)),
             StatementOutcome::Query(planned) => {
@@ -116,7 +143,9 @@ pub(crate) async fn execute_file(
                 started.push((label, query));
             }
             StatementOutcome::Explain(graph) => println!("{graph}"),
-            StatementOutcome::Created { .. } | StatementOutcome::Dropped { .. } | StatementOutcome::SinkPlanned { .. } => {}
+            StatementOutcome::Created { .. }
+            | StatementOutcome::Dropped { .. }
+            | StatementOutcome::SinkPlanned { .. } => {}
         }
     }
     Ok(started)
@@ -134,7 +163,11 @@ async fn explain_file(engine: &mut Engine, file: &str, sql: &str) -> Result<()> 
             statement.statement = Statement::Explain(Box::new(statement.statement));
             println!("-- {file}: {label}");
         }
-        if let StatementOutcome::Explain(graph) = engine.execute_statement(statement).await.map_err(|e| report(e, file, sql))? {
+        if let StatementOutcome::Explain(graph) = engine
+            .execute_statement(statement)
+            .await
+            .map_err(|e| report(e, file, sql))?
+        {
             println!("{graph}");
         }
     }
@@ -143,19 +176,28 @@ async fn explain_file(engine: &mut Engine, file: &str, sql: &str) -> Result<()> 
 
 fn first_line(sql: &str) -> String {
     let line = sql.lines().next().unwrap_or_default();
-    if line.len() > 60 { format!("{}...", &line[..60]) } else { line.to_string() }
+    if line.len() > 60 {
+        format!("{}...", &line[..60])
+    } else {
+        line.to_string()
+    }
 }
 
 /// Renders an engine error for the terminal, with the file, the line and a caret.
 pub(crate) fn report(e: vigil_engine::Error, file: &str, sql: &str) -> anyhow::Error {
     match e.in_file(file) {
-        vigil_engine::Error::Sql(sql_error) => anyhow::anyhow!("{}", sql_error.render(sql).trim_end()),
+        vigil_engine::Error::Sql(sql_error) => {
+            anyhow::anyhow!("{}", sql_error.render(sql).trim_end())
+        }
         other => anyhow::anyhow!("{file}: {other}"),
     }
 }
 
 /// Waits for every query to end; Ctrl-C (or the time limit) stops them gracefully.
-pub(crate) async fn supervise(queries: Vec<(String, RunningQuery)>, limit: Option<Duration>) -> Result<()> {
+pub(crate) async fn supervise(
+    queries: Vec<(String, RunningQuery)>,
+    limit: Option<Duration>,
+) -> Result<()> {
     let stop_all = |queries: &[(String, RunningQuery)]| queries.iter().for_each(|(_, q)| q.stop());
     let deadline = async {
         match limit {
@@ -180,7 +222,10 @@ pub(crate) async fn supervise(queries: Vec<(String, RunningQuery)>, limit: Optio
             eprintln!("{name}: {e}");
             failed = true;
         } else if metrics.late_events > 0 || metrics.dead_letters > 0 {
-            eprintln!("{name}: {} late events, {} dead letters", metrics.late_events, metrics.dead_letters);
+            eprintln!(
+                "{name}: {} late events, {} dead letters",
+                metrics.late_events, metrics.dead_letters
+            );
         }
     }
     if failed {

@@ -31,12 +31,21 @@ impl ConnectorFactory for StdoutFactory {
         "stdout"
     }
 
-    fn create_sink(&self, options: &Options, _schema: SchemaRef) -> Result<Box<dyn Sink>, ConnectorError> {
+    fn create_sink(
+        &self,
+        options: &Options,
+        _schema: SchemaRef,
+    ) -> Result<Box<dyn Sink>, ConnectorError> {
         let mut r = options.reader();
         let format = match r.take("format").as_deref() {
             None | Some("table") => StdoutFormat::Table,
             Some("json") => StdoutFormat::Json,
-            Some(other) => return Err(ConnectorError::config("format", format!("'{other}' is not 'table' or 'json'"))),
+            Some(other) => {
+                return Err(ConnectorError::config(
+                    "format",
+                    format!("'{other}' is not 'table' or 'json'"),
+                ));
+            }
         };
         let title = r.take("title");
         r.finish()?;
@@ -54,7 +63,10 @@ pub struct StdoutSink {
 impl StdoutSink {
     /// A sink printing in `format`.
     pub fn new(format: StdoutFormat) -> Self {
-        Self { format, title: None }
+        Self {
+            format,
+            title: None,
+        }
     }
 }
 
@@ -63,7 +75,9 @@ impl Sink for StdoutSink {
     async fn write(&mut self, batch: RecordBatch) -> Result<(), ConnectorError> {
         let mut text = match self.format {
             StdoutFormat::Json => encode_json_lines(&batch)?,
-            StdoutFormat::Table => format!("{}\n", format_table(std::slice::from_ref(&batch))?).into_bytes(),
+            StdoutFormat::Table => {
+                format!("{}\n", format_table(std::slice::from_ref(&batch))?).into_bytes()
+            }
         };
         if let Some(title) = &self.title {
             let prefix = match self.format {
@@ -73,10 +87,13 @@ impl Sink for StdoutSink {
             text.splice(0..0, prefix.into_bytes());
         }
         let mut out = std::io::stdout().lock();
-        out.write_all(&text).map_err(|e| ConnectorError::io("writing to stdout", e))
+        out.write_all(&text)
+            .map_err(|e| ConnectorError::io("writing to stdout", e))
     }
 
     async fn flush(&mut self) -> Result<(), ConnectorError> {
-        std::io::stdout().flush().map_err(|e| ConnectorError::io("flushing stdout", e))
+        std::io::stdout()
+            .flush()
+            .map_err(|e| ConnectorError::io("flushing stdout", e))
     }
 }

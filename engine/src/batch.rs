@@ -70,7 +70,11 @@ pub struct ChangeBatch {
 impl ChangeBatch {
     /// An append-only batch.
     pub fn inserts(rows: RecordBatch) -> Self {
-        Self { rows, ops: None, row_watermarks: None }
+        Self {
+            rows,
+            ops: None,
+            row_watermarks: None,
+        }
     }
 
     /// Number of rows.
@@ -85,7 +89,9 @@ impl ChangeBatch {
 
     /// The change kind of row `i`.
     pub fn kind(&self, i: usize) -> ChangeKind {
-        self.ops.as_ref().map_or(ChangeKind::Insert, |ops| ChangeKind::from_i8(ops.value(i)))
+        self.ops
+            .as_ref()
+            .map_or(ChangeKind::Insert, |ops| ChangeKind::from_i8(ops.value(i)))
     }
 
     /// Keeps the rows where `mask` is true, with their ops and watermarks.
@@ -102,7 +108,11 @@ impl ChangeBatch {
             Some(w) => Some(downcast_i64(filter(w, mask)?)),
             None => None,
         };
-        Ok(ChangeBatch { rows, ops, row_watermarks })
+        Ok(ChangeBatch {
+            rows,
+            ops,
+            row_watermarks,
+        })
     }
 
     /// Renders the batch for output: updating streams get a leading `op` column.
@@ -122,7 +132,10 @@ impl ChangeBatch {
         fields.extend(self.rows.schema().fields().iter().cloned());
         let mut columns: Vec<ArrayRef> = vec![ops];
         columns.extend(self.rows.columns().iter().cloned());
-        Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+        Ok(RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            columns,
+        )?)
     }
 }
 
@@ -145,11 +158,19 @@ fn filter_ops(ops: &Int8Array, mask: &BooleanArray) -> Result<Int8Array> {
 }
 
 fn downcast_i64(array: ArrayRef) -> Int64Array {
-    array.as_any().downcast_ref::<Int64Array>().expect("filter keeps the Int64 type").clone()
+    array
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .expect("filter keeps the Int64 type")
+        .clone()
 }
 
 fn downcast_i8(array: ArrayRef) -> Int8Array {
-    array.as_any().downcast_ref::<Int8Array>().expect("filter keeps the Int8 type").clone()
+    array
+        .as_any()
+        .downcast_ref::<Int8Array>()
+        .expect("filter keeps the Int8 type")
+        .clone()
 }
 
 #[cfg(test)]
@@ -162,7 +183,11 @@ mod tests {
         let xs = Int32Array::from_iter_values(0..ops.len() as i32);
         let rows = RecordBatch::try_new(schema, vec![Arc::new(xs)]).unwrap();
         let ops = Int8Array::from_iter_values(ops.iter().map(|k| *k as i8));
-        ChangeBatch { rows, ops: Some(ops), row_watermarks: None }
+        ChangeBatch {
+            rows,
+            ops: Some(ops),
+            row_watermarks: None,
+        }
     }
 
     #[test]

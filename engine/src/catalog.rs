@@ -17,7 +17,9 @@ use datafusion::optimizer::Optimizer;
 use datafusion::optimizer::simplify_expressions::{ExprSimplifier, SimplifyExpressions};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::{self, helpers::stmt_create_table::CreateTableBuilder, ObjectName};
+use datafusion::sql::sqlparser::ast::{
+    self, ObjectName, helpers::stmt_create_table::CreateTableBuilder,
+};
 
 use crate::error::{Error, Location, Result, SqlError};
 use crate::plan::window_table::{HopFunction, TumbleFunction};
@@ -101,9 +103,18 @@ impl Catalog {
         options.sql_parser.map_string_types_to_utf8view = false;
         let ctx = SessionContext::new_with_config(config);
         let relations: Relations = Arc::default();
-        ctx.register_udtf("tumble", Arc::new(TumbleFunction::new(Arc::clone(&relations))));
+        ctx.register_udtf(
+            "tumble",
+            Arc::new(TumbleFunction::new(Arc::clone(&relations))),
+        );
         ctx.register_udtf("hop", Arc::new(HopFunction::new(Arc::clone(&relations))));
-        Self { ctx, sources: BTreeMap::new(), views: BTreeMap::new(), sinks: BTreeMap::new(), relations }
+        Self {
+            ctx,
+            sources: BTreeMap::new(),
+            views: BTreeMap::new(),
+            sinks: BTreeMap::new(),
+            relations,
+        }
     }
 
     /// The DataFusion session used for planning.
@@ -128,11 +139,17 @@ impl Catalog {
 
     /// The schema of a source or view.
     pub fn relation_schema(&self, name: &str) -> Option<SchemaRef> {
-        self.relations.read().expect("relations lock").get(name).map(|t| t.schema())
+        self.relations
+            .read()
+            .expect("relations lock")
+            .get(name)
+            .map(|t| t.schema())
     }
 
     fn check_free(&self, name: &str, replace: bool, location: Location) -> Result<()> {
-        let taken = self.sources.contains_key(name) || self.views.contains_key(name) || self.sinks.contains_key(name);
+        let taken = self.sources.contains_key(name)
+            || self.views.contains_key(name)
+            || self.sinks.contains_key(name);
         if taken && !replace {
             return Err(Error::Sql(
                 SqlError::new(format!("'{name}' already exists"), Some(location))
@@ -143,7 +160,12 @@ impl Catalog {
     }
 
     /// Plans a `CREATE SOURCE` into a [`SourceDef`] (not yet added).
-    pub async fn plan_source(&self, src: &CreateSource, sql: &str, location: Location) -> Result<SourceDef> {
+    pub async fn plan_source(
+        &self,
+        src: &CreateSource,
+        sql: &str,
+        location: Location,
+    ) -> Result<SourceDef> {
         let name = normalize(&src.name);
         self.check_free(&name, src.or_replace, location)?;
         let schema = self.columns_schema(&src.columns, location).await?;
@@ -153,47 +175,79 @@ impl Catalog {
                 let column = normalize(&wm.column);
                 let Ok(column_index) = schema.index_of(&column) else {
                     return Err(sql_error(
-                        format!("WATERMARK FOR names '{column}', which is not a column of '{name}'"),
+                        format!(
+                            "WATERMARK FOR names '{column}', which is not a column of '{name}'"
+                        ),
                         span_location(wm.column.span.start).or(Some(location)),
                     ));
                 };
-                if !matches!(schema.field(column_index).data_type(), DataType::Timestamp(_, _)) {
+                if !matches!(
+                    schema.field(column_index).data_type(),
+                    DataType::Timestamp(_, _)
+                ) {
                     return Err(sql_error(
                         format!("WATERMARK FOR column '{column}' must be a TIMESTAMP"),
                         span_location(wm.column.span.start).or(Some(location)),
                     ));
                 }
                 let expr = self.plan_row_expr(&wm.expr, &schema, location)?;
-                Some(SourceWatermark { column, column_index, expr })
+                Some(SourceWatermark {
+                    column,
+                    column_index,
+                    expr,
+                })
             }
         };
         let mut options = src.options.clone();
         let late_sink = options.remove("late_sink");
-        Ok(SourceDef { name, schema, watermark, options, late_sink, sql: sql.to_string() })
+        Ok(SourceDef {
+            name,
+            schema,
+            watermark,
+            options,
+            late_sink,
+            sql: sql.to_string(),
+        })
     }
 
     /// Adds a planned source.
     pub fn add_source(&mut self, def: SourceDef) -> Result<()> {
         let def = Arc::new(def);
-        let table: Arc<dyn TableProvider> = Arc::new(SourceTable { def: Arc::clone(&def) });
+        let table: Arc<dyn TableProvider> = Arc::new(SourceTable {
+            def: Arc::clone(&def),
+        });
         self.register(&def.name, Arc::clone(&table))?;
         self.sources.insert(def.name.clone(), def);
         Ok(())
     }
 
     /// Adds a view over an already planned query.
-    pub fn add_view(&mut self, name: &ObjectName, plan: LogicalPlan, sql: &str, replace: bool, location: Location) -> Result<()> {
+    pub fn add_view(
+        &mut self,
+        name: &ObjectName,
+        plan: LogicalPlan,
+        sql: &str,
+        replace: bool,
+        location: Location,
+    ) -> Result<()> {
         let name = object_name(name);
         self.check_free(&name, replace, location)?;
         let table: Arc<dyn TableProvider> = Arc::new(ViewTable::new(plan, Some(sql.to_string())));
         self.register(&name, table)?;
-        self.views.insert(name.clone(), Arc::new(ViewDef { name, sql: sql.to_string() }));
+        self.views.insert(
+            name.clone(),
+            Arc::new(ViewDef {
+                name,
+                sql: sql.to_string(),
+            }),
+        );
         Ok(())
     }
 
     /// Adds a sink. A query may take over a declared sink of the same name.
     pub fn add_sink(&mut self, def: SinkDef, replace: bool, location: Location) -> Result<()> {
-        let takes_declaration = def.has_query && self.sinks.get(&def.name).is_some_and(|s| !s.has_query);
+        let takes_declaration =
+            def.has_query && self.sinks.get(&def.name).is_some_and(|s| !s.has_query);
         self.check_free(&def.name, replace || takes_declaration, location)?;
         self.sinks.insert(def.name.clone(), Arc::new(def));
         Ok(())
@@ -217,7 +271,10 @@ impl Catalog {
     fn register(&mut self, name: &str, table: Arc<dyn TableProvider>) -> Result<()> {
         self.ctx.deregister_table(name)?;
         self.ctx.register_table(name, Arc::clone(&table))?;
-        self.relations.write().expect("relations lock").insert(name.to_string(), table);
+        self.relations
+            .write()
+            .expect("relations lock")
+            .insert(name.to_string(), table);
         Ok(())
     }
 
@@ -227,7 +284,10 @@ impl Catalog {
         lowercase_table_functions(&mut query);
         let statement = DFStatement::Statement(Box::new(ast::Statement::Query(Box::new(query))));
         let state = self.ctx.state();
-        let plan = state.statement_to_plan(statement).await.map_err(|e| from_datafusion(e, location))?;
+        let plan = state
+            .statement_to_plan(statement)
+            .await
+            .map_err(|e| from_datafusion(e, location))?;
         self.analyze(plan).map_err(|e| from_datafusion(e, location))
     }
 
@@ -237,35 +297,65 @@ impl Catalog {
     /// The rest of DataFusion's optimizer is left out on purpose: rules such as
     /// `SingleDistinctToGroupBy` rewrite aggregates into shapes that are only right for
     /// bounded input.
-    pub(crate) fn analyze(&self, plan: LogicalPlan) -> std::result::Result<LogicalPlan, DataFusionError> {
+    pub(crate) fn analyze(
+        &self,
+        plan: LogicalPlan,
+    ) -> std::result::Result<LogicalPlan, DataFusionError> {
         let state = self.ctx.state();
-        let plan = state.analyzer().execute_and_check(plan, state.config_options(), |_, _| {})?;
+        let plan = state
+            .analyzer()
+            .execute_and_check(plan, state.config_options(), |_, _| {})?;
         let simplify = Optimizer::with_rules(vec![Arc::new(SimplifyExpressions::new())]);
         simplify.optimize(plan, &state, |_, _| {})
     }
 
-    async fn columns_schema(&self, columns: &[ast::ColumnDef], location: Location) -> Result<SchemaRef> {
+    async fn columns_schema(
+        &self,
+        columns: &[ast::ColumnDef],
+        location: Location,
+    ) -> Result<SchemaRef> {
         let create = CreateTableBuilder::new(ObjectName::from(vec![ast::Ident::new("t")]))
             .columns(columns.to_vec())
             .build();
         let statement = DFStatement::Statement(Box::new(ast::Statement::CreateTable(create)));
-        let plan = self.ctx.state().statement_to_plan(statement).await.map_err(|e| from_datafusion(e, location))?;
+        let plan = self
+            .ctx
+            .state()
+            .statement_to_plan(statement)
+            .await
+            .map_err(|e| from_datafusion(e, location))?;
         Ok(Arc::new(plan.schema().as_arrow().clone()))
     }
 
     /// Plans an expression over the rows of `schema`, with types coerced.
-    fn plan_row_expr(&self, expr: &ast::Expr, schema: &SchemaRef, location: Location) -> Result<Expr> {
-        let df_schema: DFSchema = Arc::clone(schema).to_dfschema().map_err(Error::DataFusion)?;
+    fn plan_row_expr(
+        &self,
+        expr: &ast::Expr,
+        schema: &SchemaRef,
+        location: Location,
+    ) -> Result<Expr> {
+        let df_schema: DFSchema = Arc::clone(schema)
+            .to_dfschema()
+            .map_err(Error::DataFusion)?;
         let state = self.ctx.state();
-        let sql_expr = ast::ExprWithAlias { expr: expr.clone(), alias: None };
+        let sql_expr = ast::ExprWithAlias {
+            expr: expr.clone(),
+            alias: None,
+        };
         let planned = state
             .create_logical_expr_from_sql_expr(sql_expr.into(), &df_schema)
             .map_err(|e| from_datafusion(e, location))?;
-        let simplifier = ExprSimplifier::new(datafusion::optimizer::simplify_expressions::SimplifyContext::builder()
-            .with_schema(Arc::new(df_schema.clone()))
-            .build());
-        let coerced = simplifier.coerce(planned, &df_schema).map_err(|e| from_datafusion(e, location))?;
-        simplifier.simplify(coerced).map_err(|e| from_datafusion(e, location))
+        let simplifier = ExprSimplifier::new(
+            datafusion::optimizer::simplify_expressions::SimplifyContext::builder()
+                .with_schema(Arc::new(df_schema.clone()))
+                .build(),
+        );
+        let coerced = simplifier
+            .coerce(planned, &df_schema)
+            .map_err(|e| from_datafusion(e, location))?;
+        simplifier
+            .simplify(coerced)
+            .map_err(|e| from_datafusion(e, location))
     }
 }
 
@@ -307,7 +397,8 @@ fn lowercase_table_functions(query: &mut ast::Query) {
             && ident.quote_style.is_none()
             && matches!(ident.value.to_ascii_lowercase().as_str(), "tumble" | "hop")
         {
-            name.0[0] = ast::ObjectNamePart::Identifier(ast::Ident::new(ident.value.to_ascii_lowercase()));
+            name.0[0] =
+                ast::ObjectNamePart::Identifier(ast::Ident::new(ident.value.to_ascii_lowercase()));
         }
         ControlFlow::<()>::Continue(())
     });
@@ -315,7 +406,11 @@ fn lowercase_table_functions(query: &mut ast::Query) {
 
 /// An identifier as the catalog keys it: unquoted names fold to lower case.
 pub(crate) fn normalize(ident: &ast::Ident) -> String {
-    if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_ascii_lowercase() }
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_ascii_lowercase()
+    }
 }
 
 fn object_name(name: &ObjectName) -> String {
@@ -327,7 +422,10 @@ fn object_name(name: &ObjectName) -> String {
 }
 
 fn span_location(loc: datafusion::sql::sqlparser::tokenizer::Location) -> Option<Location> {
-    (loc.line > 0).then_some(Location { line: loc.line, column: loc.column })
+    (loc.line > 0).then_some(Location {
+        line: loc.line,
+        column: loc.column,
+    })
 }
 
 fn sql_error(message: String, location: Option<Location>) -> Error {
@@ -341,7 +439,10 @@ pub(crate) fn from_datafusion(e: DataFusionError, fallback: Location) -> Error {
     if let Some(diag) = e.diagnostic() {
         let location = diag
             .span
-            .map(|s| Location { line: s.start.line, column: s.start.column })
+            .map(|s| Location {
+                line: s.start.line,
+                column: s.start.column,
+            })
             .filter(|l| l.line > 0)
             .or(Some(fallback));
         let mut err = SqlError::new(diag.message.clone(), location);
@@ -350,5 +451,8 @@ pub(crate) fn from_datafusion(e: DataFusionError, fallback: Location) -> Error {
         }
         return Error::Sql(err);
     }
-    Error::Sql(SqlError::new(e.find_root().message().to_string(), Some(fallback)))
+    Error::Sql(SqlError::new(
+        e.find_root().message().to_string(),
+        Some(fallback),
+    ))
 }

@@ -23,7 +23,10 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { batch_size: 8192, start_queries: true }
+        Self {
+            batch_size: 8192,
+            start_queries: true,
+        }
     }
 }
 
@@ -105,7 +108,11 @@ impl Engine {
 
     /// An engine with the given connectors and settings.
     pub fn with_config(registry: ConnectorRegistry, config: EngineConfig) -> Self {
-        Self { catalog: Catalog::new(), registry, config }
+        Self {
+            catalog: Catalog::new(),
+            registry,
+            config,
+        }
     }
 
     /// The catalog.
@@ -142,11 +149,17 @@ impl Engine {
     /// Executes one parsed statement.
     pub async fn execute_statement(&mut self, parsed: ParsedStatement) -> Result<StatementOutcome> {
         let location = parsed.location;
-        self.execute_inner(parsed).await.map_err(|e| at_statement(e, location))
+        self.execute_inner(parsed)
+            .await
+            .map_err(|e| at_statement(e, location))
     }
 
     async fn execute_inner(&mut self, parsed: ParsedStatement) -> Result<StatementOutcome> {
-        let ParsedStatement { statement, sql, location } = parsed;
+        let ParsedStatement {
+            statement,
+            sql,
+            location,
+        } = parsed;
         match statement {
             Statement::CreateSource(src) => {
                 let def = self.catalog.plan_source(&src, &sql, location).await?;
@@ -159,15 +172,26 @@ impl Engine {
                 factory.create_source(&def.options, Arc::clone(&def.schema), ctx)?;
                 let name = def.name.clone();
                 self.catalog.add_source(def)?;
-                Ok(StatementOutcome::Created { kind: "source", name })
+                Ok(StatementOutcome::Created {
+                    kind: "source",
+                    name,
+                })
             }
             Statement::CreateView(view) => {
                 let plan = self.catalog.plan_query(&view.query, location).await?;
                 // Plan it as a stream now, so an unsupported view fails at CREATE time.
                 lower_query(&self.catalog, &plan)?;
-                self.catalog.add_view(&view.name, plan, &sql, view.or_replace, location)?;
-                let name = self.catalog.views().keys().find(|k| view.name.to_string().eq_ignore_ascii_case(k));
-                Ok(StatementOutcome::Created { kind: "view", name: name.cloned().unwrap_or_default() })
+                self.catalog
+                    .add_view(&view.name, plan, &sql, view.or_replace, location)?;
+                let name = self
+                    .catalog
+                    .views()
+                    .keys()
+                    .find(|k| view.name.to_string().eq_ignore_ascii_case(k));
+                Ok(StatementOutcome::Created {
+                    kind: "view",
+                    name: name.cloned().unwrap_or_default(),
+                })
             }
             Statement::CreateSink(sink) => {
                 let name = crate::catalog::normalize(&sink.name);
@@ -183,19 +207,33 @@ impl Engine {
                 } else {
                     sink.options.clone()
                 };
-                let def = SinkDef { name: name.clone(), options, has_query: sink.query.is_some(), sql: sql.clone() };
+                let def = SinkDef {
+                    name: name.clone(),
+                    options,
+                    has_query: sink.query.is_some(),
+                    sql: sql.clone(),
+                };
                 let Some(query) = sink.query else {
                     let factory = self.registry.factory(&def.options)?;
-                    factory.create_sink(&def.options, Arc::new(datafusion::arrow::datatypes::Schema::empty()))?;
+                    factory.create_sink(
+                        &def.options,
+                        Arc::new(datafusion::arrow::datatypes::Schema::empty()),
+                    )?;
                     self.catalog.add_sink(def, sink.or_replace, location)?;
                     return Ok(StatementOutcome::Created { kind: "sink", name });
                 };
                 let plan = self.catalog.plan_query(&query, location).await?;
                 let graph = lower_query(&self.catalog, &plan)?;
-                let sink_writer = self.registry.factory(&def.options)?.create_sink(&def.options, output_schema(&graph))?;
+                let sink_writer = self
+                    .registry
+                    .factory(&def.options)?
+                    .create_sink(&def.options, output_schema(&graph))?;
                 self.catalog.add_sink(def, sink.or_replace, location)?;
                 if !self.config.start_queries {
-                    return Ok(StatementOutcome::SinkPlanned { name, query: PlannedQuery { graph, sql } });
+                    return Ok(StatementOutcome::SinkPlanned {
+                        name,
+                        query: PlannedQuery { graph, sql },
+                    });
                 }
                 let query = self.start(PlannedQuery { graph, sql }, sink_writer)?;
                 Ok(StatementOutcome::SinkStarted { name, query })
@@ -208,14 +246,26 @@ impl Engine {
             Statement::Explain(inner) => {
                 let query = match *inner {
                     Statement::Query(q) => q,
-                    Statement::CreateSink(s) if s.query.is_some() => s.query.expect("checked above"),
+                    Statement::CreateSink(s) if s.query.is_some() => {
+                        s.query.expect("checked above")
+                    }
                     Statement::CreateView(v) => v.query,
-                    _ => return Err(Error::Plan("EXPLAIN takes a query, a CREATE VIEW or a CREATE SINK ... AS".into())),
+                    _ => {
+                        return Err(Error::Plan(
+                            "EXPLAIN takes a query, a CREATE VIEW or a CREATE SINK ... AS".into(),
+                        ));
+                    }
                 };
                 let plan = self.catalog.plan_query(&query, location).await?;
-                Ok(StatementOutcome::Explain(lower_query(&self.catalog, &plan)?.explain()))
+                Ok(StatementOutcome::Explain(
+                    lower_query(&self.catalog, &plan)?.explain(),
+                ))
             }
-            Statement::Drop { kind, name, if_exists } => {
+            Statement::Drop {
+                kind,
+                name,
+                if_exists,
+            } => {
                 let removed = self.catalog.drop_object(&kind, &name)?;
                 if !removed && !if_exists {
                     return Err(Error::Plan(format!("no {kind} named '{name}'")));
@@ -229,18 +279,31 @@ impl Engine {
     pub async fn plan(&self, sql: &str) -> Result<PlannedQuery> {
         let mut statements = StreamParser::parse_sql(sql)?;
         if statements.len() != 1 {
-            return Err(Error::Plan(format!("expected one query, found {} statements", statements.len())));
+            return Err(Error::Plan(format!(
+                "expected one query, found {} statements",
+                statements.len()
+            )));
         }
         let parsed = statements.remove(0);
         let location = parsed.location;
         let query = match parsed.statement {
             Statement::Query(query) => query,
-            Statement::CreateSink(sink) if sink.query.is_some() => sink.query.expect("checked by the guard"),
-            _ => return Err(at_statement(Error::Plan("expected a query (SELECT ...)".into()), location)),
+            Statement::CreateSink(sink) if sink.query.is_some() => {
+                sink.query.expect("checked by the guard")
+            }
+            _ => {
+                return Err(at_statement(
+                    Error::Plan("expected a query (SELECT ...)".into()),
+                    location,
+                ));
+            }
         };
         let plan = self.catalog.plan_query(&query, location).await?;
         let graph = lower_query(&self.catalog, &plan).map_err(|e| at_statement(e, location))?;
-        Ok(PlannedQuery { graph, sql: parsed.sql })
+        Ok(PlannedQuery {
+            graph,
+            sql: parsed.sql,
+        })
     }
 
     /// Starts a planned query writing its results to `sink`. Needs a tokio runtime.
@@ -269,7 +332,15 @@ impl Engine {
                 Ok(factory.create_sink(&late.sink.options, Arc::clone(&late.schema))?)
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(RunningQuery::start(graph, QueryIo { sources, sink, late_sinks }, metrics))
+        Ok(RunningQuery::start(
+            graph,
+            QueryIo {
+                sources,
+                sink,
+                late_sinks,
+            },
+            metrics,
+        ))
     }
 }
 
@@ -277,7 +348,10 @@ impl Engine {
 fn at_statement(e: Error, location: Location) -> Error {
     match e {
         Error::Plan(message) => Error::Sql(SqlError::new(message, Some(location))),
-        Error::Unsupported(message) => Error::Sql(SqlError::new(format!("not supported: {message}"), Some(location))),
+        Error::Unsupported(message) => Error::Sql(SqlError::new(
+            format!("not supported: {message}"),
+            Some(location),
+        )),
         Error::Connector(c) => Error::Sql(SqlError::new(c.to_string(), Some(location))),
         Error::DataFusion(d) => crate::catalog::from_datafusion(d, location),
         other => other,

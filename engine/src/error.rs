@@ -88,7 +88,12 @@ pub struct SqlError {
 impl SqlError {
     /// An error at an optional location.
     pub fn new(message: impl Into<String>, location: Option<Location>) -> Self {
-        Self { message: message.into(), location, file: None, help: None }
+        Self {
+            message: message.into(),
+            location,
+            file: None,
+            help: None,
+        }
     }
 
     /// Adds a hint.
@@ -117,7 +122,9 @@ impl SqlError {
                 .take(loc.column.saturating_sub(1) as usize)
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
-            out.push_str(&format!("{pad} |\n{number} | {text}\n{pad} | {caret_pad}^\n"));
+            out.push_str(&format!(
+                "{pad} |\n{number} | {text}\n{pad} | {caret_pad}^\n"
+            ));
         }
         if let Some(help) = &self.help {
             out.push_str(&format!("help: {help}\n"));

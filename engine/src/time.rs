@@ -46,7 +46,10 @@ impl WindowSpec {
 
     /// A hopping window of `size` starting every `slide`.
     pub fn hopping(slide: Duration, size: Duration) -> Self {
-        Self { size: size.as_nanos() as i64, slide: slide.as_nanos() as i64 }
+        Self {
+            size: size.as_nanos() as i64,
+            slide: slide.as_nanos() as i64,
+        }
     }
 
     /// True for tumbling windows.

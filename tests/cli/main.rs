@@ -4,7 +4,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn vigil(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vigil")).current_dir(dir).args(args).output().expect("vigil runs")
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("vigil runs")
 }
 
 fn workspace() -> PathBuf {
@@ -23,7 +27,10 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn profile() -> String {
-    workspace().join("queries/profiles/files.sql").display().to_string()
+    workspace()
+        .join("queries/profiles/files.sql")
+        .display()
+        .to_string()
 }
 
 fn rule(name: &str) -> String {
@@ -46,7 +53,11 @@ fn run_writes_alerts_and_dead_letters_as_json_lines() {
     )
     .unwrap();
     let out = vigil(&dir, &["run", &profile(), &rule("sensor_threshold.sql")]);
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let alerts = std::fs::read_to_string(dir.join("out/sensor_alerts.jsonl")).unwrap();
     let expected = concat!(
@@ -59,8 +70,16 @@ fn run_writes_alerts_and_dead_letters_as_json_lines() {
     let dead = std::fs::read_to_string(dir.join("out/dead_letters/sensors.jsonl")).unwrap();
     let lines: Vec<&str> = dead.lines().collect();
     assert_eq!(lines.len(), 2, "{dead}");
-    assert!(lines[0].contains("\"line\":3") && lines[0].contains("hot"), "{}", lines[0]);
-    assert!(lines[1].contains("\"line\":5") && lines[1].contains("not json at all"), "{}", lines[1]);
+    assert!(
+        lines[0].contains("\"line\":3") && lines[0].contains("hot"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("\"line\":5") && lines[1].contains("not json at all"),
+        "{}",
+        lines[1]
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("2 dead letters"));
 }
 
@@ -69,11 +88,19 @@ fn run_emits_every_window_at_the_end_of_bounded_input() {
     let dir = scratch("windows");
     let mut lines = String::new();
     for (i, t) in [5, 30, 65, 70, 130].iter().enumerate() {
-        lines.push_str(&format!("{{\"sensor_id\":\"s1\",\"temperature\":{}.0,\"humidity\":50,\"ts\":{}}}\n", 20 + i, 1_704_067_200_000i64 + t * 1000));
+        lines.push_str(&format!(
+            "{{\"sensor_id\":\"s1\",\"temperature\":{}.0,\"humidity\":50,\"ts\":{}}}\n",
+            20 + i,
+            1_704_067_200_000i64 + t * 1000
+        ));
     }
     std::fs::write(dir.join("data/sensors.jsonl"), lines).unwrap();
     let out = vigil(&dir, &["run", &profile(), &rule("sensor_windows.sql")]);
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stats = std::fs::read_to_string(dir.join("out/sensor_stats_1m.jsonl")).unwrap();
     assert_eq!(
         stats,
@@ -90,10 +117,27 @@ fn run_emits_every_window_at_the_end_of_bounded_input() {
 #[test]
 fn updating_rule_writes_change_kinds() {
     let dir = scratch("payments");
-    std::fs::write(dir.join("data/dues.jsonl"), "{\"account_id\":1,\"amount\":200,\"ts\":1}\n{\"account_id\":1,\"amount\":50,\"ts\":2}\n").unwrap();
+    std::fs::write(
+        dir.join("data/dues.jsonl"),
+        "{\"account_id\":1,\"amount\":200,\"ts\":1}\n{\"account_id\":1,\"amount\":50,\"ts\":2}\n",
+    )
+    .unwrap();
     std::fs::write(dir.join("data/payments.jsonl"), "").unwrap();
-    let out = vigil(&dir, &["run", "--batch-size", "1", &profile(), &rule("payment_due.sql")]);
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let out = vigil(
+        &dir,
+        &[
+            "run",
+            "--batch-size",
+            "1",
+            &profile(),
+            &rule("payment_due.sql"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let alerts = std::fs::read_to_string(dir.join("out/payment_due_alerts.jsonl")).unwrap();
     assert_eq!(
         alerts,
@@ -104,15 +148,32 @@ fn updating_rule_writes_change_kinds() {
 #[test]
 fn sql_errors_name_file_line_column_with_a_caret() {
     let dir = scratch("errors");
-    std::fs::write(dir.join("broken.sql"), "CREATE SINK sensor_alerts AS\nSELECT sensor_id, (temperature FROM sensors;\n").unwrap();
+    std::fs::write(
+        dir.join("broken.sql"),
+        "CREATE SINK sensor_alerts AS\nSELECT sensor_id, (temperature FROM sensors;\n",
+    )
+    .unwrap();
     let out = vigil(&dir, &["run", &profile(), "broken.sql"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("error: broken.sql:2:32: expected ), found FROM"), "{stderr}");
-    assert!(stderr.contains("2 | SELECT sensor_id, (temperature FROM sensors;"), "{stderr}");
-    assert!(stderr.contains(&format!("  | {}^", " ".repeat(31))), "{stderr}");
+    assert!(
+        stderr.contains("error: broken.sql:2:32: expected ), found FROM"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("2 | SELECT sensor_id, (temperature FROM sensors;"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("  | {}^", " ".repeat(31))),
+        "{stderr}"
+    );
 
-    std::fs::write(dir.join("unknown.sql"), "CREATE SINK sensor_alerts AS\nSELECT sensor, temperature FROM sensors;\n").unwrap();
+    std::fs::write(
+        dir.join("unknown.sql"),
+        "CREATE SINK sensor_alerts AS\nSELECT sensor, temperature FROM sensors;\n",
+    )
+    .unwrap();
     let out = vigil(&dir, &["run", &profile(), "unknown.sql"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
@@ -124,9 +185,20 @@ fn sql_errors_name_file_line_column_with_a_caret() {
 fn explain_prints_the_operator_graph() {
     let dir = scratch("explain");
     let out = vigil(&dir, &["explain", &profile(), &rule("brute_force.sql")]);
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    for expected in ["sink brute_force_alerts", "Filter", "WindowAggregate", "Hop: slide=10s size=1m", "WatermarkAssign", "Source: logins"] {
+    for expected in [
+        "sink brute_force_alerts",
+        "Filter",
+        "WindowAggregate",
+        "Hop: slide=10s size=1m",
+        "WatermarkAssign",
+        "Source: logins",
+    ] {
         assert!(text.contains(expected), "missing {expected} in\n{text}");
     }
 }
@@ -135,8 +207,15 @@ fn explain_prints_the_operator_graph() {
 fn demo_runs_the_rules_on_generators_and_stops_cleanly() {
     let dir = scratch("demo");
     let out = vigil(&dir, &["demo", "--seconds", "4"]);
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("Vigil demo:"), "{text}");
-    assert!(text.contains("sensor_alerts (sensor_threshold.sql)"), "no sensor alert in 4 s:\n{text}");
+    assert!(
+        text.contains("sensor_alerts (sensor_threshold.sql)"),
+        "no sensor alert in 4 s:\n{text}"
+    );
 }

@@ -24,8 +24,15 @@ pub fn format_rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
                     .zip(batch.columns())
                     .map(|(f, c)| {
                         let text = f.value(i).to_string();
-                        let is_text = matches!(c.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
-                        if is_text && c.is_valid(i) && text.is_empty() { "(empty)".to_string() } else { text }
+                        let is_text = matches!(
+                            c.data_type(),
+                            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                        );
+                        if is_text && c.is_valid(i) && text.is_empty() {
+                            "(empty)".to_string()
+                        } else {
+                            text
+                        }
                     })
                     .collect(),
             );

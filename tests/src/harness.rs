@@ -20,7 +20,10 @@ use crate::format::format_rows;
 
 /// The workspace root, where `queries/` lives.
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_path_buf()
 }
 
 /// Input events in arrival order: (source name, rows).
@@ -47,7 +50,8 @@ impl Script {
         }
         let mut out = Vec::new();
         for (source, batches) in runs {
-            let all = concat_batches(&batches[0].schema(), &batches).expect("one source, one schema");
+            let all =
+                concat_batches(&batches[0].schema(), &batches).expect("one source, one schema");
             let mut offset = 0;
             while offset < all.num_rows() {
                 let len = batch_size.min(all.num_rows() - offset);
@@ -68,30 +72,55 @@ pub struct RunOutput {
 }
 
 /// Runs a planned query over the script to the end of input, deterministically.
-pub fn run_to_completion(graph: OperatorGraph, script: &Script, batch_size: usize) -> vigil_engine::Result<RunOutput> {
-    let mut outputs = vec![OutputPort { node: graph.output, port: vigil_engine::operators::MAIN_PORT }];
-    let late_names: Vec<String> = graph.late_outputs.iter().map(|l| l.sink.name.clone()).collect();
-    outputs.extend(graph.late_outputs.iter().map(|l| OutputPort { node: l.node, port: vigil_engine::operators::LATE_PORT }));
+pub fn run_to_completion(
+    graph: OperatorGraph,
+    script: &Script,
+    batch_size: usize,
+) -> vigil_engine::Result<RunOutput> {
+    let mut outputs = vec![OutputPort {
+        node: graph.output,
+        port: vigil_engine::operators::MAIN_PORT,
+    }];
+    let late_names: Vec<String> = graph
+        .late_outputs
+        .iter()
+        .map(|l| l.sink.name.clone())
+        .collect();
+    outputs.extend(graph.late_outputs.iter().map(|l| OutputPort {
+        node: l.node,
+        port: vigil_engine::operators::LATE_PORT,
+    }));
     let source_names: Vec<String> = graph.sources.iter().map(|s| s.def.name.clone()).collect();
     let updating = graph.updating;
     let mut executor = GraphExecutor::new(graph, outputs);
-    let mut result = RunOutput { rows: Vec::new(), late: HashMap::new() };
-    let collect = |emitted: Vec<(usize, Message)>, result: &mut RunOutput| -> vigil_engine::Result<()> {
-        for (index, message) in emitted {
-            if let Message::Batch(batch) = message {
-                if index == 0 {
-                    result.rows.push(batch.into_output(updating)?);
-                } else {
-                    result.late.entry(late_names[index - 1].clone()).or_default().push(batch.rows);
+    let mut result = RunOutput {
+        rows: Vec::new(),
+        late: HashMap::new(),
+    };
+    let collect =
+        |emitted: Vec<(usize, Message)>, result: &mut RunOutput| -> vigil_engine::Result<()> {
+            for (index, message) in emitted {
+                if let Message::Batch(batch) = message {
+                    if index == 0 {
+                        result.rows.push(batch.into_output(updating)?);
+                    } else {
+                        result
+                            .late
+                            .entry(late_names[index - 1].clone())
+                            .or_default()
+                            .push(batch.rows);
+                    }
                 }
             }
-        }
-        Ok(())
-    };
+            Ok(())
+        };
     for (source, rows) in script.rechunk(batch_size) {
         for (i, name) in source_names.iter().enumerate() {
             if *name == source && !executor.output_ended(0) {
-                let emitted = executor.push_source(i, Message::Batch(vigil_engine::ChangeBatch::inserts(rows.clone())))?;
+                let emitted = executor.push_source(
+                    i,
+                    Message::Batch(vigil_engine::ChangeBatch::inserts(rows.clone())),
+                )?;
                 collect(emitted, &mut result)?;
             }
         }
@@ -131,7 +160,10 @@ fn engine_err(e: vigil_engine::Error) -> HarnessError {
 impl StreamDb {
     /// A fresh database whose inputs are cut into batches of `batch_size`.
     pub fn new(batch_size: usize) -> Self {
-        let config = EngineConfig { batch_size, start_queries: false };
+        let config = EngineConfig {
+            batch_size,
+            start_queries: false,
+        };
         Self {
             engine: Engine::with_config(vigil_connectors::registry(), config),
             script: Script::default(),
@@ -145,8 +177,14 @@ impl StreamDb {
     async fn insert(&mut self, sql: &str) -> Result<(), HarnessError> {
         // INSERT INTO name VALUES ...: DataFusion evaluates the VALUES, cast to the source.
         let rest = sql.trim_start()[6..].trim_start();
-        let rest = rest.strip_prefix("INTO").or_else(|| rest.strip_prefix("into")).unwrap_or(rest).trim_start();
-        let (name, values) = rest.split_once(char::is_whitespace).ok_or_else(|| HarnessError::Harness("INSERT INTO name VALUES ...".into()))?;
+        let rest = rest
+            .strip_prefix("INTO")
+            .or_else(|| rest.strip_prefix("into"))
+            .unwrap_or(rest)
+            .trim_start();
+        let (name, values) = rest
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| HarnessError::Harness("INSERT INTO name VALUES ...".into()))?;
         let name = name.to_ascii_lowercase();
         let schema = self
             .engine
@@ -155,8 +193,15 @@ impl StreamDb {
             .get(&name)
             .map(|s| Arc::clone(&s.schema))
             .ok_or_else(|| HarnessError::Harness(format!("no source named '{name}'")))?;
-        let batches = self.values.sql(values.trim()).await.map_err(|e| HarnessError::Harness(e.to_string()))?;
-        let batches = batches.collect().await.map_err(|e| HarnessError::Harness(e.to_string()))?;
+        let batches = self
+            .values
+            .sql(values.trim())
+            .await
+            .map_err(|e| HarnessError::Harness(e.to_string()))?;
+        let batches = batches
+            .collect()
+            .await
+            .map_err(|e| HarnessError::Harness(e.to_string()))?;
         for batch in batches {
             self.script.push(&name, cast_to(&batch, &schema)?);
         }
@@ -165,8 +210,11 @@ impl StreamDb {
 
     async fn load(&mut self, path: &str) -> Result<(), HarnessError> {
         let file = workspace_root().join(path);
-        let sql = std::fs::read_to_string(&file).map_err(|e| HarnessError::Harness(format!("{}: {e}", file.display())))?;
-        self.execute(&sql).await.map_err(|e| HarnessError::Engine(format!("{path}: {e}")))?;
+        let sql = std::fs::read_to_string(&file)
+            .map_err(|e| HarnessError::Harness(format!("{}: {e}", file.display())))?;
+        self.execute(&sql)
+            .await
+            .map_err(|e| HarnessError::Engine(format!("{path}: {e}")))?;
         Ok(())
     }
 
@@ -174,12 +222,19 @@ impl StreamDb {
         let statements = StreamParser::parse_sql(sql).map_err(engine_err)?;
         let mut rows = None;
         for statement in statements {
-            match self.engine.execute_statement(statement).await.map_err(engine_err)? {
+            match self
+                .engine
+                .execute_statement(statement)
+                .await
+                .map_err(engine_err)?
+            {
                 StatementOutcome::SinkPlanned { name, query } => {
                     self.sinks.insert(name, query);
                 }
                 StatementOutcome::Query(query) => rows = Some(self.run(query.graph)?),
-                StatementOutcome::Explain(text) => rows = Some(text.lines().map(|l| vec![l.to_string()]).collect()),
+                StatementOutcome::Explain(text) => {
+                    rows = Some(text.lines().map(|l| vec![l.to_string()]).collect())
+                }
                 _ => {}
             }
         }
@@ -227,7 +282,8 @@ fn cast_to(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Harne
         .map(|(c, f)| cast(c, f.data_type()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| HarnessError::Harness(e.to_string()))?;
-    RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| HarnessError::Harness(e.to_string()))
+    RecordBatch::try_new(Arc::clone(schema), columns)
+        .map_err(|e| HarnessError::Harness(e.to_string()))
 }
 
 /// Applies a changelog (first column `+I`, `-U`, `+U` or `-D`) and returns the rows it
@@ -249,7 +305,8 @@ fn materialize(changes: Vec<Vec<String>>) -> Vec<Vec<String>> {
 fn strip_command<'a>(sql: &'a str, command: &str) -> Option<&'a str> {
     let trimmed = sql.trim().trim_end_matches(';').trim();
     let head = trimmed.get(..command.len())?;
-    head.eq_ignore_ascii_case(command).then(|| trimmed[command.len()..].trim())
+    head.eq_ignore_ascii_case(command)
+        .then(|| trimmed[command.len()..].trim())
 }
 
 #[async_trait]
@@ -261,7 +318,9 @@ impl sqllogictest::AsyncDB for StreamDb {
         let statement_ok = Ok(DBOutput::StatementComplete(0));
         if let Some(rest) = strip_command(sql, "SET batch_size") {
             let n = rest.trim_start_matches('=').trim();
-            self.batch_size = n.parse().map_err(|_| HarnessError::Harness(format!("bad batch size '{n}'")))?;
+            self.batch_size = n
+                .parse()
+                .map_err(|_| HarnessError::Harness(format!("bad batch size '{n}'")))?;
             return statement_ok;
         }
         if strip_command(sql, "CLEAR INPUTS").is_some() {
@@ -287,7 +346,10 @@ impl sqllogictest::AsyncDB for StreamDb {
             None => statement_ok,
             Some(rows) => {
                 let width = rows.first().map_or(1, Vec::len);
-                Ok(DBOutput::Rows { types: vec![DefaultColumnType::Any; width], rows })
+                Ok(DBOutput::Rows {
+                    types: vec![DefaultColumnType::Any; width],
+                    rows,
+                })
             }
         }
     }

@@ -10,7 +10,11 @@ use vigil_tests::{StreamDb, workspace_root};
 const BATCH_SIZES: [usize; 3] = [1, 7, 1024];
 
 fn slt_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir).expect("tests/slt exists").flatten().map(|e| e.path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .expect("tests/slt exists")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     entries.sort();
     for path in entries {
         if path.is_dir() {
@@ -29,12 +33,17 @@ async fn main() {
     slt_files(&root, &mut files);
     let (mut passed, mut failed) = (0, 0);
     for file in files {
-        let name = file.strip_prefix(&root).unwrap_or(&file).display().to_string();
+        let name = file
+            .strip_prefix(&root)
+            .unwrap_or(&file)
+            .display()
+            .to_string();
         if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
             continue;
         }
         for batch_size in BATCH_SIZES {
-            let mut runner = sqllogictest::Runner::new(move || async move { Ok(StreamDb::new(batch_size)) });
+            let mut runner =
+                sqllogictest::Runner::new(move || async move { Ok(StreamDb::new(batch_size)) });
             match runner.run_file_async(&file).await {
                 Ok(()) => {
                     passed += 1;
@@ -42,7 +51,10 @@ async fn main() {
                 }
                 Err(e) => {
                     failed += 1;
-                    println!("FAILED  {name} (batch size {batch_size})\n{}", e.display(true));
+                    println!(
+                        "FAILED  {name} (batch size {batch_size})\n{}",
+                        e.display(true)
+                    );
                 }
             }
         }

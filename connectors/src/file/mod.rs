@@ -23,7 +23,10 @@ pub struct FileFactory;
 fn check_format(format: Option<String>) -> Result<(), ConnectorError> {
     match format.as_deref() {
         None | Some("json") => Ok(()),
-        Some(other) => Err(ConnectorError::config("format", format!("'{other}' is not supported; use 'json'"))),
+        Some(other) => Err(ConnectorError::config(
+            "format",
+            format!("'{other}' is not supported; use 'json'"),
+        )),
     }
 }
 
@@ -43,10 +46,19 @@ impl ConnectorFactory for FileFactory {
         check_format(r.take("format"))?;
         let dead_letters = r.take("dead_letter_path");
         r.finish()?;
-        Ok(Box::new(FileSource::new(path.into(), dead_letters.map(Into::into), schema, ctx)))
+        Ok(Box::new(FileSource::new(
+            path.into(),
+            dead_letters.map(Into::into),
+            schema,
+            ctx,
+        )))
     }
 
-    fn create_sink(&self, options: &Options, _schema: SchemaRef) -> Result<Box<dyn Sink>, ConnectorError> {
+    fn create_sink(
+        &self,
+        options: &Options,
+        _schema: SchemaRef,
+    ) -> Result<Box<dyn Sink>, ConnectorError> {
         let mut r = options.reader();
         let path = r.require("path")?;
         check_format(r.take("format"))?;

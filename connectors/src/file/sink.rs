@@ -26,10 +26,12 @@ impl FileSink {
     fn writer(&mut self) -> Result<&mut BufWriter<File>, ConnectorError> {
         if self.out.is_none() {
             if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| ConnectorError::io(format!("creating '{}'", dir.display()), e))?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| ConnectorError::io(format!("creating '{}'", dir.display()), e))?;
             }
-            let file = File::create(&self.path)
-                .map_err(|e| ConnectorError::io(format!("cannot create '{}'", self.path.display()), e))?;
+            let file = File::create(&self.path).map_err(|e| {
+                ConnectorError::io(format!("cannot create '{}'", self.path.display()), e)
+            })?;
             self.out = Some(BufWriter::new(file));
         }
         Ok(self.out.as_mut().expect("created above"))
@@ -41,11 +43,15 @@ impl Sink for FileSink {
     async fn write(&mut self, batch: RecordBatch) -> Result<(), ConnectorError> {
         let bytes = encode_json_lines(&batch)?;
         let path = self.path.display().to_string();
-        self.writer()?.write_all(&bytes).map_err(|e| ConnectorError::io(format!("writing '{path}'"), e))
+        self.writer()?
+            .write_all(&bytes)
+            .map_err(|e| ConnectorError::io(format!("writing '{path}'"), e))
     }
 
     async fn flush(&mut self) -> Result<(), ConnectorError> {
         let path = self.path.display().to_string();
-        self.writer()?.flush().map_err(|e| ConnectorError::io(format!("flushing '{path}'"), e))
+        self.writer()?
+            .flush()
+            .map_err(|e| ConnectorError::io(format!("flushing '{path}'"), e))
     }
 }

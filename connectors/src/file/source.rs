@@ -36,7 +36,12 @@ pub struct FileSource {
 
 impl FileSource {
     /// A source over `path`; nothing is opened until the first read.
-    pub fn new(path: PathBuf, dead_letter_path: Option<PathBuf>, schema: SchemaRef, ctx: SourceContext) -> Self {
+    pub fn new(
+        path: PathBuf,
+        dead_letter_path: Option<PathBuf>,
+        schema: SchemaRef,
+        ctx: SourceContext,
+    ) -> Self {
         let decoder = JsonDecoder::new(schema, ctx.batch_size);
         Self {
             path,
@@ -54,8 +59,9 @@ impl FileSource {
 
     fn open(&mut self) -> Result<(), ConnectorError> {
         if self.file.is_none() {
-            let file = File::open(&self.path)
-                .map_err(|e| ConnectorError::io(format!("cannot open '{}'", self.path.display()), e))?;
+            let file = File::open(&self.path).map_err(|e| {
+                ConnectorError::io(format!("cannot open '{}'", self.path.display()), e)
+            })?;
             self.file = Some(file);
         }
         Ok(())
@@ -68,7 +74,9 @@ impl FileSource {
         let mut buf = std::mem::take(&mut self.carry);
         let start = buf.len();
         buf.resize(start + CHUNK_BYTES, 0);
-        let read = file.read(&mut buf[start..]).map_err(|e| ConnectorError::io(format!("reading '{}'", self.path.display()), e))?;
+        let read = file
+            .read(&mut buf[start..])
+            .map_err(|e| ConnectorError::io(format!("reading '{}'", self.path.display()), e))?;
         buf.truncate(start + read);
         if read == 0 {
             self.eof = true;
@@ -91,7 +99,11 @@ impl FileSource {
             let lines: Vec<&[u8]> = buf.split(|b| *b == b'\n').collect();
             for record in &bad {
                 let line_no = self.line_base + record.index + 1;
-                self.dead_letter(line_no, &record.error, lines.get(record.index).copied().unwrap_or_default())?;
+                self.dead_letter(
+                    line_no,
+                    &record.error,
+                    lines.get(record.index).copied().unwrap_or_default(),
+                )?;
             }
         }
         self.line_base += buf.iter().filter(|b| **b == b'\n').count();
@@ -101,14 +113,20 @@ impl FileSource {
     fn dead_letter(&mut self, line: usize, error: &str, raw: &[u8]) -> Result<(), ConnectorError> {
         self.ctx.metrics.add_dead_letter();
         tracing::warn!(source = %self.ctx.name, file = %self.path.display(), line, error, "malformed record skipped");
-        let Some(path) = &self.dead_letter_path else { return Ok(()) };
+        let Some(path) = &self.dead_letter_path else {
+            return Ok(());
+        };
         if self.dead_letters.is_none() {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| ConnectorError::io(format!("creating '{}'", dir.display()), e))?;
             }
-            let file = File::create(path)
-                .map_err(|e| ConnectorError::io(format!("cannot create dead-letter file '{}'", path.display()), e))?;
+            let file = File::create(path).map_err(|e| {
+                ConnectorError::io(
+                    format!("cannot create dead-letter file '{}'", path.display()),
+                    e,
+                )
+            })?;
             self.dead_letters = Some(file);
         }
         let record = serde_json::json!({
@@ -129,6 +147,9 @@ impl Source for FileSource {
         while self.ready.is_empty() && !self.eof {
             self.read_chunk()?;
         }
-        Ok(self.ready.pop_front().map_or(SourceEvent::End, SourceEvent::Batch))
+        Ok(self
+            .ready
+            .pop_front()
+            .map_or(SourceEvent::End, SourceEvent::Batch))
     }
 }

@@ -38,13 +38,18 @@ impl JsonDecoder {
             .fields()
             .iter()
             .map(|f| match f.data_type() {
-                DataType::Timestamp(_, tz) => {
-                    f.as_ref().clone().with_data_type(DataType::Timestamp(TimeUnit::Millisecond, tz.clone()))
-                }
+                DataType::Timestamp(_, tz) => f
+                    .as_ref()
+                    .clone()
+                    .with_data_type(DataType::Timestamp(TimeUnit::Millisecond, tz.clone())),
                 _ => f.as_ref().clone(),
             })
             .collect();
-        Self { schema, wire_schema: Arc::new(Schema::new(fields)), batch_size: batch_size.max(1) }
+        Self {
+            schema,
+            wire_schema: Arc::new(Schema::new(fields)),
+            batch_size: batch_size.max(1),
+        }
     }
 
     /// The schema of decoded rows.
@@ -53,7 +58,10 @@ impl JsonDecoder {
     }
 
     /// Decodes a chunk of complete lines. Returns the good rows and the bad lines.
-    pub fn decode(&self, chunk: &[u8]) -> Result<(Vec<RecordBatch>, Vec<BadRecord>), ConnectorError> {
+    pub fn decode(
+        &self,
+        chunk: &[u8],
+    ) -> Result<(Vec<RecordBatch>, Vec<BadRecord>), ConnectorError> {
         match self.decode_all(chunk) {
             Ok(batches) => Ok((batches, Vec::new())),
             Err(_) => self.decode_line_by_line(chunk),
@@ -84,7 +92,10 @@ impl JsonDecoder {
         Ok(batches)
     }
 
-    fn decode_line_by_line(&self, chunk: &[u8]) -> Result<(Vec<RecordBatch>, Vec<BadRecord>), ConnectorError> {
+    fn decode_line_by_line(
+        &self,
+        chunk: &[u8],
+    ) -> Result<(Vec<RecordBatch>, Vec<BadRecord>), ConnectorError> {
         let mut good = Vec::new();
         let mut bad = Vec::new();
         for (index, line) in chunk.split(|b| *b == b'\n').enumerate() {
@@ -93,11 +104,21 @@ impl JsonDecoder {
             }
             match self.decode_one(line) {
                 Ok(Some(batch)) => good.push(batch),
-                Ok(None) => bad.push(BadRecord { index, error: "not a JSON object".into() }),
-                Err(e) => bad.push(BadRecord { index, error: e.to_string() }),
+                Ok(None) => bad.push(BadRecord {
+                    index,
+                    error: "not a JSON object".into(),
+                }),
+                Err(e) => bad.push(BadRecord {
+                    index,
+                    error: e.to_string(),
+                }),
             }
         }
-        let batches = if good.is_empty() { Vec::new() } else { vec![concat_batches(&self.schema, &good)?] };
+        let batches = if good.is_empty() {
+            Vec::new()
+        } else {
+            vec![concat_batches(&self.schema, &good)?]
+        };
         Ok((batches, bad))
     }
 
@@ -106,7 +127,9 @@ impl JsonDecoder {
         if !trimmed.starts_with(b"{") {
             return Ok(None);
         }
-        let mut decoder = ReaderBuilder::new(Arc::clone(&self.wire_schema)).with_batch_size(1).build_decoder()?;
+        let mut decoder = ReaderBuilder::new(Arc::clone(&self.wire_schema))
+            .with_batch_size(1)
+            .build_decoder()?;
         decoder.decode(trimmed)?;
         match decoder.flush()? {
             Some(batch) if batch.num_rows() == 1 => Ok(Some(self.to_declared(batch)?)),
@@ -120,7 +143,13 @@ impl JsonDecoder {
             .columns()
             .iter()
             .zip(self.schema.fields())
-            .map(|(c, f)| if c.data_type() == f.data_type() { Ok(Arc::clone(c)) } else { cast(c, f.data_type()) })
+            .map(|(c, f)| {
+                if c.data_type() == f.data_type() {
+                    Ok(Arc::clone(c))
+                } else {
+                    cast(c, f.data_type())
+                }
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
@@ -150,17 +179,29 @@ mod tests {
 "#;
         let (batches, bad) = decoder().decode(input).unwrap();
         assert!(bad.is_empty(), "{bad:?}");
-        let ts = batches[0].column(2).as_primitive::<TimestampNanosecondType>();
+        let ts = batches[0]
+            .column(2)
+            .as_primitive::<TimestampNanosecondType>();
         let base = 1_704_067_201_000_000_000i64;
-        assert_eq!(ts.values().to_vec(), vec![base, base + 250_000_000, base, base]);
+        assert_eq!(
+            ts.values().to_vec(),
+            vec![base, base + 250_000_000, base, base]
+        );
     }
 
     #[test]
     fn malformed_lines_are_isolated_and_good_ones_kept() {
         let input = b"{\"id\":\"a\",\"v\":1}\n{\"id\":\"b\",\"v\":\n{\"id\":\"c\",\"v\":\"hot\"}\nnot json\n{\"id\":\"e\",\"v\":5}\n";
         let (batches, bad) = decoder().decode(input).unwrap();
-        let values = batches[0].column(1).as_any().downcast_ref::<Float64Array>().unwrap();
+        let values = batches[0]
+            .column(1)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap();
         assert_eq!(values.values().to_vec(), vec![1.0, 5.0]);
-        assert_eq!(bad.iter().map(|b| b.index).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(
+            bad.iter().map(|b| b.index).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
     }
 }

@@ -16,7 +16,12 @@ const TIMESTAMP_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.3fZ";
 
 /// Replaces timestamp columns with their RFC 3339 text (UTC, milliseconds).
 pub fn timestamps_as_text(batch: &RecordBatch) -> Result<RecordBatch, ConnectorError> {
-    if !batch.schema().fields().iter().any(|f| matches!(f.data_type(), DataType::Timestamp(_, _))) {
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| matches!(f.data_type(), DataType::Timestamp(_, _)))
+    {
         return Ok(batch.clone());
     }
     let options = CastOptions {
@@ -34,11 +39,19 @@ pub fn timestamps_as_text(batch: &RecordBatch) -> Result<RecordBatch, ConnectorE
                 let utc = DataType::Timestamp(*unit, Some("+00:00".into()));
                 let column = cast_with_options(column, &utc, &options)?;
                 columns.push(cast_with_options(&column, &DataType::Utf8, &options)?);
-                fields.push(Field::new(field.name(), DataType::Utf8, field.is_nullable()));
+                fields.push(Field::new(
+                    field.name(),
+                    DataType::Utf8,
+                    field.is_nullable(),
+                ));
             }
             DataType::Timestamp(_, None) => {
                 columns.push(cast_with_options(column, &DataType::Utf8, &options)?);
-                fields.push(Field::new(field.name(), DataType::Utf8, field.is_nullable()));
+                fields.push(Field::new(
+                    field.name(),
+                    DataType::Utf8,
+                    field.is_nullable(),
+                ));
             }
             _ => {
                 columns.push(Arc::clone(column));
@@ -46,14 +59,18 @@ pub fn timestamps_as_text(batch: &RecordBatch) -> Result<RecordBatch, ConnectorE
             }
         }
     }
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 /// Encodes a batch as JSON lines, nulls written explicitly.
 pub fn encode_json_lines(batch: &RecordBatch) -> Result<Vec<u8>, ConnectorError> {
     let batch = timestamps_as_text(batch)?;
-    let mut writer: LineDelimitedWriter<Vec<u8>> =
-        WriterBuilder::new().with_explicit_nulls(true).build(Vec::with_capacity(batch.num_rows() * 96));
+    let mut writer: LineDelimitedWriter<Vec<u8>> = WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build(Vec::with_capacity(batch.num_rows() * 96));
     writer.write(&batch)?;
     writer.finish()?;
     Ok(writer.into_inner())
@@ -74,7 +91,9 @@ mod tests {
         let batch = RecordBatch::try_new(
             schema,
             vec![
-                Arc::new(TimestampNanosecondArray::from(vec![1_704_067_201_250_000_000])),
+                Arc::new(TimestampNanosecondArray::from(vec![
+                    1_704_067_201_250_000_000,
+                ])),
                 Arc::new(Float64Array::from(vec![None])),
             ],
         )

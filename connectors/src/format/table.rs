@@ -8,6 +8,9 @@ use crate::ConnectorError;
 
 /// Renders batches as one aligned table with a header.
 pub fn format_table(batches: &[RecordBatch]) -> Result<String, ConnectorError> {
-    let texts = batches.iter().map(timestamps_as_text).collect::<Result<Vec<_>, _>>()?;
+    let texts = batches
+        .iter()
+        .map(timestamps_as_text)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(pretty_format_batches(&texts)?.to_string())
 }

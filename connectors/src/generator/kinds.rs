@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Float64Builder, Int64Builder, StringBuilder, TimestampNanosecondArray};
+use datafusion::arrow::array::{
+    ArrayRef, Float64Builder, Int64Builder, StringBuilder, TimestampNanosecondArray,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use super::rng::Rng;
@@ -85,7 +87,13 @@ pub struct KindState {
 }
 
 /// Builds the columns of `n` events with event times `ts`, in `Kind::schema` order.
-pub fn generate(kind: Kind, shape: &Shape, rng: &mut Rng, state: &mut KindState, ts: Vec<i64>) -> Vec<ArrayRef> {
+pub fn generate(
+    kind: Kind,
+    shape: &Shape,
+    rng: &mut Rng,
+    state: &mut KindState,
+    ts: Vec<i64>,
+) -> Vec<ArrayRef> {
     let n = ts.len();
     let ts: ArrayRef = Arc::new(TimestampNanosecondArray::from(ts));
     match kind {
@@ -107,7 +115,12 @@ pub fn generate(kind: Kind, shape: &Shape, rng: &mut Rng, state: &mut KindState,
                 temps.append_value(round1(t));
                 hums.append_value(round1(h));
             }
-            vec![Arc::new(ids.finish()), Arc::new(temps.finish()), Arc::new(hums.finish()), ts]
+            vec![
+                Arc::new(ids.finish()),
+                Arc::new(temps.finish()),
+                Arc::new(hums.finish()),
+                ts,
+            ]
         }
         Kind::Payments | Kind::Dues => {
             let mut accounts = Int64Builder::with_capacity(n);
@@ -123,7 +136,13 @@ pub fn generate(kind: Kind, shape: &Shape, rng: &mut Rng, state: &mut KindState,
             vec![Arc::new(accounts.finish()), Arc::new(amounts.finish()), ts]
         }
         Kind::Logins => {
-            const TYPES: [&str; 5] = ["login_success", "login_failed", "search", "view_item", "logout"];
+            const TYPES: [&str; 5] = [
+                "login_success",
+                "login_failed",
+                "search",
+                "view_item",
+                "logout",
+            ];
             let mut users = StringBuilder::with_capacity(n, n * 8);
             let mut types = StringBuilder::with_capacity(n, n * 12);
             let mut ips = StringBuilder::with_capacity(n, n * 12);
@@ -149,7 +168,12 @@ pub fn generate(kind: Kind, shape: &Shape, rng: &mut Rng, state: &mut KindState,
                 types.append_value(event);
                 ips.append_value(format!("10.0.{}.{}", user % 256, 1 + rng.below(254)));
             }
-            vec![Arc::new(users.finish()), Arc::new(types.finish()), Arc::new(ips.finish()), ts]
+            vec![
+                Arc::new(users.finish()),
+                Arc::new(types.finish()),
+                Arc::new(ips.finish()),
+                ts,
+            ]
         }
     }
 }

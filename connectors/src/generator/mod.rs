@@ -79,14 +79,22 @@ impl GeneratorConfig {
         let mut r = options.reader();
         let kind_name = r.require("kind")?;
         let kind = Kind::parse(&kind_name).ok_or_else(|| {
-            ConnectorError::config("kind", format!("'{kind_name}' is not one of sensors, payments, dues, logins"))
+            ConnectorError::config(
+                "kind",
+                format!("'{kind_name}' is not one of sensors, payments, dues, logins"),
+            )
         })?;
         let rate = match r.take("rate") {
             None => None,
             Some(v) if v.eq_ignore_ascii_case("unlimited") => None,
             Some(v) => match v.trim().parse::<f64>() {
                 Ok(rate) if rate > 0.0 => Some(rate),
-                _ => return Err(ConnectorError::config("rate", format!("'{v}' is not a positive number or 'unlimited'"))),
+                _ => {
+                    return Err(ConnectorError::config(
+                        "rate",
+                        format!("'{v}' is not a positive number or 'unlimited'"),
+                    ));
+                }
             },
         };
         let config = Self {
@@ -103,7 +111,10 @@ impl GeneratorConfig {
             step_ms: r.take_parsed("step_ms")?.unwrap_or(10),
         };
         r.finish()?;
-        for (key, v) in [("anomaly_ratio", config.anomaly_ratio), ("late_ratio", config.late_ratio)] {
+        for (key, v) in [
+            ("anomaly_ratio", config.anomaly_ratio),
+            ("late_ratio", config.late_ratio),
+        ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(ConnectorError::config(key, "must be between 0 and 1"));
             }
@@ -124,7 +135,11 @@ impl ConnectorFactory for GeneratorFactory {
         ctx: SourceContext,
     ) -> Result<Box<dyn Source>, ConnectorError> {
         let config = GeneratorConfig::from_options(options)?;
-        Ok(Box::new(GeneratorSource::try_new(config, schema, ctx.batch_size)?))
+        Ok(Box::new(GeneratorSource::try_new(
+            config,
+            schema,
+            ctx.batch_size,
+        )?))
     }
 
     fn is_bounded(&self, options: &Options) -> bool {
@@ -148,14 +163,22 @@ pub struct GeneratorSource {
 impl GeneratorSource {
     /// A generator whose rows follow `schema`, which must be a subset of the kind's columns
     /// with the same types.
-    pub fn try_new(config: GeneratorConfig, schema: SchemaRef, batch_size: usize) -> Result<Self, ConnectorError> {
+    pub fn try_new(
+        config: GeneratorConfig,
+        schema: SchemaRef,
+        batch_size: usize,
+    ) -> Result<Self, ConnectorError> {
         let full = config.kind.schema();
         let projection = schema
             .fields()
             .iter()
             .map(|f| {
                 let Ok(i) = full.index_of(f.name()) else {
-                    let names: Vec<_> = full.fields().iter().map(|f| format!("{} {}", f.name(), f.data_type())).collect();
+                    let names: Vec<_> = full
+                        .fields()
+                        .iter()
+                        .map(|f| format!("{} {}", f.name(), f.data_type()))
+                        .collect();
                     return Err(ConnectorError::Schema(format!(
                         "generator kind {:?} has no column '{}' (it has: {})",
                         config.kind,
@@ -175,12 +198,30 @@ impl GeneratorSource {
                 Ok(i)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let rng = Rng::new(config.seed.wrapping_mul(31).wrapping_add(config.kind.salt()));
-        Ok(Self { config, schema, projection, rng, state: KindState::default(), produced: 0, batch_size: batch_size.max(1), started: None })
+        let rng = Rng::new(
+            config
+                .seed
+                .wrapping_mul(31)
+                .wrapping_add(config.kind.salt()),
+        );
+        Ok(Self {
+            config,
+            schema,
+            projection,
+            rng,
+            state: KindState::default(),
+            produced: 0,
+            batch_size: batch_size.max(1),
+            started: None,
+        })
     }
 
     /// Makes the next `n` events with event times from `base_ms`, stepping `step_ns`.
-    fn make_batch(&mut self, n: usize, times: impl Iterator<Item = i64>) -> Result<RecordBatch, ConnectorError> {
+    fn make_batch(
+        &mut self,
+        n: usize,
+        times: impl Iterator<Item = i64>,
+    ) -> Result<RecordBatch, ConnectorError> {
         let disorder = self.config.disorder_ms as i64 * 1_000_000;
         let late_by = self.config.late_by_ms as i64 * 1_000_000;
         let mut ts = Vec::with_capacity(n);
@@ -194,15 +235,24 @@ impl GeneratorSource {
             }
             ts.push(t);
         }
-        let shape = Shape { keys: self.config.keys, anomaly_ratio: self.config.anomaly_ratio };
+        let shape = Shape {
+            keys: self.config.keys,
+            anomaly_ratio: self.config.anomaly_ratio,
+        };
         let columns = generate(self.config.kind, &shape, &mut self.rng, &mut self.state, ts);
-        let columns = self.projection.iter().map(|&i| columns[i].clone()).collect();
+        let columns = self
+            .projection
+            .iter()
+            .map(|&i| columns[i].clone())
+            .collect();
         self.produced += n as u64;
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 
     fn remaining(&self) -> u64 {
-        self.config.count.map_or(u64::MAX, |c| c.saturating_sub(self.produced))
+        self.config
+            .count
+            .map_or(u64::MAX, |c| c.saturating_sub(self.produced))
     }
 }
 
@@ -216,7 +266,10 @@ impl Source for GeneratorSource {
         let Some(rate) = self.config.rate else {
             let n = (self.batch_size as u64).min(remaining) as usize;
             let first = self.produced as i64;
-            let (start, step) = (self.config.start_ms * 1_000_000, self.config.step_ms * 1_000_000);
+            let (start, step) = (
+                self.config.start_ms * 1_000_000,
+                self.config.step_ms * 1_000_000,
+            );
             let batch = self.make_batch(n, (first..).map(|i| start + i * step))?;
             return Ok(SourceEvent::Batch(batch));
         };
@@ -225,15 +278,22 @@ impl Source for GeneratorSource {
         let due = (started.elapsed().as_secs_f64() * rate) as u64 + 1;
         if due <= self.produced {
             let next_due = Duration::from_secs_f64((self.produced as f64) / rate);
-            let wait = (started + next_due).saturating_duration_since(Instant::now()).min(max_wait);
+            let wait = (started + next_due)
+                .saturating_duration_since(Instant::now())
+                .min(max_wait);
             tokio::time::sleep(wait).await;
             if (started.elapsed().as_secs_f64() * rate) as u64 + 1 <= self.produced {
                 return Ok(SourceEvent::Idle);
             }
         }
         let due = (started.elapsed().as_secs_f64() * rate) as u64 + 1;
-        let n = (due - self.produced).min(self.batch_size as u64).min(remaining) as usize;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64) * 1_000_000;
+        let n = (due - self.produced)
+            .min(self.batch_size as u64)
+            .min(remaining) as usize;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+            * 1_000_000;
         let batch = self.make_batch(n, std::iter::repeat(now))?;
         Ok(SourceEvent::Batch(batch))
     }
@@ -254,7 +314,10 @@ mod tests {
         let (mut a, mut b) = (source(&opts), source(&opts));
         let mut total = 0;
         loop {
-            match (a.next_batch(Duration::ZERO).await.unwrap(), b.next_batch(Duration::ZERO).await.unwrap()) {
+            match (
+                a.next_batch(Duration::ZERO).await.unwrap(),
+                b.next_batch(Duration::ZERO).await.unwrap(),
+            ) {
                 (SourceEvent::Batch(x), SourceEvent::Batch(y)) => {
                     assert_eq!(x, y);
                     total += x.num_rows();
@@ -270,14 +333,19 @@ mod tests {
     fn declared_column_not_in_kind_is_rejected() {
         use datafusion::arrow::datatypes::{DataType, Field, Schema};
         let config = GeneratorConfig::from_options(&Options::new([("kind", "payments")])).unwrap();
-        let schema = std::sync::Arc::new(Schema::new(vec![Field::new("sensor_id", DataType::Utf8, true)]));
+        let schema = std::sync::Arc::new(Schema::new(vec![Field::new(
+            "sensor_id",
+            DataType::Utf8,
+            true,
+        )]));
         let err = GeneratorSource::try_new(config, schema, 10).err().unwrap();
         assert!(err.to_string().contains("no column 'sensor_id'"), "{err}");
     }
 
     #[test]
     fn unknown_option_is_rejected() {
-        let err = GeneratorConfig::from_options(&Options::new([("kind", "logins"), ("rat", "5")])).unwrap_err();
+        let err = GeneratorConfig::from_options(&Options::new([("kind", "logins"), ("rat", "5")]))
+            .unwrap_err();
         assert_eq!(err.to_string(), "option 'rat': unknown option");
     }
 }

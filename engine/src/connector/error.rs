@@ -36,12 +36,18 @@ pub enum ConnectorError {
 impl ConnectorError {
     /// A [`ConnectorError::Config`] for `key`.
     pub fn config(key: &str, message: impl Into<String>) -> Self {
-        ConnectorError::Config { key: key.to_string(), message: message.into() }
+        ConnectorError::Config {
+            key: key.to_string(),
+            message: message.into(),
+        }
     }
 
     /// A [`ConnectorError::Io`] with context.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        ConnectorError::Io { context: context.into(), source }
+        ConnectorError::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 

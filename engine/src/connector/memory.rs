@@ -29,12 +29,21 @@ pub struct MemoryFactory {
 impl MemoryFactory {
     /// Sets the batches every source named `name` produces.
     pub fn set_input(&self, name: &str, batches: MemoryInput) {
-        self.inputs.lock().expect("memory inputs lock").insert(name.to_string(), batches);
+        self.inputs
+            .lock()
+            .expect("memory inputs lock")
+            .insert(name.to_string(), batches);
     }
 
     /// The rows written so far to sinks named `name`.
     pub fn output(&self, name: &str) -> MemorySink {
-        Arc::clone(self.outputs.lock().expect("memory outputs lock").entry(name.to_string()).or_default())
+        Arc::clone(
+            self.outputs
+                .lock()
+                .expect("memory outputs lock")
+                .entry(name.to_string())
+                .or_default(),
+        )
     }
 }
 
@@ -58,13 +67,27 @@ impl ConnectorFactory for MemoryFactory {
         _ctx: SourceContext,
     ) -> Result<Box<dyn Source>, ConnectorError> {
         let name = name_option(options)?;
-        let batches = self.inputs.lock().expect("memory inputs lock").get(&name).cloned().unwrap_or_default();
-        Ok(Box::new(MemorySource { batches: batches.into() }))
+        let batches = self
+            .inputs
+            .lock()
+            .expect("memory inputs lock")
+            .get(&name)
+            .cloned()
+            .unwrap_or_default();
+        Ok(Box::new(MemorySource {
+            batches: batches.into(),
+        }))
     }
 
-    fn create_sink(&self, options: &Options, _schema: SchemaRef) -> Result<Box<dyn Sink>, ConnectorError> {
+    fn create_sink(
+        &self,
+        options: &Options,
+        _schema: SchemaRef,
+    ) -> Result<Box<dyn Sink>, ConnectorError> {
         let name = name_option(options)?;
-        Ok(Box::new(MemorySinkWriter { rows: self.output(&name) }))
+        Ok(Box::new(MemorySinkWriter {
+            rows: self.output(&name),
+        }))
     }
 
     fn is_bounded(&self, _options: &Options) -> bool {
@@ -79,7 +102,10 @@ struct MemorySource {
 #[async_trait]
 impl Source for MemorySource {
     async fn next_batch(&mut self, _max_wait: Duration) -> Result<SourceEvent, ConnectorError> {
-        Ok(self.batches.pop_front().map_or(SourceEvent::End, SourceEvent::Batch))
+        Ok(self
+            .batches
+            .pop_front()
+            .map_or(SourceEvent::End, SourceEvent::Batch))
     }
 }
 

@@ -84,13 +84,23 @@ pub trait ConnectorFactory: Send + Sync {
         ctx: SourceContext,
     ) -> Result<Box<dyn Source>, ConnectorError> {
         let _ = (options, schema, ctx);
-        Err(ConnectorError::Unsupported(format!("connector '{}' cannot be a source", self.name())))
+        Err(ConnectorError::Unsupported(format!(
+            "connector '{}' cannot be a source",
+            self.name()
+        )))
     }
 
     /// Builds a sink writing rows of `schema`.
-    fn create_sink(&self, options: &Options, schema: SchemaRef) -> Result<Box<dyn Sink>, ConnectorError> {
+    fn create_sink(
+        &self,
+        options: &Options,
+        schema: SchemaRef,
+    ) -> Result<Box<dyn Sink>, ConnectorError> {
         let _ = (options, schema);
-        Err(ConnectorError::Unsupported(format!("connector '{}' cannot be a sink", self.name())))
+        Err(ConnectorError::Unsupported(format!(
+            "connector '{}' cannot be a sink",
+            self.name()
+        )))
     }
 
     /// Whether a source with these options ends by itself.
@@ -117,7 +127,10 @@ impl ConnectorRegistry {
     /// A registry with only the in-memory connector.
     pub fn new() -> Self {
         let memory = Arc::new(MemoryFactory::default());
-        let mut registry = Self { factories: BTreeMap::new(), memory: Arc::clone(&memory) };
+        let mut registry = Self {
+            factories: BTreeMap::new(),
+            memory: Arc::clone(&memory),
+        };
         registry.register(memory);
         registry
     }
@@ -134,7 +147,10 @@ impl ConnectorRegistry {
             .ok_or_else(|| ConnectorError::config("connector", "this option is required"))?;
         self.factories.get(name).ok_or_else(|| {
             let known: Vec<_> = self.factories.keys().copied().collect();
-            ConnectorError::config("connector", format!("unknown connector '{name}' (known: {})", known.join(", ")))
+            ConnectorError::config(
+                "connector",
+                format!("unknown connector '{name}' (known: {})", known.join(", ")),
+            )
         })
     }
 

@@ -64,7 +64,10 @@ impl AggregateSpec {
     }
 
     /// Evaluates each call's arguments and filter over a batch.
-    pub fn evaluate_args(&self, batch: &RecordBatch) -> Result<Vec<(Vec<ArrayRef>, Option<BooleanArray>)>> {
+    pub fn evaluate_args(
+        &self,
+        batch: &RecordBatch,
+    ) -> Result<Vec<(Vec<ArrayRef>, Option<BooleanArray>)>> {
         self.calls
             .iter()
             .map(|call| {
@@ -76,7 +79,9 @@ impl AggregateSpec {
                         let mask = mask
                             .as_any()
                             .downcast_ref::<BooleanArray>()
-                            .ok_or_else(|| Error::Internal("aggregate FILTER is not boolean".into()))?
+                            .ok_or_else(|| {
+                                Error::Internal("aggregate FILTER is not boolean".into())
+                            })?
                             .clone();
                         Some(mask)
                     }
@@ -100,9 +105,15 @@ impl AggregateSpec {
                 (OutputColumn::WindowStart, Some((start, _))) => {
                     Arc::new(TimestampNanosecondArray::from_value(start, rows))
                 }
-                (OutputColumn::WindowEnd, Some((_, end))) => Arc::new(TimestampNanosecondArray::from_value(end, rows)),
+                (OutputColumn::WindowEnd, Some((_, end))) => {
+                    Arc::new(TimestampNanosecondArray::from_value(end, rows))
+                }
                 (OutputColumn::Key(i), _) => Arc::clone(&keys[*i]),
-                _ => return Err(Error::Internal("window column outside a window aggregate".into())),
+                _ => {
+                    return Err(Error::Internal(
+                        "window column outside a window aggregate".into(),
+                    ));
+                }
             };
             columns.push(array);
         }
@@ -114,13 +125,25 @@ impl AggregateSpec {
             .map(|(c, f)| align_type(c, f.data_type()))
             .collect::<Result<Vec<_>>>()?;
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
-        Ok(RecordBatch::try_new_with_options(Arc::clone(&self.schema), columns, &options)?)
+        Ok(RecordBatch::try_new_with_options(
+            Arc::clone(&self.schema),
+            columns,
+            &options,
+        )?)
     }
 
     /// For EXPLAIN.
     pub fn describe(&self) -> String {
-        let calls: Vec<String> = self.calls.iter().map(|c| c.function.name().to_string()).collect();
-        format!("keys=[{}] aggregates=[{}]", show_exprs(&self.keys), calls.join(", "))
+        let calls: Vec<String> = self
+            .calls
+            .iter()
+            .map(|c| c.function.name().to_string())
+            .collect();
+        format!(
+            "keys=[{}] aggregates=[{}]",
+            show_exprs(&self.keys),
+            calls.join(", ")
+        )
     }
 }
 

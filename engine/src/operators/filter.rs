@@ -33,11 +33,16 @@ impl Operator for Filter {
     }
 
     fn on_batch(&mut self, batch: ChangeBatch, ctx: &mut Context) -> Result<()> {
-        let mask = self.predicate.evaluate(&batch.rows)?.into_array(batch.num_rows())?;
+        let mask = self
+            .predicate
+            .evaluate(&batch.rows)?
+            .into_array(batch.num_rows())?;
         let mask = mask
             .as_any()
             .downcast_ref::<BooleanArray>()
-            .ok_or_else(|| Error::Internal(format!("filter predicate returned {}", mask.data_type())))?;
+            .ok_or_else(|| {
+                Error::Internal(format!("filter predicate returned {}", mask.data_type()))
+            })?;
         if mask.true_count() == batch.num_rows() {
             ctx.emit(batch);
         } else if mask.true_count() > 0 {

@@ -16,7 +16,12 @@ pub struct Limit {
 impl Limit {
     /// Skips `skip` rows then passes at most `fetch`.
     pub fn new(skip: usize, fetch: Option<usize>) -> Self {
-        Self { skip, fetch, seen: 0, done: false }
+        Self {
+            skip,
+            fetch,
+            seen: 0,
+            done: false,
+        }
     }
 }
 

@@ -78,7 +78,12 @@ impl<'a> Context<'a> {
         counters: &'a mut OperatorCounters,
         out: &'a mut Vec<(usize, Message)>,
     ) -> Self {
-        Self { input, input_watermarks, counters, out }
+        Self {
+            input,
+            input_watermarks,
+            counters,
+            out,
+        }
     }
 
     /// Emits rows on the main port; empty batches are dropped.
@@ -136,6 +141,24 @@ pub trait Operator: Send {
     fn state_rows(&self) -> usize {
         0
     }
+
+    /// The operator's state as Arrow batches, which a checkpoint can write as Arrow IPC.
+    /// The operator keeps running unchanged. Stateless operators have none.
+    fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
+        Ok(Vec::new())
+    }
+
+    /// Loads state produced by [`Operator::snapshot`] into a fresh operator.
+    fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
+        if state.is_empty() {
+            Ok(())
+        } else {
+            Err(crate::Error::Internal(format!(
+                "{} keeps no state to restore",
+                self.name()
+            )))
+        }
+    }
 }
 
 /// Passes rows through: the entry node of a source in the graph.
@@ -160,8 +183,36 @@ impl Operator for SourceScan {
     }
 }
 
+/// State of an operator that only remembers a watermark: one row, one column.
+pub(crate) fn watermark_state(watermark: Timestamp) -> Result<Vec<RecordBatch>> {
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "watermark",
+        DataType::Int64,
+        false,
+    )]));
+    Ok(vec![RecordBatch::try_new(
+        schema,
+        vec![Arc::new(Int64Array::from(vec![watermark]))],
+    )?])
+}
+
+/// Reads [`watermark_state`] back.
+pub(crate) fn restore_watermark(state: &[RecordBatch]) -> Result<Option<Timestamp>> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::Int64Type;
+    Ok(state
+        .first()
+        .filter(|b| b.num_rows() == 1 && b.num_columns() == 1)
+        .map(|b| b.column(0).as_primitive::<Int64Type>().value(0)))
+}
+
 /// Evaluates expressions over a batch into arrays of its length.
-pub(crate) fn evaluate_all(exprs: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+pub(crate) fn evaluate_all(
+    exprs: &[Arc<dyn PhysicalExpr>],
+    batch: &RecordBatch,
+) -> Result<Vec<ArrayRef>> {
     exprs
         .iter()
         .map(|e| Ok(e.evaluate(batch)?.into_array(batch.num_rows())?))
@@ -170,7 +221,11 @@ pub(crate) fn evaluate_all(exprs: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch)
 
 /// Shows physical expressions the way EXPLAIN prints them.
 pub(crate) fn show_exprs(exprs: &[Arc<dyn PhysicalExpr>]) -> String {
-    exprs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")
+    exprs
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -203,14 +258,16 @@ pub(crate) mod testing {
     pub fn batch(op: &mut dyn Operator, b: ChangeBatch) -> Collected {
         let mut out = Vec::new();
         let mut counters = OperatorCounters::default();
-        op.on_batch(b, &mut Context::new(0, &[], &mut counters, &mut out)).unwrap();
+        op.on_batch(b, &mut Context::new(0, &[], &mut counters, &mut out))
+            .unwrap();
         collect(out)
     }
 
     pub fn watermark(op: &mut dyn Operator, wm: Timestamp) -> Collected {
         let mut out = Vec::new();
         let mut counters = OperatorCounters::default();
-        op.on_watermark(wm, &mut Context::new(0, &[wm], &mut counters, &mut out)).unwrap();
+        op.on_watermark(wm, &mut Context::new(0, &[wm], &mut counters, &mut out))
+            .unwrap();
         collect(out)
     }
 }

@@ -40,10 +40,16 @@ impl Operator for Union {
             .map(|(_, w)| *w)
             .min();
         let row_watermarks = match (batch.row_watermarks, others) {
-            (Some(w), Some(floor)) => Some(unary::<_, _, _>(&w, |v: i64| v.min(floor)) as Int64Array),
+            (Some(w), Some(floor)) => {
+                Some(unary::<_, _, _>(&w, |v: i64| v.min(floor)) as Int64Array)
+            }
             (w, _) => w,
         };
-        ctx.emit(ChangeBatch { rows, ops: batch.ops, row_watermarks });
+        ctx.emit(ChangeBatch {
+            rows,
+            ops: batch.ops,
+            row_watermarks,
+        });
         Ok(())
     }
 }

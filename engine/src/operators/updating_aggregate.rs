@@ -1,13 +1,13 @@
 //! [`UpdatingAggregate`]: GROUP BY without a window, whose output is a changelog.
 
-use std::collections::HashMap;
 use datafusion::arrow::array::{Array, ArrayRef, Int8Array, UInt32Array, new_null_array};
-use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::compute::take;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
+use std::collections::HashMap;
 
 use super::aggregate::AggregateSpec;
 use super::{Context, Operator};
@@ -40,7 +40,11 @@ impl UpdatingAggregate {
     /// An updating aggregate over `input_schema`.
     pub fn try_new(spec: AggregateSpec, input_schema: &SchemaRef) -> Result<Self> {
         let key_schema = spec.key_schema(input_schema)?;
-        let mut fields: Vec<SortField> = key_schema.fields().iter().map(|f| SortField::new(f.data_type().clone())).collect();
+        let mut fields: Vec<SortField> = key_schema
+            .fields()
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect();
         if fields.is_empty() {
             // A global aggregate: one group, keyed by a constant column the output ignores.
             fields.push(SortField::new(DataType::Boolean));
@@ -52,7 +56,13 @@ impl UpdatingAggregate {
                 call.function.name()
             )));
         }
-        Ok(Self { spec, converter, index: HashMap::new(), groups: Vec::new(), free: Vec::new() })
+        Ok(Self {
+            spec,
+            converter,
+            index: HashMap::new(),
+            groups: Vec::new(),
+            free: Vec::new(),
+        })
     }
 
     fn group_slot(&mut self, row: datafusion::arrow::row::Row<'_>) -> Result<usize> {
@@ -66,7 +76,12 @@ impl UpdatingAggregate {
             .iter()
             .map(|c| c.function.create_sliding_accumulator())
             .collect::<datafusion::error::Result<Vec<_>>>()?;
-        let group = Group { key, accumulators, rows: 0, emitted: None };
+        let group = Group {
+            key,
+            accumulators,
+            rows: 0,
+            emitted: None,
+        };
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.groups[slot] = Some(group);
@@ -120,7 +135,11 @@ impl Operator for UpdatingAggregate {
         let order = UInt32Array::from(order);
         let sorted_args: Vec<Vec<ArrayRef>> = args
             .iter()
-            .map(|(vals, _)| vals.iter().map(|v| take(v.as_ref(), &order, None)).collect())
+            .map(|(vals, _)| {
+                vals.iter()
+                    .map(|v| take(v.as_ref(), &order, None))
+                    .collect()
+            })
             .collect::<std::result::Result<_, _>>()?;
 
         let mut i = 0;
@@ -150,6 +169,12 @@ impl Operator for UpdatingAggregate {
     fn state_rows(&self) -> usize {
         self.index.len()
     }
+
+    fn snapshot(&mut self) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>> {
+        Err(Error::Unsupported(
+            "snapshots of aggregates without a window".into(),
+        ))
+    }
 }
 
 impl UpdatingAggregate {
@@ -175,7 +200,11 @@ impl UpdatingAggregate {
                 self.free.push(slot);
                 continue;
             }
-            let new = group.accumulators.iter_mut().map(|a| a.evaluate()).collect::<datafusion::error::Result<Vec<_>>>()?;
+            let new = group
+                .accumulators
+                .iter_mut()
+                .map(|a| a.evaluate())
+                .collect::<datafusion::error::Result<Vec<_>>>()?;
             match group.emitted.take() {
                 None => push(ChangeKind::Insert, &group.key, &new),
                 Some(old) if old != new => {
@@ -190,21 +219,28 @@ impl UpdatingAggregate {
             return Ok(());
         }
         let rows = ops.len();
-        let keys = self.converter.convert_rows(key_rows.iter().map(|r| r.row()))?;
+        let keys = self
+            .converter
+            .convert_rows(key_rows.iter().map(|r| r.row()))?;
         let aggregates = values
             .into_iter()
             .zip(&self.spec.calls)
             .map(|(column, call)| {
                 if column.is_empty() {
-                    Ok(datafusion::arrow::array::new_empty_array(call.function.field().data_type()))
+                    Ok(datafusion::arrow::array::new_empty_array(
+                        call.function.field().data_type(),
+                    ))
                 } else {
                     ScalarValue::iter_to_array(column)
                 }
             })
             .collect::<datafusion::error::Result<Vec<_>>>()?;
         let out = self.spec.assemble(None, keys, aggregates, rows)?;
-        ctx.emit(ChangeBatch { rows: out, ops: Some(Int8Array::from(ops)), row_watermarks: None });
+        ctx.emit(ChangeBatch {
+            rows: out,
+            ops: Some(Int8Array::from(ops)),
+            row_watermarks: None,
+        });
         Ok(())
     }
 }
-

@@ -27,7 +27,10 @@ pub struct WatermarkAssign {
 impl WatermarkAssign {
     /// Watermarks from `expr`, a timestamp expression over the source's rows.
     pub fn new(expr: Arc<dyn PhysicalExpr>) -> Self {
-        Self { expr, current: WATERMARK_MIN }
+        Self {
+            expr,
+            current: WATERMARK_MIN,
+        }
     }
 }
 
@@ -41,7 +44,10 @@ impl Operator for WatermarkAssign {
     }
 
     fn on_batch(&mut self, batch: ChangeBatch, ctx: &mut Context) -> Result<()> {
-        let marks = self.expr.evaluate(&batch.rows)?.into_array(batch.num_rows())?;
+        let marks = self
+            .expr
+            .evaluate(&batch.rows)?
+            .into_array(batch.num_rows())?;
         let marks = cast(&marks, &DataType::Timestamp(TimeUnit::Nanosecond, None))?;
         let marks = cast(&marks, &DataType::Int64)?;
         let marks = marks.as_primitive::<Int64Type>();
@@ -70,10 +76,24 @@ impl Operator for WatermarkAssign {
                 })
                 .collect()
         };
-        ctx.emit(ChangeBatch { row_watermarks: Some(before), ..batch });
+        ctx.emit(ChangeBatch {
+            row_watermarks: Some(before),
+            ..batch
+        });
         if running > self.current {
             self.current = running;
             ctx.emit_watermark(running);
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>> {
+        super::watermark_state(self.current)
+    }
+
+    fn restore(&mut self, state: Vec<datafusion::arrow::record_batch::RecordBatch>) -> Result<()> {
+        if let Some(watermark) = super::restore_watermark(&state)? {
+            self.current = watermark;
         }
         Ok(())
     }
@@ -98,7 +118,11 @@ mod tests {
     use datafusion::physical_expr::expressions::Column;
 
     fn batch(ts: &[i64]) -> ChangeBatch {
-        let schema = Arc::new(Schema::new(vec![Field::new("ts", crate::time::TIMESTAMP_TYPE, true)]));
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "ts",
+            crate::time::TIMESTAMP_TYPE,
+            true,
+        )]));
         let col = TimestampNanosecondArray::from(ts.to_vec());
         ChangeBatch::inserts(RecordBatch::try_new(schema, vec![Arc::new(col)]).unwrap())
     }

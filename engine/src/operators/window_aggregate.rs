@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt32Array};
 use datafusion::arrow::compute::{SortOptions, cast, filter, sort_to_indices, take};
 use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::GroupsAccumulatorAdapter;
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
@@ -39,16 +40,31 @@ struct WindowGroups {
 
 impl WindowAggregate {
     /// An aggregate over an input whose window bounds are at `start_column` and `end_column`.
-    pub fn try_new(spec: AggregateSpec, input_schema: &SchemaRef, start_column: usize, end_column: usize) -> Result<Self> {
+    pub fn try_new(
+        spec: AggregateSpec,
+        input_schema: &SchemaRef,
+        start_column: usize,
+        end_column: usize,
+    ) -> Result<Self> {
         let key_schema = spec.key_schema(input_schema)?;
-        Ok(Self { spec, key_schema, start_column, end_column, windows: BTreeMap::new(), watermark: WATERMARK_MIN })
+        Ok(Self {
+            spec,
+            key_schema,
+            start_column,
+            end_column,
+            windows: BTreeMap::new(),
+            watermark: WATERMARK_MIN,
+        })
     }
 
     fn new_window(&self, start: Timestamp) -> Result<WindowGroups> {
         let keys = if self.spec.keys.is_empty() {
             None
         } else {
-            Some(new_group_values(self.key_schema.clone(), &GroupOrdering::None)?)
+            Some(new_group_values(
+                self.key_schema.clone(),
+                &GroupOrdering::None,
+            )?)
         };
         let accumulators = self
             .spec
@@ -59,11 +75,18 @@ impl WindowAggregate {
                 if f.groups_accumulator_supported() {
                     f.create_groups_accumulator()
                 } else {
-                    Ok(Box::new(GroupsAccumulatorAdapter::new(move || f.create_accumulator())) as Box<dyn GroupsAccumulator>)
+                    Ok(Box::new(GroupsAccumulatorAdapter::new(move || {
+                        f.create_accumulator()
+                    })) as Box<dyn GroupsAccumulator>)
                 }
             })
             .collect::<datafusion::error::Result<Vec<_>>>()?;
-        Ok(WindowGroups { start, keys, accumulators, groups: 0 })
+        Ok(WindowGroups {
+            start,
+            keys,
+            accumulators,
+            groups: 0,
+        })
     }
 
     /// Adds rows that all belong to the window ending at `end`.
@@ -97,7 +120,12 @@ impl WindowAggregate {
         Ok(())
     }
 
-    fn emit_window(&self, end: Timestamp, mut window: WindowGroups, ctx: &mut Context) -> Result<()> {
+    fn emit_window(
+        &self,
+        end: Timestamp,
+        mut window: WindowGroups,
+        ctx: &mut Context,
+    ) -> Result<()> {
         let keys = match &mut window.keys {
             Some(values) => values.emit(EmitTo::All)?,
             None => Vec::new(),
@@ -107,7 +135,9 @@ impl WindowAggregate {
             .iter_mut()
             .map(|acc| acc.evaluate(EmitTo::All))
             .collect::<datafusion::error::Result<Vec<_>>>()?;
-        let rows = self.spec.assemble(Some((window.start, end)), keys, aggregates, window.groups)?;
+        let rows =
+            self.spec
+                .assemble(Some((window.start, end)), keys, aggregates, window.groups)?;
         ctx.emit(ChangeBatch::inserts(rows));
         Ok(())
     }
@@ -124,7 +154,9 @@ impl Operator for WindowAggregate {
 
     fn on_batch(&mut self, batch: ChangeBatch, ctx: &mut Context) -> Result<()> {
         if batch.is_updating() {
-            return Err(Error::Execution("a window aggregate cannot take an updating input".into()));
+            return Err(Error::Execution(
+                "a window aggregate cannot take an updating input".into(),
+            ));
         }
         let rows = &batch.rows;
         let ends = cast(rows.column(self.end_column), &DataType::Int64)?;
@@ -139,7 +171,11 @@ impl Operator for WindowAggregate {
 
         // Rows for windows already emitted would break the emit-once contract. Upstream
         // window assignment drops them; count any that slip through rather than re-emit.
-        let closed = ends.values().iter().filter(|&&e| e <= self.watermark).count();
+        let closed = ends
+            .values()
+            .iter()
+            .filter(|&&e| e <= self.watermark)
+            .count();
         let (ends, starts, keys, args) = if closed > 0 {
             ctx.counters.late_rows += closed as u64;
             let watermark = self.watermark;
@@ -148,7 +184,9 @@ impl Operator for WindowAggregate {
             (
                 filter(&ends, &mask)?.as_primitive::<Int64Type>().clone(),
                 filter(&starts, &mask)?.as_primitive::<Int64Type>().clone(),
-                keys.iter().map(keep).collect::<std::result::Result<Vec<_>, _>>()?,
+                keys.iter()
+                    .map(keep)
+                    .collect::<std::result::Result<Vec<_>, _>>()?,
                 filter_args(&args, &mask)?,
             )
         } else {
@@ -158,7 +196,10 @@ impl Operator for WindowAggregate {
             return Ok(());
         }
 
-        let (min, max) = ends.values().iter().fold((i64::MAX, i64::MIN), |(lo, hi), &e| (lo.min(e), hi.max(e)));
+        let (min, max) = ends
+            .values()
+            .iter()
+            .fold((i64::MAX, i64::MIN), |(lo, hi), &e| (lo.min(e), hi.max(e)));
         if min == max {
             return self.accumulate(min, starts.value(0), &keys, &args, ends.len());
         }
@@ -166,18 +207,29 @@ impl Operator for WindowAggregate {
         let order = sort_to_indices(&ends, Some(SortOptions::default()), None)?;
         let sorted_ends = take(&ends, &order, None)?;
         let sorted_ends = sorted_ends.as_primitive::<Int64Type>();
-        let keys = keys.iter().map(|k| take(k.as_ref(), &order, None)).collect::<std::result::Result<Vec<_>, _>>()?;
+        let keys = keys
+            .iter()
+            .map(|k| take(k.as_ref(), &order, None))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         let args = take_args(&args, &order)?;
         let values = sorted_ends.values();
         let mut run_start = 0;
         while run_start < values.len() {
             let end = values[run_start];
-            let run_len = values[run_start..].iter().take_while(|&&e| e == end).count();
+            let run_len = values[run_start..]
+                .iter()
+                .take_while(|&&e| e == end)
+                .count();
             let slice = |a: &ArrayRef| a.slice(run_start, run_len);
             let run_keys: Vec<ArrayRef> = keys.iter().map(slice).collect();
             let run_args: Vec<(Vec<ArrayRef>, Option<BooleanArray>)> = args
                 .iter()
-                .map(|(vals, mask)| (vals.iter().map(slice).collect(), mask.as_ref().map(|m| m.slice(run_start, run_len))))
+                .map(|(vals, mask)| {
+                    (
+                        vals.iter().map(slice).collect(),
+                        mask.as_ref().map(|m| m.slice(run_start, run_len)),
+                    )
+                })
                 .collect();
             let start = starts.value(order.value(run_start) as usize);
             self.accumulate(end, start, &run_keys, &run_args, run_len)?;
@@ -202,6 +254,137 @@ impl Operator for WindowAggregate {
     fn state_rows(&self) -> usize {
         self.windows.values().map(|w| w.groups).sum()
     }
+
+    /// One batch per open window: `window_start`, `window_end`, the group keys, then each
+    /// accumulator's state columns; the watermark rides in the schema metadata. Taking the
+    /// state consumes DataFusion's accumulators, so each window is rebuilt from it at once.
+    fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
+        let ends: Vec<Timestamp> = self.windows.keys().copied().collect();
+        let mut batches = Vec::with_capacity(ends.len());
+        for end in ends {
+            let mut window = self.windows.remove(&end).expect("key listed above");
+            let keys = match &mut window.keys {
+                Some(values) => values.emit(EmitTo::All)?,
+                None => Vec::new(),
+            };
+            let states = window
+                .accumulators
+                .iter_mut()
+                .map(|acc| acc.state(EmitTo::All))
+                .collect::<datafusion::error::Result<Vec<_>>>()?;
+            let batch = state_batch(
+                self.watermark,
+                window.start,
+                end,
+                window.groups,
+                &keys,
+                &states,
+            )?;
+            self.restore_window(&batch)?;
+            batches.push(batch);
+        }
+        Ok(batches)
+    }
+
+    fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
+        for batch in &state {
+            if let Some(wm) = batch.schema().metadata().get(WATERMARK_KEY) {
+                self.watermark = wm
+                    .parse()
+                    .map_err(|_| Error::Internal("bad watermark in window state".into()))?;
+            }
+            self.restore_window(batch)?;
+        }
+        Ok(())
+    }
+}
+
+const WATERMARK_KEY: &str = "vigil.watermark";
+
+/// Lays out one window's state as a batch.
+fn state_batch(
+    watermark: Timestamp,
+    start: Timestamp,
+    end: Timestamp,
+    groups: usize,
+    keys: &[ArrayRef],
+    states: &[Vec<ArrayRef>],
+) -> Result<RecordBatch> {
+    use datafusion::arrow::array::TimestampNanosecondArray;
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use std::sync::Arc;
+    let mut fields = vec![
+        Field::new("window_start", crate::time::TIMESTAMP_TYPE, false),
+        Field::new("window_end", crate::time::TIMESTAMP_TYPE, false),
+    ];
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(TimestampNanosecondArray::from_value(start, groups)),
+        Arc::new(TimestampNanosecondArray::from_value(end, groups)),
+    ];
+    for (i, key) in keys.iter().enumerate() {
+        fields.push(Field::new(
+            format!("key_{i}"),
+            key.data_type().clone(),
+            true,
+        ));
+        columns.push(Arc::clone(key));
+    }
+    for (i, state) in states.iter().enumerate() {
+        for (j, column) in state.iter().enumerate() {
+            fields.push(Field::new(
+                format!("agg_{i}_{j}"),
+                column.data_type().clone(),
+                true,
+            ));
+            columns.push(Arc::clone(column));
+        }
+    }
+    let metadata = [(WATERMARK_KEY.to_string(), watermark.to_string())].into();
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new_with_metadata(fields, metadata)),
+        columns,
+    )?)
+}
+
+impl WindowAggregate {
+    /// Rebuilds one window from its state batch.
+    fn restore_window(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let start = cast(batch.column(0), &DataType::Int64)?
+            .as_primitive::<Int64Type>()
+            .value(0);
+        let end = cast(batch.column(1), &DataType::Int64)?
+            .as_primitive::<Int64Type>()
+            .value(0);
+        let mut window = self.new_window(start)?;
+        let n_keys = self.spec.keys.len();
+        let rows = batch.num_rows();
+        let mut group_ids = Vec::with_capacity(rows);
+        match &mut window.keys {
+            Some(values) => {
+                values.intern(&batch.columns()[2..2 + n_keys], &mut group_ids)?;
+                window.groups = values.len();
+            }
+            None => {
+                group_ids.resize(rows, 0);
+                window.groups = 1;
+            }
+        }
+        let mut column = 2 + n_keys;
+        for (acc, call) in window.accumulators.iter_mut().zip(&self.spec.calls) {
+            let width = call.function.state_fields()?.len();
+            acc.merge_batch(
+                &batch.columns()[column..column + width],
+                &group_ids,
+                window.groups,
+            )?;
+            column += width;
+        }
+        self.windows.insert(end, window);
+        Ok(())
+    }
 }
 
 fn filter_args(
@@ -210,7 +393,10 @@ fn filter_args(
 ) -> Result<Vec<(Vec<ArrayRef>, Option<BooleanArray>)>> {
     args.iter()
         .map(|(vals, m)| {
-            let vals = vals.iter().map(|v| filter(v.as_ref(), mask)).collect::<std::result::Result<Vec<_>, _>>()?;
+            let vals = vals
+                .iter()
+                .map(|v| filter(v.as_ref(), mask))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
             let m = match m {
                 Some(m) => Some(filter(m, mask)?.as_boolean().clone()),
                 None => None,
@@ -226,7 +412,10 @@ fn take_args(
 ) -> Result<Vec<(Vec<ArrayRef>, Option<BooleanArray>)>> {
     args.iter()
         .map(|(vals, m)| {
-            let vals = vals.iter().map(|v| take(v.as_ref(), order, None)).collect::<std::result::Result<Vec<_>, _>>()?;
+            let vals = vals
+                .iter()
+                .map(|v| take(v.as_ref(), order, None))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
             let m = match m {
                 Some(m) => Some(take(m, order, None)?.as_boolean().clone()),
                 None => None,

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, TimestampNanosecondArray, UInt32Array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Int64Array, TimestampNanosecondArray, UInt32Array,
+};
 use datafusion::arrow::compute::{cast, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -32,30 +34,51 @@ impl WindowAssign {
     /// Windows of `spec` over the timestamp column `time_column`; `schema` is the input's
     /// columns plus `window_start` and `window_end`.
     pub fn new(time_column: usize, spec: WindowSpec, schema: SchemaRef) -> Self {
-        Self { time_column, spec, schema, watermark: WATERMARK_MIN }
+        Self {
+            time_column,
+            spec,
+            schema,
+            watermark: WATERMARK_MIN,
+        }
     }
 }
 
 impl Operator for WindowAssign {
     fn name(&self) -> &'static str {
-        if self.spec.is_tumbling() { "Tumble" } else { "Hop" }
+        if self.spec.is_tumbling() {
+            "Tumble"
+        } else {
+            "Hop"
+        }
     }
 
     fn describe(&self) -> String {
         if self.spec.is_tumbling() {
             format!("size={}", describe_nanos(self.spec.size))
         } else {
-            format!("slide={} size={}", describe_nanos(self.spec.slide), describe_nanos(self.spec.size))
+            format!(
+                "slide={} size={}",
+                describe_nanos(self.spec.slide),
+                describe_nanos(self.spec.size)
+            )
         }
     }
 
     fn on_batch(&mut self, batch: ChangeBatch, ctx: &mut Context) -> Result<()> {
         let rows = &batch.rows;
-        let ts = cast(rows.column(self.time_column), &DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Nanosecond, None))?;
+        let ts = cast(
+            rows.column(self.time_column),
+            &DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Nanosecond, None),
+        )?;
         let ts = cast(&ts, &DataType::Int64)?;
         let ts = ts.as_primitive::<Int64Type>();
         let watermark = self.watermark;
-        let row_wm = |i: usize| batch.row_watermarks.as_ref().map_or(watermark, |w| w.value(i).max(watermark));
+        let row_wm = |i: usize| {
+            batch
+                .row_watermarks
+                .as_ref()
+                .map_or(watermark, |w| w.value(i).max(watermark))
+        };
 
         let per_event = self.spec.windows_per_event() as usize;
         let mut take = Vec::with_capacity(ts.len() * per_event);
@@ -94,12 +117,29 @@ impl Operator for WindowAssign {
         let size = self.spec.size;
         let start_arr = TimestampNanosecondArray::from(starts);
         let end_arr: TimestampNanosecondArray =
-            datafusion::arrow::compute::kernels::arity::unary(&start_arr, |s| s.saturating_add(size));
+            datafusion::arrow::compute::kernels::arity::unary(&start_arr, |s| {
+                s.saturating_add(size)
+            });
         let mut columns: Vec<ArrayRef> = input.columns().to_vec();
         columns.push(Arc::new(start_arr));
         columns.push(Arc::new(end_arr));
         let out = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
-        ctx.emit(ChangeBatch { rows: out, ops: None, row_watermarks: None::<Int64Array> });
+        ctx.emit(ChangeBatch {
+            rows: out,
+            ops: None,
+            row_watermarks: None::<Int64Array>,
+        });
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>> {
+        super::watermark_state(self.watermark)
+    }
+
+    fn restore(&mut self, state: Vec<datafusion::arrow::record_batch::RecordBatch>) -> Result<()> {
+        if let Some(watermark) = super::restore_watermark(&state)? {
+            self.watermark = watermark;
+        }
         Ok(())
     }
 
@@ -122,8 +162,16 @@ mod tests {
 
     fn input(ts: &[i64], wms: &[i64]) -> ChangeBatch {
         let schema = Arc::new(Schema::new(vec![Field::new("ts", TIMESTAMP_TYPE, true)]));
-        let rows = RecordBatch::try_new(schema, vec![Arc::new(TimestampNanosecondArray::from(ts.to_vec()))]).unwrap();
-        ChangeBatch { rows, ops: None, row_watermarks: Some(Int64Array::from(wms.to_vec())) }
+        let rows = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(TimestampNanosecondArray::from(ts.to_vec()))],
+        )
+        .unwrap();
+        ChangeBatch {
+            rows,
+            ops: None,
+            row_watermarks: Some(Int64Array::from(wms.to_vec())),
+        }
     }
 
     fn output_schema() -> SchemaRef {
@@ -141,7 +189,10 @@ mod tests {
         // Event at 25s: windows [0,30), [10,40), [20,50). The watermark before it is 35s, so
         // [0,30) is closed; the event still counts in the two open windows.
         let out = testing::batch(&mut op, input(&[25 * S], &[35 * S]));
-        let starts = out.batches[0].rows.column(1).as_primitive::<datafusion::arrow::datatypes::TimestampNanosecondType>();
+        let starts = out.batches[0]
+            .rows
+            .column(1)
+            .as_primitive::<datafusion::arrow::datatypes::TimestampNanosecondType>();
         assert_eq!(starts.values().to_vec(), vec![10 * S, 20 * S]);
         assert!(out.late.is_empty());
     }

@@ -68,10 +68,18 @@ impl OperatorGraph {
     /// The graph as an indented tree from the result down to the sources, as EXPLAIN prints it.
     pub fn explain(&self) -> String {
         let mut out = String::new();
-        let kind = if self.updating { "updating (changelog: +I -U +U -D)" } else { "append-only" };
+        let kind = if self.updating {
+            "updating (changelog: +I -U +U -D)"
+        } else {
+            "append-only"
+        };
         let _ = writeln!(out, "Query output: {kind}");
-        let columns: Vec<String> =
-            self.schema.fields().iter().map(|f| format!("{} {}", f.name(), f.data_type())).collect();
+        let columns: Vec<String> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| format!("{} {}", f.name(), f.data_type()))
+            .collect();
         let _ = writeln!(out, "  columns: {}", columns.join(", "));
         self.explain_node(self.output, 1, &mut out);
         out

@@ -14,23 +14,29 @@ use datafusion::datasource::source_as_provider;
 use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::expr::{AggregateFunction, Sort};
 use datafusion::logical_expr::logical_plan::{FetchType, SkipType};
-use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, TableScan};
-use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, TableScan};
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
+use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 
 use super::graph::{Edge, GraphNode, LateOutput, NodeId, OperatorGraph, SourceBinding};
 use super::window_table::WindowTable;
 use crate::catalog::{Catalog, SourceTable};
 use crate::error::{Error, Result};
 use crate::operators::{
-    AggregateSpec, Filter, Limit, MAIN_PORT, Operator, OutputColumn, Project, SourceScan, Union,
-    UpdatingAggregate, WatermarkAssign, WindowAggregate, WindowAssign, AggregateCall,
+    AggregateCall, AggregateSpec, Filter, Limit, MAIN_PORT, Operator, OutputColumn, Project,
+    SourceScan, Union, UpdatingAggregate, WatermarkAssign, WindowAggregate, WindowAssign,
 };
 
 /// Plans the operator graph of an analyzed logical plan.
 pub fn lower_query(catalog: &Catalog, plan: &LogicalPlan) -> Result<OperatorGraph> {
-    let mut lowering = Lowering { catalog, nodes: Vec::new(), sources: Vec::new(), late_outputs: Vec::new(), props: ExecutionProps::new() };
+    let mut lowering = Lowering {
+        catalog,
+        nodes: Vec::new(),
+        sources: Vec::new(),
+        late_outputs: Vec::new(),
+        props: ExecutionProps::new(),
+    };
     let out = lowering.lower(plan)?;
     Ok(OperatorGraph {
         nodes: lowering.nodes,
@@ -67,7 +73,13 @@ impl Lowering<'_> {
     }
 
     fn add_after(&mut self, operator: Box<dyn Operator>, input: &Stream) -> NodeId {
-        self.add(operator, vec![Edge { from: input.node, port: MAIN_PORT }])
+        self.add(
+            operator,
+            vec![Edge {
+                from: input.node,
+                port: MAIN_PORT,
+            }],
+        )
     }
 
     fn lower(&mut self, plan: &LogicalPlan) -> Result<Stream> {
@@ -137,16 +149,25 @@ impl Lowering<'_> {
                 let exprs: Vec<Arc<dyn PhysicalExpr>> = indices
                     .iter()
                     .map(|&i| {
-                        Arc::new(datafusion::physical_expr::expressions::Column::new(full.field(i).name(), i))
-                            as Arc<dyn PhysicalExpr>
+                        Arc::new(datafusion::physical_expr::expressions::Column::new(
+                            full.field(i).name(),
+                            i,
+                        )) as Arc<dyn PhysicalExpr>
                     })
                     .collect();
                 let schema = Arc::new(full.project(indices)?);
                 let window = stream.window.and_then(|(s, e)| {
-                    Some((indices.iter().position(|&i| i == s)?, indices.iter().position(|&i| i == e)?))
+                    Some((
+                        indices.iter().position(|&i| i == s)?,
+                        indices.iter().position(|&i| i == e)?,
+                    ))
                 });
                 let node = self.add_after(Box::new(Project::new(exprs, schema)), &stream);
-                Ok(Stream { node, window, ..stream })
+                Ok(Stream {
+                    node,
+                    window,
+                    ..stream
+                })
             }
         }
     }
@@ -154,14 +175,32 @@ impl Lowering<'_> {
     fn lower_provider(&mut self, provider: &Arc<dyn TableProvider>) -> Result<Stream> {
         if let Some(source) = provider.downcast_ref::<SourceTable>() {
             let def = Arc::clone(&source.def);
-            let mut node = self.add(Box::new(SourceScan { source: def.name.clone() }), Vec::new());
-            self.sources.push(SourceBinding { def: Arc::clone(&def), node });
+            let mut node = self.add(
+                Box::new(SourceScan {
+                    source: def.name.clone(),
+                }),
+                Vec::new(),
+            );
+            self.sources.push(SourceBinding {
+                def: Arc::clone(&def),
+                node,
+            });
             if let Some(wm) = &def.watermark {
                 let schema = DFSchema::try_from(Schema::clone(&def.schema))?;
                 let expr = self.physical_expr(&wm.expr, &schema)?;
-                node = self.add(Box::new(WatermarkAssign::new(expr)), vec![Edge { from: node, port: MAIN_PORT }]);
+                node = self.add(
+                    Box::new(WatermarkAssign::new(expr)),
+                    vec![Edge {
+                        from: node,
+                        port: MAIN_PORT,
+                    }],
+                );
             }
-            return Ok(Stream { node, window: None, updating: false });
+            return Ok(Stream {
+                node,
+                window: None,
+                updating: false,
+            });
         }
         if let Some(window) = provider.downcast_ref::<WindowTable>() {
             let input = self.lower_provider(&window.input)?;
@@ -179,24 +218,41 @@ impl Lowering<'_> {
                 && let Some(sink) = &source.def.late_sink
             {
                 let sink = self.catalog.sinks().get(sink).cloned().ok_or_else(|| {
-                    Error::Plan(format!("source '{}' names late_sink '{sink}', which is not a declared sink", source.def.name))
+                    Error::Plan(format!(
+                        "source '{}' names late_sink '{sink}', which is not a declared sink",
+                        source.def.name
+                    ))
                 })?;
-                self.late_outputs.push(LateOutput { node, sink, schema: window.input.schema() });
+                self.late_outputs.push(LateOutput {
+                    node,
+                    sink,
+                    schema: window.input.schema(),
+                });
             }
-            return Ok(Stream { node, window: Some((n - 2, n - 1)), updating: false });
+            return Ok(Stream {
+                node,
+                window: Some((n - 2, n - 1)),
+                updating: false,
+            });
         }
         if let Some(view) = provider.get_logical_plan() {
             let plan = self.catalog.analyze(view.into_owned())?;
             return self.lower(&plan);
         }
-        Err(Error::Internal("a table that is neither a source, a view nor a window".into()))
+        Err(Error::Internal(
+            "a table that is neither a source, a view nor a window".into(),
+        ))
     }
 
     fn lower_aggregate(&mut self, agg: &Aggregate) -> Result<Stream> {
         let input = self.lower(&agg.input)?;
         let input_schema = agg.input.schema();
         let arrow_input = arrow_schema(input_schema);
-        if agg.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
+        if agg
+            .group_expr
+            .iter()
+            .any(|e| matches!(e, Expr::GroupingSet(_)))
+        {
             return Err(Error::Unsupported("GROUPING SETS, CUBE and ROLLUP".into()));
         }
         let mut layout = Vec::new();
@@ -217,21 +273,31 @@ impl Lowering<'_> {
             .iter()
             .map(|e| self.aggregate_call(e, input_schema, &arrow_input))
             .collect::<Result<Vec<_>>>()?;
-        let spec = AggregateSpec { keys, calls, layout: layout.clone(), schema: arrow_schema(&agg.schema) };
+        let spec = AggregateSpec {
+            keys,
+            calls,
+            layout: layout.clone(),
+            schema: arrow_schema(&agg.schema),
+        };
 
         let has_start = layout.contains(&OutputColumn::WindowStart);
         let has_end = layout.contains(&OutputColumn::WindowEnd);
         if let Some((start, end)) = input.window.filter(|_| has_start || has_end) {
             if !(has_start && has_end) {
                 return Err(Error::Plan(
-                    "GROUP BY over TUMBLE or HOP must include both window_start and window_end".into(),
+                    "GROUP BY over TUMBLE or HOP must include both window_start and window_end"
+                        .into(),
                 ));
             }
             let operator = WindowAggregate::try_new(spec, &arrow_input, start, end)?;
             let node = self.add_after(Box::new(operator), &input);
             let out_start = layout.iter().position(|c| *c == OutputColumn::WindowStart);
             let out_end = layout.iter().position(|c| *c == OutputColumn::WindowEnd);
-            return Ok(Stream { node, window: out_start.zip(out_end), updating: false });
+            return Ok(Stream {
+                node,
+                window: out_start.zip(out_end),
+                updating: false,
+            });
         }
         if input.updating {
             for call in &spec.calls {
@@ -246,30 +312,55 @@ impl Lowering<'_> {
         }
         let operator = UpdatingAggregate::try_new(spec, &arrow_input)?;
         let node = self.add_after(Box::new(operator), &input);
-        Ok(Stream { node, window: None, updating: true })
+        Ok(Stream {
+            node,
+            window: None,
+            updating: true,
+        })
     }
 
-    fn aggregate_call(&self, expr: &Expr, schema: &DFSchema, arrow: &SchemaRef) -> Result<AggregateCall> {
+    fn aggregate_call(
+        &self,
+        expr: &Expr,
+        schema: &DFSchema,
+        arrow: &SchemaRef,
+    ) -> Result<AggregateCall> {
         let expr = sort_distinct_array_agg(expr.clone());
         let planning = PhysicalPlanningContext::default();
         let (inner, name) = match &expr {
             Expr::Alias(alias) => (alias.expr.as_ref(), Some(alias.name.clone())),
             other => (other, None),
         };
-        let mut builder = LoweredAggregateBuilder::new(inner, schema, arrow, &self.props, &planning);
+        let mut builder =
+            LoweredAggregateBuilder::new(inner, schema, arrow, &self.props, &planning);
         if let Some(name) = name {
             builder = builder.with_name(name);
         }
         let lowered = builder.build()?;
-        Ok(AggregateCall { function: lowered.aggregate, filter: lowered.filter })
+        Ok(AggregateCall {
+            function: lowered.aggregate,
+            filter: lowered.filter,
+        })
     }
 
     fn physical_expr(&self, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
-        Ok(create_physical_expr(expr, schema, &self.props, &PhysicalPlanningContext::default())?)
+        Ok(create_physical_expr(
+            expr,
+            schema,
+            &self.props,
+            &PhysicalPlanningContext::default(),
+        )?)
     }
 
-    fn physical_exprs(&self, exprs: &[Expr], schema: &DFSchema) -> Result<Vec<Arc<dyn PhysicalExpr>>> {
-        exprs.iter().map(|e| self.physical_expr(e, schema)).collect()
+    fn physical_exprs(
+        &self,
+        exprs: &[Expr],
+        schema: &DFSchema,
+    ) -> Result<Vec<Arc<dyn PhysicalExpr>>> {
+        exprs
+            .iter()
+            .map(|e| self.physical_expr(e, schema))
+            .collect()
     }
 }
 
@@ -282,7 +373,9 @@ fn sort_distinct_array_agg(expr: Expr) -> Expr {
             Expr::Alias(alias)
         }
         Expr::AggregateFunction(mut f)
-            if f.func.name() == "array_agg" && f.params.distinct && f.params.order_by.is_empty() =>
+            if f.func.name() == "array_agg"
+                && f.params.distinct
+                && f.params.order_by.is_empty() =>
         {
             if let Some(arg) = f.params.args.first() {
                 f.params.order_by = vec![Sort::new(arg.clone(), true, false)];

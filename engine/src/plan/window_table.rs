@@ -55,7 +55,10 @@ impl TableProvider for WindowTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        plan_err!("window over '{}' runs only in Vigil's streaming runtime", self.input_name)
+        plan_err!(
+            "window over '{}' runs only in Vigil's streaming runtime",
+            self.input_name
+        )
     }
 }
 
@@ -81,7 +84,13 @@ impl TableFunctionImpl for TumbleFunction {
             );
         }
         let size = interval_nanos(&exprs[2], "TUMBLE size")?;
-        build_window_table(&self.relations, "TUMBLE", &exprs[0], &exprs[1], WindowSpec { size, slide: size })
+        build_window_table(
+            &self.relations,
+            "TUMBLE",
+            &exprs[0],
+            &exprs[1],
+            WindowSpec { size, slide: size },
+        )
     }
 }
 
@@ -115,7 +124,13 @@ impl TableFunctionImpl for HopFunction {
                 describe_nanos(slide)
             );
         }
-        build_window_table(&self.relations, "HOP", &exprs[0], &exprs[1], WindowSpec { size, slide })
+        build_window_table(
+            &self.relations,
+            "HOP",
+            &exprs[0],
+            &exprs[1],
+            WindowSpec { size, slide },
+        )
     }
 }
 
@@ -127,26 +142,52 @@ fn build_window_table(
     spec: WindowSpec,
 ) -> Result<Arc<dyn TableProvider>> {
     let Expr::Column(rel) = relation else {
-        return plan_err!("the first argument of {function} must name a source or view, found {relation}");
+        return plan_err!(
+            "the first argument of {function} must name a source or view, found {relation}"
+        );
     };
-    let Some(input) = relations.read().expect("relations lock").get(&rel.name).cloned() else {
-        return plan_err!("{function} over '{}': no source or view has that name", rel.name);
+    let Some(input) = relations
+        .read()
+        .expect("relations lock")
+        .get(&rel.name)
+        .cloned()
+    else {
+        return plan_err!(
+            "{function} over '{}': no source or view has that name",
+            rel.name
+        );
     };
     let Expr::Column(time_col) = time else {
         return plan_err!("the second argument of {function} must be a time column, found {time}");
     };
     let schema = input.schema();
     let Ok(time_column) = schema.index_of(&time_col.name) else {
-        return plan_err!("{function}: '{}' is not a column of '{}'", time_col.name, rel.name);
+        return plan_err!(
+            "{function}: '{}' is not a column of '{}'",
+            time_col.name,
+            rel.name
+        );
     };
-    if !matches!(schema.field(time_column).data_type(), DataType::Timestamp(_, _)) {
-        return plan_err!("{function}: time column '{}' must be a TIMESTAMP", time_col.name);
+    if !matches!(
+        schema.field(time_column).data_type(),
+        DataType::Timestamp(_, _)
+    ) {
+        return plan_err!(
+            "{function}: time column '{}' must be a TIMESTAMP",
+            time_col.name
+        );
     }
     let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
     fields.push(Arc::new(Field::new(WINDOW_START, TIMESTAMP_TYPE, false)));
     fields.push(Arc::new(Field::new(WINDOW_END, TIMESTAMP_TYPE, false)));
     let schema = Arc::new(Schema::new(fields));
-    Ok(Arc::new(WindowTable { input, input_name: rel.name.clone(), time_column, spec, schema }))
+    Ok(Arc::new(WindowTable {
+        input,
+        input_name: rel.name.clone(),
+        time_column,
+        spec,
+        schema,
+    }))
 }
 
 /// The length of an interval literal in nanoseconds.
@@ -158,7 +199,11 @@ fn interval_nanos(expr: &Expr, what: &str) -> Result<i64> {
         Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => {
             v.days as i64 * 86_400_000_000_000 + v.milliseconds as i64 * 1_000_000
         }
-        _ => return plan_err!("{what} must be a fixed interval such as INTERVAL '1' MINUTE, found {expr}"),
+        _ => {
+            return plan_err!(
+                "{what} must be a fixed interval such as INTERVAL '1' MINUTE, found {expr}"
+            );
+        }
     };
     if nanos <= 0 {
         return plan_err!("{what} must be positive, found {expr}");
@@ -179,5 +224,8 @@ pub fn describe_nanos(nanos: i64) -> String {
     UNITS
         .iter()
         .find(|(unit, _)| nanos % unit == 0)
-        .map_or_else(|| format!("{nanos}ns"), |(unit, name)| format!("{}{name}", nanos / unit))
+        .map_or_else(
+            || format!("{nanos}ns"),
+            |(unit, name)| format!("{}{name}", nanos / unit),
+        )
 }

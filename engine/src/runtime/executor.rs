@@ -28,6 +28,17 @@ struct NodeState {
     counters: OperatorCounters,
 }
 
+/// The state of one node: its operator's batches and the watermarks it has seen.
+#[derive(Debug, Clone)]
+pub struct NodeSnapshot {
+    /// What [`Operator::snapshot`] returned.
+    pub operator: Vec<datafusion::arrow::record_batch::RecordBatch>,
+    /// The watermark of each input.
+    pub input_watermarks: Vec<Timestamp>,
+    /// The merged input watermark.
+    pub watermark: Timestamp,
+}
+
 /// Pushes messages through an [`OperatorGraph`].
 pub struct GraphExecutor {
     nodes: Vec<NodeState>,
@@ -62,7 +73,12 @@ impl GraphExecutor {
             })
             .collect();
         let source_nodes = graph.sources.iter().map(|s| s.node).collect();
-        Self { nodes, downstream, source_nodes, outputs }
+        Self {
+            nodes,
+            downstream,
+            source_nodes,
+            outputs,
+        }
     }
 
     /// Number of sources feeding the graph.
@@ -72,7 +88,11 @@ impl GraphExecutor {
 
     /// Delivers a message from source `source`; returns what reached the outputs, tagged
     /// with the output index.
-    pub fn push_source(&mut self, source: usize, message: Message) -> Result<Vec<(usize, Message)>> {
+    pub fn push_source(
+        &mut self,
+        source: usize,
+        message: Message,
+    ) -> Result<Vec<(usize, Message)>> {
         let node = self.source_nodes[source];
         let mut emitted = Vec::new();
         self.run(VecDeque::from([(node, 0, message)]), &mut emitted)?;
@@ -107,7 +127,39 @@ impl GraphExecutor {
         self.nodes.iter().map(|n| n.operator.state_rows()).sum()
     }
 
-    fn run(&mut self, mut queue: VecDeque<(NodeId, usize, Message)>, emitted: &mut Vec<(usize, Message)>) -> Result<()> {
+    /// Every operator's state plus the watermarks the executor tracks per node, for a
+    /// checkpoint. The graph keeps running unchanged.
+    pub fn snapshot(&mut self) -> Result<Vec<NodeSnapshot>> {
+        self.nodes
+            .iter_mut()
+            .map(|n| {
+                Ok(NodeSnapshot {
+                    operator: n.operator.snapshot()?,
+                    input_watermarks: n.input_watermarks.clone(),
+                    watermark: n.watermark,
+                })
+            })
+            .collect()
+    }
+
+    /// Loads a [`GraphExecutor::snapshot`] taken from the same plan.
+    pub fn restore(&mut self, snapshot: Vec<NodeSnapshot>) -> Result<()> {
+        if snapshot.len() != self.nodes.len() {
+            return Err(crate::Error::Internal("snapshot of another plan".into()));
+        }
+        for (node, state) in self.nodes.iter_mut().zip(snapshot) {
+            node.operator.restore(state.operator)?;
+            node.input_watermarks = state.input_watermarks;
+            node.watermark = state.watermark;
+        }
+        Ok(())
+    }
+
+    fn run(
+        &mut self,
+        mut queue: VecDeque<(NodeId, usize, Message)>,
+        emitted: &mut Vec<(usize, Message)>,
+    ) -> Result<()> {
         let mut out = Vec::new();
         while let Some((id, input, message)) = queue.pop_front() {
             self.deliver(id, input, message, &mut out)?;
@@ -127,7 +179,13 @@ impl GraphExecutor {
         Ok(())
     }
 
-    fn deliver(&mut self, id: NodeId, input: usize, message: Message, out: &mut Vec<(usize, Message)>) -> Result<()> {
+    fn deliver(
+        &mut self,
+        id: NodeId,
+        input: usize,
+        message: Message,
+        out: &mut Vec<(usize, Message)>,
+    ) -> Result<()> {
         let node = &mut self.nodes[id];
         if node.finished {
             return Ok(());
@@ -143,14 +201,16 @@ impl GraphExecutor {
                 let merged = node.input_watermarks.iter().copied().min().unwrap_or(wm);
                 if merged > node.watermark {
                     node.watermark = merged;
-                    let mut ctx = Context::new(input, &node.input_watermarks, &mut node.counters, out);
+                    let mut ctx =
+                        Context::new(input, &node.input_watermarks, &mut node.counters, out);
                     node.operator.on_watermark(merged, &mut ctx)?;
                 }
             }
             Message::End => {
                 node.inputs_ended[input] = true;
                 if node.inputs_ended.iter().all(|e| *e) {
-                    let mut ctx = Context::new(input, &node.input_watermarks, &mut node.counters, out);
+                    let mut ctx =
+                        Context::new(input, &node.input_watermarks, &mut node.counters, out);
                     node.operator.on_end(&mut ctx)?;
                     out.push((MAIN_PORT, Message::End));
                     out.push((crate::operators::LATE_PORT, Message::End));
@@ -158,7 +218,10 @@ impl GraphExecutor {
             }
         }
         // An operator that ended its output early (LIMIT) takes no more input.
-        if out.iter().any(|(port, m)| *port == MAIN_PORT && matches!(m, Message::End)) {
+        if out
+            .iter()
+            .any(|(port, m)| *port == MAIN_PORT && matches!(m, Message::End))
+        {
             node.finished = true;
             if !node.inputs_ended.iter().all(|e| *e) {
                 out.push((crate::operators::LATE_PORT, Message::End));

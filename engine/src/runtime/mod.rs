@@ -13,7 +13,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-pub use executor::{GraphExecutor, OutputPort};
+pub use executor::{GraphExecutor, NodeSnapshot, OutputPort};
 pub use metrics::{MetricsSnapshot, QueryMetrics};
 
 use crate::batch::ChangeBatch;
@@ -49,7 +49,11 @@ impl RunningQuery {
     pub fn start(graph: OperatorGraph, io: QueryIo, metrics: Arc<QueryMetrics>) -> Self {
         let (stop, stop_rx) = watch::channel(false);
         let handle = tokio::spawn(drive(graph, io, Arc::clone(&metrics), stop_rx));
-        Self { metrics, stop, handle }
+        Self {
+            metrics,
+            stop,
+            handle,
+        }
     }
 
     /// The query's live counters.
@@ -70,7 +74,9 @@ impl RunningQuery {
 
     /// Waits for the query to finish.
     pub async fn wait(self) -> Result<()> {
-        self.handle.await.map_err(|e| Error::Execution(format!("query task failed: {e}")))?
+        self.handle
+            .await
+            .map_err(|e| Error::Execution(format!("query task failed: {e}")))?
     }
 }
 
@@ -81,9 +87,20 @@ enum FromSource {
     Failed(usize, ConnectorError),
 }
 
-async fn drive(graph: OperatorGraph, io: QueryIo, metrics: Arc<QueryMetrics>, stop: watch::Receiver<bool>) -> Result<()> {
-    let mut outputs = vec![OutputPort { node: graph.output, port: MAIN_PORT }];
-    outputs.extend(graph.late_outputs.iter().map(|l| OutputPort { node: l.node, port: LATE_PORT }));
+async fn drive(
+    graph: OperatorGraph,
+    io: QueryIo,
+    metrics: Arc<QueryMetrics>,
+    stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let mut outputs = vec![OutputPort {
+        node: graph.output,
+        port: MAIN_PORT,
+    }];
+    outputs.extend(graph.late_outputs.iter().map(|l| OutputPort {
+        node: l.node,
+        port: LATE_PORT,
+    }));
     let updating = graph.updating;
     let source_names: Vec<String> = graph.sources.iter().map(|s| s.def.name.clone()).collect();
     let mut executor = GraphExecutor::new(graph, outputs);
@@ -112,7 +129,9 @@ async fn drive(graph: OperatorGraph, io: QueryIo, metrics: Arc<QueryMetrics>, st
         let Some(event) = rx.recv().await else { break };
         let emitted = match event {
             FromSource::Batch(i, batch) => {
-                metrics.events_in.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                metrics
+                    .events_in
+                    .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
                 executor.push_source(i, Message::Batch(ChangeBatch::inserts(batch)))
             }
             FromSource::End(i) => {
@@ -120,7 +139,10 @@ async fn drive(graph: OperatorGraph, io: QueryIo, metrics: Arc<QueryMetrics>, st
                 executor.end_source(i)
             }
             FromSource::Failed(i, e) => {
-                failure = Some(Error::Execution(format!("source '{}': {e}", source_names[i])));
+                failure = Some(Error::Execution(format!(
+                    "source '{}': {e}",
+                    source_names[i]
+                )));
                 break;
             }
         };
@@ -133,16 +155,26 @@ async fn drive(graph: OperatorGraph, io: QueryIo, metrics: Arc<QueryMetrics>, st
         };
         for (index, message) in emitted {
             if let Message::Batch(batch) = message {
-                let rows = if index == 0 { batch.into_output(updating)? } else { batch.rows };
+                let rows = if index == 0 {
+                    batch.into_output(updating)?
+                } else {
+                    batch.rows
+                };
                 if sink_txs[index].send(rows).await.is_err() {
                     failure = Some(Error::Execution("sink task stopped".into()));
                     break;
                 }
             }
         }
-        metrics.late_events.store(executor.late_rows(), Ordering::Relaxed);
-        metrics.watermark.store(executor.output_watermark(0), Ordering::Relaxed);
-        metrics.state_rows.store(executor.state_rows() as u64, Ordering::Relaxed);
+        metrics
+            .late_events
+            .store(executor.late_rows(), Ordering::Relaxed);
+        metrics
+            .watermark
+            .store(executor.output_watermark(0), Ordering::Relaxed);
+        metrics
+            .state_rows
+            .store(executor.state_rows() as u64, Ordering::Relaxed);
         if failure.is_some() || executor.output_ended(0) {
             break;
         }
@@ -158,13 +190,20 @@ async fn drive(graph: OperatorGraph, io: QueryIo, metrics: Arc<QueryMetrics>, st
         match task.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => failure = failure.or(Some(Error::Connector(e))),
-            Err(e) => failure = failure.or(Some(Error::Execution(format!("sink task failed: {e}")))),
+            Err(e) => {
+                failure = failure.or(Some(Error::Execution(format!("sink task failed: {e}"))))
+            }
         }
     }
     failure.map_or(Ok(()), Err)
 }
 
-async fn read_source(index: usize, mut source: Box<dyn Source>, tx: mpsc::Sender<FromSource>, mut stop: watch::Receiver<bool>) {
+async fn read_source(
+    index: usize,
+    mut source: Box<dyn Source>,
+    tx: mpsc::Sender<FromSource>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         if *stop.borrow() {
             return;
@@ -198,7 +237,8 @@ async fn write_sink(
 ) -> Result<(), ConnectorError> {
     while let Some(batch) = rx.recv().await {
         if let Some(m) = &metrics {
-            m.rows_out.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+            m.rows_out
+                .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
         }
         sink.write(batch).await?;
         // Flush once the burst is written, so `tail -f` shows alerts at once.

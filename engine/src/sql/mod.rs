@@ -6,6 +6,5 @@ mod parser;
 
 pub use options::Options;
 pub use parser::{
-    CreateSink, CreateSource, CreateView, ParsedStatement, Statement, StreamParser,
-    WatermarkDef,
+    CreateSink, CreateSource, CreateView, ParsedStatement, Statement, StreamParser, WatermarkDef,
 };

@@ -18,8 +18,10 @@ pub struct Options {
 impl Options {
     /// Options from key/value pairs; keys are matched case-insensitively.
     pub fn new<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
-        let entries =
-            pairs.into_iter().map(|(k, v)| (k.into().to_ascii_lowercase(), v.into())).collect();
+        let entries = pairs
+            .into_iter()
+            .map(|(k, v)| (k.into().to_ascii_lowercase(), v.into()))
+            .collect();
         Self { entries }
     }
 
@@ -70,7 +72,8 @@ impl OptionReader {
 
     /// Removes and returns `key`, which must be set.
     pub fn require(&mut self, key: &str) -> Result<String, ConnectorError> {
-        self.take(key).ok_or_else(|| ConnectorError::config(key, "this option is required"))
+        self.take(key)
+            .ok_or_else(|| ConnectorError::config(key, "this option is required"))
     }
 
     /// Removes `key` and parses it.
@@ -90,9 +93,18 @@ impl OptionReader {
 
     /// Removes every key that starts with `prefix`, returning them without it.
     pub fn take_prefixed(&mut self, prefix: &str) -> Vec<(String, String)> {
-        let keys: Vec<String> = self.rest.keys().filter(|k| k.starts_with(prefix)).cloned().collect();
+        let keys: Vec<String> = self
+            .rest
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
         keys.into_iter()
-            .filter_map(|k| self.rest.remove(&k).map(|v| (k[prefix.len()..].to_string(), v)))
+            .filter_map(|k| {
+                self.rest
+                    .remove(&k)
+                    .map(|v| (k[prefix.len()..].to_string(), v))
+            })
             .collect()
     }
 

@@ -107,7 +107,9 @@ impl<'a> StreamParser<'a> {
     /// Parses every statement of `sql`, separated by semicolons.
     pub fn parse_sql(sql: &'a str) -> Result<Vec<ParsedStatement>> {
         static DIALECT: GenericDialect = GenericDialect {};
-        let parser = Parser::new(&DIALECT).try_with_sql(sql).map_err(parser_error)?;
+        let parser = Parser::new(&DIALECT)
+            .try_with_sql(sql)
+            .map_err(parser_error)?;
         let mut this = StreamParser { parser, sql };
         let mut out = Vec::new();
         loop {
@@ -125,9 +127,16 @@ impl<'a> StreamParser<'a> {
                     at(&end)
                 ))));
             }
-            let location = Location { line: start.span.start.line, column: start.span.start.column };
+            let location = Location {
+                line: start.span.start.line,
+                column: start.span.start.column,
+            };
             let text = this.slice(&start, &end);
-            out.push(ParsedStatement { statement, sql: text, location });
+            out.push(ParsedStatement {
+                statement,
+                sql: text,
+                location,
+            });
         }
         Ok(out)
     }
@@ -157,33 +166,48 @@ impl<'a> StreamParser<'a> {
                 let is_source = self.peek_word(0, "SOURCE");
                 self.parser.next_token();
                 return if is_source {
-                    self.parse_create_source(replace).map(Statement::CreateSource)
+                    self.parse_create_source(replace)
+                        .map(Statement::CreateSource)
                 } else {
                     self.parse_create_sink(replace).map(Statement::CreateSink)
                 };
             }
         }
-        if self.peek_word(0, "DROP")
-            && (self.peek_word(1, "SOURCE") || self.peek_word(1, "SINK"))
-        {
+        if self.peek_word(0, "DROP") && (self.peek_word(1, "SOURCE") || self.peek_word(1, "SINK")) {
             self.parser.next_token();
-            let kind = self.parser.next_token().token.to_string().to_ascii_lowercase();
+            let kind = self
+                .parser
+                .next_token()
+                .token
+                .to_string()
+                .to_ascii_lowercase();
             let if_exists = self.parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
             let name = self.parser.parse_identifier()?.value;
-            return Ok(Statement::Drop { kind, name, if_exists });
+            return Ok(Statement::Drop {
+                kind,
+                name,
+                if_exists,
+            });
         }
         match self.parser.parse_statement()? {
             ast::Statement::Query(query) => Ok(Statement::Query(query)),
-            ast::Statement::CreateView(view) => {
-                Ok(Statement::CreateView(CreateView {
-                    name: view.name,
-                    query: view.query,
-                    or_replace: view.or_replace,
-                }))
-            }
-            ast::Statement::Drop { object_type: ast::ObjectType::View, if_exists, names, .. } => {
+            ast::Statement::CreateView(view) => Ok(Statement::CreateView(CreateView {
+                name: view.name,
+                query: view.query,
+                or_replace: view.or_replace,
+            })),
+            ast::Statement::Drop {
+                object_type: ast::ObjectType::View,
+                if_exists,
+                names,
+                ..
+            } => {
                 let name = names.first().map(|n| n.to_string()).unwrap_or_default();
-                Ok(Statement::Drop { kind: "view".into(), name, if_exists })
+                Ok(Statement::Drop {
+                    kind: "view".into(),
+                    name,
+                    if_exists,
+                })
             }
             other => Err(ParserError::ParserError(format!(
                 "Expected: CREATE SOURCE, CREATE SINK, CREATE VIEW, SELECT or EXPLAIN, found: {}",
@@ -214,7 +238,13 @@ impl<'a> StreamParser<'a> {
         }
         self.parser.expect_token(&Token::RParen)?;
         let options = self.parse_with_options()?;
-        Ok(CreateSource { name, columns, watermark, options, or_replace })
+        Ok(CreateSource {
+            name,
+            columns,
+            watermark,
+            options,
+            or_replace,
+        })
     }
 
     fn parse_create_sink(&mut self, or_replace: bool) -> Result<CreateSink, ParserError> {
@@ -229,7 +259,12 @@ impl<'a> StreamParser<'a> {
         } else {
             None
         };
-        Ok(CreateSink { name, options, query, or_replace })
+        Ok(CreateSink {
+            name,
+            options,
+            query,
+            or_replace,
+        })
     }
 
     /// `WITH ( key = value, ... )` where a key is a word, dotted words or a quoted string and
@@ -246,7 +281,11 @@ impl<'a> StreamParser<'a> {
                 Token::SingleQuotedString(s) => s.clone(),
                 Token::Number(n, _) => n.clone(),
                 Token::Word(w) => w.value.clone(),
-                _ => return self.parser.expected("an option value ('text', number or word)", tok),
+                _ => {
+                    return self
+                        .parser
+                        .expected("an option value ('text', number or word)", tok);
+                }
             };
             pairs.push((key, value));
             if !self.parser.consume_token(&Token::Comma) {
@@ -283,7 +322,10 @@ impl<'a> StreamParser<'a> {
 }
 
 fn at(tok: &TokenWithSpan) -> String {
-    format!(" at Line: {}, Column: {}", tok.span.start.line, tok.span.start.column)
+    format!(
+        " at Line: {}, Column: {}",
+        tok.span.start.line, tok.span.start.column
+    )
 }
 
 fn first_words(sql: &str) -> String {
@@ -296,7 +338,10 @@ fn offset_of(sql: &str, line: u64, column: u64) -> usize {
     for (i, text) in sql.split_inclusive('\n').enumerate() {
         if i as u64 + 1 == line {
             return offset
-                + text.char_indices().nth(column.saturating_sub(1) as usize).map_or(text.len(), |(b, _)| b);
+                + text
+                    .char_indices()
+                    .nth(column.saturating_sub(1) as usize)
+                    .map_or(text.len(), |(b, _)| b);
         }
         offset += text.len();
     }
@@ -313,7 +358,9 @@ pub(crate) fn parser_error(e: ParserError) -> Error {
         Some(pos) => (text[..pos].to_string(), parse_line_column(&text[pos..])),
         None => (text, None),
     };
-    let message = message.replace("Expected: ", "expected ").replace(", found: ", ", found ");
+    let message = message
+        .replace("Expected: ", "expected ")
+        .replace(", found: ", ", found ");
     Error::Sql(SqlError::new(message, location))
 }
 
@@ -336,7 +383,9 @@ mod tests {
         let sql = "CREATE SOURCE s (id TEXT, ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)\n\
                    WITH (connector = 'file', path = 'x.jsonl', 'properties.a.b' = 1);";
         let stmts = StreamParser::parse_sql(sql).unwrap();
-        let Statement::CreateSource(src) = &stmts[0].statement else { panic!() };
+        let Statement::CreateSource(src) = &stmts[0].statement else {
+            panic!()
+        };
         assert_eq!(src.name.value, "s");
         assert_eq!(src.columns.len(), 2);
         assert_eq!(src.watermark.as_ref().unwrap().column.value, "ts");
@@ -356,8 +405,11 @@ mod tests {
 
     #[test]
     fn sink_without_query_is_a_declaration() {
-        let stmts = StreamParser::parse_sql("CREATE SINK late WITH (connector = 'stdout')").unwrap();
-        let Statement::CreateSink(sink) = &stmts[0].statement else { panic!() };
+        let stmts =
+            StreamParser::parse_sql("CREATE SINK late WITH (connector = 'stdout')").unwrap();
+        let Statement::CreateSink(sink) = &stmts[0].statement else {
+            panic!()
+        };
         assert!(sink.query.is_none());
     }
 
@@ -373,6 +425,12 @@ mod tests {
     fn bad_option_value_is_reported_at_its_token() {
         let err = StreamParser::parse_sql("CREATE SINK k WITH (connector = ,)").unwrap_err();
         let sql = err.as_sql().unwrap();
-        assert_eq!(sql.location, Some(Location { line: 1, column: 33 }));
+        assert_eq!(
+            sql.location,
+            Some(Location {
+                line: 1,
+                column: 33
+            })
+        );
     }
 }

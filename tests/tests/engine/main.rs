@@ -2,3 +2,4 @@
 
 mod oracle;
 mod payment_due;
+mod snapshot;

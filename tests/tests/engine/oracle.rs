@@ -21,7 +21,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
 }
@@ -35,11 +38,17 @@ struct Events {
 /// Events with times advancing ~1 s each, shuffled back by up to 20 s: some are late.
 fn random_events(seed: u64, n: usize) -> Events {
     let mut rng = Lcg(seed);
-    let mut events = Events { keys: Vec::new(), values: Vec::new(), times: Vec::new() };
+    let mut events = Events {
+        keys: Vec::new(),
+        values: Vec::new(),
+        times: Vec::new(),
+    };
     for i in 0..n as i64 {
         events.keys.push(format!("k{}", rng.below(4)));
         events.values.push(rng.below(1000) as i64 - 200);
-        events.times.push(1_700_000_000 * SECOND + i * SECOND - rng.below(20) as i64 * SECOND);
+        events
+            .times
+            .push(1_700_000_000 * SECOND + i * SECOND - rng.below(20) as i64 * SECOND);
     }
     events
 }
@@ -89,8 +98,15 @@ async fn oracle(e: &Events, slide: i64, size: i64) -> Vec<Vec<String>> {
     )
     .unwrap();
     let ctx = SessionContext::new();
-    ctx.register_table("events", Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap())).unwrap();
-    let copies = (0..size / slide).map(|j| format!("({j})")).collect::<Vec<_>>().join(", ");
+    ctx.register_table(
+        "events",
+        Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
+    )
+    .unwrap();
+    let copies = (0..size / slide)
+        .map(|j| format!("({j})"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let sql = format!(
         "SELECT ws, k, count(*), sum(v), min(v), max(v) FROM (
             SELECT k, v, wm, (ts - ((ts % {slide}) + {slide}) % {slide}) - j * {slide} AS ws
@@ -103,7 +119,13 @@ async fn oracle(e: &Events, slide: i64, size: i64) -> Vec<Vec<String>> {
 }
 
 async fn streamed(e: &Events, window: &str, batch_size: usize) -> Vec<Vec<String>> {
-    let mut engine = Engine::with_config(vigil_connectors::registry(), EngineConfig { batch_size, start_queries: false });
+    let mut engine = Engine::with_config(
+        vigil_connectors::registry(),
+        EngineConfig {
+            batch_size,
+            start_queries: false,
+        },
+    );
     engine
         .execute("CREATE SOURCE events (k TEXT, v BIGINT, ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND) WITH (connector = 'memory')")
         .await
@@ -117,15 +139,25 @@ async fn streamed(e: &Events, window: &str, batch_size: usize) -> Vec<Vec<String
     let planned = engine.plan(&sql).await.unwrap();
     let out = run_to_completion(planned.graph, &script, batch_size).unwrap();
     let mut rows = format_rows(&out.rows);
-    rows.sort_by(|a, b| (a[0].parse::<i64>().unwrap(), &a[1]).cmp(&(b[0].parse::<i64>().unwrap(), &b[1])));
+    rows.sort_by(|a, b| {
+        (a[0].parse::<i64>().unwrap(), &a[1]).cmp(&(b[0].parse::<i64>().unwrap(), &b[1]))
+    });
     rows
 }
 
 #[tokio::test]
 async fn window_results_equal_batch_group_by_minus_late_events() {
     let windows = [
-        ("TUMBLE(events, ts, INTERVAL '10' SECOND)", 10 * SECOND, 10 * SECOND),
-        ("HOP(events, ts, INTERVAL '5' SECOND, INTERVAL '15' SECOND)", 5 * SECOND, 15 * SECOND),
+        (
+            "TUMBLE(events, ts, INTERVAL '10' SECOND)",
+            10 * SECOND,
+            10 * SECOND,
+        ),
+        (
+            "HOP(events, ts, INTERVAL '5' SECOND, INTERVAL '15' SECOND)",
+            5 * SECOND,
+            15 * SECOND,
+        ),
     ];
     for seed in 1..=12 {
         let events = random_events(seed, 300);
@@ -134,7 +166,10 @@ async fn window_results_equal_batch_group_by_minus_late_events() {
             assert!(expected.len() > 20, "the oracle has windows to compare");
             for batch_size in [1, 7, 64, 1024] {
                 let actual = streamed(&events, window, batch_size).await;
-                assert_eq!(actual, expected, "seed {seed}, {window}, batch size {batch_size}");
+                assert_eq!(
+                    actual, expected,
+                    "seed {seed}, {window}, batch size {batch_size}"
+                );
             }
         }
     }
@@ -144,6 +179,11 @@ async fn window_results_equal_batch_group_by_minus_late_events() {
 fn the_random_inputs_do_have_late_events() {
     let events = random_events(3, 300);
     let wms = watermarks_before(&events.times);
-    let late = events.times.iter().zip(&wms).filter(|(t, w)| (*t - t.rem_euclid(10 * SECOND)) + 10 * SECOND <= **w).count();
+    let late = events
+        .times
+        .iter()
+        .zip(&wms)
+        .filter(|(t, w)| (*t - t.rem_euclid(10 * SECOND)) + 10 * SECOND <= **w)
+        .count();
     assert!(late > 10, "only {late} late events");
 }

@@ -27,12 +27,20 @@ fn event(engine: &Engine, source: &str, account: i64, amount: f64, t: i64) -> Re
 
 #[tokio::test]
 async fn payment_due_alerts_follow_the_outstanding_amount_of_the_changed_account_only() {
-    let mut engine = Engine::with_config(vigil_connectors::registry(), EngineConfig { batch_size: 1, start_queries: false });
+    let mut engine = Engine::with_config(
+        vigil_connectors::registry(),
+        EngineConfig {
+            batch_size: 1,
+            start_queries: false,
+        },
+    );
     engine.execute(PROFILE).await.unwrap();
     let rule = std::fs::read_to_string(workspace_root().join("queries/payment_due.sql")).unwrap();
     let mut planned = None;
     for statement in StreamParser::parse_sql(&rule).unwrap() {
-        if let StatementOutcome::SinkPlanned { query, .. } = engine.execute_statement(statement).await.unwrap() {
+        if let StatementOutcome::SinkPlanned { query, .. } =
+            engine.execute_statement(statement).await.unwrap()
+        {
             planned = Some(query);
         }
     }
@@ -50,9 +58,14 @@ async fn payment_due_alerts_follow_the_outstanding_amount_of_the_changed_account
 
     let out = run_to_completion(graph, &script, 1).unwrap();
     let rows = format_rows(&out.rows);
-    let expected: Vec<Vec<String>> = [["+I", "2", "500.0"], ["+I", "1", "210.0"], ["-U", "1", "210.0"], ["+U", "1", "422.0"]]
-        .iter()
-        .map(|r| r.iter().map(|s| s.to_string()).collect())
-        .collect();
+    let expected: Vec<Vec<String>> = [
+        ["+I", "2", "500.0"],
+        ["+I", "1", "210.0"],
+        ["-U", "1", "210.0"],
+        ["+U", "1", "422.0"],
+    ]
+    .iter()
+    .map(|r| r.iter().map(|s| s.to_string()).collect())
+    .collect();
     assert_eq!(rows, expected);
 }

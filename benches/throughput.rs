@@ -1,0 +1,290 @@
+//! End-to-end throughput and peak memory of the product's rules.
+//!
+//! `cargo bench --bench throughput` runs every case in its own process (so peak memory is the
+//! case's own) and prints a table. `VIGIL_BENCH_EVENTS` sets the event count (default 10M).
+//!
+//! Cases: Q1 the sensor threshold rule; Q2 1-minute tumbling count/avg/max per sensor over
+//! 1,000 sensors; Q3 5-minute windows sliding by 1 minute; Q4 payment due over 100,000
+//! accounts. Each reads either Arrow batches or JSON lines held in memory (decoding
+//! included). Inputs come from the `generator` connector: a pool of batches is made once and
+//! replayed with event time shifted forward, so the clock never goes back. The engine runs on
+//! one thread (the synchronous graph executor), so figures are per core.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch, TimestampNanosecondArray};
+use datafusion::arrow::compute::kernels::arity::unary;
+use datafusion::arrow::datatypes::TimestampNanosecondType;
+use vigil_connectors::format::{JsonDecoder, encode_json_lines};
+use vigil_connectors::generator::{GeneratorConfig, GeneratorSource};
+use vigil_engine::connector::{Source, SourceEvent};
+use vigil_engine::operators::{MAIN_PORT, Message};
+use vigil_engine::runtime::{GraphExecutor, OutputPort};
+use vigil_engine::sql::{Options, StreamParser};
+use vigil_engine::{ChangeBatch, Engine, EngineConfig, StatementOutcome};
+
+const BATCH: usize = 8192;
+const POOL_BATCHES: usize = 64;
+const STEP_MS: i64 = 10;
+
+const PROFILE: &str = "
+CREATE SOURCE sensors (sensor_id TEXT, temperature DOUBLE, humidity DOUBLE, ts TIMESTAMP,
+    WATERMARK FOR ts AS ts - INTERVAL '5' SECOND) WITH (connector = 'memory');
+CREATE SOURCE payments (account_id BIGINT, amount DOUBLE, ts TIMESTAMP) WITH (connector = 'memory');
+CREATE SOURCE dues (account_id BIGINT, amount DOUBLE, ts TIMESTAMP) WITH (connector = 'memory');
+CREATE SINK sensor_alerts WITH (connector = 'memory');
+CREATE SINK sensor_stats_1m WITH (connector = 'memory');
+CREATE SINK sensor_stats_5m WITH (connector = 'memory');
+CREATE SINK payment_due_alerts WITH (connector = 'memory');
+";
+
+struct Case {
+    name: &'static str,
+    rule: &'static str,
+    sink: &'static str,
+    /// (source, generator options) fed in turn.
+    inputs: &'static [(&'static str, &'static str)],
+}
+
+const CASES: [Case; 4] = [
+    Case {
+        name: "Q1 threshold",
+        rule: include_str!("../queries/sensor_threshold.sql"),
+        sink: "sensor_alerts",
+        inputs: &[("sensors", "sensors:1000")],
+    },
+    Case {
+        name: "Q2 tumble 1m",
+        rule: include_str!("../queries/sensor_windows.sql"),
+        sink: "sensor_stats_1m",
+        inputs: &[("sensors", "sensors:1000")],
+    },
+    Case {
+        name: "Q3 hop 5m/1m",
+        rule: include_str!("../queries/sensor_windows.sql"),
+        sink: "sensor_stats_5m",
+        inputs: &[("sensors", "sensors:1000")],
+    },
+    Case {
+        name: "Q4 payment due",
+        rule: include_str!("../queries/payment_due.sql"),
+        sink: "payment_due_alerts",
+        inputs: &[("payments", "payments:100000"), ("dues", "dues:100000")],
+    },
+];
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(pos) = args.iter().position(|a| a == "--case") {
+        let case: usize = args[pos + 1].parse().expect("case index");
+        let json = args[pos + 2] == "json";
+        let events: u64 = args[pos + 3].parse().expect("event count");
+        run_case(&CASES[case], json, events);
+        return;
+    }
+    let events: u64 = std::env::var("VIGIL_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    println!(
+        "Vigil throughput, one engine thread, {} cores: {cpu}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "{:<16} {:<6} {:>12} {:>10} {:>14} {:>12} {:>10}",
+        "case", "input", "events", "seconds", "events/s", "peak RSS MB", "out rows"
+    );
+    let me = std::env::current_exe().expect("own path");
+    let mut runs: Vec<(usize, &str, u64)> = Vec::new();
+    for case in 0..CASES.len() {
+        for input in ["arrow", "json"] {
+            runs.push((case, input, events));
+        }
+    }
+    // Memory must stay flat as the stream grows: Q2 from JSON at a tenth of the events.
+    runs.push((1, "json", events / 10));
+    for (case, input, n) in runs {
+        let out = Command::new(&me)
+            .args(["--case", &case.to_string(), input, &n.to_string()])
+            .output()
+            .expect("bench child");
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        if !out.status.success() {
+            eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}
+
+/// Generates the pool of input batches for one source.
+fn pool(spec: &str, salt: u64) -> Vec<RecordBatch> {
+    let (kind, keys) = spec.split_once(':').expect("kind:keys");
+    let options = Options::new([
+        ("kind", kind.to_string()),
+        ("keys", keys.to_string()),
+        ("seed", (7 + salt).to_string()),
+        ("step_ms", STEP_MS.to_string()),
+        ("disorder_ms", "2000".to_string()),
+        ("count", (BATCH * POOL_BATCHES).to_string()),
+    ]);
+    let config = GeneratorConfig::from_options(&options).expect("bench options");
+    let mut source =
+        GeneratorSource::try_new(config.clone(), config.kind.schema(), BATCH).expect("generator");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let mut batches = Vec::new();
+    while let SourceEvent::Batch(b) = runtime
+        .block_on(source.next_batch(Duration::ZERO))
+        .expect("generate")
+    {
+        batches.push(b);
+    }
+    batches
+}
+
+/// The batch with its `ts` column (the last) moved forward by `shift` nanoseconds.
+fn shifted(batch: &RecordBatch, shift: i64) -> RecordBatch {
+    let ts_index = batch.num_columns() - 1;
+    let ts = batch
+        .column(ts_index)
+        .as_primitive::<TimestampNanosecondType>();
+    let moved: TimestampNanosecondArray = unary(ts, |t| t + shift);
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    columns[ts_index] = Arc::new(moved);
+    RecordBatch::try_new(batch.schema(), columns).expect("same schema")
+}
+
+fn run_case(case: &Case, json: bool, events: u64) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut engine = Engine::with_config(
+        vigil_connectors::registry(),
+        EngineConfig {
+            batch_size: BATCH,
+            start_queries: false,
+        },
+    );
+    let mut graph = None;
+    runtime.block_on(async {
+        engine.execute(PROFILE).await.expect("profile");
+        for statement in StreamParser::parse_sql(case.rule).expect("rule parses") {
+            if let StatementOutcome::SinkPlanned { name, query } = engine
+                .execute_statement(statement)
+                .await
+                .expect("rule plans")
+                && name == case.sink
+            {
+                graph = Some(query.graph);
+            }
+        }
+    });
+    let graph = graph.expect("the case's sink");
+    let source_names: Vec<String> = graph.sources.iter().map(|s| s.def.name.clone()).collect();
+    let pools: Vec<Vec<RecordBatch>> = case
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, (_, spec))| pool(spec, i as u64))
+        .collect();
+    let encoded: Vec<Vec<Vec<u8>>> = if json {
+        pools
+            .iter()
+            .map(|p| {
+                p.iter()
+                    .map(|b| encode_json_lines(b).expect("encode"))
+                    .collect()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let decoders: Vec<JsonDecoder> = pools
+        .iter()
+        .map(|p| JsonDecoder::new(p[0].schema(), BATCH))
+        .collect();
+    let span = (BATCH * POOL_BATCHES) as i64 * STEP_MS * 1_000_000;
+
+    let result = OutputPort {
+        node: graph.output,
+        port: MAIN_PORT,
+    };
+    let mut executor = GraphExecutor::new(graph, vec![result]);
+    let mut rows_out = 0u64;
+    let mut fed = 0u64;
+    let started = Instant::now();
+    let mut cycle = 0i64;
+    'outer: loop {
+        for b in 0..POOL_BATCHES {
+            for (input, (source, _)) in case.inputs.iter().enumerate() {
+                if fed >= events {
+                    break 'outer;
+                }
+                let batch = if json {
+                    let (mut batches, bad) =
+                        decoders[input].decode(&encoded[input][b]).expect("decode");
+                    assert!(bad.is_empty());
+                    batches.remove(0)
+                } else {
+                    pools[input][b].clone()
+                };
+                let batch = shifted(&batch, cycle * span);
+                fed += batch.num_rows() as u64;
+                for (i, name) in source_names.iter().enumerate() {
+                    if name == source {
+                        for (_, message) in executor
+                            .push_source(i, Message::Batch(ChangeBatch::inserts(batch.clone())))
+                            .expect("run")
+                        {
+                            if let Message::Batch(out) = message {
+                                rows_out += out.num_rows() as u64;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        cycle += 1;
+    }
+    for i in 0..source_names.len() {
+        for (_, message) in executor.end_source(i).expect("end") {
+            if let Message::Batch(out) = message {
+                rows_out += out.num_rows() as u64;
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{:<16} {:<6} {:>12} {:>10.2} {:>14.0} {:>12.1} {:>10}",
+        case.name,
+        if json { "json" } else { "arrow" },
+        fed,
+        seconds,
+        fed as f64 / seconds,
+        peak_rss_mb(),
+        rows_out
+    );
+}
+
+/// Peak resident memory of this process (Linux), in MB.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
