@@ -343,7 +343,7 @@ impl Catalog {
             alias: None,
         };
         let planned = state
-            .create_logical_expr_from_sql_expr(sql_expr.into(), &df_schema)
+            .create_logical_expr_from_sql_expr(sql_expr, &df_schema)
             .map_err(|e| from_datafusion(e, location))?;
         let simplifier = ExprSimplifier::new(
             datafusion::optimizer::simplify_expressions::SimplifyContext::builder()

@@ -282,7 +282,7 @@ impl Source for GeneratorSource {
                 .saturating_duration_since(Instant::now())
                 .min(max_wait);
             tokio::time::sleep(wait).await;
-            if (started.elapsed().as_secs_f64() * rate) as u64 + 1 <= self.produced {
+            if ((started.elapsed().as_secs_f64() * rate) as u64) < self.produced {
                 return Ok(SourceEvent::Idle);
             }
         }

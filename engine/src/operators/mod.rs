@@ -42,6 +42,8 @@ pub const MAIN_PORT: usize = 0;
 pub const LATE_PORT: usize = 1;
 
 /// What flows along the edges of an operator graph.
+// Batches are by far the most common message; boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Message {
     /// Rows.
@@ -259,14 +261,6 @@ pub(crate) mod testing {
         let mut out = Vec::new();
         let mut counters = OperatorCounters::default();
         op.on_batch(b, &mut Context::new(0, &[], &mut counters, &mut out))
-            .unwrap();
-        collect(out)
-    }
-
-    pub fn watermark(op: &mut dyn Operator, wm: Timestamp) -> Collected {
-        let mut out = Vec::new();
-        let mut counters = OperatorCounters::default();
-        op.on_watermark(wm, &mut Context::new(0, &[wm], &mut counters, &mut out))
             .unwrap();
         collect(out)
     }

@@ -62,6 +62,8 @@ pub struct CreateView {
 }
 
 /// A statement of Vigil's dialect.
+// Statements are parsed once each; their size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Statement {
     /// Declares a source.
