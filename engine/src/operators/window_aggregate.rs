@@ -38,6 +38,32 @@ struct WindowGroups {
     groups: usize,
 }
 
+impl WindowGroups {
+    /// Group ids of `rows` rows with these key columns, adding new groups.
+    fn intern(&mut self, keys: &[ArrayRef], rows: usize) -> Result<Vec<usize>> {
+        let mut group_ids = Vec::with_capacity(rows);
+        match &mut self.keys {
+            Some(values) => {
+                values.intern(keys, &mut group_ids)?;
+                self.groups = values.len();
+            }
+            None => {
+                group_ids.resize(rows, 0);
+                self.groups = 1;
+            }
+        }
+        Ok(group_ids)
+    }
+
+    /// Takes the key columns of every group, in group id order.
+    fn emit_keys(&mut self) -> Result<Vec<ArrayRef>> {
+        match &mut self.keys {
+            Some(values) => Ok(values.emit(EmitTo::All)?),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
 impl WindowAggregate {
     /// An aggregate over an input whose window bounds are at `start_column` and `end_column`.
     pub fn try_new(
@@ -103,17 +129,7 @@ impl WindowAggregate {
             self.windows.insert(end, window);
         }
         let window = self.windows.get_mut(&end).expect("window inserted above");
-        let mut group_ids = Vec::with_capacity(rows);
-        match &mut window.keys {
-            Some(values) => {
-                values.intern(keys, &mut group_ids)?;
-                window.groups = values.len();
-            }
-            None => {
-                group_ids.resize(rows, 0);
-                window.groups = 1;
-            }
-        }
+        let group_ids = window.intern(keys, rows)?;
         for (acc, (values, mask)) in window.accumulators.iter_mut().zip(args) {
             acc.update_batch(values, &group_ids, mask.as_ref(), window.groups)?;
         }
@@ -126,10 +142,7 @@ impl WindowAggregate {
         mut window: WindowGroups,
         ctx: &mut Context,
     ) -> Result<()> {
-        let keys = match &mut window.keys {
-            Some(values) => values.emit(EmitTo::All)?,
-            None => Vec::new(),
-        };
+        let keys = window.emit_keys()?;
         let aggregates = window
             .accumulators
             .iter_mut()
@@ -263,10 +276,7 @@ impl Operator for WindowAggregate {
         let mut batches = Vec::with_capacity(ends.len());
         for end in ends {
             let mut window = self.windows.remove(&end).expect("key listed above");
-            let keys = match &mut window.keys {
-                Some(values) => values.emit(EmitTo::All)?,
-                None => Vec::new(),
-            };
+            let keys = window.emit_keys()?;
             let states = window
                 .accumulators
                 .iter_mut()
@@ -361,17 +371,7 @@ impl WindowAggregate {
         let mut window = self.new_window(start)?;
         let n_keys = self.spec.keys.len();
         let rows = batch.num_rows();
-        let mut group_ids = Vec::with_capacity(rows);
-        match &mut window.keys {
-            Some(values) => {
-                values.intern(&batch.columns()[2..2 + n_keys], &mut group_ids)?;
-                window.groups = values.len();
-            }
-            None => {
-                group_ids.resize(rows, 0);
-                window.groups = 1;
-            }
-        }
+        let group_ids = window.intern(&batch.columns()[2..2 + n_keys], rows)?;
         let mut column = 2 + n_keys;
         for (acc, call) in window.accumulators.iter_mut().zip(&self.spec.calls) {
             let width = call.function.state_fields()?.len();
