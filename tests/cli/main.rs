@@ -219,3 +219,41 @@ fn demo_runs_the_rules_on_generators_and_stops_cleanly() {
         "no sensor alert in 4 s:\n{text}"
     );
 }
+
+#[test]
+fn ctrl_c_stops_an_unbounded_run_gracefully() {
+    let dir = scratch("ctrlc");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .current_dir(&dir)
+        .args([
+            "run",
+            &workspace()
+                .join("queries/profiles/demo.sql")
+                .display()
+                .to_string(),
+            &rule("sensor_windows.sql"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "an unbounded generator keeps the query running"
+    );
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stopping"));
+    // No minute has closed in 2 s: open windows are not emitted as if complete.
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("window_start"));
+}
