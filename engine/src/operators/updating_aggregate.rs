@@ -1,9 +1,13 @@
 //! [`UpdatingAggregate`]: GROUP BY without a window, whose output is a changelog.
 
-use datafusion::arrow::array::{Array, ArrayRef, Int8Array, UInt32Array, new_null_array};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int8Array, Int64Array, UInt32Array, new_null_array,
+};
 use datafusion::arrow::compute::take;
-use datafusion::arrow::datatypes::DataType;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
@@ -170,10 +174,126 @@ impl Operator for UpdatingAggregate {
         self.index.len()
     }
 
-    fn snapshot(&mut self) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>> {
-        Err(Error::Unsupported(
-            "snapshots of aggregates without a window".into(),
-        ))
+    /// One batch: the group key columns, each group's row count, whether it has emitted a
+    /// row and what, and each accumulator's state columns.
+    ///
+    /// Caveat: the state of a retractable `min`/`max` is its current value, not every value
+    /// it holds, so after a restore it cannot take back the current extreme.
+    fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
+        let live: Vec<&mut Group> = self.groups.iter_mut().flatten().collect();
+        if live.is_empty() {
+            return Ok(Vec::new());
+        }
+        let calls = self.spec.calls.len();
+        let mut rows = Vec::with_capacity(live.len());
+        let mut emitted: Vec<Vec<ScalarValue>> = vec![Vec::new(); calls];
+        let mut has_emitted = Vec::with_capacity(live.len());
+        let mut states: Vec<Vec<Vec<ScalarValue>>> = vec![Vec::new(); calls];
+        let mut keys = Vec::with_capacity(live.len());
+        for group in live {
+            keys.push(group.key.clone());
+            rows.push(group.rows);
+            has_emitted.push(group.emitted.is_some());
+            for (i, call) in self.spec.calls.iter().enumerate() {
+                let value = match &group.emitted {
+                    Some(values) => values[i].clone(),
+                    None => ScalarValue::try_from(call.function.field().data_type())?,
+                };
+                emitted[i].push(value);
+                let state = group.accumulators[i].state()?;
+                if states[i].is_empty() {
+                    states[i] = vec![Vec::new(); state.len()];
+                }
+                for (column, v) in states[i].iter_mut().zip(state) {
+                    column.push(v);
+                }
+            }
+        }
+        let mut fields = Vec::new();
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        for (i, key) in self
+            .converter
+            .convert_rows(keys.iter().map(|k| k.row()))?
+            .into_iter()
+            .enumerate()
+        {
+            fields.push(Field::new(
+                format!("key_{i}"),
+                key.data_type().clone(),
+                true,
+            ));
+            columns.push(key);
+        }
+        fields.push(Field::new("rows", DataType::Int64, false));
+        columns.push(Arc::new(Int64Array::from(rows)));
+        fields.push(Field::new("has_emitted", DataType::Boolean, false));
+        columns.push(Arc::new(BooleanArray::from(has_emitted)));
+        for (i, values) in emitted.into_iter().enumerate() {
+            let array = ScalarValue::iter_to_array(values)?;
+            fields.push(Field::new(
+                format!("emitted_{i}"),
+                array.data_type().clone(),
+                true,
+            ));
+            columns.push(array);
+        }
+        for (i, state) in states.into_iter().enumerate() {
+            for (j, values) in state.into_iter().enumerate() {
+                let array = ScalarValue::iter_to_array(values)?;
+                fields.push(Field::new(
+                    format!("agg_{i}_{j}"),
+                    array.data_type().clone(),
+                    true,
+                ));
+                columns.push(array);
+            }
+        }
+        Ok(vec![RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            columns,
+        )?])
+    }
+
+    fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
+        let n_keys = self.spec.keys.len().max(1);
+        let calls = self.spec.calls.len();
+        // The retractable accumulators' state can be wider than the function's state fields
+        // (a sliding sum also counts its rows), so ask one.
+        let widths = self
+            .spec
+            .calls
+            .iter()
+            .map(|c| Ok(c.function.create_sliding_accumulator()?.state()?.len()))
+            .collect::<Result<Vec<usize>>>()?;
+        for batch in state {
+            let key_rows = self.converter.convert_columns(&batch.columns()[..n_keys])?;
+            let counts = batch.column(n_keys).as_primitive::<Int64Type>().clone();
+            let has_emitted = batch.column(n_keys + 1).as_boolean().clone();
+            let emitted_at = n_keys + 2;
+            for r in 0..batch.num_rows() {
+                let slot = self.group_slot(key_rows.row(r))?;
+                let group = self.groups[slot].as_mut().expect("slot of a live group");
+                group.rows = counts.value(r);
+                group.emitted = if has_emitted.value(r) {
+                    let values = (0..calls)
+                        .map(|i| ScalarValue::try_from_array(batch.column(emitted_at + i), r))
+                        .collect::<datafusion::error::Result<Vec<_>>>()?;
+                    Some(values)
+                } else {
+                    None
+                };
+                let mut column = emitted_at + calls;
+                for (acc, &width) in group.accumulators.iter_mut().zip(&widths) {
+                    let slice: Vec<ArrayRef> = batch.columns()[column..column + width]
+                        .iter()
+                        .map(|c| c.slice(r, 1))
+                        .collect();
+                    acc.merge_batch(&slice)?;
+                    column += width;
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -97,3 +97,54 @@ async fn restored_window_state_continues_like_the_original() {
     assert!(!expected.is_empty());
     assert_eq!(format_rows(&actual), format_rows(&expected));
 }
+
+#[tokio::test]
+async fn restored_group_state_continues_the_changelog() {
+    let mut engine = Engine::with_config(
+        vigil_connectors::registry(),
+        EngineConfig {
+            batch_size: 4,
+            start_queries: false,
+        },
+    );
+    engine.execute(SOURCE).await.unwrap();
+    let query = "SELECT sensor_id, sum(temperature), count(*), avg(temperature) FROM sensors GROUP BY sensor_id HAVING count(*) > 3";
+    let plan = async || {
+        let graph = engine.plan(query).await.unwrap().graph;
+        let output = OutputPort {
+            node: graph.output,
+            port: MAIN_PORT,
+        };
+        GraphExecutor::new(graph, vec![output])
+    };
+    let changes = |executor: &mut GraphExecutor, batch: RecordBatch, out: &mut Vec<RecordBatch>| {
+        for (_, m) in executor
+            .push_source(0, Message::Batch(ChangeBatch::inserts(batch)))
+            .unwrap()
+        {
+            if let Message::Batch(b) = m {
+                out.push(b.into_output(true).unwrap());
+            }
+        }
+    };
+
+    let mut uninterrupted = plan().await;
+    let mut expected = Vec::new();
+    changes(&mut uninterrupted, readings(&engine, 0, 10), &mut expected);
+    changes(&mut uninterrupted, readings(&engine, 10, 10), &mut expected);
+
+    let mut first = plan().await;
+    let mut actual = Vec::new();
+    changes(&mut first, readings(&engine, 0, 10), &mut actual);
+    let snapshot = first.snapshot().unwrap();
+    let mut second = plan().await;
+    second.restore(snapshot).unwrap();
+    changes(&mut second, readings(&engine, 10, 10), &mut actual);
+
+    let rows = format_rows(&actual);
+    assert!(
+        rows.iter().any(|r| r[0] == "-U"),
+        "updates after the restore: {rows:?}"
+    );
+    assert_eq!(rows, format_rows(&expected));
+}
