@@ -446,8 +446,9 @@ pub(crate) fn from_datafusion(e: DataFusionError, fallback: Location) -> Error {
             .filter(|l| l.line > 0)
             .or(Some(fallback));
         let mut err = SqlError::new(diag.message.clone(), location);
-        if let Some(help) = diag.helps.first() {
-            err = err.with_help(help.message.clone());
+        let suggestion = did_you_mean(&e.find_root().message());
+        if let Some(help) = diag.helps.first().map(|h| h.message.clone()).or(suggestion) {
+            err = err.with_help(help);
         }
         return Error::Sql(err);
     }
@@ -455,4 +456,11 @@ pub(crate) fn from_datafusion(e: DataFusionError, fallback: Location) -> Error {
         e.find_root().message().to_string(),
         Some(fallback),
     ))
+}
+
+/// DataFusion puts its nearest-name suggestion in the message, not the diagnostic.
+fn did_you_mean(message: &str) -> Option<String> {
+    let start = message.find("Did you mean")?;
+    let end = message[start..].find('?')? + start + 1;
+    Some(message[start..end].replacen("Did", "did", 1))
 }

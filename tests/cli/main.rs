@@ -177,8 +177,14 @@ fn sql_errors_name_file_line_column_with_a_caret() {
     let out = vigil(&dir, &["run", &profile(), "unknown.sql"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.contains("unknown.sql:2:8:"), "{stderr}");
-    assert!(stderr.contains("sensor"), "{stderr}");
+    assert!(
+        stderr.contains("unknown.sql:2:8: column 'sensor' not found"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("help: did you mean 'sensors.sensor_id'?"),
+        "{stderr}"
+    );
 }
 
 #[test]
