@@ -221,7 +221,7 @@ impl Catalog {
         Ok(())
     }
 
-    /// Adds a view over an already planned query.
+    /// Adds a view over an already planned query; returns its catalog name.
     pub fn add_view(
         &mut self,
         name: &ObjectName,
@@ -229,7 +229,7 @@ impl Catalog {
         sql: &str,
         replace: bool,
         location: Location,
-    ) -> Result<()> {
+    ) -> Result<String> {
         let name = object_name(name);
         self.check_free(&name, replace, location)?;
         let table: Arc<dyn TableProvider> = Arc::new(ViewTable::new(plan, Some(sql.to_string())));
@@ -237,11 +237,11 @@ impl Catalog {
         self.views.insert(
             name.clone(),
             Arc::new(ViewDef {
-                name,
+                name: name.clone(),
                 sql: sql.to_string(),
             }),
         );
-        Ok(())
+        Ok(name)
     }
 
     /// Adds a sink. A query may take over a declared sink of the same name.

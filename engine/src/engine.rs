@@ -181,17 +181,10 @@ impl Engine {
                 let plan = self.catalog.plan_query(&view.query, location).await?;
                 // Plan it as a stream now, so an unsupported view fails at CREATE time.
                 lower_query(&self.catalog, &plan)?;
-                self.catalog
-                    .add_view(&view.name, plan, &sql, view.or_replace, location)?;
-                let name = self
-                    .catalog
-                    .views()
-                    .keys()
-                    .find(|k| view.name.to_string().eq_ignore_ascii_case(k));
-                Ok(StatementOutcome::Created {
-                    kind: "view",
-                    name: name.cloned().unwrap_or_default(),
-                })
+                let name =
+                    self.catalog
+                        .add_view(&view.name, plan, &sql, view.or_replace, location)?;
+                Ok(StatementOutcome::Created { kind: "view", name })
             }
             Statement::CreateSink(sink) => {
                 let name = crate::catalog::normalize(&sink.name);

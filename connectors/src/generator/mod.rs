@@ -13,7 +13,7 @@
 //! | `seed` | the same seed gives the same events | 42 |
 //! | `rate` | events per second, or `unlimited` | unlimited |
 //! | `count` | stop after this many events (bounded source) | unbounded |
-//! | `keys` | distinct sensors, accounts or users | 100 (sensors 1000 for no rate) |
+//! | `keys` | distinct sensors, accounts or users | 100 |
 //! | `anomaly_ratio` | share of anomalous values | 0.02 |
 //! | `disorder_ms` | events arrive up to this much out of order | 0 |
 //! | `late_ratio` | share of events arriving `late_by_ms` behind | 0 |
