@@ -120,7 +120,17 @@ impl ChangeBatch {
         if !updating {
             return Ok(self.rows);
         }
-        let names = StringArray::from(vec!["+I", "-U", "+U", "-D"]);
+        // Indexed by the `i8` code of each kind.
+        let names = StringArray::from(
+            [
+                ChangeKind::Insert,
+                ChangeKind::UpdateBefore,
+                ChangeKind::UpdateAfter,
+                ChangeKind::Delete,
+            ]
+            .map(ChangeKind::as_str)
+            .to_vec(),
+        );
         let ops: ArrayRef = match &self.ops {
             Some(codes) => {
                 let indices = datafusion::arrow::compute::cast(codes, &DataType::UInt32)?;

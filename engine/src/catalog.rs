@@ -137,15 +137,6 @@ impl Catalog {
         &self.sinks
     }
 
-    /// The schema of a source or view.
-    pub fn relation_schema(&self, name: &str) -> Option<SchemaRef> {
-        self.relations
-            .read()
-            .expect("relations lock")
-            .get(name)
-            .map(|t| t.schema())
-    }
-
     fn check_free(&self, name: &str, replace: bool, location: Location) -> Result<()> {
         let taken = self.sources.contains_key(name)
             || self.views.contains_key(name)

@@ -19,15 +19,6 @@ pub const WATERMARK_MAX: Timestamp = i64::MAX;
 /// The Arrow type of every event-time column inside the engine.
 pub const TIMESTAMP_TYPE: DataType = DataType::Timestamp(TimeUnit::Nanosecond, None);
 
-/// Renders a timestamp (or the two watermark sentinels) for humans.
-pub fn format_timestamp(ts: Timestamp) -> String {
-    match ts {
-        WATERMARK_MIN => "-inf".to_string(),
-        WATERMARK_MAX => "+inf".to_string(),
-        _ => datafusion::common::ScalarValue::TimestampNanosecond(Some(ts), None).to_string(),
-    }
-}
-
 /// A window assignment: tumbling when `slide == size`, hopping otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowSpec {

@@ -65,8 +65,4 @@ impl ConnectorFactory for FileFactory {
         r.finish()?;
         Ok(Box::new(FileSink::new(path.into())))
     }
-
-    fn is_bounded(&self, _options: &Options) -> bool {
-        true
-    }
 }

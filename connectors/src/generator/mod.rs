@@ -141,10 +141,6 @@ impl ConnectorFactory for GeneratorFactory {
             ctx.batch_size,
         )?))
     }
-
-    fn is_bounded(&self, options: &Options) -> bool {
-        options.get("count").is_some()
-    }
 }
 
 /// Makes events of one kind, projected onto the declared columns.

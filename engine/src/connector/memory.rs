@@ -89,10 +89,6 @@ impl ConnectorFactory for MemoryFactory {
             rows: self.output(&name),
         }))
     }
-
-    fn is_bounded(&self, _options: &Options) -> bool {
-        true
-    }
 }
 
 struct MemorySource {

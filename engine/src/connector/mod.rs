@@ -102,12 +102,6 @@ pub trait ConnectorFactory: Send + Sync {
             self.name()
         )))
     }
-
-    /// Whether a source with these options ends by itself.
-    fn is_bounded(&self, options: &Options) -> bool {
-        let _ = options;
-        false
-    }
 }
 
 /// The connectors an engine knows, by name.

@@ -91,23 +91,6 @@ impl OptionReader {
         }
     }
 
-    /// Removes every key that starts with `prefix`, returning them without it.
-    pub fn take_prefixed(&mut self, prefix: &str) -> Vec<(String, String)> {
-        let keys: Vec<String> = self
-            .rest
-            .keys()
-            .filter(|k| k.starts_with(prefix))
-            .cloned()
-            .collect();
-        keys.into_iter()
-            .filter_map(|k| {
-                self.rest
-                    .remove(&k)
-                    .map(|v| (k[prefix.len()..].to_string(), v))
-            })
-            .collect()
-    }
-
     /// Fails on any option no one took.
     pub fn finish(self) -> Result<(), ConnectorError> {
         match self.rest.keys().next() {
