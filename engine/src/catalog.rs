@@ -51,6 +51,8 @@ pub struct SourceWatermark {
     pub column_index: usize,
     /// The watermark expression over a row, type-checked.
     pub expr: Expr,
+    /// The expression as written, for EXPLAIN.
+    pub sql: String,
 }
 
 /// A declared sink.
@@ -186,6 +188,7 @@ impl Catalog {
                     column,
                     column_index,
                     expr,
+                    sql: wm.expr.to_string(),
                 })
             }
         };

@@ -5,11 +5,14 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 
 use crate::catalog::{Catalog, SinkDef};
-use crate::connector::{ConnectorRegistry, Sink, SourceContext};
+use crate::connector::{ConnectorRegistry, Delivered, Sink, SourceContext};
 use crate::error::{Error, Location, Result, SqlError};
 use crate::plan::{OperatorGraph, lower_query};
 use crate::runtime::{QueryIo, QueryMetrics, RunningQuery};
 use crate::sql::{ParsedStatement, Statement, StreamParser};
+
+/// The name of a query that writes to no declared sink.
+pub const BARE_QUERY_NAME: &str = "query";
 
 /// Settings of an [`Engine`].
 #[derive(Debug, Clone)]
@@ -68,6 +71,9 @@ pub enum StatementOutcome {
 
 /// A planned query, not yet running.
 pub struct PlannedQuery {
+    /// Its name: the sink it writes to, or `query` for a bare SELECT. Sources use it to
+    /// name what belongs to the query, such as Kafka consumer groups.
+    pub name: String,
     /// Its operators.
     pub graph: OperatorGraph,
     /// Its SQL text.
@@ -168,6 +174,8 @@ impl Engine {
                     name: def.name.clone(),
                     metrics: Arc::new(QueryMetrics::default()),
                     batch_size: self.config.batch_size,
+                    query: String::new(),
+                    delivered: Arc::default(),
                 };
                 factory.create_source(&def.options, Arc::clone(&def.schema), ctx)?;
                 let name = def.name.clone();
@@ -224,17 +232,26 @@ impl Engine {
                 self.catalog.add_sink(def, sink.or_replace, location)?;
                 if !self.config.start_queries {
                     return Ok(StatementOutcome::SinkPlanned {
-                        name,
-                        query: PlannedQuery { graph, sql },
+                        name: name.clone(),
+                        query: PlannedQuery { name, graph, sql },
                     });
                 }
-                let query = self.start(PlannedQuery { graph, sql }, sink_writer)?;
+                let planned = PlannedQuery {
+                    name: name.clone(),
+                    graph,
+                    sql,
+                };
+                let query = self.start(planned, sink_writer)?;
                 Ok(StatementOutcome::SinkStarted { name, query })
             }
             Statement::Query(query) => {
                 let plan = self.catalog.plan_query(&query, location).await?;
                 let graph = lower_query(&self.catalog, &plan)?;
-                Ok(StatementOutcome::Query(PlannedQuery { graph, sql }))
+                Ok(StatementOutcome::Query(PlannedQuery {
+                    name: BARE_QUERY_NAME.to_string(),
+                    graph,
+                    sql,
+                }))
             }
             Statement::Explain(inner) => {
                 let query = match *inner {
@@ -279,11 +296,12 @@ impl Engine {
         }
         let parsed = statements.remove(0);
         let location = parsed.location;
-        let query = match parsed.statement {
-            Statement::Query(query) => query,
-            Statement::CreateSink(sink) if sink.query.is_some() => {
-                sink.query.expect("checked by the guard")
-            }
+        let (name, query) = match parsed.statement {
+            Statement::Query(query) => (BARE_QUERY_NAME.to_string(), query),
+            Statement::CreateSink(sink) if sink.query.is_some() => (
+                crate::catalog::normalize(&sink.name),
+                sink.query.expect("checked by the guard"),
+            ),
             _ => {
                 return Err(at_statement(
                     Error::Plan("expected a query (SELECT ...)".into()),
@@ -294,6 +312,7 @@ impl Engine {
         let plan = self.catalog.plan_query(&query, location).await?;
         let graph = lower_query(&self.catalog, &plan).map_err(|e| at_statement(e, location))?;
         Ok(PlannedQuery {
+            name,
             graph,
             sql: parsed.sql,
         })
@@ -303,15 +322,19 @@ impl Engine {
     pub fn start(&self, query: PlannedQuery, sink: Box<dyn Sink>) -> Result<RunningQuery> {
         let metrics = Arc::new(QueryMetrics::default());
         let graph = query.graph;
+        let delivered: Vec<Arc<Delivered>> = graph.sources.iter().map(|_| Arc::default()).collect();
         let sources = graph
             .sources
             .iter()
-            .map(|binding| {
+            .zip(&delivered)
+            .map(|(binding, delivered)| {
                 let def = &binding.def;
                 let ctx = SourceContext {
                     name: def.name.clone(),
                     metrics: Arc::clone(&metrics),
                     batch_size: self.config.batch_size,
+                    query: query.name.clone(),
+                    delivered: Arc::clone(delivered),
                 };
                 let factory = self.registry.factory(&def.options)?;
                 Ok(factory.create_source(&def.options, Arc::clone(&def.schema), ctx)?)
@@ -329,6 +352,7 @@ impl Engine {
             graph,
             QueryIo {
                 sources,
+                delivered,
                 sink,
                 late_sinks,
             },

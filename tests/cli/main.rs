@@ -202,8 +202,7 @@ fn explain_prints_the_operator_graph() {
         "Filter",
         "WindowAggregate",
         "Hop: slide=10s size=1m",
-        "WatermarkAssign",
-        "Source: logins",
+        "Source: logins watermark=ts - INTERVAL '2' SECOND",
     ] {
         assert!(text.contains(expected), "missing {expected} in\n{text}");
     }

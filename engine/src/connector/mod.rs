@@ -4,6 +4,7 @@
 //! Sources only produce rows; watermarks are made by the engine from the source's
 //! `WATERMARK FOR` declaration, so a source stays simple to write and to test.
 
+mod delivery;
 mod error;
 mod memory;
 
@@ -15,6 +16,7 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 
+pub use delivery::Delivered;
 pub use error::ConnectorError;
 pub use memory::{MemoryFactory, MemoryInput, MemorySink};
 
@@ -24,12 +26,38 @@ use crate::sql::Options;
 /// What a source produced in one call.
 #[derive(Debug)]
 pub enum SourceEvent {
-    /// Rows in the declared schema.
+    /// Rows in the declared schema, from a source with a single split.
     Batch(RecordBatch),
+    /// Rows in the declared schema from one split (a Kafka partition) of a source with several.
+    /// The source's watermark is the minimum over its active splits.
+    SplitBatch {
+        /// The split the rows came from.
+        split: u32,
+        /// The rows.
+        rows: RecordBatch,
+    },
+    /// The source's splits changed: assigned, revoked, gone idle or quiet altogether.
+    Splits(SplitStatus),
     /// Nothing arrived within the wait; the source is alive.
     Idle,
     /// A bounded source is finished.
     End,
+}
+
+/// Which splits of a source hold its watermark back, as the source sees them now.
+///
+/// A split that got no data for the source's idle timeout is idle: it stops holding the
+/// watermark back until data arrives from it again. When every split is idle, `quiet_for`
+/// (if the source sets it) moves event time on with the wall clock, so the last windows close.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SplitStatus {
+    /// Splits this reader owns now and that are not idle.
+    pub active: Vec<u32>,
+    /// Splits this reader owns now that are idle.
+    pub idle: Vec<u32>,
+    /// Set when no split has had data for this long and event time should follow the wall
+    /// clock: the watermark becomes the last one seen plus this duration.
+    pub quiet_for: Option<Duration>,
 }
 
 /// A stream of rows from outside.
@@ -42,6 +70,12 @@ pub enum SourceEvent {
 pub trait Source: Send {
     /// Reads the next batch.
     async fn next_batch(&mut self, max_wait: Duration) -> Result<SourceEvent, ConnectorError>;
+
+    /// Called once when the query is done with the source, after the last
+    /// [`Delivered`] update: acknowledge what was delivered and release connections.
+    async fn close(&mut self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
 }
 
 /// Where query results go.
@@ -66,6 +100,11 @@ pub struct SourceContext {
     pub metrics: Arc<QueryMetrics>,
     /// Rows per batch the source should aim for.
     pub batch_size: usize,
+    /// The query the source feeds (its sink's name), for names such as consumer groups.
+    pub query: String,
+    /// How many of this source's batches have had every effect reach the sinks; a source
+    /// that can acknowledge input (Kafka offsets) acknowledges only those.
+    pub delivered: Arc<Delivered>,
 }
 
 /// Builds sources and sinks of one connector type.

@@ -33,6 +33,7 @@ pub use window_aggregate::WindowAggregate;
 pub use window_assign::WindowAssign;
 
 use crate::batch::ChangeBatch;
+use crate::connector::SplitStatus;
 use crate::error::Result;
 use crate::time::Timestamp;
 
@@ -69,6 +70,8 @@ pub struct Context<'a> {
     pub input_watermarks: &'a [Timestamp],
     /// The operator's counters.
     pub counters: &'a mut OperatorCounters,
+    /// The number of the source batch being processed (see [`Operator::retained_epoch`]).
+    pub epoch: u64,
     out: &'a mut Vec<(usize, Message)>,
 }
 
@@ -84,8 +87,15 @@ impl<'a> Context<'a> {
             input,
             input_watermarks,
             counters,
+            epoch: 0,
             out,
         }
+    }
+
+    /// The same context, processing source batch `epoch`.
+    pub fn at_epoch(mut self, epoch: u64) -> Self {
+        self.epoch = epoch;
+        self
     }
 
     /// Emits rows on the main port; empty batches are dropped.
@@ -133,6 +143,20 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// Only on a source's entry operator: rows from split `split` of a source with several
+    /// (see [`SourceEvent::SplitBatch`](crate::connector::SourceEvent::SplitBatch)).
+    fn on_split_batch(&mut self, split: u32, batch: ChangeBatch, ctx: &mut Context) -> Result<()> {
+        let _ = split;
+        self.on_batch(batch, ctx)
+    }
+
+    /// Only on a source's entry operator: the source's splits changed. Only the watermark
+    /// operator cares.
+    fn on_split_status(&mut self, status: &SplitStatus, ctx: &mut Context) -> Result<()> {
+        let _ = (status, ctx);
+        Ok(())
+    }
+
     /// Called once every input has ended.
     fn on_end(&mut self, ctx: &mut Context) -> Result<()> {
         let _ = ctx;
@@ -142,6 +166,14 @@ pub trait Operator: Send {
     /// Rows held in state (windows and groups), for metrics and tests.
     fn state_rows(&self) -> usize {
         0
+    }
+
+    /// The oldest source batch ([`Context::epoch`]) whose rows still sit in this operator's
+    /// state without having reached its output; `None` when it holds none. Input older than
+    /// every operator's retained epoch is fully delivered once the sinks flush, so sources may
+    /// acknowledge it.
+    fn retained_epoch(&self) -> Option<u64> {
+        None
     }
 
     /// The operator's state as Arrow batches, which a checkpoint can write as Arrow IPC.
@@ -257,11 +289,23 @@ pub(crate) mod testing {
         c
     }
 
-    pub fn batch(op: &mut dyn Operator, b: ChangeBatch) -> Collected {
+    /// Runs `call` with a fresh context and collects what it emitted.
+    fn drive(call: impl FnOnce(&mut Context) -> Result<()>) -> Collected {
         let mut out = Vec::new();
         let mut counters = OperatorCounters::default();
-        op.on_batch(b, &mut Context::new(0, &[], &mut counters, &mut out))
-            .unwrap();
+        call(&mut Context::new(0, &[], &mut counters, &mut out)).unwrap();
         collect(out)
+    }
+
+    pub fn batch(op: &mut dyn Operator, b: ChangeBatch) -> Collected {
+        drive(|ctx| op.on_batch(b, ctx))
+    }
+
+    pub fn split_batch(op: &mut dyn Operator, split: u32, b: ChangeBatch) -> Collected {
+        drive(|ctx| op.on_split_batch(split, b, ctx))
+    }
+
+    pub fn split_status(op: &mut dyn Operator, status: &SplitStatus) -> Collected {
+        drive(|ctx| op.on_split_status(status, ctx))
     }
 }

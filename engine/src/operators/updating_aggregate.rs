@@ -29,6 +29,9 @@ pub struct UpdatingAggregate {
     index: HashMap<Box<[u8]>, usize>,
     groups: Vec<Option<Group>>,
     free: Vec<usize>,
+    /// The first source batch whose rows are in the groups: their state lives as long as
+    /// the query, and is not checkpointed, so that input can never be acknowledged.
+    first_epoch: Option<u64>,
 }
 
 struct Group {
@@ -66,6 +69,7 @@ impl UpdatingAggregate {
             index: HashMap::new(),
             groups: Vec::new(),
             free: Vec::new(),
+            first_epoch: None,
         })
     }
 
@@ -112,6 +116,7 @@ impl Operator for UpdatingAggregate {
 
     fn on_batch(&mut self, batch: ChangeBatch, ctx: &mut Context) -> Result<()> {
         let n = batch.num_rows();
+        self.first_epoch.get_or_insert(ctx.epoch);
         let keys = if self.spec.keys.is_empty() {
             vec![new_null_array(&DataType::Boolean, n)]
         } else {
@@ -172,6 +177,10 @@ impl Operator for UpdatingAggregate {
 
     fn state_rows(&self) -> usize {
         self.index.len()
+    }
+
+    fn retained_epoch(&self) -> Option<u64> {
+        self.first_epoch
     }
 
     /// One batch: the group key columns, each group's row count, whether it has emitted a
@@ -255,6 +264,9 @@ impl Operator for UpdatingAggregate {
     }
 
     fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
+        if state.iter().any(|b| b.num_rows() > 0) {
+            self.first_epoch = Some(0);
+        }
         let n_keys = self.spec.keys.len().max(1);
         let calls = self.spec.calls.len();
         // The retractable accumulators' state can be wider than the function's state fields

@@ -36,6 +36,8 @@ struct WindowGroups {
     keys: Option<Box<dyn GroupValues>>,
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
     groups: usize,
+    /// The first source batch that put rows here (0 for a restored window).
+    first_epoch: u64,
 }
 
 impl WindowGroups {
@@ -83,7 +85,7 @@ impl WindowAggregate {
         })
     }
 
-    fn new_window(&self, start: Timestamp) -> Result<WindowGroups> {
+    fn new_window(&self, start: Timestamp, epoch: u64) -> Result<WindowGroups> {
         let keys = if self.spec.keys.is_empty() {
             None
         } else {
@@ -112,12 +114,14 @@ impl WindowAggregate {
             keys,
             accumulators,
             groups: 0,
+            first_epoch: epoch,
         })
     }
 
     /// Adds rows that all belong to the window ending at `end`.
     fn accumulate(
         &mut self,
+        epoch: u64,
         end: Timestamp,
         start: Timestamp,
         keys: &[ArrayRef],
@@ -125,7 +129,7 @@ impl WindowAggregate {
         rows: usize,
     ) -> Result<()> {
         if !self.windows.contains_key(&end) {
-            let window = self.new_window(start)?;
+            let window = self.new_window(start, epoch)?;
             self.windows.insert(end, window);
         }
         let window = self.windows.get_mut(&end).expect("window inserted above");
@@ -214,7 +218,7 @@ impl Operator for WindowAggregate {
             .iter()
             .fold((i64::MAX, i64::MIN), |(lo, hi), &e| (lo.min(e), hi.max(e)));
         if min == max {
-            return self.accumulate(min, starts.value(0), &keys, &args, ends.len());
+            return self.accumulate(ctx.epoch, min, starts.value(0), &keys, &args, ends.len());
         }
         // Several windows in one batch: sort rows by window end, then feed each run.
         let order = sort_to_indices(&ends, Some(SortOptions::default()), None)?;
@@ -245,7 +249,7 @@ impl Operator for WindowAggregate {
                 })
                 .collect();
             let start = starts.value(order.value(run_start) as usize);
-            self.accumulate(end, start, &run_keys, &run_args, run_len)?;
+            self.accumulate(ctx.epoch, end, start, &run_keys, &run_args, run_len)?;
             run_start += run_len;
         }
         Ok(())
@@ -266,6 +270,10 @@ impl Operator for WindowAggregate {
 
     fn state_rows(&self) -> usize {
         self.windows.values().map(|w| w.groups).sum()
+    }
+
+    fn retained_epoch(&self) -> Option<u64> {
+        self.windows.values().map(|w| w.first_epoch).min()
     }
 
     /// One batch per open window: `window_start`, `window_end`, the group keys, then each
@@ -368,7 +376,7 @@ impl WindowAggregate {
         let end = cast(batch.column(1), &DataType::Int64)?
             .as_primitive::<Int64Type>()
             .value(0);
-        let mut window = self.new_window(start)?;
+        let mut window = self.new_window(start, 0)?;
         let n_keys = self.spec.keys.len();
         let rows = batch.num_rows();
         let group_ids = window.intern(&batch.columns()[2..2 + n_keys], rows)?;

@@ -175,27 +175,23 @@ impl Lowering<'_> {
     fn lower_provider(&mut self, provider: &Arc<dyn TableProvider>) -> Result<Stream> {
         if let Some(source) = provider.downcast_ref::<SourceTable>() {
             let def = Arc::clone(&source.def);
-            let mut node = self.add(
-                Box::new(SourceScan {
+            // The entry node of a source receives its splits' progress, so with a watermark
+            // the watermark operator is the entry.
+            let entry: Box<dyn crate::operators::Operator> = match &def.watermark {
+                Some(wm) => {
+                    let schema = DFSchema::try_from(Schema::clone(&def.schema))?;
+                    let expr = self.physical_expr(&wm.expr, &schema)?;
+                    Box::new(WatermarkAssign::new(def.name.clone(), expr, wm.sql.clone()))
+                }
+                None => Box::new(SourceScan {
                     source: def.name.clone(),
                 }),
-                Vec::new(),
-            );
+            };
+            let node = self.add(entry, Vec::new());
             self.sources.push(SourceBinding {
                 def: Arc::clone(&def),
                 node,
             });
-            if let Some(wm) = &def.watermark {
-                let schema = DFSchema::try_from(Schema::clone(&def.schema))?;
-                let expr = self.physical_expr(&wm.expr, &schema)?;
-                node = self.add(
-                    Box::new(WatermarkAssign::new(expr)),
-                    vec![Edge {
-                        from: node,
-                        port: MAIN_PORT,
-                    }],
-                );
-            }
             return Ok(Stream {
                 node,
                 window: None,

@@ -5,6 +5,8 @@
 
 use std::collections::VecDeque;
 
+use crate::batch::ChangeBatch;
+use crate::connector::SplitStatus;
 use crate::error::Result;
 use crate::operators::{Context, MAIN_PORT, Message, Operator, OperatorCounters};
 use crate::plan::{NodeId, OperatorGraph};
@@ -46,6 +48,8 @@ pub struct GraphExecutor {
     downstream: Vec<Vec<(usize, NodeId, usize)>>,
     source_nodes: Vec<NodeId>,
     outputs: Vec<OutputPort>,
+    /// The epoch of the source batch being processed; each pushed batch takes the next.
+    epoch: u64,
 }
 
 impl GraphExecutor {
@@ -78,6 +82,7 @@ impl GraphExecutor {
             downstream,
             source_nodes,
             outputs,
+            epoch: 0,
         }
     }
 
@@ -87,15 +92,74 @@ impl GraphExecutor {
     }
 
     /// Delivers a message from source `source`; returns what reached the outputs, tagged
-    /// with the output index.
+    /// with the output index. A batch takes the next epoch ([`GraphExecutor::epoch`]).
     pub fn push_source(
         &mut self,
         source: usize,
         message: Message,
     ) -> Result<Vec<(usize, Message)>> {
+        if matches!(message, Message::Batch(_)) {
+            self.epoch += 1;
+        }
         let node = self.source_nodes[source];
         let mut emitted = Vec::new();
         self.run(VecDeque::from([(node, 0, message)]), &mut emitted)?;
+        Ok(emitted)
+    }
+
+    /// Delivers rows from split `split` of source `source`; the batch takes the next epoch.
+    pub fn push_split_batch(
+        &mut self,
+        source: usize,
+        split: u32,
+        batch: ChangeBatch,
+    ) -> Result<Vec<(usize, Message)>> {
+        self.epoch += 1;
+        self.enter(source, |op, ctx| op.on_split_batch(split, batch, ctx))
+    }
+
+    /// Tells source `source`'s entry operator that its splits changed.
+    pub fn push_split_status(
+        &mut self,
+        source: usize,
+        status: &SplitStatus,
+    ) -> Result<Vec<(usize, Message)>> {
+        self.enter(source, |op, ctx| op.on_split_status(status, ctx))
+    }
+
+    /// The epoch of the last batch pushed (the first is 1; 0 before any).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The oldest epoch whose rows some operator still holds (see
+    /// [`Operator::retained_epoch`]).
+    pub fn retained_epoch(&self) -> Option<u64> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.operator.retained_epoch())
+            .min()
+    }
+
+    /// Calls the entry operator of `source` directly, then runs what it emitted through
+    /// the graph.
+    fn enter(
+        &mut self,
+        source: usize,
+        call: impl FnOnce(&mut dyn Operator, &mut Context) -> Result<()>,
+    ) -> Result<Vec<(usize, Message)>> {
+        let id = self.source_nodes[source];
+        let mut out = Vec::new();
+        let node = &mut self.nodes[id];
+        if !node.finished {
+            let mut ctx = Context::new(0, &node.input_watermarks, &mut node.counters, &mut out)
+                .at_epoch(self.epoch);
+            call(node.operator.as_mut(), &mut ctx)?;
+        }
+        let mut queue = VecDeque::new();
+        let mut emitted = Vec::new();
+        self.route(id, out, &mut queue, &mut emitted);
+        self.run(queue, &mut emitted)?;
         Ok(emitted)
     }
 
@@ -163,20 +227,32 @@ impl GraphExecutor {
         let mut out = Vec::new();
         while let Some((id, input, message)) = queue.pop_front() {
             self.deliver(id, input, message, &mut out)?;
-            for (port, msg) in out.drain(..) {
-                for (index, o) in self.outputs.iter().enumerate() {
-                    if o.node == id && o.port == port {
-                        emitted.push((index, msg.clone()));
-                    }
+            let produced = std::mem::take(&mut out);
+            self.route(id, produced, &mut queue, emitted);
+        }
+        Ok(())
+    }
+
+    /// Sends what node `id` produced to the graph outputs and the nodes downstream.
+    fn route(
+        &self,
+        id: NodeId,
+        produced: Vec<(usize, Message)>,
+        queue: &mut VecDeque<(NodeId, usize, Message)>,
+        emitted: &mut Vec<(usize, Message)>,
+    ) {
+        for (port, msg) in produced {
+            for (index, o) in self.outputs.iter().enumerate() {
+                if o.node == id && o.port == port {
+                    emitted.push((index, msg.clone()));
                 }
-                for &(from_port, to, to_input) in &self.downstream[id] {
-                    if from_port == port {
-                        queue.push_back((to, to_input, msg.clone()));
-                    }
+            }
+            for &(from_port, to, to_input) in &self.downstream[id] {
+                if from_port == port {
+                    queue.push_back((to, to_input, msg.clone()));
                 }
             }
         }
-        Ok(())
     }
 
     fn deliver(
@@ -192,7 +268,8 @@ impl GraphExecutor {
         }
         match message {
             Message::Batch(batch) => {
-                let mut ctx = Context::new(input, &node.input_watermarks, &mut node.counters, out);
+                let mut ctx = Context::new(input, &node.input_watermarks, &mut node.counters, out)
+                    .at_epoch(self.epoch);
                 node.operator.on_batch(batch, &mut ctx)?;
             }
             Message::Watermark(wm) => {

@@ -5,8 +5,9 @@
 mod executor;
 mod metrics;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use datafusion::arrow::record_batch::RecordBatch;
@@ -17,7 +18,7 @@ pub use executor::{GraphExecutor, NodeSnapshot, OutputPort};
 pub use metrics::{MetricsSnapshot, QueryMetrics};
 
 use crate::batch::ChangeBatch;
-use crate::connector::{ConnectorError, Sink, Source, SourceEvent};
+use crate::connector::{ConnectorError, Delivered, Sink, Source, SourceEvent, SplitStatus};
 use crate::error::{Error, Result};
 use crate::operators::{LATE_PORT, MAIN_PORT, Message};
 use crate::plan::OperatorGraph;
@@ -26,11 +27,16 @@ use crate::plan::OperatorGraph;
 const CHANNEL_CAPACITY: usize = 4;
 /// How long a source may wait for data before reporting it is idle.
 const SOURCE_POLL: Duration = Duration::from_millis(200);
+/// How often sinks are asked to confirm delivery, so sources can acknowledge their input.
+const DELIVERY_INTERVAL: Duration = Duration::from_millis(500);
 
 /// A query's sources and sinks, built from the catalog by the engine.
 pub struct QueryIo {
     /// One source per [`OperatorGraph::sources`] entry.
     pub sources: Vec<Box<dyn Source>>,
+    /// Per source, where the runtime reports how far its batches are delivered (the same
+    /// object the source got in its [`crate::connector::SourceContext`]).
+    pub delivered: Vec<Arc<Delivered>>,
     /// The result sink.
     pub sink: Box<dyn Sink>,
     /// One sink per [`OperatorGraph::late_outputs`] entry.
@@ -62,7 +68,7 @@ impl RunningQuery {
     }
 
     /// Asks the query to stop: sources stop reading, what was emitted is flushed, open
-    /// windows are dropped (they are not complete).
+    /// windows are dropped (they are not complete, and their input is not acknowledged).
     pub fn stop(&self) {
         let _ = self.stop.send(true);
     }
@@ -82,9 +88,74 @@ impl RunningQuery {
 
 /// What a source task sends to the graph task.
 enum FromSource {
-    Batch(usize, RecordBatch),
+    /// The source's `seq`-th batch (counted from 0), from `split` when it has several.
+    Batch {
+        source: usize,
+        seq: u64,
+        split: Option<u32>,
+        rows: RecordBatch,
+    },
+    Splits(usize, SplitStatus),
     End(usize),
     Failed(usize, ConnectorError),
+}
+
+/// What the graph task sends to a sink task.
+enum ToSink {
+    Rows(RecordBatch),
+    /// Flush, then confirm that the results of epochs up to this one are delivered.
+    Confirm(u64),
+}
+
+/// Tracks which source batches are fully delivered: pushed through the graph, out of every
+/// operator's state, and flushed by every sink.
+struct DeliveryTracker {
+    /// Per source, its batches pushed but not yet known delivered: (epoch, seq).
+    pending: Vec<VecDeque<(u64, u64)>>,
+    delivered: Vec<Arc<Delivered>>,
+    /// Per sink, the last epoch it confirmed.
+    confirmed: Vec<Arc<AtomicU64>>,
+    /// The last epoch sent to the sinks for confirmation.
+    requested: u64,
+}
+
+impl DeliveryTracker {
+    fn pushed(&mut self, source: usize, epoch: u64, seq: u64) {
+        self.pending[source].push_back((epoch, seq));
+    }
+
+    /// Reports to each source how many of its batches are delivered.
+    fn report(&mut self, retained: Option<u64>) {
+        let confirmed = self
+            .confirmed
+            .iter()
+            .map(|c| c.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(u64::MAX);
+        // Epochs below `safe` are out of all state and flushed everywhere.
+        let safe = retained
+            .unwrap_or(u64::MAX)
+            .min(confirmed.saturating_add(1));
+        for (pending, delivered) in self.pending.iter_mut().zip(&self.delivered) {
+            let mut done = None;
+            while let Some(&(epoch, seq)) = pending.front() {
+                if epoch >= safe {
+                    break;
+                }
+                done = Some(seq + 1);
+                pending.pop_front();
+            }
+            if let Some(done) = done {
+                delivered.advance(done);
+            }
+        }
+    }
+
+    fn finish(&self) {
+        for delivered in &self.delivered {
+            delivered.finish();
+        }
+    }
 }
 
 async fn drive(
@@ -116,32 +187,70 @@ async fn drive(
 
     let mut sink_txs = Vec::new();
     let mut sink_tasks = Vec::new();
+    let mut tracker = DeliveryTracker {
+        pending: vec![VecDeque::new(); source_names.len()],
+        delivered: io.delivered,
+        confirmed: Vec::new(),
+        requested: 0,
+    };
     for (i, sink) in std::iter::once(io.sink).chain(io.late_sinks).enumerate() {
         let (stx, srx) = mpsc::channel(CHANNEL_CAPACITY);
         sink_txs.push(stx);
+        let confirmed = Arc::new(AtomicU64::new(0));
+        tracker.confirmed.push(Arc::clone(&confirmed));
         let counted = (i == 0).then(|| Arc::clone(&metrics));
-        sink_tasks.push(tokio::spawn(write_sink(sink, srx, counted)));
+        sink_tasks.push(tokio::spawn(write_sink(sink, srx, counted, confirmed)));
     }
 
+    let mut ticker = tokio::time::interval(DELIVERY_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ended = 0;
     let mut failure = None;
     while ended < executor.source_count() {
-        let Some(event) = rx.recv().await else { break };
+        let event = tokio::select! {
+            event = rx.recv() => match event {
+                Some(event) => event,
+                None => break,
+            },
+            _ = ticker.tick() => {
+                tracker.report(executor.retained_epoch());
+                if executor.epoch() > tracker.requested {
+                    tracker.requested = executor.epoch();
+                    if send_all(&sink_txs, || ToSink::Confirm(tracker.requested)).await.is_err() {
+                        failure = Some(Error::Execution("sink task stopped".into()));
+                        break;
+                    }
+                }
+                continue;
+            }
+        };
         let emitted = match event {
-            FromSource::Batch(i, batch) => {
+            FromSource::Batch {
+                source,
+                seq,
+                split,
+                rows,
+            } => {
                 metrics
                     .events_in
-                    .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-                executor.push_source(i, Message::Batch(ChangeBatch::inserts(batch)))
+                    .fetch_add(rows.num_rows() as u64, Ordering::Relaxed);
+                let batch = ChangeBatch::inserts(rows);
+                let emitted = match split {
+                    Some(split) => executor.push_split_batch(source, split, batch),
+                    None => executor.push_source(source, Message::Batch(batch)),
+                };
+                tracker.pushed(source, executor.epoch(), seq);
+                emitted
             }
-            FromSource::End(i) => {
+            FromSource::Splits(source, status) => executor.push_split_status(source, &status),
+            FromSource::End(source) => {
                 ended += 1;
-                executor.end_source(i)
+                executor.end_source(source)
             }
-            FromSource::Failed(i, e) => {
+            FromSource::Failed(source, e) => {
                 failure = Some(Error::Execution(format!(
                     "source '{}': {e}",
-                    source_names[i]
+                    source_names[source]
                 )));
                 break;
             }
@@ -160,7 +269,7 @@ async fn drive(
                 } else {
                     batch.rows
                 };
-                if sink_txs[index].send(rows).await.is_err() {
+                if sink_txs[index].send(ToSink::Rows(rows)).await.is_err() {
                     failure = Some(Error::Execution("sink task stopped".into()));
                     break;
                 }
@@ -180,10 +289,11 @@ async fn drive(
         }
     }
 
-    // Stop reading, then let the sinks write out everything already emitted.
-    drop(rx);
-    for task in source_tasks {
-        task.abort();
+    // Let the sinks write out everything already emitted and confirm it, then tell the
+    // sources what they may acknowledge, then close them.
+    if failure.is_none() {
+        let last = executor.epoch();
+        let _ = send_all(&sink_txs, || ToSink::Confirm(last)).await;
     }
     drop(sink_txs);
     for task in sink_tasks {
@@ -195,15 +305,46 @@ async fn drive(
             }
         }
     }
+    tracker.report(executor.retained_epoch());
+    tracker.finish();
+    drop(rx);
+    for task in source_tasks {
+        let _ = task.await;
+    }
     failure.map_or(Ok(()), Err)
+}
+
+/// Sends a message to every sink; fails when one has stopped.
+async fn send_all(
+    sinks: &[mpsc::Sender<ToSink>],
+    message: impl Fn() -> ToSink,
+) -> std::result::Result<(), ()> {
+    for sink in sinks {
+        sink.send(message()).await.map_err(|_| ())?;
+    }
+    Ok(())
 }
 
 async fn read_source(
     index: usize,
     mut source: Box<dyn Source>,
     tx: mpsc::Sender<FromSource>,
+    stop: watch::Receiver<bool>,
+) {
+    pump_source(index, source.as_mut(), tx, stop).await;
+    // The sender is gone now, so the query can finish and report what was delivered.
+    if let Err(e) = source.close().await {
+        tracing::warn!(source = index, error = %e, "closing a source failed");
+    }
+}
+
+async fn pump_source(
+    index: usize,
+    source: &mut dyn Source,
+    tx: mpsc::Sender<FromSource>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut seq = 0;
     loop {
         if *stop.borrow() {
             return;
@@ -212,38 +353,79 @@ async fn read_source(
             event = source.next_batch(SOURCE_POLL) => event,
             _ = stop.changed() => return,
         };
-        let message = match event {
-            Ok(SourceEvent::Batch(batch)) if batch.num_rows() == 0 => continue,
-            Ok(SourceEvent::Batch(batch)) => FromSource::Batch(index, batch),
+        let (split, rows) = match event {
+            Ok(SourceEvent::Batch(rows)) => (None, rows),
+            Ok(SourceEvent::SplitBatch { split, rows }) => (Some(split), rows),
             Ok(SourceEvent::Idle) => continue,
-            Ok(SourceEvent::End) => FromSource::End(index),
-            Err(e) => FromSource::Failed(index, e),
+            Ok(SourceEvent::Splits(status)) => {
+                if !send(&tx, &mut stop, FromSource::Splits(index, status)).await {
+                    return;
+                }
+                continue;
+            }
+            Ok(SourceEvent::End) => {
+                send(&tx, &mut stop, FromSource::End(index)).await;
+                return;
+            }
+            Err(e) => {
+                send(&tx, &mut stop, FromSource::Failed(index, e)).await;
+                return;
+            }
         };
-        let last = !matches!(message, FromSource::Batch(..));
-        tokio::select! {
-            sent = tx.send(message) => if sent.is_err() { return },
-            _ = stop.changed() => return,
-        }
-        if last {
+        let message = FromSource::Batch {
+            source: index,
+            seq,
+            split,
+            rows,
+        };
+        seq += 1;
+        if !send(&tx, &mut stop, message).await {
             return;
         }
     }
 }
 
+/// Sends unless the query stops first; false when the source should stop.
+async fn send(
+    tx: &mpsc::Sender<FromSource>,
+    stop: &mut watch::Receiver<bool>,
+    message: FromSource,
+) -> bool {
+    tokio::select! {
+        sent = tx.send(message) => sent.is_ok(),
+        _ = stop.changed() => false,
+    }
+}
+
 async fn write_sink(
     mut sink: Box<dyn Sink>,
-    mut rx: mpsc::Receiver<RecordBatch>,
+    mut rx: mpsc::Receiver<ToSink>,
     metrics: Option<Arc<QueryMetrics>>,
+    confirmed: Arc<AtomicU64>,
 ) -> Result<(), ConnectorError> {
-    while let Some(batch) = rx.recv().await {
-        if let Some(m) = &metrics {
-            m.rows_out
-                .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-        }
-        sink.write(batch).await?;
-        // Flush once the burst is written, so `tail -f` shows alerts at once.
-        if rx.is_empty() {
-            sink.flush().await?;
+    let mut unflushed = false;
+    while let Some(message) = rx.recv().await {
+        match message {
+            ToSink::Rows(batch) => {
+                if let Some(m) = &metrics {
+                    m.rows_out
+                        .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                }
+                sink.write(batch).await?;
+                unflushed = true;
+                // Flush once the burst is written, so `tail -f` shows alerts at once.
+                if rx.is_empty() {
+                    sink.flush().await?;
+                    unflushed = false;
+                }
+            }
+            ToSink::Confirm(epoch) => {
+                if unflushed {
+                    sink.flush().await?;
+                    unflushed = false;
+                }
+                confirmed.store(epoch, Ordering::Release);
+            }
         }
     }
     sink.flush().await
