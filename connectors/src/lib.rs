@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`generator`]: synthetic sensors, payments, dues and logins, for demos and benchmarks.
 //! - [`file`]: JSON-lines files as a bounded source, and as a sink.
+//! - [`kafka`]: Kafka topics as sources and sinks.
 //! - [`stdout`]: results on the terminal, as a table or JSON lines.
 //! - [`format`]: JSON decoding and encoding, and the table printer.
 #![warn(missing_docs)]
@@ -12,6 +13,7 @@
 pub mod file;
 pub mod format;
 pub mod generator;
+pub mod kafka;
 pub mod stdout;
 
 use std::sync::Arc;
@@ -19,16 +21,23 @@ use std::sync::Arc;
 pub use vigil_engine::connector::ConnectorError;
 use vigil_engine::connector::ConnectorRegistry;
 
-/// A registry with every connector of this crate, plus the engine's `memory` one.
+/// A registry with every connector of this crate, plus the engine's `memory` one; Kafka
+/// brokers from `VIGIL_KAFKA_BROKERS` (default `localhost:9092`).
 pub fn registry() -> ConnectorRegistry {
+    registry_with(kafka::KafkaSettings::default())
+}
+
+/// A registry with every connector of this crate, Kafka connecting per `kafka`.
+pub fn registry_with(kafka: kafka::KafkaSettings) -> ConnectorRegistry {
     let mut registry = ConnectorRegistry::new();
-    register_all(&mut registry);
+    register_all(&mut registry, kafka);
     registry
 }
 
 /// Adds every connector of this crate to `registry`.
-pub fn register_all(registry: &mut ConnectorRegistry) {
+pub fn register_all(registry: &mut ConnectorRegistry, kafka: kafka::KafkaSettings) {
     registry.register(Arc::new(generator::GeneratorFactory));
     registry.register(Arc::new(file::FileFactory));
     registry.register(Arc::new(stdout::StdoutFactory));
+    registry.register(Arc::new(kafka::KafkaFactory::new(kafka)));
 }

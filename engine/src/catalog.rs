@@ -38,6 +38,10 @@ pub struct SourceDef {
     pub options: Options,
     /// The sink that receives this source's late events (`late_sink = 'name'`).
     pub late_sink: Option<String>,
+    /// Columns the input is partitioned by (`partitioned_by = 'a, b'`): every row with the
+    /// same values comes through the same split, so processes sharing the splits can
+    /// aggregate by those columns independently.
+    pub partitioned_by: Option<Vec<String>>,
     /// The CREATE statement.
     pub sql: String,
 }
@@ -194,12 +198,30 @@ impl Catalog {
         };
         let mut options = src.options.clone();
         let late_sink = options.remove("late_sink");
+        let partitioned_by = options
+            .remove("partitioned_by")
+            .map(|columns| {
+                columns
+                    .split(',')
+                    .map(|c| {
+                        let c = c.trim();
+                        schema.index_of(c).map(|_| c.to_string()).map_err(|_| {
+                            Error::Sql(SqlError::new(
+                                format!("partitioned_by: source '{name}' has no column '{c}'"),
+                                Some(location),
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .transpose()?;
         Ok(SourceDef {
             name,
             schema,
             watermark,
             options,
             late_sink,
+            partitioned_by,
             sql: sql.to_string(),
         })
     }

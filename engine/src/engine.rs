@@ -95,7 +95,11 @@ pub fn output_schema(graph: &OperatorGraph) -> SchemaRef {
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     let mut fields = vec![Arc::new(Field::new("op", DataType::Utf8, false))];
     fields.extend(graph.schema.fields().iter().cloned());
-    Arc::new(Schema::new(fields))
+    let metadata = [(
+        crate::connector::CHANGELOG_METADATA_KEY.to_string(),
+        "true".to_string(),
+    )];
+    Arc::new(Schema::new(fields).with_metadata(metadata.into()))
 }
 
 /// The streaming SQL engine: a catalog of sources, views and sinks, the connectors that

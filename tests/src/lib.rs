@@ -20,6 +20,7 @@
 
 mod format;
 mod harness;
+pub mod kafka;
 
 pub use format::format_rows;
 pub use harness::{Script, StreamDb, run_to_completion, workspace_root};

@@ -68,6 +68,46 @@ impl JsonDecoder {
         }
     }
 
+    /// Decodes `records` JSON values laid end to end in `buf`, record `i` starting at
+    /// `starts[i]`: one row per good record, in order, and the bad records by index. Unlike
+    /// [`JsonDecoder::decode`], a record may span lines, and a record holding two values is bad.
+    pub fn decode_records(
+        &self,
+        buf: &[u8],
+        starts: &[usize],
+    ) -> Result<(Option<RecordBatch>, Vec<BadRecord>), ConnectorError> {
+        if let Ok(batches) = self.decode_all(buf)
+            && batches.iter().map(RecordBatch::num_rows).sum::<usize>() == starts.len()
+        {
+            return Ok((self.concat(&batches)?, Vec::new()));
+        }
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        for (index, &start) in starts.iter().enumerate() {
+            let end = starts.get(index + 1).copied().unwrap_or(buf.len());
+            match self.decode_one(&buf[start..end]) {
+                Ok(Some(batch)) => good.push(batch),
+                Ok(None) => bad.push(BadRecord {
+                    index,
+                    error: "not a single JSON object".into(),
+                }),
+                Err(e) => bad.push(BadRecord {
+                    index,
+                    error: e.to_string(),
+                }),
+            }
+        }
+        Ok((self.concat(&good)?, bad))
+    }
+
+    fn concat(&self, batches: &[RecordBatch]) -> Result<Option<RecordBatch>, ConnectorError> {
+        match batches {
+            [] => Ok(None),
+            [one] => Ok(Some(one.clone())),
+            many => Ok(Some(concat_batches(&self.schema, many)?)),
+        }
+    }
+
     fn decode_all(&self, chunk: &[u8]) -> Result<Vec<RecordBatch>, ConnectorError> {
         let mut decoder = ReaderBuilder::new(Arc::clone(&self.wire_schema))
             .with_batch_size(self.batch_size)
@@ -187,6 +227,32 @@ mod tests {
             ts.values().to_vec(),
             vec![base, base + 250_000_000, base, base]
         );
+    }
+
+    #[test]
+    fn records_may_span_lines_and_must_hold_one_object_each() {
+        let records: [&[u8]; 4] = [
+            b"{\"id\":\"a\",\n \"v\":1}",
+            b"{\"id\":\"b\",\"v\":2}{\"id\":\"x\"}",
+            b"{\"id\":\"c\",\"v\":\"warm\"}",
+            b"{\"id\":\"d\",\"v\":4}",
+        ];
+        let mut buf = Vec::new();
+        let mut starts = Vec::new();
+        for record in records {
+            starts.push(buf.len());
+            buf.extend_from_slice(record);
+            buf.push(b'\n');
+        }
+        let (batch, bad) = decoder().decode_records(&buf, &starts).unwrap();
+        let ids = batch.unwrap().column(0).as_string::<i32>().clone();
+        assert_eq!(ids.iter().flatten().collect::<Vec<_>>(), vec!["a", "d"]);
+        assert_eq!(bad.iter().map(|b| b.index).collect::<Vec<_>>(), vec![1, 2]);
+
+        // Clean input takes the one-pass path and keeps every record.
+        let (batch, bad) = decoder().decode_records(&buf[starts[3]..], &[0]).unwrap();
+        assert_eq!(batch.unwrap().num_rows(), 1);
+        assert!(bad.is_empty());
     }
 
     #[test]

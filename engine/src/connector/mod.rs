@@ -23,6 +23,16 @@ pub use memory::{MemoryFactory, MemoryInput, MemorySink};
 use crate::runtime::QueryMetrics;
 use crate::sql::Options;
 
+/// Schema metadata key set on the schema a sink is created with when the query is updating:
+/// its first column `op` holds the change kind of each row.
+pub const CHANGELOG_METADATA_KEY: &str = "vigil.changelog";
+
+/// True when a sink created with `schema` receives a changelog (see
+/// [`CHANGELOG_METADATA_KEY`]) rather than append-only rows.
+pub fn is_changelog(schema: &datafusion::arrow::datatypes::Schema) -> bool {
+    schema.metadata().contains_key(CHANGELOG_METADATA_KEY)
+}
+
 /// What a source produced in one call.
 #[derive(Debug)]
 pub enum SourceEvent {

@@ -19,6 +19,8 @@ pub struct QueryMetrics {
     pub watermark: AtomicI64,
     /// Rows held in operator state.
     pub state_rows: AtomicU64,
+    /// Errors a connector recovered from by retrying (broker unreachable, failed commit).
+    pub connector_errors: AtomicU64,
 }
 
 impl Default for QueryMetrics {
@@ -30,6 +32,7 @@ impl Default for QueryMetrics {
             dead_letters: AtomicU64::new(0),
             watermark: AtomicI64::new(WATERMARK_MIN),
             state_rows: AtomicU64::new(0),
+            connector_errors: AtomicU64::new(0),
         }
     }
 }
@@ -49,6 +52,8 @@ pub struct MetricsSnapshot {
     pub watermark: i64,
     /// Rows in operator state.
     pub state_rows: u64,
+    /// Errors connectors recovered from.
+    pub connector_errors: u64,
 }
 
 impl QueryMetrics {
@@ -61,7 +66,13 @@ impl QueryMetrics {
             dead_letters: self.dead_letters.load(Ordering::Relaxed),
             watermark: self.watermark.load(Ordering::Relaxed),
             state_rows: self.state_rows.load(Ordering::Relaxed),
+            connector_errors: self.connector_errors.load(Ordering::Relaxed),
         }
+    }
+
+    /// Counts one error a connector recovered from.
+    pub fn add_connector_error(&self) {
+        self.connector_errors.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one malformed record.

@@ -4,7 +4,7 @@
 mod options;
 mod parser;
 
-pub use options::Options;
+pub use options::{OptionReader, Options};
 pub use parser::{
     CreateSink, CreateSource, CreateView, ParsedStatement, Statement, StreamParser, WatermarkDef,
 };

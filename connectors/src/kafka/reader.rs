@@ -1,0 +1,552 @@
+//! The reader thread of a Kafka source: polls a consumer, gathers messages per partition into
+//! Arrow batches, reports which partitions are idle and commits delivered offsets.
+//!
+//! librdkafka hands messages out one by one; a dedicated thread takes them without a future
+//! per message and hands whole batches to the query through a bounded channel, so a slow
+//! query slows the reading instead of filling memory.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+use vigil_engine::connector::{SourceContext, SplitStatus};
+
+use super::KafkaSettings;
+use super::batcher::{BadMessage, BatchLayout, PartitionBuffer};
+use super::client::{METADATA_TIMEOUT, topic_partitions, unreachable};
+use super::config::{IdleAdvance, SourceConfig, StartFrom};
+use super::dead_letter::DeadLetters;
+use super::offsets::PartitionId;
+use super::rebalance::ReaderContext;
+use crate::ConnectorError;
+
+/// What the reader hands to the source.
+#[derive(Debug)]
+pub enum ReaderEvent {
+    /// Rows from one partition.
+    Batch {
+        /// The partition as a split id (see [`split_id`]).
+        split: u32,
+        /// The rows.
+        rows: RecordBatch,
+    },
+    /// Which partitions hold the watermark back.
+    Splits(SplitStatus),
+    /// A bounded source read everything.
+    End,
+    /// The source cannot go on.
+    Failed(ConnectorError),
+}
+
+/// How long one poll waits for a message.
+const POLL: Duration = Duration::from_millis(50);
+/// Longest a message waits in a partition buffer before its batch is sent.
+const LINGER: Duration = Duration::from_millis(50);
+/// How often idleness, assignment and bounded progress are checked.
+const HOUSEKEEPING: Duration = Duration::from_millis(50);
+/// How often delivered offsets are committed.
+const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a quiet source repeats its status, moving event time with the wall clock.
+const QUIET_TICK: Duration = Duration::from_millis(200);
+/// Least time between two logs of the same consumer error.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The split id of a partition: topic index in the high 16 bits, partition in the low.
+pub fn split_id((topic, partition): PartitionId) -> u32 {
+    ((topic as u32) << 16) | (partition as u32 & 0xFFFF)
+}
+
+/// Everything a reader thread needs.
+pub struct ReaderSetup {
+    /// Brokers.
+    pub settings: Arc<KafkaSettings>,
+    /// The source's options.
+    pub config: SourceConfig,
+    /// The declared schema.
+    pub schema: SchemaRef,
+    /// The source's context in the query.
+    pub ctx: SourceContext,
+}
+
+/// Runs a reader on a new thread. It stops when `stop` is set or the receiver is dropped,
+/// commits what is delivered, leaves the group and then sends on `exited`.
+pub fn spawn(
+    setup: ReaderSetup,
+    tx: mpsc::Sender<ReaderEvent>,
+    stop: Arc<AtomicBool>,
+    exited: tokio::sync::oneshot::Sender<()>,
+) -> Result<(), ConnectorError> {
+    let name = format!("kafka-{}", setup.ctx.name);
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            match Reader::new(setup, tx.clone(), stop) {
+                Ok(mut reader) => {
+                    if let Err(e) = reader.run() {
+                        let _ = tx.blocking_send(ReaderEvent::Failed(e));
+                    }
+                    reader.finish();
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(ReaderEvent::Failed(e));
+                }
+            }
+            let _ = exited.send(());
+        })
+        .map(|_| ())
+        .map_err(|e| ConnectorError::io("cannot start the Kafka reader thread", e))
+}
+
+/// A partition this reader owns.
+struct OwnedPartition {
+    buffer: PartitionBuffer,
+    /// When data last arrived, or when the partition was assigned.
+    last_data: Instant,
+    /// Bounded reads: the offset to stop before, and whether it was reached.
+    end: Option<i64>,
+    finished: bool,
+}
+
+impl OwnedPartition {
+    fn new(partition: i32, end: Option<i64>) -> Self {
+        Self {
+            buffer: PartitionBuffer::new(partition),
+            last_data: Instant::now(),
+            end,
+            finished: false,
+        }
+    }
+}
+
+/// The consumer, apart from the state its messages update, so a borrowed message can be
+/// handled while the consumer is borrowed.
+struct Reader {
+    consumer: BaseConsumer<ReaderContext>,
+    state: State,
+}
+
+struct State {
+    config: SourceConfig,
+    settings: Arc<KafkaSettings>,
+    layout: BatchLayout,
+    batch_size: usize,
+    tx: mpsc::Sender<ReaderEvent>,
+    stop: Arc<AtomicBool>,
+    partitions: BTreeMap<PartitionId, OwnedPartition>,
+    /// When any partition last had data.
+    last_data: Option<Instant>,
+    last_status: Option<SplitStatus>,
+    last_status_at: Instant,
+    last_housekeeping: Instant,
+    last_commit: Instant,
+    last_error_log: Option<Instant>,
+}
+
+/// The receiver is gone: the query is stopping.
+struct Disconnected;
+
+impl Reader {
+    fn new(
+        setup: ReaderSetup,
+        tx: mpsc::Sender<ReaderEvent>,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Self, ConnectorError> {
+        let ReaderSetup {
+            settings,
+            config,
+            schema,
+            ctx,
+        } = setup;
+        let dead_letters = config
+            .dead_letter_topic
+            .clone()
+            .map(|topic| {
+                DeadLetters::new(&settings, topic, ctx.name.clone(), Arc::clone(&ctx.metrics))
+            })
+            .transpose()?;
+        let context = ReaderContext::new(
+            ctx.name.clone(),
+            config.topics.clone(),
+            config.start,
+            Arc::clone(&ctx.delivered),
+            dead_letters,
+            Arc::clone(&ctx.metrics),
+        );
+        let group = format!("{}.{}.{}", config.group_id, ctx.query, ctx.name);
+        let mut client = settings.client_config();
+        client
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set(
+                "enable.partition.eof",
+                if config.bounded { "true" } else { "false" },
+            )
+            .set(
+                "auto.offset.reset",
+                if config.start == StartFrom::Latest {
+                    "latest"
+                } else {
+                    "earliest"
+                },
+            );
+        for (name, value) in &config.properties {
+            client.set(name, value);
+        }
+        let consumer: BaseConsumer<ReaderContext> = client
+            .create_with_context(context)
+            .map_err(|e| ConnectorError::External(format!("Kafka consumer: {e}")))?;
+        let now = Instant::now();
+        Ok(Self {
+            consumer,
+            state: State {
+                layout: BatchLayout::new(schema, ctx.batch_size),
+                batch_size: ctx.batch_size.max(1),
+                config,
+                settings,
+                tx,
+                stop,
+                partitions: BTreeMap::new(),
+                last_data: None,
+                last_status: None,
+                last_status_at: now,
+                last_housekeeping: now,
+                last_commit: now,
+                last_error_log: None,
+            },
+        })
+    }
+
+    /// Reads until stopped, the receiver is gone, or a bounded read is complete.
+    fn run(&mut self) -> Result<(), ConnectorError> {
+        self.start()?;
+        while !self.state.stop.load(Ordering::Relaxed) {
+            let context = self.consumer.context();
+            let step = match self.consumer.poll(POLL) {
+                Some(Ok(message)) => self.state.on_message(context, &message),
+                Some(Err(KafkaError::PartitionEOF(_))) => {
+                    self.state.check_bounded_positions(&self.consumer)
+                }
+                Some(Err(e)) => {
+                    self.state.consumer_error(context, &e);
+                    Ok(())
+                }
+                None => self.state.flush_all(context),
+            };
+            if step.and_then(|()| self.housekeeping()).is_err() {
+                return Ok(());
+            }
+            if self.state.config.bounded && self.state.partitions.values().all(|p| p.finished) {
+                if self.state.flush_all(self.consumer.context()).is_ok() {
+                    let _ = self.state.tx.blocking_send(ReaderEvent::End);
+                }
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the topics, then subscribes (or, bounded, assigns every partition).
+    fn start(&mut self) -> Result<(), ConnectorError> {
+        let config = &self.state.config;
+        let brokers = self.state.settings.brokers.clone();
+        let mut topics = config.topics.clone();
+        topics.extend(config.dead_letter_topic.clone());
+        let partitions = topic_partitions(self.consumer.client(), &brokers, &topics)?;
+        if !config.bounded {
+            let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+            return self
+                .consumer
+                .subscribe(&topics)
+                .map_err(|e| unreachable(&brokers, e));
+        }
+        let mut assignment = TopicPartitionList::new();
+        for (index, topic) in config.topics.iter().enumerate() {
+            for &partition in &partitions[index] {
+                let (low, high) = self
+                    .consumer
+                    .fetch_watermarks(topic, partition, METADATA_TIMEOUT)
+                    .map_err(|e| unreachable(&brokers, e))?;
+                tracing::debug!(topic, partition, low, high, "bounded read");
+                let mut owned = OwnedPartition::new(partition, Some(high));
+                owned.finished = high <= low || config.start == StartFrom::Latest;
+                self.state.partitions.insert((index, partition), owned);
+                assignment
+                    .add_partition_offset(topic, partition, Offset::Invalid)
+                    .map_err(|e| ConnectorError::External(e.to_string()))?;
+            }
+        }
+        self.consumer.context().start_offsets(&mut assignment);
+        self.consumer
+            .assign(&assignment)
+            .map_err(|e| unreachable(&brokers, e))?;
+        self.state.send_status(true).map_err(|_| stopped())
+    }
+
+    /// Periodic work: assignment changes, lingering buffers, idleness, commits.
+    fn housekeeping(&mut self) -> Result<(), Disconnected> {
+        let now = Instant::now();
+        if now.duration_since(self.state.last_housekeeping) < HOUSEKEEPING {
+            return Ok(());
+        }
+        self.state.last_housekeeping = now;
+        let context = self.consumer.context();
+        let mut changed = false;
+        if context.take_assignment_changed() {
+            self.state.apply_assignment(&self.consumer);
+            changed = true;
+        }
+        self.state.flush_lingering(context, now)?;
+        if self.state.config.bounded {
+            self.state.check_bounded_positions(&self.consumer)?;
+        }
+        self.state.send_status(changed)?;
+        if now.duration_since(self.state.last_commit) >= COMMIT_INTERVAL {
+            self.state.last_commit = now;
+            context.commit_delivered(&self.consumer, CommitMode::Async);
+        }
+        Ok(())
+    }
+
+    /// Commits what is delivered; the consumer leaves its group when dropped.
+    fn finish(&mut self) {
+        self.consumer
+            .context()
+            .commit_delivered(&self.consumer, CommitMode::Sync);
+    }
+}
+
+impl State {
+    /// Drops revoked partitions (their buffered messages are read again by the new owner)
+    /// and starts tracking new ones.
+    fn apply_assignment(&mut self, consumer: &BaseConsumer<ReaderContext>) {
+        let context = consumer.context();
+        let revoked = context.take_revoked();
+        self.partitions.retain(|id, _| !revoked.contains(id));
+        match consumer.assignment() {
+            Ok(assignment) => {
+                let assigned: Vec<PartitionId> = assignment
+                    .elements()
+                    .iter()
+                    .filter_map(|e| Some((context.topic_index(e.topic())?, e.partition())))
+                    .collect();
+                self.partitions.retain(|id, _| assigned.contains(id));
+                for id in assigned {
+                    self.partitions
+                        .entry(id)
+                        .or_insert_with(|| OwnedPartition::new(id.1, None));
+                }
+            }
+            Err(e) => self.consumer_error(context, &e),
+        }
+    }
+
+    /// Bounded reads: a partition whose position reached its end offset is finished, even
+    /// when the last offsets held no message (transaction markers, compaction).
+    fn check_bounded_positions(
+        &mut self,
+        consumer: &BaseConsumer<ReaderContext>,
+    ) -> Result<(), Disconnected> {
+        let context = consumer.context();
+        if self.partitions.values().all(|p| p.finished) {
+            return Ok(());
+        }
+        let positions = match consumer.position() {
+            Ok(positions) => positions,
+            Err(e) => {
+                self.consumer_error(context, &e);
+                return Ok(());
+            }
+        };
+        let mut reached = Vec::new();
+        for element in positions.elements() {
+            let Some(topic) = context.topic_index(element.topic()) else {
+                continue;
+            };
+            let id = (topic, element.partition());
+            if let (Some(owned), Offset::Offset(position)) =
+                (self.partitions.get(&id), element.offset())
+                && !owned.finished
+                && owned.end.is_some_and(|end| position >= end)
+            {
+                reached.push(id);
+            }
+        }
+        for id in reached {
+            if let Some(owned) = self.partitions.get_mut(&id) {
+                owned.finished = true;
+            }
+            self.flush(context, id)?;
+        }
+        Ok(())
+    }
+
+    fn on_message(
+        &mut self,
+        context: &ReaderContext,
+        message: &BorrowedMessage<'_>,
+    ) -> Result<(), Disconnected> {
+        let Some(topic) = context.topic_index(message.topic()) else {
+            return Ok(());
+        };
+        let id = (topic, message.partition());
+        let now = Instant::now();
+        let owned = self
+            .partitions
+            .entry(id)
+            .or_insert_with(|| OwnedPartition::new(id.1, None));
+        if owned.finished {
+            return Ok(());
+        }
+        if let Some(end) = owned.end
+            && message.offset() >= end
+        {
+            owned.finished = true;
+            return self.flush(context, id);
+        }
+        owned.buffer.push(
+            &self.layout,
+            message.offset(),
+            message.payload(),
+            message.key(),
+            message.timestamp().to_millis(),
+        );
+        owned.last_data = now;
+        self.last_data = Some(now);
+        let reached_end = owned.end.is_some_and(|end| message.offset() + 1 >= end);
+        owned.finished |= reached_end;
+        if reached_end || owned.buffer.len() >= self.batch_size {
+            self.flush(context, id)?;
+        }
+        Ok(())
+    }
+
+    /// Decodes a partition's buffer and sends its rows; dead-letters what cannot be decoded.
+    fn flush(&mut self, context: &ReaderContext, id: PartitionId) -> Result<(), Disconnected> {
+        let Some(owned) = self.partitions.get_mut(&id) else {
+            return Ok(());
+        };
+        let decoded = match owned.buffer.take(&self.layout) {
+            Ok(Some(decoded)) => decoded,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                // Bad data is handled per message; this is a failed cast of a whole column.
+                tracing::error!(source = %context.source, error = %e, "cannot assemble a batch");
+                return Ok(());
+            }
+        };
+        for bad in &decoded.bad {
+            dead_letter(context, id, bad);
+        }
+        context.ledger().record(id, decoded.next_offset);
+        self.send(ReaderEvent::Batch {
+            split: split_id(id),
+            rows: decoded.rows,
+        })
+    }
+
+    fn flush_all(&mut self, context: &ReaderContext) -> Result<(), Disconnected> {
+        let held: Vec<PartitionId> = self
+            .partitions
+            .iter()
+            .filter(|(_, p)| !p.buffer.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        held.into_iter().try_for_each(|id| self.flush(context, id))
+    }
+
+    fn flush_lingering(
+        &mut self,
+        context: &ReaderContext,
+        now: Instant,
+    ) -> Result<(), Disconnected> {
+        let lingering: Vec<PartitionId> = self
+            .partitions
+            .iter()
+            .filter(|(_, p)| p.buffer.first_at().is_some_and(|t| now - t >= LINGER))
+            .map(|(id, _)| *id)
+            .collect();
+        lingering
+            .into_iter()
+            .try_for_each(|id| self.flush(context, id))
+    }
+
+    /// Tells the query which partitions hold the watermark back, when that changed; while
+    /// everything is quiet, repeats it with the quiet time so event time follows the clock.
+    fn send_status(&mut self, force: bool) -> Result<(), Disconnected> {
+        let now = Instant::now();
+        let idle_timeout = self.config.idle_timeout;
+        let (mut active, mut idle) = (Vec::new(), Vec::new());
+        for (id, owned) in &self.partitions {
+            if !owned.finished && now.duration_since(owned.last_data) < idle_timeout {
+                active.push(split_id(*id));
+            } else {
+                idle.push(split_id(*id));
+            }
+        }
+        let quiet_for = match (self.config.idle_advance, self.last_data) {
+            (IdleAdvance::WallClock, Some(last)) if !self.config.bounded && active.is_empty() => {
+                Some(now.duration_since(last)).filter(|q| *q >= idle_timeout)
+            }
+            _ => None,
+        };
+        let status = SplitStatus {
+            active,
+            idle,
+            quiet_for,
+        };
+        let same_splits = self
+            .last_status
+            .as_ref()
+            .is_some_and(|s| s.active == status.active && s.idle == status.idle);
+        let tick =
+            status.quiet_for.is_some() && now.duration_since(self.last_status_at) >= QUIET_TICK;
+        if force || !same_splits || tick {
+            self.last_status = Some(status.clone());
+            self.last_status_at = now;
+            self.send(ReaderEvent::Splits(status))?;
+        }
+        Ok(())
+    }
+
+    fn send(&self, event: ReaderEvent) -> Result<(), Disconnected> {
+        self.tx.blocking_send(event).map_err(|_| Disconnected)
+    }
+
+    /// Consumer errors are transient (librdkafka retries): counted, logged now and then.
+    fn consumer_error(&mut self, context: &ReaderContext, e: &KafkaError) {
+        context.metrics.add_connector_error();
+        let now = Instant::now();
+        if self
+            .last_error_log
+            .is_none_or(|t| now.duration_since(t) >= ERROR_LOG_INTERVAL)
+        {
+            tracing::warn!(source = %context.source, error = %e, "Kafka consumer error, retrying");
+            self.last_error_log = Some(now);
+        }
+    }
+}
+
+fn dead_letter(context: &ReaderContext, (topic, partition): PartitionId, bad: &BadMessage) {
+    let topic = &context.topics[topic];
+    context.metrics.add_dead_letter();
+    tracing::warn!(
+        source = %context.source, topic, partition, offset = bad.offset, error = %bad.error,
+        "malformed message skipped"
+    );
+    if let Some(dead_letters) = &context.dead_letters {
+        dead_letters.send(topic, partition, bad);
+    }
+}
+
+fn stopped() -> ConnectorError {
+    ConnectorError::External("the query stopped while the Kafka source started".into())
+}

