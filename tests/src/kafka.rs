@@ -62,6 +62,19 @@ fn tansu_binary() -> PathBuf {
         .unwrap_or_else(|| panic!("{INSTALL_HINT}"))
 }
 
+/// The broker's log: under `VIGIL_TANSU_LOG_DIR` when set, else discarded.
+fn log_file(port: u16) -> Stdio {
+    match std::env::var_os("VIGIL_TANSU_LOG_DIR") {
+        Some(dir) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(PathBuf::from(dir).join(format!("tansu-{port}.log")))
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::null()),
+        None => Stdio::null(),
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -85,8 +98,8 @@ impl Broker {
             ])
             .args(["--storage-engine", "memory://tansu/"])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log_file(port))
+            .stderr(log_file(port))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}. {INSTALL_HINT}", binary.display()));
         let broker = Self {

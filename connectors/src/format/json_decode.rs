@@ -170,7 +170,12 @@ impl JsonDecoder {
         let mut decoder = ReaderBuilder::new(Arc::clone(&self.wire_schema))
             .with_batch_size(1)
             .build_decoder()?;
-        decoder.decode(trimmed)?;
+        let read = decoder.decode(trimmed)?;
+        // A decoder of batch size one stops after the first value: anything left over
+        // means the record holds more than one.
+        if !trimmed[read..].iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
         match decoder.flush()? {
             Some(batch) if batch.num_rows() == 1 => Ok(Some(self.to_declared(batch)?)),
             _ => Ok(None),

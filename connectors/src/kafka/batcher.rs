@@ -216,18 +216,23 @@ impl PartitionBuffer {
             .decoder
             .decode_records(&self.payloads, &self.starts)?;
         let mut bad = std::mem::take(&mut self.bad);
+        let offsets = std::mem::take(&mut self.offsets);
+        let received = offsets.len();
         let mut good_mask = None;
         if !bad_records.is_empty() {
-            let mut mask = vec![true; self.offsets.len()];
+            let mut mask = vec![true; received];
             for record in &bad_records {
                 mask[record.index] = false;
+                // Every record is followed by a newline of ours.
                 let start = self.starts[record.index];
                 let end = self
                     .starts
                     .get(record.index + 1)
-                    .map_or(self.payloads.len(), |s| s - 1);
+                    .copied()
+                    .unwrap_or(self.payloads.len())
+                    - 1;
                 bad.push(BadMessage {
-                    offset: self.offsets[record.index],
+                    offset: offsets[record.index],
                     error: record.error.clone(),
                     payload: self.payloads[start..end].to_vec(),
                     key: self.raw_keys[record.index].take(),
@@ -236,13 +241,15 @@ impl PartitionBuffer {
             bad.sort_by_key(|b| b.offset);
             good_mask = Some(BooleanArray::from(mask));
         }
-        let metadata = |array: ArrayRef| -> Result<ArrayRef, ConnectorError> {
+        // Metadata is gathered for every message taken; only good rows are kept.
+        let good = |array: ArrayRef| -> Result<ArrayRef, ConnectorError> {
             Ok(match &good_mask {
                 Some(mask) => filter(&array, mask)?,
                 None => array,
             })
         };
-        let rows = self.offsets.len() - bad_records.len();
+        let rows = received - bad_records.len();
+        let mut offsets = Some(offsets);
         let mut columns = Vec::with_capacity(layout.columns.len());
         for (source, field) in layout.columns.iter().zip(layout.schema.fields()) {
             let column: ArrayRef = match source {
@@ -250,17 +257,16 @@ impl PartitionBuffer {
                     Some(batch) => Arc::clone(batch.column(*i)),
                     None => datafusion::arrow::array::new_empty_array(field.data_type()),
                 },
-                ColumnSource::Partition => metadata(Arc::new(Int32Array::from(vec![
-                        self.partition;
-                        self.offsets.len()
-                    ])))?,
-                ColumnSource::Offset => metadata(Arc::new(Int64Array::from(std::mem::take(
-                    &mut self.offsets,
-                ))))?,
-                ColumnSource::Key => metadata(Arc::new(
+                ColumnSource::Partition => {
+                    good(Arc::new(Int32Array::from(vec![self.partition; received])))?
+                }
+                ColumnSource::Offset => good(Arc::new(Int64Array::from(
+                    offsets.take().unwrap_or_default(),
+                )))?,
+                ColumnSource::Key => good(Arc::new(
                     self.keys.get_or_insert_with(StringBuilder::new).finish(),
                 ))?,
-                ColumnSource::Timestamp => metadata(Arc::new(TimestampMillisecondArray::from(
+                ColumnSource::Timestamp => good(Arc::new(TimestampMillisecondArray::from(
                     std::mem::take(&mut self.timestamps),
                 )))?,
             };
@@ -278,7 +284,6 @@ impl PartitionBuffer {
         )?;
         self.payloads.clear();
         self.starts.clear();
-        self.offsets.clear();
         self.raw_keys.clear();
         self.timestamps.clear();
         self.keys = None;

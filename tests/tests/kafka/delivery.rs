@@ -1,1 +1,164 @@
+//! What reaches the output and what is acknowledged: dead letters, restarts, consumer groups.
 
+use serde_json::{Value, json};
+
+use super::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_messages_go_to_the_dead_letter_topic_and_good_ones_through() {
+    let broker = broker_with_topics().await;
+    let good = |t: i64| {
+        json!({"sensor_id": "s1", "temperature": 20.0 + t as f64, "humidity": 50.0, "ts": at(t)})
+            .to_string()
+    };
+    let (g0, g2, g5, g9, g10) = (good(0), good(2), good(5), good(9), good(10));
+    let bad = [
+        (1, "not json"),
+        (
+            3,
+            r#"{"sensor_id": "s1", "temperature": "hot", "ts": "2024-01-01T00:00:03Z"}"#,
+        ),
+        (4, ""),
+        (
+            6,
+            r#"{"sensor_id": "s1", "temperature": 21}{"sensor_id": "s2"}"#,
+        ),
+        (7, "[1, 2, 3]"),
+        (8, r#"{"temperature": 22.5, "ts": "2024-01-01T00:00:08Z"}"#),
+    ];
+    let mut messages: Vec<(i32, Option<&str>, &str)> = vec![(0, Some("k0"), g0.as_str())];
+    messages.push((0, Some("k1"), bad[0].1));
+    messages.push((0, Some("k2"), g2.as_str()));
+    for (_, value) in &bad[1..] {
+        messages.push((0, None, value));
+    }
+    messages.insert(5, (0, Some("k5"), g5.as_str()));
+    messages.push((0, Some("k9"), g9.as_str()));
+    messages.push((1, Some("k10"), g10.as_str()));
+    broker.produce("sensors", &messages).await;
+
+    let mut engine = engine(&broker);
+    start(
+        &mut engine,
+        "CREATE SOURCE sensors (
+            sensor_id TEXT NOT NULL, temperature DOUBLE, humidity DOUBLE, ts TIMESTAMP,
+            _partition INT, _offset BIGINT, _key TEXT
+         ) WITH (connector = 'kafka', topic = 'sensors', bounded = 'latest',
+                 dead_letter_topic = 'dead_letters')",
+    )
+    .await;
+    let queries = start(
+        &mut engine,
+        "CREATE SINK readings WITH (connector = 'kafka', topic = 'sensor_alerts') AS
+         SELECT temperature, _partition, _offset, _key FROM sensors",
+    )
+    .await;
+    let metrics = std::sync::Arc::clone(queries[0].metrics());
+    finish(queries).await;
+
+    let row = |temperature: f64, partition: i32, offset: i64, key: &str| json!({"temperature": temperature, "_partition": partition, "_offset": offset, "_key": key});
+    assert_eq!(
+        values(&broker.read_topic("sensor_alerts")),
+        sorted(vec![
+            row(20.0, 0, 0, "k0"),
+            row(22.0, 0, 2, "k2"),
+            row(25.0, 0, 5, "k5"),
+            row(29.0, 0, 9, "k9"),
+            row(30.0, 1, 0, "k10"),
+        ])
+    );
+
+    let dead = broker.read_topic("dead_letters");
+    let header = |r: &Record, name: &str| {
+        r.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no header {name} in {r:?}"))
+    };
+    let mut seen: Vec<(i64, String)> = dead
+        .iter()
+        .map(|r| {
+            assert_eq!(header(r, "vigil.topic"), "sensors");
+            assert_eq!(header(r, "vigil.partition"), "0");
+            assert_eq!(header(r, "vigil.source"), "sensors");
+            assert!(!header(r, "vigil.error").is_empty());
+            let offset: i64 = header(r, "vigil.offset").parse().unwrap();
+            (offset, r.value.clone().unwrap_or_default())
+        })
+        .collect();
+    seen.sort();
+    let expected: Vec<(i64, String)> = bad.iter().map(|(o, v)| (*o, v.to_string())).collect();
+    assert_eq!(
+        seen, expected,
+        "every malformed message, with its original bytes"
+    );
+    let first = dead
+        .iter()
+        .find(|r| header(r, "vigil.offset") == "1")
+        .unwrap();
+    assert_eq!(first.key.as_deref(), Some("k1"), "the original key is kept");
+    assert_eq!(metrics.snapshot().dead_letters, bad.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_topic_fails_the_query_at_start_with_a_clear_error() {
+    let broker = broker_with_topics().await;
+    let mut engine = engine(&broker);
+    let queries = start(
+        &mut engine,
+        "CREATE SOURCE nowhere (v BIGINT) WITH (connector = 'kafka', topic = 'no_such_topic');
+         CREATE SINK out WITH (connector = 'kafka', topic = 'sensor_alerts') AS SELECT v FROM nowhere;",
+    )
+    .await;
+    let error = tokio::time::timeout(
+        Duration::from_secs(30),
+        queries.into_iter().next().unwrap().wait(),
+    )
+    .await
+    .expect("the query fails promptly")
+    .expect_err("a missing topic is an error");
+    let message = error.to_string();
+    assert!(
+        message.contains("'no_such_topic' does not exist"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_brokers_fail_the_query_at_start_naming_them() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut engine = Engine::with_config(
+        vigil_connectors::registry_with(vigil_connectors::kafka::KafkaSettings {
+            brokers: format!("127.0.0.1:{port}"),
+        }),
+        EngineConfig::default(),
+    );
+    let queries = start(
+        &mut engine,
+        "CREATE SOURCE s (v BIGINT) WITH (connector = 'kafka', topic = 't');
+         CREATE SINK out WITH (connector = 'stdout') AS SELECT v FROM s;",
+    )
+    .await;
+    let error = tokio::time::timeout(
+        Duration::from_secs(60),
+        queries.into_iter().next().unwrap().wait(),
+    )
+    .await
+    .expect("the query fails within the metadata timeout")
+    .expect_err("unreachable brokers are an error");
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!("cannot reach Kafka brokers at 127.0.0.1:{port}")),
+        "{message}"
+    );
+}
+
+/// Unused until consumer groups are exercised below.
+#[allow(dead_code)]
+fn _value(_: Value) {}
