@@ -5,12 +5,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use vigil_connectors::generator::Kind;
+use vigil_connectors::kafka::KafkaSettings;
 use vigil_connectors::stdout::{StdoutFormat, StdoutSink};
 use vigil_engine::runtime::RunningQuery;
 use vigil_engine::sql::{Statement, StreamParser};
 use vigil_engine::{Engine, EngineConfig, StatementOutcome};
 
 mod demo;
+mod produce;
 
 #[derive(Parser)]
 #[command(
@@ -19,6 +22,9 @@ mod demo;
     about = "Streaming SQL engine for anomaly rules"
 )]
 struct Cli {
+    /// Kafka brokers (host:port,...); default: VIGIL_KAFKA_BROKERS, else localhost:9092.
+    #[arg(long, global = true)]
+    brokers: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,6 +55,38 @@ enum Command {
         /// Stop after this many seconds (default: run until Ctrl-C).
         #[arg(long)]
         seconds: Option<u64>,
+        /// Run against Kafka: generators feed topics, the rules read them, alert topics are
+        /// printed.
+        #[arg(long)]
+        kafka: bool,
+    },
+    /// Produce generated events to a Kafka topic (created if missing), keyed by the
+    /// sensor, account or user id.
+    Produce {
+        /// Event kind: sensors, payments, dues or logins.
+        #[arg(long)]
+        kind: String,
+        /// Target topic (default: the kind's name).
+        #[arg(long)]
+        topic: Option<String>,
+        /// Events per second (default: as fast as possible).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Stop after this many events (default: until Ctrl-C).
+        #[arg(long)]
+        count: Option<u64>,
+        /// Distinct sensors, accounts or users.
+        #[arg(long, default_value_t = 100)]
+        keys: u64,
+        /// Share of anomalous events.
+        #[arg(long, default_value_t = 0.02)]
+        anomaly_ratio: f64,
+        /// Generator seed: the same seed gives the same events.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Partitions of the topic when it is created.
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
     },
 }
 
@@ -75,6 +113,7 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    let kafka = KafkaSettings::from_env(cli.brokers);
     match cli.command {
         Command::Run {
             files,
@@ -82,7 +121,7 @@ async fn run(cli: Cli) -> Result<()> {
             batch_size,
         } => {
             let mut engine = Engine::with_config(
-                vigil_connectors::registry(),
+                vigil_connectors::registry_with(kafka),
                 EngineConfig {
                     batch_size,
                     ..EngineConfig::default()
@@ -106,14 +145,45 @@ async fn run(cli: Cli) -> Result<()> {
             supervise(queries, None).await
         }
         Command::Explain { files } => {
-            let mut engine = Engine::new(vigil_connectors::registry());
+            let mut engine = Engine::new(vigil_connectors::registry_with(kafka));
             for file in &files {
                 let sql = read(file)?;
                 explain_file(&mut engine, &file.display().to_string(), &sql).await?;
             }
             Ok(())
         }
-        Command::Demo { seconds } => demo::run(seconds.map(Duration::from_secs)).await,
+        Command::Demo {
+            seconds,
+            kafka: false,
+        } => demo::run(seconds.map(Duration::from_secs)).await,
+        Command::Demo {
+            seconds,
+            kafka: true,
+        } => demo::run_kafka(kafka, seconds.map(Duration::from_secs)).await,
+        Command::Produce {
+            kind,
+            topic,
+            rate,
+            count,
+            keys,
+            anomaly_ratio,
+            seed,
+            partitions,
+        } => {
+            let kind = Kind::parse(&kind).with_context(|| {
+                format!("unknown kind '{kind}': use sensors, payments, dues or logins")
+            })?;
+            let args = produce::ProduceArgs {
+                topic: topic.unwrap_or_else(|| kind.name().to_string()),
+                kind,
+                rate,
+                count,
+                keys,
+                anomaly_ratio,
+                seed,
+            };
+            produce::run(kafka, args, partitions).await
+        }
     }
 }
 

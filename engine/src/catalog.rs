@@ -42,6 +42,9 @@ pub struct SourceDef {
     /// same values comes through the same split, so processes sharing the splits can
     /// aggregate by those columns independently.
     pub partitioned_by: Option<Vec<String>>,
+    /// True when several processes running one query share the source's splits (Kafka
+    /// partitions through a consumer group), each reading only some of them.
+    pub shared_splits: bool,
     /// The CREATE statement.
     pub sql: String,
 }
@@ -222,6 +225,7 @@ impl Catalog {
             options,
             late_sink,
             partitioned_by,
+            shared_splits: false,
             sql: sql.to_string(),
         })
     }

@@ -172,8 +172,9 @@ impl Engine {
         } = parsed;
         match statement {
             Statement::CreateSource(src) => {
-                let def = self.catalog.plan_source(&src, &sql, location).await?;
+                let mut def = self.catalog.plan_source(&src, &sql, location).await?;
                 let factory = self.registry.factory(&def.options)?;
+                def.shared_splits = factory.shares_splits();
                 let ctx = SourceContext {
                     name: def.name.clone(),
                     metrics: Arc::new(QueryMetrics::default()),
@@ -326,6 +327,9 @@ impl Engine {
     pub fn start(&self, query: PlannedQuery, sink: Box<dyn Sink>) -> Result<RunningQuery> {
         let metrics = Arc::new(QueryMetrics::default());
         let graph = query.graph;
+        for warning in &graph.warnings {
+            tracing::warn!(query = %query.name, "{warning}");
+        }
         let delivered: Vec<Arc<Delivered>> = graph.sources.iter().map(|_| Arc::default()).collect();
         let sources = graph
             .sources

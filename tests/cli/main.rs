@@ -262,3 +262,88 @@ fn ctrl_c_stops_an_unbounded_run_gracefully() {
     // No minute has closed in 2 s: open windows are not emitted as if complete.
     assert!(!String::from_utf8_lossy(&out.stdout).contains("window_start"));
 }
+
+/// EXPLAIN of `rule` over `profile_sql`, written to a scratch file.
+fn explain_with(name: &str, profile_sql: &str, rule_name: &str) -> String {
+    let dir = scratch(name);
+    let profile = dir.join("profile.sql");
+    std::fs::write(&profile, profile_sql).unwrap();
+    let out = vigil(
+        &dir,
+        &["explain", &profile.display().to_string(), &rule(rule_name)],
+    );
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn explain_warns_when_a_keyed_rule_reads_a_shared_topic_not_partitioned_by_its_key() {
+    let sinks = "CREATE SINK payment_due_alerts WITH (connector = 'stdout');";
+    let source = |name: &str, partitioned: &str| {
+        format!(
+            "CREATE SOURCE {name} (account_id BIGINT, note TEXT, amount DOUBLE, ts TIMESTAMP) \
+             WITH (connector = 'kafka', topic = '{name}'{partitioned});\n"
+        )
+    };
+    let keyed = ", partitioned_by = 'account_id'";
+    let by_note = ", partitioned_by = 'note'";
+
+    let text = explain_with(
+        "partitioned",
+        &format!(
+            "{}{}{sinks}",
+            source("dues", keyed),
+            source("payments", keyed)
+        ),
+        "payment_due.sql",
+    );
+    assert!(!text.contains("Warning"), "{text}");
+
+    let text = explain_with(
+        "unpartitioned",
+        &format!("{}{}{sinks}", source("dues", keyed), source("payments", "")),
+        "payment_due.sql",
+    );
+    assert!(
+        text.contains(
+            "Warning: the query groups by (account_id) but source 'payments' is not declared \
+             partitioned_by those columns"
+        ),
+        "{text}"
+    );
+
+    let text = explain_with(
+        "other_key",
+        &format!(
+            "{}{}{sinks}",
+            source("dues", by_note),
+            source("payments", by_note)
+        ),
+        "payment_due.sql",
+    );
+    assert!(
+        text.contains(
+            "groups by (account_id) but source 'dues', 'payments' is not declared partitioned_by"
+        ),
+        "{text}"
+    );
+
+    // The shipped Kafka profile declares how its topics are keyed: no warning for any rule.
+    for name in [
+        "sensor_threshold.sql",
+        "sensor_windows.sql",
+        "payment_due.sql",
+        "brute_force.sql",
+    ] {
+        let text = explain_with(
+            "shipped",
+            &std::fs::read_to_string(workspace().join("queries/profiles/kafka.sql")).unwrap(),
+            name,
+        );
+        assert!(!text.contains("Warning"), "{name}: {text}");
+    }
+}

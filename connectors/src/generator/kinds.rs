@@ -59,6 +59,34 @@ impl Kind {
         Arc::new(Schema::new(fields))
     }
 
+    /// The columns as SQL, for declaring a source of this kind.
+    pub fn columns_sql(self) -> &'static str {
+        match self {
+            Kind::Sensors => "sensor_id TEXT, temperature DOUBLE, humidity DOUBLE, ts TIMESTAMP",
+            Kind::Payments | Kind::Dues => "account_id BIGINT, amount DOUBLE, ts TIMESTAMP",
+            Kind::Logins => "user_id TEXT, event_type TEXT, ip TEXT, ts TIMESTAMP",
+        }
+    }
+
+    /// The column identifying the sensor, account or user: what rules group by.
+    pub fn key_column(self) -> &'static str {
+        match self {
+            Kind::Sensors => "sensor_id",
+            Kind::Payments | Kind::Dues => "account_id",
+            Kind::Logins => "user_id",
+        }
+    }
+
+    /// The name in `kind = '...'`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Sensors => "sensors",
+            Kind::Payments => "payments",
+            Kind::Dues => "dues",
+            Kind::Logins => "logins",
+        }
+    }
+
     /// A stream salt, so payments and dues with one seed are different streams.
     pub fn salt(self) -> u64 {
         match self {

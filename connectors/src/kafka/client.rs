@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::client::{Client, ClientContext};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{Client, ClientContext, DefaultClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
@@ -99,6 +100,40 @@ pub(crate) fn unreachable(brokers: &str, e: KafkaError) -> ConnectorError {
     ConnectorError::External(format!(
         "cannot reach Kafka brokers at {brokers} (set {BROKERS_ENV} or --brokers): {e}"
     ))
+}
+
+/// Creates the topics that do not exist yet, with `partitions` partitions each.
+pub async fn create_topics(
+    settings: &KafkaSettings,
+    topics: &[&str],
+    partitions: i32,
+) -> Result<(), ConnectorError> {
+    let admin: AdminClient<DefaultClientContext> = settings
+        .client_config()
+        .create()
+        .map_err(|e| unreachable(&settings.brokers, e))?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let results = admin
+        .create_topics(
+            &new,
+            &AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT)),
+        )
+        .await
+        .map_err(|e| unreachable(&settings.brokers, e))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(ConnectorError::External(format!(
+                    "cannot create Kafka topic '{topic}': {code}"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks that the brokers answer; for a command that needs Kafka to fail fast.

@@ -25,7 +25,7 @@ use vigil_engine::connector::{ConnectorFactory, Sink, Source, SourceContext};
 use vigil_engine::sql::Options;
 
 pub use batcher::{KEY_COLUMN, OFFSET_COLUMN, PARTITION_COLUMN, TIMESTAMP_COLUMN};
-pub use client::{BROKERS_ENV, KafkaSettings, check_brokers};
+pub use client::{BROKERS_ENV, KafkaSettings, check_brokers, create_topics};
 pub use config::{IdleAdvance, SinkConfig, SourceConfig, StartFrom};
 pub use dead_letter::{HEADER_ERROR, HEADER_OFFSET, HEADER_PARTITION, HEADER_SOURCE, HEADER_TOPIC};
 pub use sink::KafkaSink;
@@ -56,6 +56,10 @@ impl KafkaFactory {
 impl ConnectorFactory for KafkaFactory {
     fn name(&self) -> &'static str {
         "kafka"
+    }
+
+    fn shares_splits(&self) -> bool {
+        true
     }
 
     fn create_source(

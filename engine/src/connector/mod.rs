@@ -139,6 +139,13 @@ pub trait ConnectorFactory: Send + Sync {
         )))
     }
 
+    /// True when processes running the same query share this connector's splits, each
+    /// reading some of them (Kafka consumer groups). The planner then checks that keyed
+    /// aggregates read sources partitioned by their key.
+    fn shares_splits(&self) -> bool {
+        false
+    }
+
     /// Builds a sink writing rows of `schema`.
     fn create_sink(
         &self,

@@ -62,6 +62,8 @@ pub struct OperatorGraph {
     pub updating: bool,
     /// Late-event outputs.
     pub late_outputs: Vec<LateOutput>,
+    /// What the planner found questionable but not wrong (EXPLAIN prints them).
+    pub warnings: Vec<String>,
 }
 
 impl OperatorGraph {
@@ -73,6 +75,9 @@ impl OperatorGraph {
         } else {
             "append-only"
         };
+        for warning in &self.warnings {
+            let _ = writeln!(out, "Warning: {warning}");
+        }
         let _ = writeln!(out, "Query output: {kind}");
         let columns: Vec<String> = self
             .schema

@@ -36,6 +36,7 @@ pub fn lower_query(catalog: &Catalog, plan: &LogicalPlan) -> Result<OperatorGrap
         sources: Vec::new(),
         late_outputs: Vec::new(),
         props: ExecutionProps::new(),
+        warnings: Vec::new(),
     };
     let out = lowering.lower(plan)?;
     Ok(OperatorGraph {
@@ -45,17 +46,85 @@ pub fn lower_query(catalog: &Catalog, plan: &LogicalPlan) -> Result<OperatorGrap
         schema: arrow_schema(plan.schema()),
         updating: out.updating,
         late_outputs: lowering.late_outputs,
+        warnings: lowering.warnings,
     })
 }
 
 /// A lowered stream.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Stream {
     node: NodeId,
     /// Indices of `window_start` and `window_end`, when the rows carry a window.
     window: Option<(usize, usize)>,
     /// True for a changelog with updates or deletes.
     updating: bool,
+    /// How the rows are split between processes sharing the sources' splits.
+    partitioning: Partitioning,
+}
+
+/// How a stream's rows are split between processes that run the same query and share its
+/// sources' splits (Kafka partitions in a consumer group).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Partitioning {
+    /// Every process sees every row: no source shares its splits.
+    Whole,
+    /// Rows equal in these columns (indices) come through the same split, so one process;
+    /// the shared sources they come from.
+    By(Vec<usize>, Vec<String>),
+    /// Rows of these shared sources are split in no known way.
+    Unknown(Vec<String>),
+}
+
+impl Partitioning {
+    /// After a projection or a key mapping: `position(i)` is where input column `i` went.
+    fn remap(&self, position: impl Fn(usize) -> Option<usize>) -> Self {
+        match self {
+            Partitioning::By(columns, sources) => columns
+                .iter()
+                .map(|c| position(*c))
+                .collect::<Option<Vec<_>>>()
+                .map_or_else(
+                    || Partitioning::Unknown(sources.clone()),
+                    |columns| Partitioning::By(columns, sources.clone()),
+                ),
+            other => other.clone(),
+        }
+    }
+
+    /// The shared sources the rows come from.
+    fn sources(&self) -> &[String] {
+        match self {
+            Partitioning::Whole => &[],
+            Partitioning::By(_, sources) | Partitioning::Unknown(sources) => sources,
+        }
+    }
+
+    /// The union of streams: partitioned only when every input is, by the same columns.
+    fn union(inputs: &[&Partitioning]) -> Self {
+        if inputs.iter().all(|p| **p == Partitioning::Whole) {
+            return Partitioning::Whole;
+        }
+        let sources: Vec<String> = inputs.iter().flat_map(|p| p.sources()).cloned().collect();
+        match inputs.first().copied() {
+            Some(Partitioning::By(first, _))
+                if inputs
+                    .iter()
+                    .all(|p| matches!(p, Partitioning::By(c, _) if c == first)) =>
+            {
+                Partitioning::By(first.clone(), sources)
+            }
+            _ => {
+                // Name the inputs that lost their partitioning, if that is the difference.
+                let unknown: Vec<String> = inputs
+                    .iter()
+                    .filter(|p| matches!(p, Partitioning::Unknown(_)))
+                    .flat_map(|p| p.sources())
+                    .cloned()
+                    .collect();
+                Partitioning::Unknown(if unknown.is_empty() { sources } else { unknown })
+            }
+        }
+    }
 }
 
 struct Lowering<'a> {
@@ -64,6 +133,7 @@ struct Lowering<'a> {
     sources: Vec<SourceBinding>,
     late_outputs: Vec<LateOutput>,
     props: ExecutionProps,
+    warnings: Vec<String>,
 }
 
 impl Lowering<'_> {
@@ -89,12 +159,11 @@ impl Lowering<'_> {
             LogicalPlan::Projection(p) => {
                 let input = self.lower(&p.input)?;
                 let exprs = self.physical_exprs(&p.expr, p.input.schema())?;
-                let window = input.window.and_then(|(start, end)| {
-                    let pos = |idx: usize| p.expr.iter().position(|e| column_index(e, p.input.schema()) == Some(idx));
-                    Some((pos(start)?, pos(end)?))
-                });
+                let pos = |idx: usize| p.expr.iter().position(|e| column_index(e, p.input.schema()) == Some(idx));
+                let window = input.window.and_then(|(start, end)| Some((pos(start)?, pos(end)?)));
+                let partitioning = input.partitioning.remap(pos);
                 let node = self.add_after(Box::new(Project::new(exprs, arrow_schema(&p.schema))), &input);
-                Ok(Stream { node, window, ..input })
+                Ok(Stream { node, window, partitioning, ..input })
             }
             LogicalPlan::Filter(f) => {
                 let input = self.lower(&f.input)?;
@@ -108,8 +177,9 @@ impl Lowering<'_> {
                 let edges = inputs.iter().map(|s| Edge { from: s.node, port: MAIN_PORT }).collect();
                 let window = inputs[0].window.filter(|w| inputs.iter().all(|s| s.window == Some(*w)));
                 let updating = inputs.iter().any(|s| s.updating);
+                let partitioning = Partitioning::union(&inputs.iter().map(|s| &s.partitioning).collect::<Vec<_>>());
                 let node = self.add(Box::new(Union::new(arrow_schema(&u.schema))), edges);
-                Ok(Stream { node, window, updating })
+                Ok(Stream { node, window, updating, partitioning })
             }
             LogicalPlan::Limit(limit) => {
                 let input = self.lower(&limit.input)?;
@@ -192,10 +262,22 @@ impl Lowering<'_> {
                 def: Arc::clone(&def),
                 node,
             });
+            let partitioning = match (&def.partitioned_by, def.shared_splits) {
+                (_, false) => Partitioning::Whole,
+                (Some(columns), true) => Partitioning::By(
+                    columns
+                        .iter()
+                        .filter_map(|c| def.schema.index_of(c).ok())
+                        .collect(),
+                    vec![def.name.clone()],
+                ),
+                (None, true) => Partitioning::Unknown(vec![def.name.clone()]),
+            };
             return Ok(Stream {
                 node,
                 window: None,
                 updating: false,
+                partitioning,
             });
         }
         if let Some(window) = provider.downcast_ref::<WindowTable>() {
@@ -225,10 +307,12 @@ impl Lowering<'_> {
                     schema: window.input.schema(),
                 });
             }
+            // Window columns are appended: input columns keep their indices.
             return Ok(Stream {
                 node,
                 window: Some((n - 2, n - 1)),
                 updating: false,
+                partitioning: input.partitioning,
             });
         }
         if let Some(view) = provider.get_logical_plan() {
@@ -251,6 +335,7 @@ impl Lowering<'_> {
         {
             return Err(Error::Unsupported("GROUPING SETS, CUBE and ROLLUP".into()));
         }
+        let partitioning = self.check_partitioning(agg, &input);
         let mut layout = Vec::new();
         let mut keys = Vec::new();
         for expr in &agg.group_expr {
@@ -293,6 +378,7 @@ impl Lowering<'_> {
                 node,
                 window: out_start.zip(out_end),
                 updating: false,
+                partitioning,
             });
         }
         if input.updating {
@@ -312,7 +398,71 @@ impl Lowering<'_> {
             node,
             window: None,
             updating: true,
+            partitioning,
         })
+    }
+
+    /// Warns when processes sharing the input's splits would each aggregate only part of a
+    /// group; returns how the aggregate's output is partitioned.
+    fn check_partitioning(&mut self, agg: &Aggregate, input: &Stream) -> Partitioning {
+        let schema = agg.input.schema();
+        let group_columns: Vec<Option<usize>> = agg
+            .group_expr
+            .iter()
+            .map(|e| column_index(e, schema))
+            .collect();
+        let keys: Vec<String> = agg
+            .group_expr
+            .iter()
+            .filter(|e| {
+                let idx = column_index(e, schema);
+                input
+                    .window
+                    .is_none_or(|(s, e)| idx != Some(s) && idx != Some(e))
+            })
+            .map(|e| match e {
+                Expr::Column(c) => c.name.clone(),
+                other => other.schema_name().to_string(),
+            })
+            .collect();
+        let position = |i: usize| group_columns.iter().position(|c| *c == Some(i));
+        let hint = "when several vigil processes share this query's consumer group, each \
+                    sees only its partitions' rows of a group; declare partitioned_by on the \
+                    source once its topic is keyed by the group columns";
+        let sources = |p: &Partitioning| {
+            p.sources()
+                .iter()
+                .map(|s| format!("'{s}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match &input.partitioning {
+            Partitioning::Whole => Partitioning::Whole,
+            Partitioning::By(columns, _) if columns.iter().all(|c| position(*c).is_some()) => {
+                input.partitioning.remap(position)
+            }
+            Partitioning::By(columns, _) => {
+                let names: Vec<&str> = columns
+                    .iter()
+                    .map(|c| schema.field(*c).name().as_str())
+                    .collect();
+                self.warnings.push(format!(
+                    "the query groups by ({}) but its input is partitioned by ({}): {hint}",
+                    keys.join(", "),
+                    names.join(", ")
+                ));
+                Partitioning::Unknown(input.partitioning.sources().to_vec())
+            }
+            Partitioning::Unknown(_) => {
+                self.warnings.push(format!(
+                    "the query groups by ({}) but source {} is not declared partitioned_by \
+                     those columns: {hint}",
+                    keys.join(", "),
+                    sources(&input.partitioning)
+                ));
+                input.partitioning.clone()
+            }
+        }
     }
 
     fn aggregate_call(
