@@ -159,6 +159,83 @@ async fn unreachable_brokers_fail_the_query_at_start_naming_them() {
     );
 }
 
-/// Unused until consumer groups are exercised below.
-#[allow(dead_code)]
-fn _value(_: Value) {}
+/// `count` events `{"id", "key", "ts"}` from `first` on, keyed over 8 keys.
+fn numbered(first: i64, count: i64) -> Vec<Value> {
+    (first..first + count)
+        .map(|id| json!({"id": id, "key": format!("k{}", id % 8), "ts": at(id % 3000)}))
+        .collect()
+}
+
+/// A pass-through rule over topic `sensors`, in consumer group prefix `group`.
+fn copy_rule(group: &str) -> String {
+    format!(
+        "CREATE SOURCE events (id BIGINT, key TEXT, ts TIMESTAMP)
+         WITH (connector = 'kafka', topic = 'sensors', group_id = '{group}');
+         CREATE SINK copied WITH (connector = 'kafka', topic = 'sensor_alerts') AS
+         SELECT id FROM events;"
+    )
+}
+
+/// The ids in the output, with how often each appears.
+fn id_counts(records: &[Record]) -> std::collections::BTreeMap<i64, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for value in values(records) {
+        *counts.entry(value["id"].as_i64().unwrap()).or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rule_stopped_mid_stream_and_restarted_loses_no_event() {
+    let broker = broker_with_topics().await;
+    produce_keyed(&broker, "sensors", "key", &numbered(0, 300)).await;
+    let mut first = engine(&broker);
+    let queries = start(&mut first, &copy_rule("restart")).await;
+    // More input arrives while the first run is going, and after it stopped.
+    let producing = {
+        let broker_config = broker.settings();
+        tokio::spawn(async move {
+            let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &broker_config.brokers)
+                .create()
+                .unwrap();
+            for value in numbered(300, 300) {
+                let key = value["key"].as_str().unwrap().to_string();
+                let payload = value.to_string();
+                let record = rdkafka::producer::FutureRecord::to("sensors")
+                    .partition(partition_of(&key))
+                    .key(&key)
+                    .payload(&payload);
+                producer
+                    .send(record, Duration::from_secs(10))
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    broker
+        .wait_for("sensor_alerts", 100, Duration::from_secs(30))
+        .await;
+    stop(queries).await;
+    let after_first = broker.read_topic("sensor_alerts").len();
+    assert!(after_first < 600, "the first run was stopped mid-stream");
+
+    let mut second = engine(&broker);
+    let queries = start(&mut second, &copy_rule("restart")).await;
+    producing.await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let counts = loop {
+        let counts = id_counts(&broker.read_topic("sensor_alerts"));
+        if counts.len() == 600 || std::time::Instant::now() > deadline {
+            break counts;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    stop(queries).await;
+    let missing: Vec<i64> = (0..600).filter(|id| !counts.contains_key(id)).collect();
+    assert!(missing.is_empty(), "lost events: {missing:?}");
+    // The second run resumed from the committed offsets instead of reading everything again.
+    let repeated = counts.values().filter(|n| **n > 1).count();
+    assert!(repeated < 300, "{repeated} events were read twice");
+}

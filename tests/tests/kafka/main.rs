@@ -4,6 +4,7 @@
 
 mod delivery;
 mod rules;
+mod scale_out;
 mod watermarks;
 
 use std::time::Duration;
