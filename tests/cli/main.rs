@@ -347,3 +347,62 @@ fn explain_warns_when_a_keyed_rule_reads_a_shared_topic_not_partitioned_by_its_k
         assert!(!text.contains("Warning"), "{name}: {text}");
     }
 }
+
+#[test]
+fn produce_writes_keyed_generator_events_to_a_topic() {
+    let broker = vigil_tests::kafka::Broker::start();
+    let dir = scratch("produce");
+    let out = vigil(
+        &dir,
+        &[
+            "--brokers",
+            &broker.address,
+            "produce",
+            "--kind",
+            "logins",
+            "--count",
+            "500",
+            "--keys",
+            "20",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = broker.read_topic("logins");
+    assert_eq!(records.len(), 500);
+    for record in &records {
+        let value: serde_json::Value =
+            serde_json::from_str(record.value.as_deref().unwrap()).unwrap();
+        assert_eq!(record.key.as_deref(), value["user_id"].as_str());
+    }
+    let users: std::collections::BTreeSet<_> = records.iter().map(|r| r.key.clone()).collect();
+    assert_eq!(users.len(), 20);
+}
+
+#[test]
+fn demo_on_kafka_prints_alerts_from_the_alert_topics() {
+    let broker = vigil_tests::kafka::Broker::start();
+    let dir = scratch("demo-kafka");
+    let out = vigil(
+        &dir,
+        &[
+            "--brokers",
+            &broker.address,
+            "demo",
+            "--kafka",
+            "--seconds",
+            "8",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("sensor_alerts "), "{text}");
+    assert!(text.contains("payment_due_alerts "), "{text}");
+}
