@@ -81,11 +81,22 @@ impl JsonDecoder {
         {
             return Ok((self.concat(&batches)?, Vec::new()));
         }
+        let records = starts.iter().enumerate().map(|(index, &start)| {
+            let end = starts.get(index + 1).copied().unwrap_or(buf.len());
+            (index, &buf[start..end])
+        });
+        self.decode_each(records)
+    }
+
+    /// Decodes records one by one: one row per good record, and the bad ones by index.
+    fn decode_each<'a>(
+        &self,
+        records: impl Iterator<Item = (usize, &'a [u8])>,
+    ) -> Result<(Option<RecordBatch>, Vec<BadRecord>), ConnectorError> {
         let mut good = Vec::new();
         let mut bad = Vec::new();
-        for (index, &start) in starts.iter().enumerate() {
-            let end = starts.get(index + 1).copied().unwrap_or(buf.len());
-            match self.decode_one(&buf[start..end]) {
+        for (index, record) in records {
+            match self.decode_one(record) {
                 Ok(Some(batch)) => good.push(batch),
                 Ok(None) => bad.push(BadRecord {
                     index,
@@ -136,30 +147,12 @@ impl JsonDecoder {
         &self,
         chunk: &[u8],
     ) -> Result<(Vec<RecordBatch>, Vec<BadRecord>), ConnectorError> {
-        let mut good = Vec::new();
-        let mut bad = Vec::new();
-        for (index, line) in chunk.split(|b| *b == b'\n').enumerate() {
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            match self.decode_one(line) {
-                Ok(Some(batch)) => good.push(batch),
-                Ok(None) => bad.push(BadRecord {
-                    index,
-                    error: "not a JSON object".into(),
-                }),
-                Err(e) => bad.push(BadRecord {
-                    index,
-                    error: e.to_string(),
-                }),
-            }
-        }
-        let batches = if good.is_empty() {
-            Vec::new()
-        } else {
-            vec![concat_batches(&self.schema, &good)?]
-        };
-        Ok((batches, bad))
+        let lines = chunk
+            .split(|b| *b == b'\n')
+            .enumerate()
+            .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace));
+        let (batch, bad) = self.decode_each(lines)?;
+        Ok((batch.into_iter().collect(), bad))
     }
 
     fn decode_one(&self, line: &[u8]) -> Result<Option<RecordBatch>, ConnectorError> {

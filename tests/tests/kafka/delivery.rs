@@ -104,21 +104,12 @@ async fn malformed_messages_go_to_the_dead_letter_topic_and_good_ones_through() 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_topic_fails_the_query_at_start_with_a_clear_error() {
     let broker = broker_with_topics().await;
-    let mut engine = engine(&broker);
-    let queries = start(
-        &mut engine,
+    let message = start_failure(
+        &mut engine(&broker),
         "CREATE SOURCE nowhere (v BIGINT) WITH (connector = 'kafka', topic = 'no_such_topic');
          CREATE SINK out WITH (connector = 'kafka', topic = 'sensor_alerts') AS SELECT v FROM nowhere;",
     )
     .await;
-    let error = tokio::time::timeout(
-        Duration::from_secs(30),
-        queries.into_iter().next().unwrap().wait(),
-    )
-    .await
-    .expect("the query fails promptly")
-    .expect_err("a missing topic is an error");
-    let message = error.to_string();
     assert!(
         message.contains("'no_such_topic' does not exist"),
         "{message}"
@@ -139,24 +130,30 @@ async fn unreachable_brokers_fail_the_query_at_start_naming_them() {
         }),
         EngineConfig::default(),
     );
-    let queries = start(
+    let message = start_failure(
         &mut engine,
         "CREATE SOURCE s (v BIGINT) WITH (connector = 'kafka', topic = 't');
          CREATE SINK out WITH (connector = 'stdout') AS SELECT v FROM s;",
     )
     .await;
-    let error = tokio::time::timeout(
-        Duration::from_secs(60),
-        queries.into_iter().next().unwrap().wait(),
-    )
-    .await
-    .expect("the query fails within the metadata timeout")
-    .expect_err("unreachable brokers are an error");
-    let message = error.to_string();
     assert!(
         message.contains(&format!("cannot reach Kafka brokers at 127.0.0.1:{port}")),
         "{message}"
     );
+}
+
+/// Starts `sql`'s query, which must fail promptly; returns the error.
+async fn start_failure(engine: &mut Engine, sql: &str) -> String {
+    let query = start(engine, sql)
+        .await
+        .into_iter()
+        .next()
+        .expect("a query");
+    tokio::time::timeout(Duration::from_secs(60), query.wait())
+        .await
+        .expect("the query fails within the metadata timeout")
+        .expect_err("the query fails")
+        .to_string()
 }
 
 /// `count` events `{"id", "key", "ts"}` from `first` on, keyed over 8 keys.
