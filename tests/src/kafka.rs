@@ -7,7 +7,8 @@
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -57,6 +58,7 @@ impl Drop for Slot {
 pub struct Broker {
     child: Child,
     _slot: Slot,
+    relay: Option<Relay>,
     /// `127.0.0.1:port`.
     pub address: String,
 }
@@ -106,6 +108,32 @@ fn log_file(port: u16) -> Stdio {
     }
 }
 
+/// Starts `tansu broker` on 127.0.0.1:`port`, storage in memory.
+fn spawn(port: u16) -> Child {
+    spawn_advertising(port, port)
+}
+
+/// Starts `tansu broker` on 127.0.0.1:`port`, telling clients to connect to `advertised`.
+fn spawn_advertising(port: u16, advertised: u16) -> Child {
+    let binary = tansu_binary();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let advertised = format!("tcp://127.0.0.1:{advertised}");
+    Command::new(&binary)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &advertised,
+        ])
+        .args(["--storage-engine", "memory://tansu/"])
+        .stdin(Stdio::null())
+        .stdout(log_file(port))
+        .stderr(log_file(port))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}. {INSTALL_HINT}", binary.display()))
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -116,31 +144,41 @@ fn free_port() -> u16 {
 impl Broker {
     /// Starts a broker and waits until it answers metadata requests.
     pub fn start() -> Self {
-        let binary = tansu_binary();
         let slot = Slot::take();
         let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(&binary)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdin(Stdio::null())
-            .stdout(log_file(port))
-            .stderr(log_file(port))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}. {INSTALL_HINT}", binary.display()));
         let broker = Self {
-            child,
+            child: spawn(port),
             _slot: slot,
             address: format!("127.0.0.1:{port}"),
+            relay: None,
         };
         broker.wait_ready();
         broker
+    }
+
+    /// Starts a broker that clients reach only through a relay the test can cut
+    /// ([`Broker::cut`]), as a network outage would: the broker advertises the relay's port.
+    pub fn start_relayed() -> Self {
+        let slot = Slot::take();
+        let (port, relay_port) = (free_port(), free_port());
+        let child = spawn_advertising(port, relay_port);
+        let relay = Relay::start(relay_port, port);
+        let broker = Self {
+            child,
+            _slot: slot,
+            address: format!("127.0.0.1:{relay_port}"),
+            relay: Some(relay),
+        };
+        broker.wait_ready();
+        broker
+    }
+
+    /// Cuts (`true`) or restores (`false`) the network between clients and a relayed broker.
+    pub fn cut(&self, cut: bool) {
+        self.relay
+            .as_ref()
+            .expect("a broker started with start_relayed")
+            .cut(cut);
     }
 
     fn wait_ready(&self) {
@@ -321,4 +359,66 @@ fn read_topic_at(address: &str, topic: &str) -> Vec<Record> {
     }
     records.sort_by_key(|r| (r.partition, r.offset));
     records
+}
+
+/// A TCP relay from one local port to another that can be cut: while cut, open connections
+/// are closed and new ones refused.
+struct Relay {
+    cut: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    fn start(listen: u16, target: u16) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", listen)).expect("relay port");
+        let cut = Arc::new(AtomicBool::new(false));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (cut_flag, open_list) = (Arc::clone(&cut), Arc::clone(&open));
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if cut_flag.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let mut list = open_list.lock().unwrap_or_else(|e| e.into_inner());
+                for stream in [&client, &server] {
+                    if let Ok(clone) = stream.try_clone() {
+                        list.push(clone);
+                    }
+                }
+                drop(list);
+                pipe(&client, &server);
+                pipe(&server, &client);
+            }
+        });
+        Self { cut, open }
+    }
+
+    fn cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+        if cut {
+            for stream in self
+                .open
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .drain(..)
+            {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// Copies bytes from `from` to `to` on a thread until either side closes.
+fn pipe(from: &TcpStream, to: &TcpStream) {
+    let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(std::net::Shutdown::Both);
+    });
 }

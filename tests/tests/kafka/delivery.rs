@@ -173,6 +173,45 @@ fn copy_rule(group: &str) -> String {
     )
 }
 
+/// Produces `values` keyed by their `key` one every `pause`, in the background.
+fn produce_slowly(
+    broker: &Broker,
+    values: Vec<Value>,
+    pause: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let producer = broker.producer();
+    tokio::spawn(async move {
+        for value in values {
+            let key = value["key"].as_str().unwrap().to_string();
+            let payload = value.to_string();
+            let record = rdkafka::producer::FutureRecord::to("sensors")
+                .partition(partition_of(&key))
+                .key(&key)
+                .payload(&payload);
+            producer
+                .send(record, Duration::from_secs(30))
+                .await
+                .unwrap_or_else(|(e, _)| panic!("producing: {e}"));
+            tokio::time::sleep(pause).await;
+        }
+    })
+}
+
+/// Waits until the output holds every id below `count`; returns how often each appears.
+async fn wait_for_ids(broker: &Broker, count: i64) -> std::collections::BTreeMap<i64, usize> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let counts = id_counts(&broker.read_topic("sensor_alerts"));
+        let complete = (0..count).all(|id| counts.contains_key(&id));
+        if complete || std::time::Instant::now() > deadline {
+            let missing: Vec<i64> = (0..count).filter(|id| !counts.contains_key(id)).collect();
+            assert!(missing.is_empty(), "lost events: {missing:?}");
+            return counts;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The ids in the output, with how often each appears.
 fn id_counts(records: &[Record]) -> std::collections::BTreeMap<i64, usize> {
     let mut counts = std::collections::BTreeMap::new();
@@ -189,28 +228,7 @@ async fn a_rule_stopped_mid_stream_and_restarted_loses_no_event() {
     let mut first = engine(&broker);
     let queries = start(&mut first, &copy_rule("restart")).await;
     // More input arrives while the first run is going, and after it stopped.
-    let producing = {
-        let broker_config = broker.settings();
-        tokio::spawn(async move {
-            let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
-                .set("bootstrap.servers", &broker_config.brokers)
-                .create()
-                .unwrap();
-            for value in numbered(300, 300) {
-                let key = value["key"].as_str().unwrap().to_string();
-                let payload = value.to_string();
-                let record = rdkafka::producer::FutureRecord::to("sensors")
-                    .partition(partition_of(&key))
-                    .key(&key)
-                    .payload(&payload);
-                producer
-                    .send(record, Duration::from_secs(10))
-                    .await
-                    .unwrap();
-                tokio::time::sleep(Duration::from_millis(40)).await;
-            }
-        })
-    };
+    let producing = produce_slowly(&broker, numbered(300, 300), Duration::from_millis(40));
     broker
         .wait_for("sensor_alerts", 100, Duration::from_secs(30))
         .await;
@@ -224,18 +242,57 @@ async fn a_rule_stopped_mid_stream_and_restarted_loses_no_event() {
     let mut second = engine(&broker);
     let queries = start(&mut second, &copy_rule("restart")).await;
     producing.await.unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let counts = loop {
-        let counts = id_counts(&broker.read_topic("sensor_alerts"));
-        if counts.len() == 600 || std::time::Instant::now() > deadline {
-            break counts;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let counts = wait_for_ids(&broker, 600).await;
     stop(queries).await;
-    let missing: Vec<i64> = (0..600).filter(|id| !counts.contains_key(id)).collect();
-    assert!(missing.is_empty(), "lost events: {missing:?}");
     // The second run resumed from the committed offsets instead of reading everything again.
     let repeated = counts.values().filter(|n| **n > 1).count();
     assert!(repeated < 300, "{repeated} events were read twice");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partitions_move_as_processes_join_and_leave_and_no_event_is_lost() {
+    let broker = broker_with_topics().await;
+    let producing = produce_slowly(&broker, numbered(0, 400), Duration::from_millis(25));
+    let mut first = engine(&broker);
+    let first_queries = start(&mut first, &copy_rule("moving")).await;
+    broker
+        .wait_for("sensor_alerts", 50, Duration::from_secs(30))
+        .await;
+    // A second process joins: the group rebalances and the partitions are shared.
+    let mut second = engine(&broker);
+    let second_queries = start(&mut second, &copy_rule("moving")).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The first leaves: its partitions move to the second.
+    stop(first_queries).await;
+    producing.await.unwrap();
+    wait_for_ids(&broker, 400).await;
+    let second_read = second_queries[0].metrics().snapshot().events_in;
+    stop(second_queries).await;
+    assert!(second_read > 0, "the joining process took partitions over");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_network_outage_is_retried_and_the_query_resumes_without_loss() {
+    let broker = Broker::start_relayed();
+    let mut topics = INPUT_TOPICS.to_vec();
+    topics.extend(OUTPUT_TOPICS);
+    broker.create_topics(&topics, PARTITIONS).await;
+    produce_keyed(&broker, "sensors", "key", &numbered(0, 20)).await;
+    let mut engine = engine(&broker);
+    let queries = start(&mut engine, &copy_rule("outage")).await;
+    wait_for_ids(&broker, 20).await;
+
+    broker.cut(true);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let metrics = queries[0].metrics().snapshot();
+    assert!(!queries[0].is_finished(), "the query survives the outage");
+    assert!(
+        metrics.connector_errors > 0,
+        "the outage is visible: {metrics:?}"
+    );
+
+    broker.cut(false);
+    produce_keyed(&broker, "sensors", "key", &numbered(20, 20)).await;
+    wait_for_ids(&broker, 40).await;
+    stop(queries).await;
 }
