@@ -291,10 +291,13 @@ pub(crate) async fn supervise(
         if let Err(e) = query.wait().await {
             eprintln!("{name}: {e}");
             failed = true;
-        } else if metrics.late_events > 0 || metrics.dead_letters > 0 {
+        } else if metrics.late_events > 0
+            || metrics.dead_letters > 0
+            || metrics.connector_errors > 0
+        {
             eprintln!(
-                "{name}: {} late events, {} dead letters",
-                metrics.late_events, metrics.dead_letters
+                "{name}: {} late events, {} dead letters, {} connector errors retried",
+                metrics.late_events, metrics.dead_letters, metrics.connector_errors
             );
         }
     }
