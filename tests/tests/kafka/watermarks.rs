@@ -122,3 +122,42 @@ async fn without_wall_clock_advance_a_quiet_input_keeps_its_last_window_open() {
     assert!(broker.read_topic("brute_force_alerts").is_empty());
     stop(queries).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn event_time_may_come_from_the_kafka_message_timestamp() {
+    let broker = broker_with_topics().await;
+    let producer = broker.producer();
+    let midnight_ms = 1_704_067_200_000_i64; // 2024-01-01T00:00:00Z
+    for (seconds, sensor) in [(10, "s1"), (20, "s1"), (70, "s1")] {
+        let payload = json!({"sensor_id": sensor}).to_string();
+        let record = rdkafka::producer::FutureRecord::to("sensors")
+            .partition(0)
+            .key(sensor)
+            .payload(&payload)
+            .timestamp(midnight_ms + seconds * 1000);
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|(e, _)| panic!("producing: {e}"));
+    }
+    let mut engine = engine(&broker);
+    let queries = start(
+        &mut engine,
+        "CREATE SOURCE sensors (sensor_id TEXT, _timestamp TIMESTAMP,
+            WATERMARK FOR _timestamp AS _timestamp - INTERVAL '5' SECOND)
+         WITH (connector = 'kafka', topic = 'sensors', bounded = 'latest');
+         CREATE SINK per_minute WITH (connector = 'kafka', topic = 'sensor_stats_1m') AS
+         SELECT window_start, sensor_id, count(*) AS readings
+         FROM TUMBLE(sensors, _timestamp, INTERVAL '1' MINUTE)
+         GROUP BY window_start, window_end, sensor_id;",
+    )
+    .await;
+    finish(queries).await;
+    assert_eq!(
+        values(&broker.read_topic("sensor_stats_1m")),
+        sorted(vec![
+            json!({"window_start": at(0), "sensor_id": "s1", "readings": 2}),
+            json!({"window_start": at(60), "sensor_id": "s1", "readings": 1}),
+        ])
+    );
+}
