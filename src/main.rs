@@ -255,12 +255,7 @@ fn first_line(sql: &str) -> String {
 
 /// Renders an engine error for the terminal, with the file, the line and a caret.
 pub(crate) fn report(e: vigil_engine::Error, file: &str, sql: &str) -> anyhow::Error {
-    match e.in_file(file) {
-        vigil_engine::Error::Sql(sql_error) => {
-            anyhow::anyhow!("{}", sql_error.render(sql).trim_end())
-        }
-        other => anyhow::anyhow!("{file}: {other}"),
-    }
+    anyhow::anyhow!("{}", e.report(file, sql))
 }
 
 /// Waits for every query to end; Ctrl-C (or the time limit) stops them gracefully.

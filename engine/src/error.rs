@@ -51,6 +51,15 @@ impl Error {
         }
     }
 
+    /// The error as a terminal shows it: for SQL errors the file, line and column with the
+    /// line quoted and a caret under the spot (`sql` is the text the error points into).
+    pub fn report(self, file: &str, sql: &str) -> String {
+        match self.in_file(file) {
+            Error::Sql(e) => e.render(sql).trim_end().to_string(),
+            other => format!("{file}: {other}"),
+        }
+    }
+
     /// Attaches a source file name to SQL errors, for `file:line:column` reports.
     pub fn in_file(self, file: &str) -> Self {
         match self {
