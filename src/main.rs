@@ -60,6 +60,16 @@ enum Command {
         #[arg(long)]
         kafka: bool,
     },
+    /// Interactive SQL: declare sources, try queries and watch rows arrive. Piped input
+    /// (`vigil repl < file.sql`) runs as a script and stops at the first error.
+    Repl {
+        /// Print SELECT rows as JSON lines instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// SQL files to run first, e.g. a profile declaring sources and sinks.
+        #[arg(long = "init")]
+        init: Vec<PathBuf>,
+    },
     /// Produce generated events to a Kafka topic (created if missing), keyed by the
     /// sensor, account or user id.
     Produce {
@@ -160,6 +170,14 @@ async fn run(cli: Cli) -> Result<()> {
             seconds,
             kafka: true,
         } => demo::run_kafka(kafka, seconds.map(Duration::from_secs)).await,
+        Command::Repl { json, init } => {
+            let format = if json {
+                StdoutFormat::Json
+            } else {
+                StdoutFormat::Table
+            };
+            repl(kafka, format, &init).await
+        }
         Command::Produce {
             kind,
             topic,
@@ -185,6 +203,27 @@ async fn run(cli: Cli) -> Result<()> {
             produce::run(kafka, args, partitions).await
         }
     }
+}
+
+/// `vigil repl`: a prompt on a terminal, a script otherwise.
+async fn repl(kafka: KafkaSettings, format: StdoutFormat, init: &[PathBuf]) -> Result<()> {
+    use std::io::IsTerminal;
+    let interactive = std::io::stdin().is_terminal();
+    let engine = Engine::new(vigil_connectors::registry_with(kafka));
+    let origin = if interactive { "input" } else { "<stdin>" };
+    let mut session = vigil_repl::Session::new(engine, format, origin, interactive);
+    for file in init {
+        let sql = read(file)?;
+        vigil_repl::run_script_text(&mut session, &sql)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    }
+    let result = if interactive {
+        vigil_repl::run_interactive(session).await
+    } else {
+        vigil_repl::run_script(session, std::io::stdin().lock()).await
+    };
+    result.map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn read(path: &PathBuf) -> Result<String> {
