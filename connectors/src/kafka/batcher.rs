@@ -1,6 +1,7 @@
 //! [`PartitionBuffer`]: messages of one partition gathered and decoded into one Arrow batch,
 //! with the metadata columns a source declares.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -70,7 +71,6 @@ pub struct BatchLayout {
     schema: SchemaRef,
     decoder: JsonDecoder,
     columns: Vec<ColumnSource>,
-    wants_key: bool,
     wants_timestamp: bool,
 }
 
@@ -91,7 +91,6 @@ impl BatchLayout {
             .collect();
         Self {
             decoder: JsonDecoder::new(Arc::new(Schema::new(payload_fields)), batch_size),
-            wants_key: columns.contains(&ColumnSource::Key),
             wants_timestamp: columns.contains(&ColumnSource::Timestamp),
             columns,
             schema,
@@ -130,8 +129,10 @@ pub struct PartitionBuffer {
     payloads: Vec<u8>,
     starts: Vec<usize>,
     offsets: Vec<i64>,
-    keys: Option<StringBuilder>,
-    raw_keys: Vec<Option<Vec<u8>>>,
+    /// Message keys laid end to end, and where each message's key lies in them: kept for
+    /// the `_key` column and for dead letters.
+    keys: Vec<u8>,
+    key_spans: Vec<Option<Range<usize>>>,
     timestamps: Vec<Option<i64>>,
     bad: Vec<BadMessage>,
     next_offset: Option<i64>,
@@ -146,8 +147,8 @@ impl PartitionBuffer {
             payloads: Vec::new(),
             starts: Vec::new(),
             offsets: Vec::new(),
-            keys: None,
-            raw_keys: Vec::new(),
+            keys: Vec::new(),
+            key_spans: Vec::new(),
             timestamps: Vec::new(),
             bad: Vec::new(),
             next_offset: None,
@@ -195,15 +196,19 @@ impl PartitionBuffer {
         self.payloads.extend_from_slice(payload);
         self.payloads.push(b'\n');
         self.offsets.push(offset);
-        // Raw keys are kept for dead letters; text keys only when the schema selects them.
-        self.raw_keys.push(key.map(<[u8]>::to_vec));
-        if layout.wants_key {
-            let keys = self.keys.get_or_insert_with(StringBuilder::new);
-            keys.append_option(key.map(String::from_utf8_lossy));
-        }
+        self.key_spans.push(key.map(|key| {
+            let start = self.keys.len();
+            self.keys.extend_from_slice(key);
+            start..self.keys.len()
+        }));
         if layout.wants_timestamp {
             self.timestamps.push(timestamp_ms);
         }
+    }
+
+    /// The key of the `i`-th message held as a row.
+    fn key(&self, i: usize) -> Option<&[u8]> {
+        self.key_spans[i].clone().map(|span| &self.keys[span])
     }
 
     /// Decodes everything held and empties the buffer; `None` when it was empty.
@@ -235,7 +240,7 @@ impl PartitionBuffer {
                     offset: offsets[record.index],
                     error: record.error.clone(),
                     payload: self.payloads[start..end].to_vec(),
-                    key: self.raw_keys[record.index].take(),
+                    key: self.key(record.index).map(<[u8]>::to_vec),
                 });
             }
             bad.sort_by_key(|b| b.offset);
@@ -263,9 +268,13 @@ impl PartitionBuffer {
                 ColumnSource::Offset => good(Arc::new(Int64Array::from(
                     offsets.take().unwrap_or_default(),
                 )))?,
-                ColumnSource::Key => good(Arc::new(
-                    self.keys.get_or_insert_with(StringBuilder::new).finish(),
-                ))?,
+                ColumnSource::Key => {
+                    let mut keys = StringBuilder::with_capacity(received, self.keys.len());
+                    for i in 0..received {
+                        keys.append_option(self.key(i).map(String::from_utf8_lossy));
+                    }
+                    good(Arc::new(keys.finish()))?
+                }
                 ColumnSource::Timestamp => good(Arc::new(TimestampMillisecondArray::from(
                     std::mem::take(&mut self.timestamps),
                 )))?,
@@ -284,9 +293,9 @@ impl PartitionBuffer {
         )?;
         self.payloads.clear();
         self.starts.clear();
-        self.raw_keys.clear();
+        self.keys.clear();
+        self.key_spans.clear();
         self.timestamps.clear();
-        self.keys = None;
         Ok(Some(Decoded {
             rows,
             bad,

@@ -124,6 +124,11 @@ impl OwnedPartition {
             finished: false,
         }
     }
+
+    /// Whether messages were received and not yet sent on.
+    fn has_pending(&self) -> bool {
+        !self.buffer.is_empty()
+    }
 }
 
 /// The consumer of a reader.
@@ -132,7 +137,7 @@ type Consumer = BaseConsumer<ReaderContext>;
 /// The consumer, apart from the state its messages update, so a borrowed message can be
 /// handled while the consumer is borrowed.
 struct Reader {
-    consumer: BaseConsumer<ReaderContext>,
+    consumer: Consumer,
     state: State,
 }
 
@@ -204,7 +209,7 @@ impl Reader {
         for (name, value) in &config.properties {
             client.set(name, value);
         }
-        let consumer: BaseConsumer<ReaderContext> = client
+        let consumer: Consumer = client
             .create_with_context(context)
             .map_err(|e| ConnectorError::External(format!("Kafka consumer: {e}")))?;
         let now = Instant::now();
@@ -330,17 +335,13 @@ impl Reader {
 impl State {
     /// Drops revoked partitions (their buffered messages are read again by the new owner)
     /// and starts tracking new ones.
-    fn apply_assignment(&mut self, consumer: &BaseConsumer<ReaderContext>) {
+    fn apply_assignment(&mut self, consumer: &Consumer) {
         let context = consumer.context();
         let revoked = context.take_revoked();
         self.partitions.retain(|id, _| !revoked.contains(id));
         match consumer.assignment() {
             Ok(assignment) => {
-                let assigned: Vec<PartitionId> = assignment
-                    .elements()
-                    .iter()
-                    .filter_map(|e| Some((context.topic_index(e.topic())?, e.partition())))
-                    .collect();
+                let assigned = context.partitions(&assignment);
                 self.partitions.retain(|id, _| assigned.contains(id));
                 for id in assigned {
                     self.partitions
@@ -354,10 +355,7 @@ impl State {
 
     /// Bounded reads: a partition whose position reached its end offset is finished, even
     /// when the last offsets held no message (transaction markers, compaction).
-    fn check_bounded_positions(
-        &mut self,
-        consumer: &BaseConsumer<ReaderContext>,
-    ) -> Result<(), Disconnected> {
+    fn check_bounded_positions(&mut self, consumer: &Consumer) -> Result<(), Disconnected> {
         let context = consumer.context();
         if self.partitions.values().all(|p| p.finished) {
             return Ok(());
@@ -462,23 +460,28 @@ impl State {
     }
 
     fn flush_all(&mut self, consumer: &Consumer) -> Result<(), Disconnected> {
-        let held: Vec<PartitionId> = self
-            .partitions
-            .iter()
-            .filter(|(_, p)| !p.buffer.is_empty())
-            .map(|(id, _)| *id)
-            .collect();
-        held.into_iter().try_for_each(|id| self.flush(consumer, id))
+        self.flush_where(consumer, |p| p.has_pending())
     }
 
     fn flush_lingering(&mut self, consumer: &Consumer, now: Instant) -> Result<(), Disconnected> {
-        let lingering: Vec<PartitionId> = self
+        self.flush_where(consumer, |p| {
+            p.buffer.first_at().is_some_and(|t| now - t >= LINGER)
+        })
+    }
+
+    /// Flushes the partitions whose state matches `select`.
+    fn flush_where(
+        &mut self,
+        consumer: &Consumer,
+        select: impl Fn(&OwnedPartition) -> bool,
+    ) -> Result<(), Disconnected> {
+        let selected: Vec<PartitionId> = self
             .partitions
             .iter()
-            .filter(|(_, p)| p.buffer.first_at().is_some_and(|t| now - t >= LINGER))
+            .filter(|(_, p)| select(p))
             .map(|(id, _)| *id)
             .collect();
-        lingering
+        selected
             .into_iter()
             .try_for_each(|id| self.flush(consumer, id))
     }
@@ -495,7 +498,7 @@ impl State {
         let (mut active, mut idle) = (Vec::new(), Vec::new());
         for (id, owned) in &self.partitions {
             let quiet = now.duration_since(owned.last_data) >= idle_timeout;
-            if !owned.finished && (!quiet || has_pending(owned)) {
+            if !owned.finished && (!quiet || owned.has_pending()) {
                 active.push(split_id(*id));
             } else {
                 idle.push(split_id(*id));
@@ -533,7 +536,7 @@ impl State {
             return false;
         };
         self.partitions.iter().any(|(id, owned)| {
-            !owned.finished && status.idle.contains(&split_id(*id)) && has_pending(owned)
+            !owned.finished && status.idle.contains(&split_id(*id)) && owned.has_pending()
         })
     }
 
@@ -553,11 +556,6 @@ impl State {
             self.last_error_log = Some(now);
         }
     }
-}
-
-/// Whether a partition has messages received and not yet sent on.
-fn has_pending(owned: &OwnedPartition) -> bool {
-    !owned.buffer.is_empty()
 }
 
 fn dead_letter(context: &ReaderContext, (topic, partition): PartitionId, bad: &BadMessage) {

@@ -139,7 +139,8 @@ impl ReaderContext {
         );
     }
 
-    fn partitions(&self, tpl: &TopicPartitionList) -> BTreeSet<PartitionId> {
+    /// The partitions of `tpl` that belong to the source's topics.
+    pub fn partitions(&self, tpl: &TopicPartitionList) -> BTreeSet<PartitionId> {
         tpl.elements()
             .iter()
             .filter_map(|e| Some((self.topic_index(e.topic())?, e.partition())))
