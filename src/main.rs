@@ -69,6 +69,16 @@ enum Command {
         /// SQL files to run first, e.g. a profile declaring sources and sinks.
         #[arg(long = "init")]
         init: Vec<PathBuf>,
+        /// A rules directory (such as queries/): loads its profile's sources and sinks and
+        /// its rules' views, so the rules' sources can be queried here.
+        #[arg(long)]
+        queries: Option<PathBuf>,
+        /// The profile of --queries to load (default: kafka with --kafka, else demo).
+        #[arg(long, requires = "queries")]
+        profile: Option<String>,
+        /// Kafka brokers for live topics (host:port,...); same as --brokers.
+        #[arg(long, value_name = "BROKERS")]
+        kafka: Option<String>,
     },
     /// Produce generated events to a Kafka topic (created if missing), keyed by the
     /// sensor, account or user id.
@@ -170,13 +180,28 @@ async fn run(cli: Cli) -> Result<()> {
             seconds,
             kafka: true,
         } => demo::run_kafka(kafka, seconds.map(Duration::from_secs)).await,
-        Command::Repl { json, init } => {
+        Command::Repl {
+            json,
+            init,
+            queries,
+            profile,
+            kafka: kafka_brokers,
+        } => {
             let format = if json {
                 StdoutFormat::Json
             } else {
                 StdoutFormat::Table
             };
-            repl(kafka, format, &init).await
+            let live = kafka_brokers.is_some();
+            let kafka = match kafka_brokers {
+                Some(brokers) => KafkaSettings::from_env(Some(brokers)),
+                None => kafka,
+            };
+            let rules = queries.map(|dir| {
+                let profile = profile.unwrap_or_else(|| if live { "kafka" } else { "demo" }.into());
+                (dir, profile)
+            });
+            repl(kafka, format, &init, rules).await
         }
         Command::Produce {
             kind,
@@ -206,22 +231,46 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 /// `vigil repl`: a prompt on a terminal, a script otherwise.
-async fn repl(kafka: KafkaSettings, format: StdoutFormat, init: &[PathBuf]) -> Result<()> {
+async fn repl(
+    kafka: KafkaSettings,
+    format: StdoutFormat,
+    init: &[PathBuf],
+    rules: Option<(PathBuf, String)>,
+) -> Result<()> {
     use std::io::IsTerminal;
-    let interactive = std::io::stdin().is_terminal();
-    let engine = Engine::new(vigil_connectors::registry_with(kafka));
-    let origin = if interactive { "input" } else { "<stdin>" };
-    let mut session = vigil_repl::Session::new(engine, format, origin, interactive);
-    for file in init {
-        let sql = read(file)?;
-        vigil_repl::run_script_text(&mut session, &sql)
-            .await
-            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    }
-    let result = if interactive {
-        vigil_repl::run_interactive(session).await
+    use vigil_repl::Mode;
+    let mode = if std::io::stdin().is_terminal() {
+        Mode::Interactive
     } else {
-        vigil_repl::run_script(session, std::io::stdin().lock()).await
+        Mode::Script
+    };
+    let engine = Engine::new(vigil_connectors::registry_with(kafka));
+    let origin = match mode {
+        Mode::Interactive => "input",
+        Mode::Script => "<stdin>",
+    };
+    let mut session = vigil_repl::Session::new(engine, format, origin, mode);
+    if let Some((dir, profile)) = rules {
+        let loaded = vigil_repl::load_rules(&mut session, &dir, &profile)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if mode == Mode::Interactive {
+            println!(
+                "loaded {} and {} rules from {} (\\sources, \\views and \\sinks list them)",
+                loaded.profile.display(),
+                loaded.rules.len(),
+                dir.display()
+            );
+        }
+    }
+    for file in init {
+        vigil_repl::run_file(&mut session, &file.display().to_string())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let result = match mode {
+        Mode::Interactive => vigil_repl::run_interactive(session).await,
+        Mode::Script => vigil_repl::run_script(session, std::io::stdin().lock()).await,
     };
     result.map_err(|e| anyhow::anyhow!("{e}"))
 }

@@ -146,6 +146,32 @@ impl Catalog {
         &self.sinks
     }
 
+    /// The schema of a source or view, as queries see it.
+    pub fn relation_schema(&self, name: &str) -> Option<SchemaRef> {
+        self.relations
+            .read()
+            .expect("relations lock")
+            .get(name)
+            .map(|table| table.schema())
+    }
+
+    /// Names of the functions a query may call: scalar, aggregate, window and table
+    /// functions, sorted.
+    pub fn function_names(&self) -> Vec<String> {
+        let state = self.ctx.state();
+        let mut names: Vec<String> = state
+            .scalar_functions()
+            .keys()
+            .chain(state.aggregate_functions().keys())
+            .chain(state.window_functions().keys())
+            .chain(state.table_functions().keys())
+            .cloned()
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     fn check_free(&self, name: &str, replace: bool, location: Location) -> Result<()> {
         let taken = self.sources.contains_key(name)
             || self.views.contains_key(name)

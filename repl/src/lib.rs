@@ -4,18 +4,29 @@
 //! script: no prompts, rows printed as they come, the first error ends it.
 //!
 //! - [`splitter`]: cuts input into statements and meta commands.
-//! - [`Session`]: executes them against an engine; SELECTs in the foreground, sinks in the
-//!   background.
+//! - [`Session`]: executes them against an engine; SELECTs in the foreground with a status
+//!   line, sinks in the background.
+//! - [`completion`]: what Tab offers; the prompt loop feeds it through a rustyline helper.
+//! - [`StreamingTable`]: rows aligned under a header that returns every screenful.
 #![warn(missing_docs)]
 
+pub mod completion;
 mod error;
+mod helper;
 mod interactive;
+mod results;
+mod rules;
 mod script;
 mod session;
 pub mod splitter;
+mod table;
+mod terminal;
 
 pub use error::ReplError;
 pub use interactive::{history_path, run_interactive};
-pub use script::{run_script, run_script_text};
-pub use session::{Control, HELP, Session};
+pub use results::{Progress, ResultWriter};
+pub use rules::{LoadedRules, load_rules};
+pub use script::{run_file, run_script, run_script_text};
+pub use session::{Control, HELP, Mode, Session};
 pub use splitter::{Input, StatementSplitter};
+pub use table::StreamingTable;

@@ -23,25 +23,44 @@ pub async fn run_script(mut session: Session, input: impl BufRead) -> Result<(),
     session.finish().await
 }
 
-/// Runs the statements of `sql` (a file given with `--init`) without waiting for the
-/// background queries they start.
+/// Runs the statements of the file at `path` without waiting for the background queries
+/// they start; errors name the file.
+pub async fn run_file(session: &mut Session, path: &str) -> Result<(), ReplError> {
+    let sql = std::fs::read_to_string(path)
+        .map_err(|e| ReplError::Statement(format!("cannot read {path}: {e}")))?;
+    let previous = session.set_origin(path);
+    let result = run_script_text(session, &sql).await;
+    session.set_origin(&previous);
+    result
+}
+
+/// Runs the statements of `sql` without waiting for the background queries they start.
 pub async fn run_script_text(session: &mut Session, sql: &str) -> Result<(), ReplError> {
     let mut splitter = StatementSplitter::new();
     let mut pieces: Vec<Input> = sql.lines().flat_map(|l| splitter.push_line(l)).collect();
     pieces.extend(splitter.finish());
     for piece in pieces {
-        run(session, piece).await?;
+        // `\quit` inside a file ends the file, not the session.
+        if run(session, piece).await? == Control::Quit {
+            break;
+        }
     }
     Ok(())
 }
 
-/// Runs one statement or meta command.
+/// Runs one statement or meta command; `\i FILE` runs the file's statements.
 pub(crate) async fn run(session: &mut Session, piece: Input) -> Result<Control, ReplError> {
     match piece {
         Input::Sql { text, line } => session
             .execute(&text, line)
             .await
             .map(|()| Control::Continue),
-        Input::Meta(command) => session.meta(&command).await,
+        Input::Meta(command) => match session.meta(&command).await? {
+            // Boxed: a file may include another.
+            Control::Include(path) => Box::pin(run_file(session, &path))
+                .await
+                .map(|()| Control::Continue),
+            control => Ok(control),
+        },
     }
 }

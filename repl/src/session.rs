@@ -1,83 +1,116 @@
-//! [`Session`]: one REPL session's engine, output format and background queries.
+//! [`Session`]: one REPL session's engine, output settings and background queries.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use vigil_connectors::stdout::{StdoutFormat, StdoutSink};
+use vigil_connectors::stdout::StdoutFormat;
 use vigil_engine::runtime::RunningQuery;
 use vigil_engine::{Engine, StatementOutcome};
 
 use crate::ReplError;
+use crate::completion::Vocabulary;
+use crate::results::{Progress, ResultWriter, watermark_text};
 
 /// What the caller should do after a command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
     /// Read the next input.
     Continue,
+    /// Run the statements of this file (`\i FILE`).
+    Include(String),
     /// Leave the REPL.
     Quit,
 }
 
 /// The help text of `\help`.
 pub const HELP: &str = "\
-Statements end with ';'. CREATE SOURCE / VIEW / SINK change the catalog; CREATE SINK ... AS
-starts a query in the background; a SELECT prints its rows as they arrive (Ctrl-C stops it).
+Statements end with ';' and may span lines. CREATE SOURCE / VIEW / SINK change the catalog;
+CREATE SINK ... AS starts a query in the background; a SELECT prints its rows as they arrive
+until its sources end, its LIMIT is reached or you press Ctrl-C.
 
   \\sources  \\views  \\sinks     list the catalog
-  \\describe NAME               columns, watermark and connector of a source
-  \\queries                     background queries, with rows read and written
+  \\describe NAME               columns, watermark and connector of a source or view
+  \\explain QUERY               the operator graph of a query, without running it
+  \\queries                     background queries with their rates
   \\stop ID                     stop a background query
+  \\i FILE                      run the statements of a file
   \\format table|json           how SELECT rows print
+  \\timing [on|off]             print how long each statement took
   \\help                        this text
-  \\quit                        leave (Ctrl-D on an empty line too)";
+  \\quit                        leave (Ctrl-D on an empty line too)
+
+Tab completes keywords, names, columns and functions; Ctrl-R searches the history.";
+
+/// How often the status line of a running SELECT is refreshed.
+const STATUS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How a session talks to its user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A person at a terminal: confirmations, a status line, headers every screenful.
+    Interactive,
+    /// A script through a pipe: rows and errors only.
+    Script,
+}
 
 /// A background query started by `CREATE SINK ... AS`.
 struct Background {
     id: usize,
     name: String,
     query: RunningQuery,
+    started: Instant,
 }
 
 /// A REPL session.
 pub struct Session {
     engine: Engine,
     format: StdoutFormat,
+    mode: Mode,
     /// Where statements come from, for error messages (`<stdin>`, a file name).
     origin: String,
-    /// Whether to print confirmations of DDL (interactive use).
-    chatty: bool,
+    timing: bool,
     background: Vec<Background>,
     next_id: usize,
 }
 
 impl Session {
-    /// A session over `engine`, printing rows in `format`.
-    pub fn new(engine: Engine, format: StdoutFormat, origin: &str, chatty: bool) -> Self {
+    /// A session over `engine`, printing rows in `format`; `origin` names the input in
+    /// error messages.
+    pub fn new(engine: Engine, format: StdoutFormat, origin: &str, mode: Mode) -> Self {
         Self {
             engine,
             format,
+            mode,
             origin: origin.to_string(),
-            chatty,
+            timing: false,
             background: Vec::new(),
             next_id: 1,
         }
     }
 
-    /// The engine, for completion and listings.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    /// The engine, for loading rules.
+    pub fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
     }
 
-    /// Executes one statement that starts on `line` of the input. A SELECT runs in the
-    /// foreground until its sources end or Ctrl-C.
+    /// What tab completion can offer now.
+    pub fn vocabulary(&self) -> Vocabulary {
+        Vocabulary::from_engine(&self.engine)
+    }
+
+    /// Names the input statements come from, returning the previous name (`\i` swaps it).
+    pub fn set_origin(&mut self, origin: &str) -> String {
+        std::mem::replace(&mut self.origin, origin.to_string())
+    }
+
+    /// Executes the statements of `text`, which starts on `line` of the input. A SELECT runs
+    /// in the foreground until its sources end, its LIMIT is reached or Ctrl-C.
     pub async fn execute(&mut self, text: &str, line: usize) -> Result<(), ReplError> {
+        let started = Instant::now();
         // Leading newlines make error positions count from the start of the input.
         let padded = format!("{}{text}", "\n".repeat(line.saturating_sub(1)));
-        let outcomes = self
-            .engine
-            .execute(&padded)
-            .await
-            .map_err(|e| ReplError::Statement(e.report(&self.origin, &padded)))?;
+        let report = |e: vigil_engine::Error| ReplError::Statement(e.report(&self.origin, &padded));
+        let outcomes = self.engine.execute(&padded).await.map_err(report)?;
         for outcome in outcomes {
             match outcome {
                 StatementOutcome::Created { kind, name } => {
@@ -96,37 +129,81 @@ impl Session {
                     self.say(&format!(
                         "query {id} started: sink {name} (\\queries lists it, \\stop {id} stops it)"
                     ));
-                    self.background.push(Background { id, name, query });
+                    self.background.push(Background {
+                        id,
+                        name,
+                        query,
+                        started: Instant::now(),
+                    });
                 }
-                StatementOutcome::Query(planned) => {
+                StatementOutcome::Query(mut planned) => {
+                    // Shown here rather than logged by the engine.
+                    for warning in planned.graph.warnings.drain(..) {
+                        eprintln!("warning: {warning}");
+                    }
+                    let writer = ResultWriter::new(
+                        self.format,
+                        self.page_rows(),
+                        self.mode == Mode::Interactive,
+                    );
                     let query = self
                         .engine
-                        .start(planned, Box::new(StdoutSink::new(self.format)))
+                        .start(planned, writer.sink())
                         .map_err(|e| ReplError::Statement(e.report(&self.origin, &padded)))?;
-                    self.foreground(query).await?;
+                    self.foreground(query, &writer).await?;
                 }
             }
+        }
+        if self.timing {
+            println!("Time: {:.3} ms", started.elapsed().as_secs_f64() * 1000.0);
         }
         Ok(())
     }
 
-    /// Waits for a SELECT to end; Ctrl-C stops it and returns to the prompt.
-    async fn foreground(&self, query: RunningQuery) -> Result<(), ReplError> {
-        let metrics = Arc::clone(query.metrics());
-        tokio::select! {
-            _ = wait_finished(&query) => {}
-            _ = tokio::signal::ctrl_c() => query.stop(),
+    /// Rows of a table page: a screenful at a terminal, unlimited in a script.
+    fn page_rows(&self) -> Option<usize> {
+        match self.mode {
+            // Room for the header, its rule, the status line and the prompt.
+            Mode::Interactive => Some(crate::terminal::size().map_or(20, |(_, rows)| rows - 4)),
+            Mode::Script => None,
         }
-        query
-            .wait()
-            .await
-            .map_err(|e| ReplError::Statement(format!("{}: {e}", self.origin)))?;
+    }
+
+    /// Waits for a SELECT to end, refreshing its status line; Ctrl-C stops it and returns to
+    /// the prompt.
+    async fn foreground(
+        &self,
+        query: RunningQuery,
+        writer: &ResultWriter,
+    ) -> Result<(), ReplError> {
+        let metrics = Arc::clone(query.metrics());
+        let mut progress = Progress::start();
+        let mut ticks = tokio::time::interval(STATUS_INTERVAL);
+        {
+            let finished = wait_finished(&query);
+            tokio::pin!(finished);
+            loop {
+                tokio::select! {
+                    _ = &mut finished => break,
+                    _ = tokio::signal::ctrl_c() => {
+                        query.stop();
+                        break;
+                    }
+                    _ = ticks.tick() => writer.show_status(&progress.status(&metrics.snapshot())),
+                }
+            }
+        }
+        let result = query.wait().await;
+        writer.clear_status();
+        result.map_err(|e| ReplError::Statement(format!("{}: {e}", self.origin)))?;
         let m = metrics.snapshot();
-        if m.late_events > 0 || m.dead_letters > 0 {
-            eprintln!(
+        match self.mode {
+            Mode::Interactive => eprintln!("{}", progress.summary(&m)),
+            Mode::Script if m.late_events > 0 || m.dead_letters > 0 => eprintln!(
                 "{} late events, {} dead letters",
                 m.late_events, m.dead_letters
-            );
+            ),
+            Mode::Script => {}
         }
         Ok(())
     }
@@ -136,64 +213,26 @@ impl Session {
         let (name, arg) = command
             .split_once(char::is_whitespace)
             .map_or((command, ""), |(n, a)| (n, a.trim()));
-        let catalog = self.engine.catalog();
         match name {
             "q" | "quit" | "exit" => return Ok(Control::Quit),
             "?" | "h" | "help" => println!("{HELP}"),
-            "sources" => list(catalog.sources().keys()),
-            "views" => list(catalog.views().keys()),
-            "sinks" => list(catalog.sinks().keys()),
-            "d" | "describe" => {
-                let source = catalog.sources().get(arg).ok_or_else(|| {
-                    ReplError::Statement(format!("no source named '{arg}' (\\sources lists them)"))
-                })?;
-                for field in source.schema.fields() {
-                    println!("  {:<20} {}", field.name(), field.data_type());
+            "sources" => self.list(self.engine.catalog().sources().keys()),
+            "views" => self.list(self.engine.catalog().views().keys()),
+            "sinks" => self.list(self.engine.catalog().sinks().keys()),
+            "d" | "describe" => self.describe(arg)?,
+            "explain" => {
+                if arg.is_empty() {
+                    return Err(ReplError::Statement("\\explain takes a query".into()));
                 }
-                if let Some(wm) = &source.watermark {
-                    println!("  watermark for {} as {}", wm.column, wm.sql);
-                }
-                let options: Vec<String> = source
-                    .options
-                    .iter()
-                    .map(|(k, v)| format!("{k} = '{v}'"))
-                    .collect();
-                println!("  with ({})", options.join(", "));
+                self.execute(&format!("EXPLAIN {arg}"), 1).await?;
             }
-            "queries" => {
-                for b in &self.background {
-                    let m = b.query.metrics().snapshot();
-                    let state = if b.query.is_finished() {
-                        "finished"
-                    } else {
-                        "running"
-                    };
-                    println!(
-                        "  {:>3}  {:<24} {state:<8} {} read, {} written, {} late, {} dead letters",
-                        b.id, b.name, m.events_in, m.rows_out, m.late_events, m.dead_letters
-                    );
+            "queries" => self.queries(),
+            "stop" => self.stop(arg).await?,
+            "i" | "include" => {
+                if arg.is_empty() {
+                    return Err(ReplError::Statement("\\i takes a file name".into()));
                 }
-            }
-            "stop" => {
-                let id: usize = arg.parse().map_err(|_| {
-                    ReplError::Statement(format!(
-                        "\\stop takes a query id (\\queries lists them), not '{arg}'"
-                    ))
-                })?;
-                let position =
-                    self.background
-                        .iter()
-                        .position(|b| b.id == id)
-                        .ok_or_else(|| {
-                            ReplError::Statement(format!("no query {id} (\\queries lists them)"))
-                        })?;
-                let b = self.background.remove(position);
-                b.query.stop();
-                b.query
-                    .wait()
-                    .await
-                    .map_err(|e| ReplError::Statement(format!("query {id}: {e}")))?;
-                self.say(&format!("query {id} stopped"));
+                return Ok(Control::Include(arg.to_string()));
             }
             "format" => {
                 self.format = match arg {
@@ -206,6 +245,22 @@ impl Session {
                     }
                 };
             }
+            "timing" => {
+                self.timing = match arg {
+                    "" => !self.timing,
+                    "on" => true,
+                    "off" => false,
+                    other => {
+                        return Err(ReplError::Statement(format!(
+                            "\\timing takes on or off, not '{other}'"
+                        )));
+                    }
+                };
+                self.say(&format!(
+                    "timing is {}",
+                    if self.timing { "on" } else { "off" }
+                ));
+            }
             other => {
                 return Err(ReplError::Statement(format!(
                     "unknown command \\{other} (\\help lists them)"
@@ -213,6 +268,81 @@ impl Session {
             }
         }
         Ok(Control::Continue)
+    }
+
+    fn describe(&self, name: &str) -> Result<(), ReplError> {
+        let catalog = self.engine.catalog();
+        let name = name.to_lowercase();
+        let schema = catalog.relation_schema(&name).ok_or_else(|| {
+            ReplError::Statement(format!(
+                "no source or view named '{name}' (\\sources and \\views list them)"
+            ))
+        })?;
+        for field in schema.fields() {
+            println!("  {:<20} {}", field.name(), field.data_type());
+        }
+        if let Some(source) = catalog.sources().get(&name) {
+            match &source.watermark {
+                Some(wm) => println!("  watermark for {} as {}", wm.column, wm.sql),
+                None => println!("  no watermark: windows over it close only when it ends"),
+            }
+            let options: Vec<String> = source
+                .options
+                .iter()
+                .map(|(k, v)| format!("{k} = '{v}'"))
+                .collect();
+            println!("  with ({})", options.join(", "));
+        } else if let Some(view) = catalog.views().get(&name) {
+            println!("  {}", view.sql.trim());
+        }
+        Ok(())
+    }
+
+    fn queries(&self) {
+        if self.background.is_empty() {
+            self.say("no background queries (CREATE SINK ... AS SELECT starts one)");
+        }
+        for b in &self.background {
+            let m = b.query.metrics().snapshot();
+            let state = if b.query.is_finished() {
+                "finished"
+            } else {
+                "running"
+            };
+            let seconds = b.started.elapsed().as_secs_f64().max(1e-3);
+            println!(
+                "  {:>3}  {:<24} {state:<8} {} read ({:.0}/s), {} written, watermark {}, {} late, {} dead letters",
+                b.id,
+                b.name,
+                m.events_in,
+                m.events_in as f64 / seconds,
+                m.rows_out,
+                watermark_text(m.watermark),
+                m.late_events,
+                m.dead_letters
+            );
+        }
+    }
+
+    async fn stop(&mut self, arg: &str) -> Result<(), ReplError> {
+        let id: usize = arg.parse().map_err(|_| {
+            ReplError::Statement(format!(
+                "\\stop takes a query id (\\queries lists them), not '{arg}'"
+            ))
+        })?;
+        let position = self
+            .background
+            .iter()
+            .position(|b| b.id == id)
+            .ok_or_else(|| ReplError::Statement(format!("no query {id} (\\queries lists them)")))?;
+        let b = self.background.remove(position);
+        b.query.stop();
+        b.query
+            .wait()
+            .await
+            .map_err(|e| ReplError::Statement(format!("query {id}: {e}")))?;
+        self.say(&format!("query {id} stopped"));
+        Ok(())
     }
 
     /// Waits for the background queries to end (Ctrl-C stops them), reporting failures.
@@ -235,16 +365,26 @@ impl Session {
         Ok(())
     }
 
-    fn say(&self, text: &str) {
-        if self.chatty {
-            println!("{text}");
+    /// Stops the background queries without waiting for their sources to end.
+    pub fn stop_all(&self) {
+        self.background.iter().for_each(|b| b.query.stop());
+    }
+
+    fn list<'a>(&self, names: impl Iterator<Item = &'a String>) {
+        let mut any = false;
+        for name in names {
+            println!("  {name}");
+            any = true;
+        }
+        if !any {
+            self.say("  (none)");
         }
     }
-}
 
-fn list<'a>(names: impl Iterator<Item = &'a String>) {
-    for name in names {
-        println!("  {name}");
+    fn say(&self, text: &str) {
+        if self.mode == Mode::Interactive {
+            println!("{text}");
+        }
     }
 }
 

@@ -49,6 +49,11 @@ impl StatementSplitter {
         self.start_line.is_none()
     }
 
+    /// The text of the statement in progress.
+    pub fn pending(&self) -> &str {
+        &self.pending
+    }
+
     /// Adds one line of input (without its newline); returns what it completed.
     pub fn push_line(&mut self, line: &str) -> Vec<Input> {
         self.lines_seen += 1;

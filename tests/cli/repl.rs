@@ -1,0 +1,207 @@
+//! `vigil repl` through a pipe: a script with no prompts, exact output, the first error ends it.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Runs `vigil repl` with `input` piped to it.
+fn repl_script(args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .arg("repl")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("vigil runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+const REPL_SOURCE: &str =
+    "CREATE SOURCE sensors (sensor_id TEXT, temperature DOUBLE, humidity DOUBLE, ts TIMESTAMP,
+  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+  WITH (connector = 'generator', kind = 'sensors', count = '3000', keys = '2', seed = '1');
+";
+
+#[test]
+fn piped_repl_runs_statements_and_prints_rows_as_json_lines() {
+    let input = format!(
+        "{REPL_SOURCE}-- a comment; not a statement
+SELECT window_start, sensor_id, count(*) AS readings
+FROM TUMBLE(sensors, ts, INTERVAL '10' SECOND)
+GROUP BY window_start, window_end, sensor_id;
+"
+    );
+    let out = repl_script(&["--json"], &input);
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // 3,000 readings 10 ms apart: three 10-second windows of 1,000, over two sensors.
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 6);
+    for (window, start) in ["00:00:00", "00:00:10", "00:00:20"].iter().enumerate() {
+        let in_window: Vec<&serde_json::Value> = rows[window * 2..window * 2 + 2].iter().collect();
+        let mut sensors: Vec<&str> = in_window
+            .iter()
+            .map(|r| r["sensor_id"].as_str().unwrap())
+            .collect();
+        sensors.sort();
+        assert_eq!(sensors, vec!["sensor-0000", "sensor-0001"]);
+        for row in &in_window {
+            assert_eq!(row["window_start"], format!("2024-01-01T{start}.000Z"));
+        }
+        let total: i64 = in_window
+            .iter()
+            .map(|r| r["readings"].as_i64().unwrap())
+            .sum();
+        assert_eq!(total, 1000, "window {start}");
+    }
+}
+
+#[test]
+fn piped_repl_stops_at_the_first_error_with_its_line_and_a_caret() {
+    let input = format!("{REPL_SOURCE}\\describe sensors\nSELECT nope FROM sensors;\nSELECT 1;\n");
+    let out = repl_script(&[], &input);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "  sensor_id            Utf8
+  temperature          Float64
+  humidity             Float64
+  ts                   Timestamp(ns)
+  watermark for ts as ts - INTERVAL '5' SECOND
+  with (connector = 'generator', count = '3000', keys = '2', kind = 'sensors', seed = '1')
+"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: <stdin>:5:8: column 'nope' not found
+  |
+5 | SELECT nope FROM sensors;
+  |        ^
+"
+    );
+}
+
+#[test]
+fn piped_repl_prints_a_window_query_as_one_aligned_table() {
+    let input = format!(
+        "{REPL_SOURCE}SELECT window_start, window_end, count(*) AS readings
+FROM TUMBLE(sensors, ts, INTERVAL '10' SECOND)
+GROUP BY window_start, window_end;
+"
+    );
+    let out = repl_script(&[], &input);
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        " window_start             | window_end               | readings
+--------------------------+--------------------------+----------
+ 2024-01-01T00:00:00.000Z | 2024-01-01T00:00:10.000Z |     1000
+ 2024-01-01T00:00:10.000Z | 2024-01-01T00:00:20.000Z |     1000
+ 2024-01-01T00:00:20.000Z | 2024-01-01T00:00:30.000Z |     1000
+"
+    );
+}
+
+#[test]
+fn piped_repl_shows_change_kinds_of_an_updating_query_and_limit_ends_it() {
+    // Unbounded: only the LIMIT ends this query.
+    let input = "CREATE SOURCE logins (user_id TEXT, event_type TEXT, ip TEXT, ts TIMESTAMP)
+  WITH (connector = 'generator', kind = 'logins', keys = '1');
+SELECT user_id, count(*) AS attempts FROM logins GROUP BY user_id LIMIT 3;
+";
+    let out = repl_script(&["--json"], input);
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows[0]["op"], "+I");
+    assert_eq!(rows[1]["op"], "-U");
+    assert_eq!(rows[2]["op"], "+U");
+    assert_eq!(rows[1]["attempts"], rows[0]["attempts"]);
+    assert!(rows[2]["attempts"].as_i64() > rows[1]["attempts"].as_i64());
+}
+
+#[test]
+fn piped_repl_includes_files_and_loads_a_rules_directory() {
+    let dir = std::env::temp_dir().join(format!("vigil-repl-include-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("source.sql");
+    std::fs::write(
+        &file,
+        REPL_SOURCE.replace("SOURCE sensors", "SOURCE readings"),
+    )
+    .unwrap();
+    let queries = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("queries");
+    let input = format!(
+        "\\i {}\n\\sources\n\\sinks\nSELECT sensor_id FROM readings LIMIT 2;\n",
+        file.display()
+    );
+    let out = repl_script(&["--queries", &queries.display().to_string()], &input);
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The demo profile's sources, and the rules' sinks.
+    let listed: Vec<&str> = text.lines().map(str::trim).collect();
+    for name in [
+        "dues",
+        "logins",
+        "payments",
+        "readings",
+        "sensors",
+        "sensor_alerts",
+        "brute_force_alerts",
+    ] {
+        assert!(listed.contains(&name), "{name} missing from {text}");
+    }
+    // The included source answers a query; its LIMIT ends it.
+    assert!(
+        text.ends_with(" sensor_id\n-------------\n sensor-0000\n sensor-0001\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn piped_repl_warns_of_a_window_over_a_source_without_watermark() {
+    let input = "CREATE SOURCE sensors (sensor_id TEXT, ts TIMESTAMP)
+  WITH (connector = 'generator', kind = 'sensors', count = '1500', keys = '1');
+SELECT window_start, window_end, count(*) AS readings
+FROM TUMBLE(sensors, ts, INTERVAL '10' SECOND)
+GROUP BY window_start, window_end;
+";
+    let out = repl_script(&["--json"], input);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "warning: window over source 'sensors', which declares no watermark: its windows close \
+         only when the source ends; declare one on the source, e.g. WATERMARK FOR ts AS ts - \
+         INTERVAL '5' SECOND\n"
+    );
+    // The windows still close when the bounded source ends.
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+}
