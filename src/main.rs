@@ -14,6 +14,7 @@ use vigil_engine::{Engine, EngineConfig, StatementOutcome};
 
 mod demo;
 mod produce;
+mod serve;
 
 #[derive(Parser)]
 #[command(
@@ -79,6 +80,27 @@ enum Command {
         /// Kafka brokers for live topics (host:port,...); same as --brokers.
         #[arg(long, value_name = "BROKERS")]
         kafka: Option<String>,
+    },
+    /// Run Vigil as a service: an HTTP API to submit SQL, watch results and manage queries.
+    /// Settings also come from VIGIL_BIND, VIGIL_TOKEN, VIGIL_MAX_QUERIES,
+    /// VIGIL_MAX_BODY_BYTES and VIGIL_DATA_DIR.
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080). A non-loopback address needs
+        /// VIGIL_TOKEN.
+        #[arg(long)]
+        bind: Option<std::net::SocketAddr>,
+        /// A rules directory to deploy at start: its profile, then every rule file.
+        #[arg(long)]
+        queries: Option<PathBuf>,
+        /// The profile of --queries (default: demo).
+        #[arg(long, default_value = "demo", requires = "queries")]
+        profile: String,
+        /// Start even when a rule file fails to load.
+        #[arg(long)]
+        keep_going: bool,
+        /// The only directory file sources and sinks may use (default: data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Produce generated events to a Kafka topic (created if missing), keyed by the
     /// sensor, account or user id.
@@ -202,6 +224,23 @@ async fn run(cli: Cli) -> Result<()> {
                 (dir, profile)
             });
             repl(kafka, format, &init, rules).await
+        }
+        Command::Serve {
+            bind,
+            queries,
+            profile,
+            keep_going,
+            data_dir,
+        } => {
+            let mut config = vigil_server::ServerConfig::from_env()?;
+            if let Some(bind) = bind {
+                config.bind = bind;
+            }
+            if let Some(dir) = data_dir {
+                config.data_dir = dir;
+            }
+            let rules = queries.map(|dir| (dir, profile));
+            serve::run(kafka, config, rules, keep_going).await
         }
         Command::Produce {
             kind,

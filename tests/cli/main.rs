@@ -409,3 +409,71 @@ fn demo_on_kafka_prints_alerts_from_the_alert_topics() {
     assert!(text.contains("sensor_alerts "), "{text}");
     assert!(text.contains("payment_due_alerts "), "{text}");
 }
+
+#[test]
+fn serve_deploys_the_rules_answers_and_stops_cleanly_on_sigterm() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let queries = workspace().join("queries").display().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--queries", &queries])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("vigil serve starts");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut report = String::new();
+    let address = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "exited early: {report}"
+        );
+        report.push_str(&line);
+        if let Some(address) = line.trim().strip_prefix("vigil serving on http://") {
+            break address.to_string();
+        }
+    };
+    // Each rule file is reported with what it started.
+    assert!(
+        report.contains("profiles/demo.sql: source sensors"),
+        "{report}"
+    );
+    assert!(
+        report.contains("sensor_threshold.sql: view sensor_scores, query"),
+        "{report}"
+    );
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: vigil\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    assert!(status.success(), "{status}: {rest}");
+    assert!(rest.contains("vigil stopped"), "{rest}");
+}
+
+#[test]
+fn serve_refuses_to_start_on_a_broken_rule() {
+    let dir = scratch("serve-broken");
+    std::fs::create_dir_all(dir.join("rules/profiles")).unwrap();
+    std::fs::write(dir.join("rules/profiles/demo.sql"), "").unwrap();
+    std::fs::write(dir.join("rules/typo.sql"), "SELECT nope FROM nowhere;\n").unwrap();
+    let out = vigil(
+        &dir,
+        &["serve", "--bind", "127.0.0.1:0", "--queries", "rules"],
+    );
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("rules/typo.sql:1:"), "{text}");
+    assert!(text.contains("--keep-going"), "{text}");
+}

@@ -205,3 +205,43 @@ GROUP BY window_start, window_end;
     // The windows still close when the bounded source ends.
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
 }
+
+#[test]
+fn piped_repl_queries_live_topics_of_the_kafka_profile() {
+    let broker = vigil_tests::kafka::Broker::start();
+    let produced = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["--brokers", &broker.address, "produce", "--kind", "sensors"])
+        .args(["--count", "300", "--keys", "3"])
+        .output()
+        .expect("vigil produce runs");
+    assert!(
+        produced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&produced.stderr)
+    );
+    // The profile's sources send malformed messages to this topic.
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(broker.create_topics(&["dead_letters"], 1));
+    let queries = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("queries");
+    let queries = queries.display().to_string();
+    // The topic never ends: the LIMIT ends the query.
+    let out = repl_script(
+        &["--json", "--queries", &queries, "--kafka", &broker.address],
+        "SELECT sensor_id, temperature FROM sensors LIMIT 5;\n",
+    );
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    for row in &rows {
+        assert!(row["sensor_id"].as_str().unwrap().starts_with("sensor-"));
+        assert!(row["temperature"].is_number());
+    }
+}

@@ -46,8 +46,19 @@ pub struct QueryIo {
 /// A query running on the tokio runtime.
 pub struct RunningQuery {
     metrics: Arc<QueryMetrics>,
-    stop: watch::Sender<bool>,
+    stop: StopHandle,
     handle: JoinHandle<Result<()>>,
+}
+
+/// Stops a query from elsewhere (another task, an HTTP request) while its owner waits on it.
+#[derive(Debug, Clone)]
+pub struct StopHandle(Arc<watch::Sender<bool>>);
+
+impl StopHandle {
+    /// Asks the query to stop, as [`RunningQuery::stop`] does.
+    pub fn stop(&self) {
+        let _ = self.0.send(true);
+    }
 }
 
 impl RunningQuery {
@@ -57,9 +68,14 @@ impl RunningQuery {
         let handle = tokio::spawn(drive(graph, io, Arc::clone(&metrics), stop_rx));
         Self {
             metrics,
-            stop,
+            stop: StopHandle(Arc::new(stop)),
             handle,
         }
+    }
+
+    /// A handle that stops this query; it outlives [`RunningQuery::wait`].
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
     }
 
     /// The query's live counters.
@@ -70,7 +86,7 @@ impl RunningQuery {
     /// Asks the query to stop: sources stop reading, what was emitted is flushed, open
     /// windows are dropped (they are not complete, and their input is not acknowledged).
     pub fn stop(&self) {
-        let _ = self.stop.send(true);
+        self.stop.stop();
     }
 
     /// True once the query has finished.

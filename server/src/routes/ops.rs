@@ -1,0 +1,164 @@
+//! Operations: health, readiness, Prometheus metrics and the OpenAPI document.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+use vigil_engine::time::WATERMARK_MIN;
+
+use crate::queries::QueryStatus;
+use crate::routes::ROUTES;
+use crate::service::Service;
+
+/// `GET /healthz`: the process answers.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: the rules are loaded and requests are served.
+pub async fn readyz(State(service): State<Arc<Service>>) -> Json<Value> {
+    Json(json!({ "status": "ready", "running_queries": service.queries.running() }))
+}
+
+/// A per-query series: name, help text, and how to read it from a snapshot.
+type Counter = (
+    &'static str,
+    &'static str,
+    fn(&vigil_engine::runtime::MetricsSnapshot) -> u64,
+);
+
+/// `GET /metrics`: Prometheus text format, per query.
+pub async fn metrics(State(service): State<Arc<Service>>) -> impl IntoResponse {
+    let queries = service.queries.all();
+    let mut out = String::new();
+    let _ = writeln!(out, "# HELP vigil_queries_running Queries running now.");
+    let _ = writeln!(out, "# TYPE vigil_queries_running gauge");
+    let _ = writeln!(out, "vigil_queries_running {}", service.queries.running());
+    let counters: [Counter; 6] = [
+        (
+            "vigil_query_events_in_total",
+            "Events read from sources.",
+            |m| m.events_in,
+        ),
+        (
+            "vigil_query_rows_out_total",
+            "Rows written to the query's sink.",
+            |m| m.rows_out,
+        ),
+        (
+            "vigil_query_late_events_total",
+            "Events that arrived after their windows closed.",
+            |m| m.late_events,
+        ),
+        (
+            "vigil_query_dead_letters_total",
+            "Malformed input records sent to dead letters.",
+            |m| m.dead_letters,
+        ),
+        (
+            "vigil_query_connector_errors_total",
+            "Connector errors recovered by retrying.",
+            |m| m.connector_errors,
+        ),
+        (
+            "vigil_query_state_rows",
+            "Rows held in operator state.",
+            |m| m.state_rows,
+        ),
+    ];
+    let snapshots: Vec<_> = queries
+        .iter()
+        .map(|q| (labels(q.id, &q.name), q.metrics.snapshot(), q.status()))
+        .collect();
+    for (name, help, value) in counters {
+        let kind = if name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (labels, m, _) in &snapshots {
+            let _ = writeln!(out, "{name}{{{labels}}} {}", value(m));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP vigil_query_watermark_seconds The query's output watermark."
+    );
+    let _ = writeln!(out, "# TYPE vigil_query_watermark_seconds gauge");
+    for (labels, m, _) in &snapshots {
+        if m.watermark != WATERMARK_MIN {
+            let _ = writeln!(
+                out,
+                "vigil_query_watermark_seconds{{{labels}}} {}",
+                m.watermark as f64 / 1e9
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP vigil_query_running Whether the query is running (1) or ended (0)."
+    );
+    let _ = writeln!(out, "# TYPE vigil_query_running gauge");
+    for (labels, _, status) in &snapshots {
+        let running = u8::from(*status == QueryStatus::Running);
+        let _ = writeln!(out, "vigil_query_running{{{labels}}} {running}");
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+}
+
+/// Prometheus labels of a query, with the name's quotes and backslashes escaped.
+fn labels(id: u64, name: &str) -> String {
+    let name = name.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("query=\"{id}\",name=\"{name}\"")
+}
+
+/// `GET /openapi.json`: the API's routes, from the same table the router is built from.
+pub async fn openapi() -> Json<Value> {
+    let mut paths = serde_json::Map::new();
+    for route in ROUTES {
+        let path = paths
+            .entry(route.path.to_string())
+            .or_insert_with(|| json!({}));
+        let mut operation = json!({
+            "summary": route.summary,
+            "responses": { "200": { "description": "success" } },
+        });
+        if route.path.contains("{id}") {
+            operation["parameters"] = json!([{
+                "name": "id", "in": "path", "required": true,
+                "schema": { "type": "integer" }
+            }]);
+        }
+        if route.body {
+            operation["requestBody"] = json!({
+                "required": true,
+                "content": { "application/json": { "schema": {
+                    "type": "object", "required": ["sql"],
+                    "properties": { "sql": { "type": "string" } }
+                } } }
+            });
+        }
+        if !route.public {
+            operation["security"] = json!([{ "bearer": [] }]);
+        }
+        path[route.method.to_ascii_lowercase()] = operation;
+    }
+    Json(json!({
+        "openapi": "3.0.3",
+        "info": { "title": "Vigil", "version": env!("CARGO_PKG_VERSION") },
+        "components": { "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } } },
+        "paths": paths,
+    }))
+}

@@ -1,0 +1,196 @@
+//! `/v1/queries`: list, inspect, stop, and stream a query's results.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use datafusion::arrow::temporal_conversions::{timestamp_ms_to_datetime, timestamp_ns_to_datetime};
+use futures_util::stream::{self, Stream, StreamExt};
+use serde::Serialize;
+use tokio::sync::broadcast;
+use vigil_engine::time::WATERMARK_MIN;
+
+use crate::error::ApiError;
+use crate::queries::{QueryEntry, QueryStatus};
+use crate::results::ResultEvent;
+use crate::service::{STOP_TIMEOUT, Service};
+
+/// A query as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct QueryView {
+    id: u64,
+    name: String,
+    kind: &'static str,
+    sql: String,
+    status: QueryStatus,
+    started_at: String,
+    metrics: MetricsView,
+}
+
+/// A query's live counters.
+#[derive(Debug, Serialize)]
+pub struct MetricsView {
+    events_in: u64,
+    rows_out: u64,
+    /// Events read per second since the query started.
+    events_per_second: f64,
+    /// The output watermark (RFC 3339), absent before the first.
+    watermark: Option<String>,
+    late_events: u64,
+    dead_letters: u64,
+    state_rows: u64,
+    connector_errors: u64,
+}
+
+impl QueryView {
+    /// The view of `entry` now.
+    pub fn of(entry: &QueryEntry) -> Self {
+        let m = entry.metrics.snapshot();
+        let seconds = entry.started.elapsed().map_or(0.0, |d| d.as_secs_f64());
+        let started_ms = (entry.started_epoch_seconds() * 1000.0) as i64;
+        Self {
+            id: entry.id,
+            name: entry.name.clone(),
+            kind: entry.kind,
+            sql: entry.sql.clone(),
+            status: entry.status(),
+            started_at: timestamp_ms_to_datetime(started_ms)
+                .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+                .unwrap_or_default(),
+            metrics: MetricsView {
+                events_in: m.events_in,
+                rows_out: m.rows_out,
+                events_per_second: if seconds > 0.0 {
+                    (m.events_in as f64 / seconds).round()
+                } else {
+                    0.0
+                },
+                watermark: (m.watermark != WATERMARK_MIN)
+                    .then(|| timestamp_ns_to_datetime(m.watermark))
+                    .flatten()
+                    .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
+                late_events: m.late_events,
+                dead_letters: m.dead_letters,
+                state_rows: m.state_rows,
+                connector_errors: m.connector_errors,
+            },
+        }
+    }
+}
+
+/// The list of queries.
+#[derive(Debug, Serialize)]
+pub struct QueryList {
+    queries: Vec<QueryView>,
+}
+
+/// `GET /v1/queries`.
+pub async fn list(State(service): State<Arc<Service>>) -> Json<QueryList> {
+    let queries = service
+        .queries
+        .all()
+        .iter()
+        .map(|q| QueryView::of(q))
+        .collect();
+    Json(QueryList { queries })
+}
+
+fn find(service: &Service, id: u64) -> Result<Arc<QueryEntry>, ApiError> {
+    service
+        .queries
+        .get(id)
+        .ok_or_else(|| ApiError::not_found(format!("no query {id}")))
+}
+
+/// `GET /v1/queries/{id}`.
+pub async fn get(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<u64>,
+) -> Result<Json<QueryView>, ApiError> {
+    let entry = find(&service, id)?;
+    Ok(Json(QueryView::of(&entry)))
+}
+
+/// `DELETE /v1/queries/{id}`: stops the query gracefully (windows and sinks flushed) and
+/// answers with its final state.
+pub async fn stop(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<u64>,
+) -> Result<Json<QueryView>, ApiError> {
+    let entry = find(&service, id)?;
+    if entry.status() == QueryStatus::Running {
+        entry.stop(STOP_TIMEOUT).await;
+    }
+    Ok(Json(QueryView::of(&entry)))
+}
+
+/// `GET /v1/queries/{id}/results`: Server-Sent Events, or NDJSON when the client asks for
+/// `application/x-ndjson`. Rows carry their change kind in `op`; a client that falls behind
+/// gets a gap marker; the stream ends with the query.
+pub async fn results(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<u64>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let entry = find(&service, id)?;
+    let events = events(&entry);
+    let wants_ndjson = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/x-ndjson"));
+    if wants_ndjson {
+        let lines = events.map(|event| Ok::<_, Infallible>(ndjson_line(&event)));
+        return Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/x-ndjson")],
+            Body::from_stream(lines),
+        )
+            .into_response());
+    }
+    let sse = events.map(|event| Ok::<_, Infallible>(sse_event(&event)));
+    Ok(Sse::new(sse)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// The replayed events, then the live ones until the end.
+fn events(entry: &QueryEntry) -> impl Stream<Item = ResultEvent> + Send + 'static {
+    let subscription = entry.results.subscribe();
+    let replay = stream::iter(subscription.replay);
+    let live = stream::unfold(subscription.live, |receiver| async move {
+        let mut receiver = receiver?;
+        let event = match receiver.recv().await {
+            Ok(event) => event,
+            Err(broadcast::error::RecvError::Lagged(skipped)) => ResultEvent::Gap(skipped),
+            Err(broadcast::error::RecvError::Closed) => return None,
+        };
+        let next = (!matches!(event, ResultEvent::End(_))).then_some(receiver);
+        Some((event, next))
+    });
+    replay.chain(live)
+}
+
+fn ndjson_line(event: &ResultEvent) -> String {
+    match event {
+        ResultEvent::Row(row) => format!("{row}\n"),
+        ResultEvent::Gap(skipped) => format!("{}\n", serde_json::json!({ "gap": skipped })),
+        ResultEvent::End(status) => format!("{}\n", serde_json::json!({ "end": &**status })),
+    }
+}
+
+fn sse_event(event: &ResultEvent) -> Event {
+    match event {
+        ResultEvent::Row(row) => Event::default().event("row").data(&**row),
+        ResultEvent::Gap(skipped) => Event::default()
+            .event("gap")
+            .data(serde_json::json!({ "skipped": skipped }).to_string()),
+        ResultEvent::End(status) => Event::default()
+            .event("end")
+            .data(serde_json::json!({ "status": &**status }).to_string()),
+    }
+}

@@ -1,0 +1,267 @@
+//! [`Service`]: the engine behind the API. Statements change its catalog and start queries;
+//! validation replays the catalog into a scratch engine so nothing runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use serde::Serialize;
+use tokio::sync::Mutex;
+use vigil_engine::sql::{ParsedStatement, Statement, StreamParser};
+use vigil_engine::{Engine, EngineConfig, PlannedQuery, StatementOutcome};
+
+use crate::config::ServerConfig;
+use crate::error::{ApiError, ErrorBody};
+use crate::queries::{QueryEntry, QueryTable};
+use crate::results::ResultHub;
+
+/// How long a stop request waits for the query to flush and end.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Builds engines with the server's connectors.
+pub type EngineFactory = Arc<dyn Fn() -> Engine + Send + Sync>;
+
+/// The state every request shares.
+pub struct Service {
+    /// Settings.
+    pub config: ServerConfig,
+    /// The queries started.
+    pub queries: QueryTable,
+    engine: Mutex<Catalogued>,
+    new_engine: EngineFactory,
+}
+
+/// The engine and the DDL that built its catalog, in order, for validation to replay.
+struct Catalogued {
+    engine: Engine,
+    ddl: Vec<String>,
+}
+
+/// What one statement did.
+#[derive(Debug, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum StatementResult {
+    /// A source, view or sink was declared.
+    Created {
+        /// `source`, `view` or `sink`.
+        object: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// An object was dropped.
+    Dropped {
+        /// Its kind.
+        object: String,
+        /// Its name.
+        name: String,
+    },
+    /// A query started.
+    Started {
+        /// Its id.
+        query_id: u64,
+        /// `persistent` or `transient`.
+        kind: &'static str,
+        /// The sink, or `select`.
+        name: String,
+    },
+    /// The plan of an EXPLAIN.
+    Explained {
+        /// The operator graph.
+        plan: String,
+    },
+}
+
+impl Service {
+    /// A service over engines from `new_engine`.
+    pub fn new(config: ServerConfig, new_engine: EngineFactory) -> Self {
+        let mut engine = new_engine();
+        engine.config_mut().start_queries = false;
+        Self {
+            config,
+            queries: QueryTable::default(),
+            engine: Mutex::new(Catalogued {
+                engine,
+                ddl: Vec::new(),
+            }),
+            new_engine,
+        }
+    }
+
+    /// Runs the statements of `sql` in order; stops at the first error.
+    pub async fn submit(&self, sql: &str) -> Result<Vec<StatementResult>, ApiError> {
+        let statements = StreamParser::parse_sql(sql)?;
+        for statement in &statements {
+            self.check_paths(statement)?;
+        }
+        let mut state = self.engine.lock().await;
+        let mut results = Vec::with_capacity(statements.len());
+        for statement in statements {
+            let text = statement.sql.clone();
+            let is_ddl = !matches!(
+                statement.statement,
+                Statement::Query(_) | Statement::Explain(_)
+            );
+            if self.starts_query(&statement.statement)
+                && self.queries.running() >= self.config.max_queries
+            {
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_queries",
+                    format!(
+                        "{} queries are running, the most allowed (VIGIL_MAX_QUERIES); stop one first",
+                        self.config.max_queries
+                    ),
+                ));
+            }
+            let outcome = state.engine.execute_statement(statement).await?;
+            if is_ddl {
+                state.ddl.push(text.clone());
+            }
+            results.push(self.apply(&state.engine, outcome, text)?);
+        }
+        Ok(results)
+    }
+
+    fn starts_query(&self, statement: &Statement) -> bool {
+        match statement {
+            Statement::Query(_) => true,
+            Statement::CreateSink(sink) => sink.query.is_some(),
+            _ => false,
+        }
+    }
+
+    fn apply(
+        &self,
+        engine: &Engine,
+        outcome: StatementOutcome,
+        sql: String,
+    ) -> Result<StatementResult, ApiError> {
+        Ok(match outcome {
+            StatementOutcome::Created { kind, name } => {
+                StatementResult::Created { object: kind, name }
+            }
+            StatementOutcome::Dropped { kind, name } => {
+                StatementResult::Dropped { object: kind, name }
+            }
+            StatementOutcome::Explain(plan) => StatementResult::Explained { plan },
+            StatementOutcome::SinkPlanned { name, query } => {
+                let entry = self.start_sink(engine, &name, query, sql)?;
+                started(&entry)
+            }
+            StatementOutcome::Query(query) => {
+                let hub = ResultHub::new(self.config.client_buffer);
+                let running = engine.start(query, hub.sink(None))?;
+                let entry = self
+                    .queries
+                    .add("select".into(), "transient", sql, running, hub);
+                started(&entry)
+            }
+            StatementOutcome::SinkStarted { .. } => {
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "the engine started a sink the server did not start",
+                ));
+            }
+        })
+    }
+
+    /// Starts a `CREATE SINK ... AS` query writing to its sink, its rows also published for
+    /// results clients.
+    fn start_sink(
+        &self,
+        engine: &Engine,
+        name: &str,
+        query: PlannedQuery,
+        sql: String,
+    ) -> Result<Arc<QueryEntry>, ApiError> {
+        let def = engine.catalog().sinks().get(name).cloned().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                format!("sink '{name}' vanished from the catalog"),
+            )
+        })?;
+        let writer = engine
+            .registry()
+            .factory(&def.options)?
+            .create_sink(&def.options, query.output_schema())?;
+        let hub = ResultHub::new(self.config.client_buffer);
+        let running = engine.start(query, hub.sink(Some(writer)))?;
+        Ok(self
+            .queries
+            .add(name.to_string(), "persistent", sql, running, hub))
+    }
+
+    /// File connectors may only touch the data directory.
+    fn check_paths(&self, statement: &ParsedStatement) -> Result<(), ApiError> {
+        let options = match &statement.statement {
+            Statement::CreateSource(s) => &s.options,
+            Statement::CreateSink(s) => &s.options,
+            _ => return Ok(()),
+        };
+        for (key, value) in options.iter() {
+            if key.ends_with("path") && !self.config.allows_path(value) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "path_not_allowed",
+                    format!(
+                        "{key} = '{value}' is outside the data directory {} (VIGIL_DATA_DIR)",
+                        self.config.data_dir.display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses and plans `sql` against a copy of the catalog, running nothing. Returns every
+    /// error found.
+    pub async fn validate(&self, sql: &str) -> Vec<ErrorBody> {
+        let statements = match StreamParser::parse_sql(sql) {
+            Ok(s) => s,
+            Err(e) => return vec![ApiError::from(e).body()],
+        };
+        let mut scratch = self.scratch_engine().await;
+        let mut errors = Vec::new();
+        for statement in statements {
+            if let Err(e) = self.check_paths(&statement) {
+                errors.push(e.body());
+                continue;
+            }
+            if let Err(e) = scratch.execute_statement(statement).await {
+                errors.push(ApiError::from(e).body());
+            }
+        }
+        errors
+    }
+
+    async fn scratch_engine(&self) -> Engine {
+        let ddl = self.engine.lock().await.ddl.clone();
+        let mut scratch = (self.new_engine)();
+        *scratch.config_mut() = EngineConfig {
+            start_queries: false,
+            ..EngineConfig::default()
+        };
+        for sql in ddl {
+            // Each was accepted once; replaying cannot fail unless the world changed.
+            if let Err(e) = scratch.execute(&sql).await {
+                tracing::warn!("replaying the catalog for validation: {e}");
+            }
+        }
+        scratch
+    }
+
+    /// Runs `f` with the engine, for read-only looks at the catalog.
+    pub async fn with_engine<T>(&self, f: impl FnOnce(&Engine) -> T) -> T {
+        f(&self.engine.lock().await.engine)
+    }
+}
+
+fn started(entry: &QueryEntry) -> StatementResult {
+    StatementResult::Started {
+        query_id: entry.id,
+        kind: entry.kind,
+        name: entry.name.clone(),
+    }
+}

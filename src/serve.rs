@@ -1,0 +1,101 @@
+//! `vigil serve`: deploys a rules directory, then serves the HTTP API until SIGTERM or
+//! Ctrl-C.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use vigil_connectors::kafka::KafkaSettings;
+use vigil_engine::Engine;
+use vigil_server::{Server, ServerConfig, StatementResult};
+
+/// Binds, deploys the rules of `rules` (directory and profile) and serves.
+pub async fn run(
+    kafka: KafkaSettings,
+    config: ServerConfig,
+    rules: Option<(PathBuf, String)>,
+    keep_going: bool,
+) -> Result<()> {
+    let new_engine = Arc::new(move || Engine::new(vigil_connectors::registry_with(kafka.clone())));
+    let server = Server::bind(config, new_engine).await?;
+    if let Some((dir, profile)) = rules {
+        deploy(&server, &dir, &profile, keep_going).await?;
+    }
+    eprintln!("vigil serving on http://{}", server.local_addr());
+    server.serve(shutdown_signal()).await?;
+    eprintln!("vigil stopped");
+    Ok(())
+}
+
+/// Loads the profile, then every rule file in name order, reporting each.
+async fn deploy(server: &Server, dir: &Path, profile: &str, keep_going: bool) -> Result<()> {
+    let mut files = vec![dir.join("profiles").join(format!("{profile}.sql"))];
+    let mut rules: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.is_file() && path.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    rules.sort();
+    files.extend(rules);
+    let mut failed = 0;
+    for file in &files {
+        let sql = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        match server.service().submit(&sql).await {
+            Ok(results) => eprintln!("{}: {}", file.display(), summary(&results)),
+            Err(e) => {
+                failed += 1;
+                let position = match (e.line, e.column) {
+                    (Some(line), Some(column)) => format!("{line}:{column}: "),
+                    _ => String::new(),
+                };
+                eprintln!("{}:{position}error: {}", file.display(), e.message);
+            }
+        }
+    }
+    if failed > 0 && !keep_going {
+        bail!("{failed} rule file(s) failed to load; fix them or start with --keep-going");
+    }
+    Ok(())
+}
+
+fn summary(results: &[StatementResult]) -> String {
+    let parts: Vec<String> = results
+        .iter()
+        .map(|r| match r {
+            StatementResult::Created { object, name } => format!("{object} {name}"),
+            StatementResult::Dropped { object, name } => format!("dropped {object} {name}"),
+            StatementResult::Started { query_id, name, .. } => {
+                format!("query {query_id} ({name})")
+            }
+            StatementResult::Explained { .. } => "explain".into(),
+        })
+        .collect();
+    if parts.is_empty() {
+        "nothing to do".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

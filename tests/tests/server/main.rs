@@ -1,0 +1,491 @@
+//! The HTTP server on a loopback port, called with a real HTTP client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use vigil_connectors::kafka::KafkaSettings;
+use vigil_engine::Engine;
+use vigil_server::{Server, ServerConfig};
+
+/// A paced generator, so a query is still running while the test looks at it.
+const PACED_SOURCE: &str = "CREATE SOURCE sensors (sensor_id TEXT, temperature DOUBLE, \
+    humidity DOUBLE, ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
+    WITH (connector = 'generator', kind = 'sensors', rate = '500', keys = '2');";
+
+/// A server running in this process, and a client for it.
+struct Running {
+    base: String,
+    client: reqwest::Client,
+    token: Option<String>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    served: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    async fn start(config: ServerConfig) -> Self {
+        let config = ServerConfig {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            data_dir: std::env::temp_dir().join("vigil-server-data"),
+            ..config
+        };
+        let token = config.token.clone();
+        let new_engine = Arc::new(|| {
+            Engine::new(vigil_connectors::registry_with(KafkaSettings::from_env(
+                None,
+            )))
+        });
+        let server = Server::bind(config, new_engine).await.expect("binds");
+        let base = format!("http://{}", server.local_addr());
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(async move {
+            server
+                .serve(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("serves");
+        });
+        Self {
+            base,
+            client: reqwest::Client::new(),
+            token,
+            shutdown: Some(shutdown),
+            served,
+        }
+    }
+
+    async fn default() -> Self {
+        Self::start(ServerConfig::default()).await
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.client.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    async fn sql(&self, path: &str, sql: &str) -> (StatusCode, Value) {
+        let response = self
+            .request(reqwest::Method::POST, path)
+            .json(&json!({ "sql": sql }))
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        (status, response.json().await.expect("JSON body"))
+    }
+
+    async fn get_json(&self, path: &str) -> (StatusCode, Value) {
+        let response = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        (status, response.json().await.expect("JSON body"))
+    }
+
+    /// Submits a statement that starts one query; returns its id.
+    async fn start_query(&self, sql: &str) -> u64 {
+        let (status, body) = self.sql("/v1/statements", sql).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["results"][0]["query_id"].as_u64().expect("a query id")
+    }
+
+    async fn stop(mut self) {
+        let _ = self.shutdown.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(30), self.served)
+            .await
+            .expect("the server stops in time")
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_windowed_query_streams_its_results_as_server_sent_events() {
+    let server = Running::default().await;
+    let (status, body) = server.sql("/v1/statements", PACED_SOURCE).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["results"][0],
+        json!({"result": "created", "object": "source", "name": "sensors"})
+    );
+    let id = server
+        .start_query(
+            "SELECT window_start, window_end, sensor_id, count(*) AS readings \
+             FROM TUMBLE(sensors, ts, INTERVAL '1' SECOND) \
+             GROUP BY window_start, window_end, sensor_id",
+        )
+        .await;
+    let response = server
+        .request(reqwest::Method::GET, &format!("/v1/queries/{id}/results"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    // Read until four window rows have arrived.
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    let rows = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let chunk = body.next().await.expect("the stream goes on").unwrap();
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            let rows: Vec<Value> = text
+                .split("\n\n")
+                .filter(|event| event.starts_with("event: row\n"))
+                .filter_map(|event| event.strip_prefix("event: row\ndata: "))
+                .map(|data| serde_json::from_str(data).unwrap())
+                .collect();
+            if rows.len() >= 4 {
+                return rows;
+            }
+        }
+    })
+    .await
+    .expect("window rows within 30 s");
+    for row in &rows {
+        assert_eq!(row["op"], "+I");
+        assert!(row["sensor_id"].as_str().unwrap().starts_with("sensor-000"));
+        assert!(row["readings"].as_i64().unwrap() > 0);
+        assert!(row["window_start"].as_str().unwrap() < row["window_end"].as_str().unwrap());
+    }
+    // The query shows up with live metrics.
+    let (status, query) = server.get_json(&format!("/v1/queries/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(query["status"]["state"], "running");
+    assert_eq!(query["kind"], "transient");
+    assert!(query["metrics"]["events_in"].as_u64().unwrap() > 0);
+    assert!(query["metrics"]["rows_out"].as_u64().unwrap() >= 4);
+    assert!(query["metrics"]["watermark"].is_string());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ndjson_results_of_an_updating_query_carry_change_kinds_and_end_with_the_query() {
+    let server = Running::default().await;
+    server
+        .sql(
+            "/v1/statements",
+            "CREATE SOURCE logins (user_id TEXT, event_type TEXT, ip TEXT, ts TIMESTAMP) \
+             WITH (connector = 'generator', kind = 'logins', keys = '1', count = '3')",
+        )
+        .await;
+    let id = server
+        .start_query("SELECT user_id, count(*) AS attempts FROM logins GROUP BY user_id")
+        .await;
+    let text = server
+        .request(reqwest::Method::GET, &format!("/v1/queries/{id}/results"))
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // The bounded source ended before the client came: the rows are replayed, then the end.
+    let last = lines.last().unwrap();
+    assert_eq!(last, &json!({"end": "finished"}));
+    let ops: Vec<&str> = lines[..lines.len() - 1]
+        .iter()
+        .map(|row| row["op"].as_str().unwrap())
+        .collect();
+    assert_eq!(ops.first(), Some(&"+I"));
+    assert!(
+        ops[1..].chunks(2).all(|pair| pair == ["-U", "+U"]),
+        "{ops:?}"
+    );
+    let final_count = lines[lines.len() - 2]["attempts"].as_i64().unwrap();
+    assert_eq!(final_count, 3);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_sql_is_reported_with_line_and_column_and_validation_runs_nothing() {
+    let server = Running::default().await;
+    let (status, body) = server
+        .sql(
+            "/v1/validate",
+            &format!("{PACED_SOURCE}\nSELECT sensor_id,\n  temprature FROM sensors"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["valid"], false);
+    let error = &body["errors"][0];
+    assert_eq!(error["code"], "sql_error");
+    assert_eq!(
+        (error["line"].as_u64(), error["column"].as_u64()),
+        (Some(3), Some(3))
+    );
+    assert!(
+        error["message"].as_str().unwrap().contains("temprature"),
+        "{error}"
+    );
+    // Validation declared nothing.
+    let (_, catalog) = server.get_json("/v1/catalog").await;
+    assert_eq!(catalog["sources"], json!([]));
+
+    let (status, body) = server.sql("/v1/validate", PACED_SOURCE).await;
+    assert_eq!(
+        (status, &body["valid"]),
+        (StatusCode::OK, &json!(true)),
+        "{body}"
+    );
+
+    // Submitting bad SQL is a 400 with the position.
+    let (status, body) = server.sql("/v1/statements", "SELECT FROM WHERE").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "sql_error");
+    assert_eq!(body["error"]["line"], 1);
+    assert!(body["error"]["column"].as_u64().is_some(), "{body}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_query_flushes_and_reports_stopped() {
+    let server = Running::default().await;
+    server.sql("/v1/statements", PACED_SOURCE).await;
+    let id = server.start_query("SELECT sensor_id FROM sensors").await;
+    let (status, listed) = server.get_json("/v1/queries").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["queries"][0]["id"], id);
+    let response = server
+        .request(reqwest::Method::DELETE, &format!("/v1/queries/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let stopped: Value = response.json().await.unwrap();
+    assert_eq!(stopped["status"]["state"], "stopped");
+    let (status, body) = server.get_json("/v1/queries/999").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["code"], "not_found");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_guards_every_route_but_health() {
+    let server = Running::start(ServerConfig {
+        token: Some("s3cret-token".into()),
+        ..ServerConfig::default()
+    })
+    .await;
+    let anonymous = reqwest::Client::new();
+    for path in ["/v1/queries", "/v1/catalog", "/metrics", "/openapi.json"] {
+        let response = anonymous
+            .get(format!("{}{path}", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unauthorized");
+    }
+    let wrong = anonymous
+        .get(format!("{}/v1/queries", server.base))
+        .bearer_auth("s3cret-tokem")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let health = anonymous
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let (status, _) = server.get_json("/v1/queries").await;
+    assert_eq!(status, StatusCode::OK);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_and_files_outside_the_data_directory_are_refused() {
+    let server = Running::start(ServerConfig {
+        max_body_bytes: 4096,
+        ..ServerConfig::default()
+    })
+    .await;
+    let huge = format!("SELECT 1 /* {} */", "x".repeat(10_000));
+    let response = server
+        .request(reqwest::Method::POST, "/v1/statements")
+        .json(&json!({ "sql": huge }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "body_too_large");
+    // Not JSON: a JSON error all the same.
+    let response = server
+        .request(reqwest::Method::POST, "/v1/statements")
+        .header("content-type", "application/json")
+        .body("{\"sql\": \"SELECT\n1\"}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "bad_request");
+
+    let (status, body) = server
+        .sql(
+            "/v1/statements",
+            "CREATE SOURCE secrets (line TEXT) WITH (connector = 'file', path = '/etc/passwd', format = 'json')",
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "path_not_allowed");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_submissions_are_all_answered_and_the_cap_holds() {
+    let server = Running::start(ServerConfig {
+        max_queries: 20,
+        ..ServerConfig::default()
+    })
+    .await;
+    server.sql("/v1/statements", PACED_SOURCE).await;
+    let server = Arc::new(server);
+    let submissions = (0..50).map(|i| {
+        let server = Arc::clone(&server);
+        tokio::spawn(async move {
+            server
+                .sql(
+                    "/v1/statements",
+                    &format!("SELECT sensor_id, temperature + {i} AS t FROM sensors"),
+                )
+                .await
+        })
+    });
+    let answers = futures_util::future::join_all(submissions).await;
+    let mut started = 0;
+    let mut refused = 0;
+    for answer in answers {
+        let (status, body) = answer.unwrap();
+        match status {
+            StatusCode::OK => started += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(body["error"]["code"], "too_many_queries");
+                refused += 1;
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!((started, refused), (20, 30));
+    let server = Arc::into_inner(server).unwrap();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_scrape_as_prometheus_text() {
+    let server = Running::default().await;
+    server.sql("/v1/statements", PACED_SOURCE).await;
+    let id = server.start_query("SELECT sensor_id FROM sensors").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let response = server
+        .request(reqwest::Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = response.text().await.unwrap();
+    // Every line is a comment or `name{labels} value` with a number.
+    let mut samples = 0;
+    for line in text.lines() {
+        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect(line);
+        value
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("not a number: {line}"));
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{line}"
+        );
+        if let Some(labels) = series.strip_prefix(name) {
+            assert!(
+                labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')),
+                "{line}"
+            );
+        }
+        samples += 1;
+    }
+    assert!(samples > 5, "{text}");
+    let events = text
+        .lines()
+        .find(|l| l.starts_with(&format!("vigil_query_events_in_total{{query=\"{id}\"")))
+        .expect("the query's events counter");
+    assert!(
+        events.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap() > 0.0,
+        "{events}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_lists_every_route_and_each_is_served() {
+    let server = Running::default().await;
+    let (status, doc) = server.get_json("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let paths = doc["paths"].as_object().unwrap();
+    let mut documented: Vec<(String, String)> = paths
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(|m| (m.to_uppercase(), path.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    documented.sort();
+    let mut routed: Vec<(String, String)> = vigil_server::routes::ROUTES
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.to_string()))
+        .collect();
+    routed.sort();
+    assert_eq!(documented, routed);
+    // Each documented route answers: never the router's "no such route".
+    for (method, path) in documented {
+        let path = path.replace("{id}", "1");
+        let response = server
+            .request(method.parse().unwrap(), &path)
+            .json(&json!({ "sql": "SELECT 1" }))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::NOT_FOUND {
+            let body: Value = response.json().await.unwrap();
+            assert_ne!(
+                body["error"]["message"], "no such route (GET /openapi.json lists them)",
+                "{method} {path}"
+            );
+        }
+    }
+    let (status, body) = server.get_json("/v1/nothing").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["code"], "not_found");
+    server.stop().await;
+}
