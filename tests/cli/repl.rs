@@ -23,6 +23,20 @@ fn repl_script(args: &[&str], input: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// Runs a script with `--json` among `args`; checks it succeeded and returns its rows.
+fn json_rows(args: &[&str], input: &str) -> Vec<serde_json::Value> {
+    let out = repl_script(args, input);
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 const REPL_SOURCE: &str =
     "CREATE SOURCE sensors (sensor_id TEXT, temperature DOUBLE, humidity DOUBLE, ts TIMESTAMP,
   WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
@@ -38,17 +52,8 @@ FROM TUMBLE(sensors, ts, INTERVAL '10' SECOND)
 GROUP BY window_start, window_end, sensor_id;
 "
     );
-    let out = repl_script(&["--json"], &input);
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     // 3,000 readings 10 ms apart: three 10-second windows of 1,000, over two sensors.
-    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = json_rows(&["--json"], &input);
     assert_eq!(rows.len(), 6);
     for (window, start) in ["00:00:00", "00:00:10", "00:00:20"].iter().enumerate() {
         let in_window: Vec<&serde_json::Value> = rows[window * 2..window * 2 + 2].iter().collect();
@@ -126,16 +131,7 @@ fn piped_repl_shows_change_kinds_of_an_updating_query_and_limit_ends_it() {
   WITH (connector = 'generator', kind = 'logins', keys = '1');
 SELECT user_id, count(*) AS attempts FROM logins GROUP BY user_id LIMIT 3;
 ";
-    let out = repl_script(&["--json"], input);
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = json_rows(&["--json"], input);
     assert_eq!(rows.len(), 3, "{rows:?}");
     assert_eq!(rows[0]["op"], "+I");
     assert_eq!(rows[1]["op"], "-U");
@@ -226,19 +222,10 @@ fn piped_repl_queries_live_topics_of_the_kafka_profile() {
     let queries = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("queries");
     let queries = queries.display().to_string();
     // The topic never ends: the LIMIT ends the query.
-    let out = repl_script(
+    let rows = json_rows(
         &["--json", "--queries", &queries, "--kafka", &broker.address],
         "SELECT sensor_id, temperature FROM sensors LIMIT 5;\n",
     );
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     assert_eq!(rows.len(), 5, "{rows:?}");
     for row in &rows {
         assert!(row["sensor_id"].as_str().unwrap().starts_with("sensor-"));
