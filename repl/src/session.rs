@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vigil_connectors::stdout::StdoutFormat;
-use vigil_engine::runtime::RunningQuery;
+use vigil_engine::runtime::{OperatorStats, RunningQuery};
 use vigil_engine::{Engine, StatementOutcome};
 
 use crate::ReplError;
@@ -32,6 +32,7 @@ until its sources end, its LIMIT is reached or you press Ctrl-C.
   \\describe NAME               columns, watermark and connector of a source or view
   \\explain QUERY               the operator graph of a query, without running it
   \\queries                     background queries with their rates
+  EXPLAIN ANALYZE ID           a background query's operators with live counters
   \\stop ID                     stop a background query
   \\i FILE                      run the statements of a file
   \\format table|json           how SELECT rows print
@@ -106,6 +107,9 @@ impl Session {
     /// Executes the statements of `text`, which starts on `line` of the input. A SELECT runs
     /// in the foreground until its sources end, its LIMIT is reached or Ctrl-C.
     pub async fn execute(&mut self, text: &str, line: usize) -> Result<(), ReplError> {
+        if let Some(id) = explain_analyze_target(text) {
+            return self.explain_analyze(id);
+        }
         let started = Instant::now();
         // Leading newlines make error positions count from the start of the input.
         let padded = format!("{}{text}", "\n".repeat(line.saturating_sub(1)));
@@ -270,6 +274,19 @@ impl Session {
         Ok(Control::Continue)
     }
 
+    /// `EXPLAIN ANALYZE ID`: a background query's operators with their live counters.
+    fn explain_analyze(&self, id: usize) -> Result<(), ReplError> {
+        let b =
+            self.background.iter().find(|b| b.id == id).ok_or_else(|| {
+                ReplError::Statement(format!("no query {id} (\\queries lists them)"))
+            })?;
+        print!(
+            "{}",
+            OperatorStats::render_tree(&b.query.metrics().operators())
+        );
+        Ok(())
+    }
+
     fn describe(&self, name: &str) -> Result<(), ReplError> {
         let catalog = self.engine.catalog();
         let name = name.to_lowercase();
@@ -392,4 +409,13 @@ async fn wait_finished(query: &RunningQuery) {
     while !query.is_finished() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The query id of `EXPLAIN ANALYZE <id>`, which names a running query rather than SQL.
+fn explain_analyze_target(text: &str) -> Option<usize> {
+    let mut words = text.trim().trim_end_matches(';').split_whitespace();
+    let explain = words.next()?.eq_ignore_ascii_case("explain");
+    let analyze = words.next()?.eq_ignore_ascii_case("analyze");
+    let id = words.next()?.parse().ok()?;
+    (explain && analyze && words.next().is_none()).then_some(id)
 }

@@ -60,6 +60,10 @@ pub enum Message {
 pub struct OperatorCounters {
     /// Late rows dropped (and sent to the late port).
     pub late_rows: u64,
+    /// Rows received (counted by the executor).
+    pub rows_in: u64,
+    /// Rows emitted on the main port (counted by the executor).
+    pub rows_out: u64,
 }
 
 /// What an operator is handed with each call.

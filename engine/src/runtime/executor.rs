@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 
+use super::OperatorStats;
 use crate::batch::ChangeBatch;
 use crate::connector::SplitStatus;
 use crate::error::Result;
@@ -23,6 +24,7 @@ pub struct OutputPort {
 
 struct NodeState {
     operator: Box<dyn Operator>,
+    inputs: Vec<NodeId>,
     input_watermarks: Vec<Timestamp>,
     inputs_ended: Vec<bool>,
     watermark: Timestamp,
@@ -67,6 +69,7 @@ impl GraphExecutor {
             .map(|n| {
                 let inputs = n.inputs.len().max(1);
                 NodeState {
+                    inputs: n.inputs.iter().map(|e| e.from).collect(),
                     operator: n.operator,
                     input_watermarks: vec![WATERMARK_MIN; inputs],
                     inputs_ended: vec![false; inputs],
@@ -186,6 +189,35 @@ impl GraphExecutor {
         self.nodes.iter().map(|n| n.counters.late_rows).sum()
     }
 
+    /// Every operator with its counters now.
+    pub fn operator_stats(&self) -> Vec<OperatorStats> {
+        let mut stats: Vec<OperatorStats> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(id, n)| OperatorStats {
+                id,
+                operator: n.operator.name(),
+                detail: n.operator.describe(),
+                inputs: n.inputs.clone(),
+                ..OperatorStats::default()
+            })
+            .collect();
+        self.refresh_stats(&mut stats);
+        stats
+    }
+
+    /// Updates the counters of [`GraphExecutor::operator_stats`] in place.
+    pub fn refresh_stats(&self, stats: &mut [OperatorStats]) {
+        for (stat, node) in stats.iter_mut().zip(&self.nodes) {
+            stat.rows_in = node.counters.rows_in;
+            stat.rows_out = node.counters.rows_out;
+            stat.late_rows = node.counters.late_rows;
+            stat.watermark = node.watermark;
+            stat.state_rows = node.operator.state_rows() as u64;
+        }
+    }
+
     /// Rows held in operator state.
     pub fn state_rows(&self) -> usize {
         self.nodes.iter().map(|n| n.operator.state_rows()).sum()
@@ -228,6 +260,15 @@ impl GraphExecutor {
         while let Some((id, input, message)) = queue.pop_front() {
             self.deliver(id, input, message, &mut out)?;
             let produced = std::mem::take(&mut out);
+            let emitted_rows: usize = produced
+                .iter()
+                .filter(|(port, _)| *port == MAIN_PORT)
+                .map(|(_, m)| match m {
+                    Message::Batch(b) => b.num_rows(),
+                    _ => 0,
+                })
+                .sum();
+            self.nodes[id].counters.rows_out += emitted_rows as u64;
             self.route(id, produced, &mut queue, emitted);
         }
         Ok(())
@@ -268,6 +309,7 @@ impl GraphExecutor {
         }
         match message {
             Message::Batch(batch) => {
+                node.counters.rows_in += batch.num_rows() as u64;
                 let mut ctx = Context::new(input, &node.input_watermarks, &mut node.counters, out)
                     .at_epoch(self.epoch);
                 node.operator.on_batch(batch, &mut ctx)?;

@@ -1,5 +1,6 @@
 //! [`QueryMetrics`]: live counters of a running query.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use crate::time::WATERMARK_MIN;
@@ -21,6 +22,31 @@ pub struct QueryMetrics {
     pub state_rows: AtomicU64,
     /// Errors a connector recovered from by retrying (broker unreachable, failed commit).
     pub connector_errors: AtomicU64,
+    /// Per operator of the running graph, as of the last message it processed.
+    operators: Mutex<Vec<OperatorStats>>,
+}
+
+/// Live counters of one operator of a running query.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OperatorStats {
+    /// Its node id in the graph.
+    pub id: usize,
+    /// The operator (`Filter`, `WindowAggregate`, ...).
+    pub operator: &'static str,
+    /// What it does, as EXPLAIN shows it.
+    pub detail: String,
+    /// The nodes feeding it.
+    pub inputs: Vec<usize>,
+    /// Rows received.
+    pub rows_in: u64,
+    /// Rows emitted.
+    pub rows_out: u64,
+    /// Late rows it dropped.
+    pub late_rows: u64,
+    /// Its watermark (nanoseconds).
+    pub watermark: i64,
+    /// Rows it holds in state.
+    pub state_rows: u64,
 }
 
 impl Default for QueryMetrics {
@@ -33,6 +59,7 @@ impl Default for QueryMetrics {
             watermark: AtomicI64::new(WATERMARK_MIN),
             state_rows: AtomicU64::new(0),
             connector_errors: AtomicU64::new(0),
+            operators: Mutex::default(),
         }
     }
 }
@@ -75,8 +102,59 @@ impl QueryMetrics {
         self.connector_errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The operators' counters, from the result down to the sources' entry nodes.
+    pub fn operators(&self) -> Vec<OperatorStats> {
+        self.operators.lock().expect("operator stats lock").clone()
+    }
+
+    /// Replaces the operators' counters (the runtime calls this as the graph runs).
+    pub fn update_operators(&self, update: impl FnOnce(&mut Vec<OperatorStats>)) {
+        update(&mut self.operators.lock().expect("operator stats lock"));
+    }
+
     /// Counts one malformed record.
     pub fn add_dead_letter(&self) {
         self.dead_letters.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl OperatorStats {
+    /// The operators as an indented tree from the result down to the sources, each with its
+    /// counters: what `EXPLAIN ANALYZE` prints.
+    pub fn render_tree(operators: &[OperatorStats]) -> String {
+        let is_input = |id: usize| operators.iter().any(|o| o.inputs.contains(&id));
+        let mut out = String::new();
+        for root in operators.iter().filter(|o| !is_input(o.id)) {
+            render_node(operators, root, 0, &mut out);
+        }
+        out
+    }
+}
+
+fn render_node(operators: &[OperatorStats], node: &OperatorStats, depth: usize, out: &mut String) {
+    use std::fmt::Write;
+    let pad = "  ".repeat(depth);
+    let watermark = match node.watermark {
+        crate::time::WATERMARK_MIN => "none".to_string(),
+        crate::time::WATERMARK_MAX => "end".to_string(),
+        ns => datafusion::arrow::temporal_conversions::timestamp_ns_to_datetime(ns).map_or_else(
+            || ns.to_string(),
+            |t| t.format("%Y-%m-%dT%H:%M:%S%.3f").to_string(),
+        ),
+    };
+    let name = if node.detail.is_empty() {
+        node.operator.to_string()
+    } else {
+        format!("{}: {}", node.operator, node.detail)
+    };
+    let _ = writeln!(
+        out,
+        "{pad}{name}  [rows in {}, out {}; watermark {watermark}; state rows {}; late {}]",
+        node.rows_in, node.rows_out, node.state_rows, node.late_rows
+    );
+    for input in &node.inputs {
+        if let Some(child) = operators.iter().find(|o| o.id == *input) {
+            render_node(operators, child, depth + 1, out);
+        }
     }
 }

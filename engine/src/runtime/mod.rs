@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub use executor::{GraphExecutor, NodeSnapshot, OutputPort};
-pub use metrics::{MetricsSnapshot, QueryMetrics};
+pub use metrics::{MetricsSnapshot, OperatorStats, QueryMetrics};
 
 use crate::batch::ChangeBatch;
 use crate::connector::{ConnectorError, Delivered, Sink, Source, SourceEvent, SplitStatus};
@@ -191,6 +191,7 @@ async fn drive(
     let updating = graph.updating;
     let source_names: Vec<String> = graph.sources.iter().map(|s| s.def.name.clone()).collect();
     let mut executor = GraphExecutor::new(graph, outputs);
+    metrics.update_operators(|stats| *stats = executor.operator_stats());
 
     let (tx, mut rx) = mpsc::channel(CHANNEL_CAPACITY);
     let source_tasks: Vec<JoinHandle<()>> = io
@@ -300,6 +301,7 @@ async fn drive(
         metrics
             .state_rows
             .store(executor.state_rows() as u64, Ordering::Relaxed);
+        metrics.update_operators(|stats| executor.refresh_stats(stats));
         if failure.is_some() || executor.output_ended(0) {
             break;
         }

@@ -85,6 +85,14 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/v1/queries/{id}/graph",
+        summary: "The operator graph with live per-operator counters: rows in and out, watermark, state rows, late rows",
+        body: false,
+        public: false,
+        handler: || get(queries::graph),
+    },
+    Route {
+        method: "GET",
         path: "/v1/catalog",
         summary: "Sources, views and sinks with schemas and options, secrets masked",
         body: false,

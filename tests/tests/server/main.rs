@@ -166,6 +166,29 @@ async fn a_windowed_query_streams_its_results_as_server_sent_events() {
     assert!(query["metrics"]["events_in"].as_u64().unwrap() > 0);
     assert!(query["metrics"]["rows_out"].as_u64().unwrap() >= 4);
     assert!(query["metrics"]["watermark"].is_string());
+    // The graph: a window aggregate fed by the window assigner, fed by the source, each
+    // with live counters.
+    let (status, graph) = server.get_json(&format!("/v1/queries/{id}/graph")).await;
+    assert_eq!(status, StatusCode::OK, "{graph}");
+    let operators = graph["operators"].as_array().unwrap();
+    let named = |name: &str| {
+        operators
+            .iter()
+            .find(|o| o["operator"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {graph}"))
+    };
+    let aggregate = named("WindowAggregate");
+    assert!(aggregate["rows_in"].as_u64().unwrap() > 0, "{aggregate}");
+    assert!(aggregate["rows_out"].as_u64().unwrap() >= 4, "{aggregate}");
+    assert!(aggregate["watermark"].is_string(), "{aggregate}");
+    let source = operators
+        .iter()
+        .find(|o| o["inputs"].as_array().unwrap().is_empty())
+        .unwrap();
+    assert!(
+        source["detail"].as_str().unwrap().contains("sensors"),
+        "{source}"
+    );
     server.stop().await;
 }
 
