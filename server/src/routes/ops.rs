@@ -8,9 +8,10 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
+use vigil_engine::runtime::OperatorStats;
 use vigil_engine::time::WATERMARK_MIN;
 
-use crate::queries::QueryStatus;
+use crate::queries::{QueryEntry, QueryStatus};
 use crate::routes::ROUTES;
 use crate::service::Service;
 
@@ -102,6 +103,24 @@ pub async fn metrics(State(service): State<Arc<Service>>) -> impl IntoResponse {
     }
     let _ = writeln!(
         out,
+        "# HELP vigil_query_watermark_lag_seconds How far the output watermark is behind the wall clock."
+    );
+    let _ = writeln!(out, "# TYPE vigil_query_watermark_lag_seconds gauge");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    for (labels, m, status) in &snapshots {
+        if m.watermark != WATERMARK_MIN && *status == QueryStatus::Running {
+            let lag = now - m.watermark as f64 / 1e9;
+            let _ = writeln!(
+                out,
+                "vigil_query_watermark_lag_seconds{{{labels}}} {lag:.3}"
+            );
+        }
+    }
+    operator_series(&queries, &mut out);
+    let _ = writeln!(
+        out,
         "# HELP vigil_query_running Whether the query is running (1) or ended (0)."
     );
     let _ = writeln!(out, "# TYPE vigil_query_running gauge");
@@ -116,6 +135,63 @@ pub async fn metrics(State(service): State<Arc<Service>>) -> impl IntoResponse {
         )],
         out,
     )
+}
+
+/// A per-operator series: name, help, type, and how to read it.
+type OperatorSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&OperatorStats) -> u64,
+);
+
+/// Per-operator counters of every query.
+fn operator_series(queries: &[Arc<QueryEntry>], out: &mut String) {
+    let series: [OperatorSeries; 4] = [
+        (
+            "vigil_operator_rows_in_total",
+            "Rows an operator received.",
+            "counter",
+            |o| o.rows_in,
+        ),
+        (
+            "vigil_operator_rows_out_total",
+            "Rows an operator emitted.",
+            "counter",
+            |o| o.rows_out,
+        ),
+        (
+            "vigil_operator_late_rows_total",
+            "Late rows an operator dropped.",
+            "counter",
+            |o| o.late_rows,
+        ),
+        (
+            "vigil_operator_state_rows",
+            "Rows an operator holds in state.",
+            "gauge",
+            |o| o.state_rows,
+        ),
+    ];
+    let operators: Vec<(String, Vec<OperatorStats>)> = queries
+        .iter()
+        .map(|q| (labels(q.id, &q.name), q.metrics.operators()))
+        .collect();
+    for (name, help, kind, value) in series {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (labels, ops) in &operators {
+            for op in ops {
+                let _ = writeln!(
+                    out,
+                    "{name}{{{labels},operator=\"{}\",node=\"{}\"}} {}",
+                    op.operator,
+                    op.id,
+                    value(op)
+                );
+            }
+        }
+    }
 }
 
 /// Prometheus labels of a query, with the name's quotes and backslashes escaped.

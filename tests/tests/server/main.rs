@@ -463,6 +463,17 @@ async fn metrics_scrape_as_prometheus_text() {
         events.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap() > 0.0,
         "{events}"
     );
+    // Per operator too.
+    assert!(
+        text.lines().any(|l| l.starts_with(&format!(
+            "vigil_operator_rows_in_total{{query=\"{id}\",name=\"select\",operator=\"Project\""
+        ))),
+        "{text}"
+    );
+    assert!(
+        text.contains("vigil_query_watermark_lag_seconds{"),
+        "{text}"
+    );
     server.stop().await;
 }
 
