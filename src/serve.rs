@@ -29,17 +29,12 @@ pub async fn run(
 
 /// Loads the profile, then every rule file in name order, reporting each.
 async fn deploy(server: &Server, dir: &Path, profile: &str, keep_going: bool) -> Result<()> {
-    let mut files = vec![dir.join("profiles").join(format!("{profile}.sql"))];
-    let mut rules: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read {}", dir.display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.is_file() && path.extension().is_some_and(|e| e == "sql"))
-        .collect();
-    rules.sort();
-    files.extend(rules);
+    let (profile, rules) = vigil_repl::rule_files(dir, profile)
+        .with_context(|| format!("cannot read {}", dir.display()))?;
+    let files = std::iter::once(profile).chain(rules);
     let mut failed = 0;
-    for file in &files {
-        let sql = std::fs::read_to_string(file)
+    for file in files {
+        let sql = std::fs::read_to_string(&file)
             .with_context(|| format!("cannot read {}", file.display()))?;
         match server.service().submit(&sql).await {
             Ok(results) => eprintln!("{}: {}", file.display(), summary(&results)),

@@ -19,6 +19,16 @@ pub const WATERMARK_MAX: Timestamp = i64::MAX;
 /// The Arrow type of every event-time column inside the engine.
 pub const TIMESTAMP_TYPE: DataType = DataType::Timestamp(TimeUnit::Nanosecond, None);
 
+/// A timestamp as RFC 3339 in UTC with milliseconds (`2024-01-01T00:00:05.000Z`); `None`
+/// for the watermarks before the first event and after the last.
+pub fn format_rfc3339(ts: Timestamp) -> Option<String> {
+    if ts == WATERMARK_MIN || ts == WATERMARK_MAX {
+        return None;
+    }
+    datafusion::arrow::temporal_conversions::timestamp_ns_to_datetime(ts)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+}
+
 /// A window assignment: tumbling when `slide == size`, hopping otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowSpec {

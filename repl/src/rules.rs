@@ -23,7 +23,7 @@ pub async fn load_rules(
     dir: &Path,
     profile: &str,
 ) -> Result<LoadedRules, ReplError> {
-    let profile_path = dir.join("profiles").join(format!("{profile}.sql"));
+    let (profile_path, rules) = rule_files(dir, profile)?;
     if !profile_path.is_file() {
         return Err(ReplError::Statement(format!(
             "{}: no such profile (profiles are {})",
@@ -31,11 +31,6 @@ pub async fn load_rules(
             profile_names(dir).join(", ")
         )));
     }
-    let mut rules: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.is_file() && path.extension().is_some_and(|e| e == "sql"))
-        .collect();
-    rules.sort();
 
     let started = session.engine_mut().config().start_queries;
     session.engine_mut().config_mut().start_queries = false;
@@ -51,6 +46,18 @@ pub async fn load_rules(
         profile: profile_path,
         rules,
     })
+}
+
+/// The files of a rules directory: `DIR/profiles/PROFILE.sql` (which may not exist), and
+/// every `DIR/*.sql` in name order.
+pub fn rule_files(dir: &Path, profile: &str) -> std::io::Result<(PathBuf, Vec<PathBuf>)> {
+    let profile = dir.join("profiles").join(format!("{profile}.sql"));
+    let mut rules: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.is_file() && path.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    rules.sort();
+    Ok((profile, rules))
 }
 
 fn profile_names(dir: &Path) -> Vec<String> {

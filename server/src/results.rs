@@ -6,10 +6,10 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::array::RecordBatch;
 use tokio::sync::broadcast;
 use vigil_connectors::format::encode_json_lines;
+use vigil_engine::ChangeBatch;
 use vigil_engine::connector::{ConnectorError, Sink};
 
 /// Rows kept for clients that connect after they were emitted.
@@ -139,12 +139,8 @@ fn json_rows(batch: &RecordBatch) -> Result<Vec<Arc<str>>, ConnectorError> {
     let with_op = if batch.schema().index_of("op").is_ok() {
         batch.clone()
     } else {
-        let ops: ArrayRef = Arc::new(StringArray::from(vec!["+I"; batch.num_rows()]));
-        let mut fields = vec![Arc::new(Field::new("op", DataType::Utf8, false))];
-        fields.extend(batch.schema().fields().iter().cloned());
-        let mut columns = vec![ops];
-        columns.extend(batch.columns().iter().cloned());
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        ChangeBatch::inserts(batch.clone())
+            .into_output(true)
             .map_err(|e| ConnectorError::Format(e.to_string()))?
     };
     let text = String::from_utf8(encode_json_lines(&with_op)?)

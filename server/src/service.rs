@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use serde::Serialize;
 use tokio::sync::Mutex;
 use vigil_engine::sql::{ParsedStatement, Statement, StreamParser};
-use vigil_engine::{Engine, EngineConfig, PlannedQuery, StatementOutcome};
+use vigil_engine::{Engine, PlannedQuery, StatementOutcome};
 
 use crate::config::ServerConfig;
 use crate::error::{ApiError, ErrorBody};
@@ -239,10 +239,7 @@ impl Service {
     async fn scratch_engine(&self) -> Engine {
         let ddl = self.engine.lock().await.ddl.clone();
         let mut scratch = (self.new_engine)();
-        *scratch.config_mut() = EngineConfig {
-            start_queries: false,
-            ..EngineConfig::default()
-        };
+        scratch.config_mut().start_queries = false;
         for sql in ddl {
             // Each was accepted once; replaying cannot fail unless the world changed.
             if let Err(e) = scratch.execute(&sql).await {

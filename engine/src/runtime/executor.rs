@@ -184,11 +184,6 @@ impl GraphExecutor {
         self.nodes[self.outputs[index].node].watermark
     }
 
-    /// Late rows counted over all operators.
-    pub fn late_rows(&self) -> u64 {
-        self.nodes.iter().map(|n| n.counters.late_rows).sum()
-    }
-
     /// Every operator with its counters now.
     pub fn operator_stats(&self) -> Vec<OperatorStats> {
         let mut stats: Vec<OperatorStats> = self
@@ -216,11 +211,6 @@ impl GraphExecutor {
             stat.watermark = node.watermark;
             stat.state_rows = node.operator.state_rows() as u64;
         }
-    }
-
-    /// Rows held in operator state.
-    pub fn state_rows(&self) -> usize {
-        self.nodes.iter().map(|n| n.operator.state_rows()).sum()
     }
 
     /// Every operator's state plus the watermarks the executor tracks per node, for a

@@ -107,9 +107,15 @@ impl QueryMetrics {
         self.operators.lock().expect("operator stats lock").clone()
     }
 
-    /// Replaces the operators' counters (the runtime calls this as the graph runs).
+    /// Updates the operators' counters (the runtime calls this as the graph runs), and the
+    /// query's late-event and state-row totals from them.
     pub fn update_operators(&self, update: impl FnOnce(&mut Vec<OperatorStats>)) {
-        update(&mut self.operators.lock().expect("operator stats lock"));
+        let mut operators = self.operators.lock().expect("operator stats lock");
+        update(&mut operators);
+        let late: u64 = operators.iter().map(|o| o.late_rows).sum();
+        let state: u64 = operators.iter().map(|o| o.state_rows).sum();
+        self.late_events.store(late, Ordering::Relaxed);
+        self.state_rows.store(state, Ordering::Relaxed);
     }
 
     /// Counts one malformed record.
@@ -137,10 +143,7 @@ fn render_node(operators: &[OperatorStats], node: &OperatorStats, depth: usize, 
     let watermark = match node.watermark {
         crate::time::WATERMARK_MIN => "none".to_string(),
         crate::time::WATERMARK_MAX => "end".to_string(),
-        ns => datafusion::arrow::temporal_conversions::timestamp_ns_to_datetime(ns).map_or_else(
-            || ns.to_string(),
-            |t| t.format("%Y-%m-%dT%H:%M:%S%.3f").to_string(),
-        ),
+        ns => crate::time::format_rfc3339(ns).unwrap_or_else(|| ns.to_string()),
     };
     let name = if node.detail.is_empty() {
         node.operator.to_string()

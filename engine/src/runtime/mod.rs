@@ -293,14 +293,8 @@ async fn drive(
             }
         }
         metrics
-            .late_events
-            .store(executor.late_rows(), Ordering::Relaxed);
-        metrics
             .watermark
             .store(executor.output_watermark(0), Ordering::Relaxed);
-        metrics
-            .state_rows
-            .store(executor.state_rows() as u64, Ordering::Relaxed);
         metrics.update_operators(|stats| executor.refresh_stats(stats));
         if failure.is_some() || executor.output_ended(0) {
             break;

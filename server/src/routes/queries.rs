@@ -9,11 +9,10 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use datafusion::arrow::temporal_conversions::{timestamp_ms_to_datetime, timestamp_ns_to_datetime};
 use futures_util::stream::{self, Stream, StreamExt};
 use serde::Serialize;
 use tokio::sync::broadcast;
-use vigil_engine::time::WATERMARK_MIN;
+use vigil_engine::time::format_rfc3339;
 
 use crate::error::ApiError;
 use crate::queries::{QueryEntry, QueryStatus};
@@ -52,16 +51,14 @@ impl QueryView {
     pub fn of(entry: &QueryEntry) -> Self {
         let m = entry.metrics.snapshot();
         let seconds = entry.started.elapsed().map_or(0.0, |d| d.as_secs_f64());
-        let started_ms = (entry.started_epoch_seconds() * 1000.0) as i64;
+        let started_ns = (entry.started_epoch_seconds() * 1e9) as i64;
         Self {
             id: entry.id,
             name: entry.name.clone(),
             kind: entry.kind,
             sql: entry.sql.clone(),
             status: entry.status(),
-            started_at: timestamp_ms_to_datetime(started_ms)
-                .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-                .unwrap_or_default(),
+            started_at: format_rfc3339(started_ns).unwrap_or_default(),
             metrics: MetricsView {
                 events_in: m.events_in,
                 rows_out: m.rows_out,
@@ -70,7 +67,7 @@ impl QueryView {
                 } else {
                     0.0
                 },
-                watermark: rfc3339_ns(m.watermark),
+                watermark: format_rfc3339(m.watermark),
                 late_events: m.late_events,
                 dead_letters: m.dead_letters,
                 state_rows: m.state_rows,
@@ -236,7 +233,7 @@ pub async fn graph(
             rows_in: op.rows_in,
             rows_out: op.rows_out,
             late_rows: op.late_rows,
-            watermark: rfc3339_ns(op.watermark),
+            watermark: format_rfc3339(op.watermark),
             state_rows: op.state_rows,
         })
         .collect();
@@ -246,12 +243,4 @@ pub async fn graph(
         status: entry.status(),
         operators,
     }))
-}
-
-/// A watermark as RFC 3339, or `None` before the first (and at the end of input).
-fn rfc3339_ns(watermark: i64) -> Option<String> {
-    if watermark == WATERMARK_MIN || watermark == vigil_engine::time::WATERMARK_MAX {
-        return None;
-    }
-    timestamp_ns_to_datetime(watermark).map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
 }
