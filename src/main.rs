@@ -12,8 +12,10 @@ use vigil_engine::runtime::RunningQuery;
 use vigil_engine::sql::{Statement, StreamParser};
 use vigil_engine::{Engine, EngineConfig, StatementOutcome};
 
+mod client;
 mod demo;
 mod produce;
+mod rules;
 mod serve;
 
 #[derive(Parser)]
@@ -45,11 +47,23 @@ enum Command {
         #[arg(long, default_value_t = 8192)]
         batch_size: usize,
     },
-    /// Print the operator graph of every query in the files, without running anything.
+    /// Print the operator graph of every query in the files, without running anything; or,
+    /// with --analyze, a running query's operators with live counters from a server.
     Explain {
         /// SQL files, profile first.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "analyze")]
         files: Vec<PathBuf>,
+        /// EXPLAIN ANALYZE the query with this id on --server.
+        #[arg(
+            long,
+            value_name = "QUERY_ID",
+            requires = "server",
+            conflicts_with = "files"
+        )]
+        analyze: Option<u64>,
+        /// The Vigil server (http://host:port); its token comes from VIGIL_TOKEN.
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
     },
     /// Run the rules shipped in queries/ on generated events and print alerts as they fire.
     Demo {
@@ -101,6 +115,51 @@ enum Command {
         /// The only directory file sources and sinks may use (default: data).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+    },
+    /// Check rule files without running or connecting to anything: every problem as
+    /// file:line:column, with warnings for likely mistakes.
+    Check {
+        /// A rules directory (rules, profiles/), or rule files (checked with the profiles of
+        /// their directory).
+        #[arg(default_value = ".")]
+        paths: Vec<PathBuf>,
+        /// Check with this profile only (default: every profile).
+        #[arg(long)]
+        profile: Option<String>,
+        /// Output format: text or json.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+    },
+    /// Run the rule tests of a rules directory (tests/NAME.test tests NAME.sql) and show a
+    /// diff of expected and actual rows for each failure.
+    Test {
+        /// The rules directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The profile declaring the rules' sources and sinks (default: demo, else the first).
+        #[arg(long)]
+        profile: Option<String>,
+    },
+    /// Format rule files in the canonical style.
+    Fmt {
+        /// Files, or rules directories (their rules and profiles).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Change nothing; fail if a file is not formatted (for CI).
+        #[arg(long)]
+        check: bool,
+    },
+    /// Compare a rules directory with the rules a running `vigil serve` has deployed and show
+    /// the plan (added, changed, removed); --apply carries it out.
+    Deploy {
+        /// The rules directory.
+        dir: PathBuf,
+        /// The server (http://host:port); its token comes from VIGIL_TOKEN.
+        #[arg(long)]
+        server: String,
+        /// Carry the plan out.
+        #[arg(long)]
+        apply: bool,
     },
     /// Produce generated events to a Kafka topic (created if missing), keyed by the
     /// sensor, account or user id.
@@ -186,7 +245,19 @@ async fn run(cli: Cli) -> Result<()> {
             }
             supervise(queries, None).await
         }
-        Command::Explain { files } => {
+        Command::Explain {
+            analyze: Some(id),
+            server: Some(server),
+            ..
+        } => {
+            let client = client::ServerClient::new(&server)?;
+            let text = client
+                .get_text(&format!("/v1/queries/{id}/graph"), "text/plain")
+                .await?;
+            print!("{text}");
+            Ok(())
+        }
+        Command::Explain { files, .. } => {
             let mut engine = Engine::new(vigil_connectors::registry_with(kafka));
             for file in &files {
                 let sql = read(file)?;
@@ -242,6 +313,14 @@ async fn run(cli: Cli) -> Result<()> {
             let rules = queries.map(|dir| (dir, profile));
             serve::run(kafka, config, rules, keep_going).await
         }
+        Command::Check {
+            paths,
+            profile,
+            format,
+        } => rules::check(kafka, &paths, profile.as_deref(), format == "json").await,
+        Command::Test { dir, profile } => rules::test(kafka, &dir, profile.as_deref()).await,
+        Command::Fmt { paths, check } => rules::fmt(&paths, check),
+        Command::Deploy { dir, server, apply } => rules::deploy(&dir, &server, apply).await,
         Command::Produce {
             kind,
             topic,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use vigil_connectors::kafka::KafkaSettings;
 use vigil_engine::Engine;
-use vigil_server::{Server, ServerConfig, StatementResult};
+use vigil_server::{ApiError, Server, ServerConfig, StatementResult};
 
 /// Binds, deploys the rules of `rules` (directory and profile) and serves.
 pub async fn run(
@@ -27,31 +27,39 @@ pub async fn run(
     Ok(())
 }
 
-/// Loads the profile, then every rule file in name order, reporting each.
+/// Loads the profile, then deploys every rule file in name order (each under its file's
+/// stem, so `vigil deploy` can compare them later), reporting each.
 async fn deploy(server: &Server, dir: &Path, profile: &str, keep_going: bool) -> Result<()> {
-    let (profile, rules) = vigil_repl::rule_files(dir, profile)
-        .with_context(|| format!("cannot read {}", dir.display()))?;
-    let files = std::iter::once(profile).chain(rules);
+    let layout = vigil_rules::RulesDir::new(dir);
+    let profile = layout.profile(profile)?;
+    let rules = layout.rule_paths()?;
     let mut failed = 0;
-    for file in files {
-        let sql = std::fs::read_to_string(&file)
-            .with_context(|| format!("cannot read {}", file.display()))?;
-        match server.service().submit(&sql).await {
-            Ok(results) => eprintln!("{}: {}", file.display(), summary(&results)),
-            Err(e) => {
-                failed += 1;
-                let position = match (e.line, e.column) {
-                    (Some(line), Some(column)) => format!("{line}:{column}: "),
-                    _ => String::new(),
-                };
-                eprintln!("{}:{position}error: {}", file.display(), e.message);
-            }
+    let mut report = |file: &Path, result: Result<Vec<StatementResult>, ApiError>| match result {
+        Ok(results) => eprintln!("{}: {}", file.display(), summary(&results)),
+        Err(e) => {
+            failed += 1;
+            let position = match (e.line, e.column) {
+                (Some(line), Some(column)) => format!("{line}:{column}: "),
+                _ => String::new(),
+            };
+            eprintln!("{}:{position}error: {}", file.display(), e.message);
         }
+    };
+    let sql = read(&profile)?;
+    report(&profile, server.service().submit(&sql).await);
+    for file in rules {
+        let rule = vigil_rules::Rule::read(&file)?;
+        let deployed = server.service().deploy_rule(&rule.name, &rule.sql).await;
+        report(&file, deployed.map(|d| d.statements));
     }
     if failed > 0 && !keep_going {
         bail!("{failed} rule file(s) failed to load; fix them or start with --keep-going");
     }
     Ok(())
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 fn summary(results: &[StatementResult]) -> String {

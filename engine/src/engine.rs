@@ -203,7 +203,10 @@ impl Engine {
                 let name = crate::catalog::normalize(&sink.name);
                 let options = if sink.options.connector().is_none() && sink.query.is_some() {
                     match self.catalog.sinks().get(&name) {
-                        Some(declared) if !declared.has_query => declared.options.clone(),
+                        // A declared sink; or, for OR REPLACE, the one a query writes now.
+                        Some(declared) if !declared.has_query || sink.or_replace => {
+                            declared.options.clone()
+                        }
                         _ => {
                             return Err(Error::Plan(format!(
                                 "sink '{name}' has no connector: declare it first (CREATE SINK {name} WITH (connector = ...)) or give it a WITH clause"
@@ -288,6 +291,12 @@ impl Engine {
                 Ok(StatementOutcome::Dropped { kind, name })
             }
         }
+    }
+
+    /// Removes a source, view or sink from the catalog; false when there was none. Queries
+    /// already running keep what they planned with.
+    pub fn drop_object(&mut self, kind: &str, name: &str) -> Result<bool> {
+        self.catalog.drop_object(kind, name)
     }
 
     /// Plans a query given as SQL text (a SELECT, or the query of a `CREATE SINK ... AS`).

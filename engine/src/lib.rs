@@ -30,6 +30,7 @@ pub mod engine;
 pub mod error;
 pub mod operators;
 pub mod plan;
+pub mod replay;
 pub mod runtime;
 pub mod sql;
 pub mod time;

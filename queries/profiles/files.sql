@@ -6,7 +6,7 @@ CREATE SOURCE sensors (
     sensor_id TEXT, temperature DOUBLE, humidity DOUBLE, ts TIMESTAMP,
     WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
 ) WITH (connector = 'file', path = 'data/sensors.jsonl', format = 'json',
-        dead_letter_path = 'out/dead_letters/sensors.jsonl');
+    dead_letter_path = 'out/dead_letters/sensors.jsonl');
 
 CREATE SOURCE payments (
     account_id BIGINT, amount DOUBLE, ts TIMESTAMP,

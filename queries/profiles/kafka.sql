@@ -9,25 +9,25 @@ CREATE SOURCE sensors (
     sensor_id TEXT, temperature DOUBLE, humidity DOUBLE, ts TIMESTAMP,
     WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
 ) WITH (connector = 'kafka', topic = 'sensors', format = 'json',
-        partitioned_by = 'sensor_id', dead_letter_topic = 'dead_letters');
+    partitioned_by = 'sensor_id', dead_letter_topic = 'dead_letters');
 
 CREATE SOURCE payments (
     account_id BIGINT, amount DOUBLE, ts TIMESTAMP,
     WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
 ) WITH (connector = 'kafka', topic = 'payments', format = 'json',
-        partitioned_by = 'account_id', dead_letter_topic = 'dead_letters');
+    partitioned_by = 'account_id', dead_letter_topic = 'dead_letters');
 
 CREATE SOURCE dues (
     account_id BIGINT, amount DOUBLE, ts TIMESTAMP,
     WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
 ) WITH (connector = 'kafka', topic = 'dues', format = 'json',
-        partitioned_by = 'account_id', dead_letter_topic = 'dead_letters');
+    partitioned_by = 'account_id', dead_letter_topic = 'dead_letters');
 
 CREATE SOURCE logins (
     user_id TEXT, event_type TEXT, ip TEXT, ts TIMESTAMP,
     WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
 ) WITH (connector = 'kafka', topic = 'logins', format = 'json',
-        partitioned_by = 'user_id', dead_letter_topic = 'dead_letters');
+    partitioned_by = 'user_id', dead_letter_topic = 'dead_letters');
 
 CREATE SINK sensor_alerts WITH (connector = 'kafka', topic = 'sensor_alerts', key = 'sensor_id');
 CREATE SINK sensor_stats_1m WITH (connector = 'kafka', topic = 'sensor_stats_1m', key = 'sensor_id');

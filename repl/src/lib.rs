@@ -25,7 +25,7 @@ mod terminal;
 pub use error::ReplError;
 pub use interactive::{history_path, run_interactive};
 pub use results::{Progress, ResultWriter};
-pub use rules::{LoadedRules, load_rules, rule_files};
+pub use rules::{LoadedRules, load_rules};
 pub use script::{run_file, run_script, run_script_text};
 pub use session::{Control, HELP, Mode, Session};
 pub use splitter::{Input, StatementSplitter};

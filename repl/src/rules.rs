@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use vigil_rules::RulesDir;
+
 use crate::ReplError;
 use crate::script::run_file;
 use crate::session::Session;
@@ -23,14 +25,13 @@ pub async fn load_rules(
     dir: &Path,
     profile: &str,
 ) -> Result<LoadedRules, ReplError> {
-    let (profile_path, rules) = rule_files(dir, profile)?;
-    if !profile_path.is_file() {
-        return Err(ReplError::Statement(format!(
-            "{}: no such profile (profiles are {})",
-            profile_path.display(),
-            profile_names(dir).join(", ")
-        )));
-    }
+    let layout = RulesDir::new(dir);
+    let profile_path = layout
+        .profile(profile)
+        .map_err(|e| ReplError::Statement(e.to_string()))?;
+    let rules = layout
+        .rule_paths()
+        .map_err(|e| ReplError::Statement(e.to_string()))?;
 
     let started = session.engine_mut().config().start_queries;
     session.engine_mut().config_mut().start_queries = false;
@@ -46,29 +47,4 @@ pub async fn load_rules(
         profile: profile_path,
         rules,
     })
-}
-
-/// The files of a rules directory: `DIR/profiles/PROFILE.sql` (which may not exist), and
-/// every `DIR/*.sql` in name order.
-pub fn rule_files(dir: &Path, profile: &str) -> std::io::Result<(PathBuf, Vec<PathBuf>)> {
-    let profile = dir.join("profiles").join(format!("{profile}.sql"));
-    let mut rules: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.is_file() && path.extension().is_some_and(|e| e == "sql"))
-        .collect();
-    rules.sort();
-    Ok((profile, rules))
-}
-
-fn profile_names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir.join("profiles"))
-        .into_iter()
-        .flatten()
-        .filter_map(|entry| {
-            let path = entry.ok()?.path();
-            (path.extension()? == "sql").then(|| path.file_stem()?.to_str().map(String::from))?
-        })
-        .collect();
-    names.sort();
-    names
 }

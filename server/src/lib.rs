@@ -17,6 +17,7 @@ mod error;
 pub mod queries;
 pub mod results;
 pub mod routes;
+pub mod rules;
 mod service;
 
 use std::future::Future;

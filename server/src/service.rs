@@ -27,14 +27,23 @@ pub struct Service {
     pub config: ServerConfig,
     /// The queries started.
     pub queries: QueryTable,
-    engine: Mutex<Catalogued>,
+    pub(crate) engine: Mutex<Catalogued>,
     new_engine: EngineFactory,
 }
 
-/// The engine and the DDL that built its catalog, in order, for validation to replay.
-struct Catalogued {
-    engine: Engine,
-    ddl: Vec<String>,
+/// The engine, the DDL that built its catalog in order (for validation to replay), and the
+/// deployed rules.
+pub(crate) struct Catalogued {
+    pub(crate) engine: Engine,
+    pub(crate) ddl: Vec<DdlEntry>,
+    pub(crate) rules: std::collections::BTreeMap<String, crate::rules::DeployedRule>,
+}
+
+/// One statement of the catalog's history, with the rule that ran it, if any.
+pub(crate) struct DdlEntry {
+    /// The rule it belongs to: replacing or removing the rule takes it out of the history.
+    pub(crate) rule: Option<String>,
+    pub(crate) sql: String,
 }
 
 /// What one statement did.
@@ -82,6 +91,7 @@ impl Service {
             engine: Mutex::new(Catalogued {
                 engine,
                 ddl: Vec::new(),
+                rules: std::collections::BTreeMap::new(),
             }),
             new_engine,
         }
@@ -115,14 +125,17 @@ impl Service {
             }
             let outcome = state.engine.execute_statement(statement).await?;
             if is_ddl {
-                state.ddl.push(text.clone());
+                state.ddl.push(DdlEntry {
+                    rule: None,
+                    sql: text.clone(),
+                });
             }
             results.push(self.apply(&state.engine, outcome, text)?);
         }
         Ok(results)
     }
 
-    fn starts_query(&self, statement: &Statement) -> bool {
+    pub(crate) fn starts_query(&self, statement: &Statement) -> bool {
         match statement {
             Statement::Query(_) => true,
             Statement::CreateSink(sink) => sink.query.is_some(),
@@ -130,7 +143,7 @@ impl Service {
         }
     }
 
-    fn apply(
+    pub(crate) fn apply(
         &self,
         engine: &Engine,
         outcome: StatementOutcome,
@@ -194,7 +207,7 @@ impl Service {
     }
 
     /// File connectors may only touch the data directory.
-    fn check_paths(&self, statement: &ParsedStatement) -> Result<(), ApiError> {
+    pub(crate) fn check_paths(&self, statement: &ParsedStatement) -> Result<(), ApiError> {
         let options = match &statement.statement {
             Statement::CreateSource(s) => &s.options,
             Statement::CreateSink(s) => &s.options,
@@ -237,12 +250,21 @@ impl Service {
     }
 
     async fn scratch_engine(&self) -> Engine {
-        let ddl = self.engine.lock().await.ddl.clone();
+        let state = self.engine.lock().await;
+        self.replay(&state, None).await
+    }
+
+    /// A planning-only engine with the catalog's history replayed, leaving out the
+    /// statements of rule `without`.
+    pub(crate) async fn replay(&self, state: &Catalogued, without: Option<&str>) -> Engine {
         let mut scratch = (self.new_engine)();
         scratch.config_mut().start_queries = false;
-        for sql in ddl {
+        for entry in &state.ddl {
+            if without.is_some() && entry.rule.as_deref() == without {
+                continue;
+            }
             // Each was accepted once; replaying cannot fail unless the world changed.
-            if let Err(e) = scratch.execute(&sql).await {
+            if let Err(e) = scratch.execute(&entry.sql).await {
                 tracing::warn!("replaying the catalog for validation: {e}");
             }
         }

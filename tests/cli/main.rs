@@ -5,6 +5,7 @@ use std::process::{Command, Output};
 
 mod repl;
 mod repl_terminal;
+mod rules;
 
 fn vigil(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vigil"))
@@ -410,29 +411,70 @@ fn demo_on_kafka_prints_alerts_from_the_alert_topics() {
     assert!(text.contains("payment_due_alerts "), "{text}");
 }
 
+/// A `vigil serve` child process on a free loopback port.
+struct Served {
+    child: std::process::Child,
+    stderr: std::io::BufReader<std::process::ChildStderr>,
+    /// `http://127.0.0.1:port`.
+    url: String,
+    /// What it printed before it was ready (the deploy report).
+    report: String,
+}
+
+impl Served {
+    /// Starts `vigil serve --bind 127.0.0.1:0` plus `args` in `dir`, and waits until it serves.
+    fn start(dir: &Path, args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .current_dir(dir)
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .args(args)
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("vigil serve starts");
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut report = String::new();
+        let url = loop {
+            let mut line = String::new();
+            assert!(
+                stderr.read_line(&mut line).unwrap() > 0,
+                "exited early: {report}"
+            );
+            report.push_str(&line);
+            if let Some(address) = line.trim().strip_prefix("vigil serving on ") {
+                break address.to_string();
+            }
+        };
+        Self {
+            child,
+            stderr,
+            url,
+            report,
+        }
+    }
+
+    /// SIGTERM; returns whether it exited 0, and what it printed meanwhile.
+    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        use std::io::Read;
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = self.child.wait().unwrap();
+        let mut rest = String::new();
+        self.stderr.read_to_string(&mut rest).unwrap();
+        (status, rest)
+    }
+}
+
 #[test]
 fn serve_deploys_the_rules_answers_and_stops_cleanly_on_sigterm() {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{Read, Write};
     let queries = workspace().join("queries").display().to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--queries", &queries])
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("vigil serve starts");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut report = String::new();
-    let address = loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "exited early: {report}"
-        );
-        report.push_str(&line);
-        if let Some(address) = line.trim().strip_prefix("vigil serving on http://") {
-            break address.to_string();
-        }
-    };
+    let served = Served::start(&workspace(), &["--queries", &queries]);
+    let report = &served.report;
     // Each rule file is reported with what it started.
     assert!(
         report.contains("profiles/demo.sql: source sensors"),
@@ -442,7 +484,8 @@ fn serve_deploys_the_rules_answers_and_stops_cleanly_on_sigterm() {
         report.contains("sensor_threshold.sql: view sensor_scores, query"),
         "{report}"
     );
-    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    let address = served.url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: vigil\r\nConnection: close\r\n\r\n")
         .unwrap();
@@ -450,16 +493,67 @@ fn serve_deploys_the_rules_answers_and_stops_cleanly_on_sigterm() {
     stream.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = child.wait().unwrap();
-    let mut rest = String::new();
-    stderr.read_to_string(&mut rest).unwrap();
+    let (status, rest) = served.terminate();
     assert!(status.success(), "{status}: {rest}");
     assert!(rest.contains("vigil stopped"), "{rest}");
+}
+
+#[test]
+fn explain_analyze_shows_a_served_query_with_live_counters() {
+    let queries = workspace().join("queries").display().to_string();
+    let served = Served::start(&workspace(), &["--queries", &queries]);
+    // Rules deploy in name order: query 1 is brute_force.sql's, on the login generator.
+    let analyze = |id: &str| {
+        vigil(
+            &workspace(),
+            &["explain", "--server", &served.url, "--analyze", id],
+        )
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let text = loop {
+        let out = analyze("1");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let read_some =
+            !text.contains("Source: logins watermark=ts - INTERVAL '2' SECOND  [rows in 0");
+        if read_some || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(
+        text.starts_with("query 1 (brute_force_alerts), running\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Filter: event_type = login_failed  [rows in "),
+        "{text}"
+    );
+    let source = line_with(&text, "Source: logins");
+    assert!(
+        source.contains("[rows in ") && !source.contains("[rows in 0,"),
+        "the generator's rows are counted: {text}"
+    );
+    let window = line_with(&text, "WindowAggregate:");
+    assert!(window.contains("; state "), "{text}");
+
+    let missing = analyze("99");
+    assert!(!missing.status.success());
+    let error = String::from_utf8_lossy(&missing.stderr);
+    assert!(error.contains("server answered 404 not_found"), "{error}");
+    let (status, rest) = served.terminate();
+    assert!(status.success(), "{rest}");
+}
+
+/// The line of `text` containing `needle`.
+fn line_with<'a>(text: &'a str, needle: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{text}"))
 }
 
 #[test]

@@ -153,9 +153,7 @@ fn a_background_sink_runs_while_the_prompt_is_back_and_stops_on_request() {
     t.expect("vigil> ");
     // Its operators with live counters.
     t.line("EXPLAIN ANALYZE 1;");
-    t.expect_regex(
-        r"Filter: temperature@1 > 0  \[rows in [1-9]\d*, out [1-9]\d*; watermark \d{4}-",
-    );
+    t.expect_regex(r"Filter: temperature > 0  \[rows in [1-9]\d*, out [1-9]\d*; watermark \d{4}-");
     t.expect_regex(r"Source: sensors watermark=ts - INTERVAL '1' SECOND  \[rows in \d+, out [1-9]");
     t.expect("vigil> ");
     t.line("\\stop 1");

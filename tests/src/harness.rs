@@ -6,17 +6,16 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::{cast, concat_batches};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::prelude::SessionContext;
 use sqllogictest::{DBOutput, DefaultColumnType};
-use vigil_engine::operators::Message;
 use vigil_engine::plan::OperatorGraph;
-use vigil_engine::runtime::{GraphExecutor, OutputPort};
+use vigil_engine::replay::{Script, run_to_completion};
 use vigil_engine::sql::StreamParser;
 use vigil_engine::{Engine, EngineConfig, PlannedQuery, StatementOutcome};
 
-use crate::format::format_rows;
+use crate::format_rows;
 
 /// The workspace root, where `queries/` lives.
 pub fn workspace_root() -> PathBuf {
@@ -24,112 +23,6 @@ pub fn workspace_root() -> PathBuf {
         .parent()
         .expect("tests/ is inside the workspace")
         .to_path_buf()
-}
-
-/// Input events in arrival order: (source name, rows).
-#[derive(Debug, Clone, Default)]
-pub struct Script {
-    entries: Vec<(String, RecordBatch)>,
-}
-
-impl Script {
-    /// Appends rows of `source`.
-    pub fn push(&mut self, source: &str, rows: RecordBatch) {
-        self.entries.push((source.to_string(), rows));
-    }
-
-    /// The same rows and order, cut into batches of `batch_size` (consecutive rows of one
-    /// source are joined first, so batches may span inserts).
-    pub fn rechunk(&self, batch_size: usize) -> Vec<(String, RecordBatch)> {
-        let mut runs: Vec<(String, Vec<RecordBatch>)> = Vec::new();
-        for (source, rows) in &self.entries {
-            match runs.last_mut() {
-                Some((s, batches)) if s == source => batches.push(rows.clone()),
-                _ => runs.push((source.clone(), vec![rows.clone()])),
-            }
-        }
-        let mut out = Vec::new();
-        for (source, batches) in runs {
-            let all =
-                concat_batches(&batches[0].schema(), &batches).expect("one source, one schema");
-            let mut offset = 0;
-            while offset < all.num_rows() {
-                let len = batch_size.min(all.num_rows() - offset);
-                out.push((source.clone(), all.slice(offset, len)));
-                offset += len;
-            }
-        }
-        out
-    }
-}
-
-/// What a run produced: the result rows and the late rows per late-events sink.
-pub struct RunOutput {
-    /// Result rows (with `op` first for updating queries).
-    pub rows: Vec<RecordBatch>,
-    /// Late rows by sink name.
-    pub late: HashMap<String, Vec<RecordBatch>>,
-}
-
-/// Runs a planned query over the script to the end of input, deterministically.
-pub fn run_to_completion(
-    graph: OperatorGraph,
-    script: &Script,
-    batch_size: usize,
-) -> vigil_engine::Result<RunOutput> {
-    let mut outputs = vec![OutputPort {
-        node: graph.output,
-        port: vigil_engine::operators::MAIN_PORT,
-    }];
-    let late_names: Vec<String> = graph
-        .late_outputs
-        .iter()
-        .map(|l| l.sink.name.clone())
-        .collect();
-    outputs.extend(graph.late_outputs.iter().map(|l| OutputPort {
-        node: l.node,
-        port: vigil_engine::operators::LATE_PORT,
-    }));
-    let source_names: Vec<String> = graph.sources.iter().map(|s| s.def.name.clone()).collect();
-    let updating = graph.updating;
-    let mut executor = GraphExecutor::new(graph, outputs);
-    let mut result = RunOutput {
-        rows: Vec::new(),
-        late: HashMap::new(),
-    };
-    let collect =
-        |emitted: Vec<(usize, Message)>, result: &mut RunOutput| -> vigil_engine::Result<()> {
-            for (index, message) in emitted {
-                if let Message::Batch(batch) = message {
-                    if index == 0 {
-                        result.rows.push(batch.into_output(updating)?);
-                    } else {
-                        result
-                            .late
-                            .entry(late_names[index - 1].clone())
-                            .or_default()
-                            .push(batch.rows);
-                    }
-                }
-            }
-            Ok(())
-        };
-    for (source, rows) in script.rechunk(batch_size) {
-        for (i, name) in source_names.iter().enumerate() {
-            if *name == source && !executor.output_ended(0) {
-                let emitted = executor.push_source(
-                    i,
-                    Message::Batch(vigil_engine::ChangeBatch::inserts(rows.clone())),
-                )?;
-                collect(emitted, &mut result)?;
-            }
-        }
-    }
-    for i in 0..source_names.len() {
-        let emitted = executor.end_source(i)?;
-        collect(emitted, &mut result)?;
-    }
-    Ok(result)
 }
 
 /// A sqllogictest database over a Vigil engine with scripted inputs.

@@ -18,9 +18,9 @@
 //! raw changelog depends on batch size: files that pin a changelog `SET batch_size = 1`,
 //! and `MATERIALIZE` checks the final result at every batch size.
 
-mod format;
 mod harness;
 pub mod kafka;
 
-pub use format::format_rows;
-pub use harness::{Script, StreamDb, run_to_completion, workspace_root};
+pub use harness::{StreamDb, workspace_root};
+/// Rows as the strings sqllogictest compares (the same text rule tests use).
+pub use vigil_rules::values::format_rows;

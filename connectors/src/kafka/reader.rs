@@ -194,6 +194,8 @@ impl Reader {
             .set("group.id", &group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
+            // Statistics feed the consumer-lag gauge (see `ReaderContext::stats`).
+            .set("statistics.interval.ms", "1000")
             .set(
                 "enable.partition.eof",
                 if config.bounded { "true" } else { "false" },

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use vigil_engine::connector::Delivered;
 use vigil_engine::runtime::QueryMetrics;
 
@@ -159,6 +159,36 @@ impl ClientContext for ReaderContext {
         self.metrics.add_connector_error();
         tracing::warn!(source = %self.source, %error, reason, "Kafka client error, retrying");
     }
+
+    /// librdkafka's periodic statistics (`statistics.interval.ms`): the consumer lag of the
+    /// partitions this reader owns.
+    fn stats(&self, statistics: Statistics) {
+        let lags = statistics
+            .topics
+            .iter()
+            .filter(|(topic, _)| self.topic_index(topic).is_some())
+            .flat_map(|(_, topic)| topic.partitions.values())
+            .filter(|p| p.partition >= 0 && p.desired)
+            .filter_map(|p| partition_lag(p.hi_offset, p.app_offset, p.committed_offset));
+        let mut total = None;
+        for lag in lags {
+            *total.get_or_insert(0) += lag;
+        }
+        if let Some(lag) = total {
+            self.metrics.set_consumer_lag(&self.source, lag);
+        }
+    }
+}
+
+/// Messages between a partition's read position and its high watermark. The position is
+/// the next offset handed to Vigil, else the committed one; librdkafka reports an unknown
+/// offset as negative, and then the lag is unknown.
+fn partition_lag(high_watermark: i64, read: i64, committed: i64) -> Option<u64> {
+    let position = if read >= 0 { read } else { committed };
+    if high_watermark < 0 || position < 0 {
+        return None;
+    }
+    Some(high_watermark.saturating_sub(position).max(0) as u64)
 }
 
 impl ConsumerContext for ReaderContext {
@@ -219,5 +249,20 @@ fn revoke(
         consumer.incremental_unassign(tpl)
     } else {
         consumer.unassign()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partition_lag;
+
+    #[test]
+    fn lag_counts_from_the_read_position_else_the_committed_offset() {
+        assert_eq!(partition_lag(100, 40, 10), Some(60));
+        assert_eq!(partition_lag(100, -1001, 10), Some(90));
+        assert_eq!(partition_lag(100, 100, 90), Some(0));
+        // Nothing read or committed yet, or no high watermark: unknown.
+        assert_eq!(partition_lag(100, -1001, -1001), None);
+        assert_eq!(partition_lag(-1, 5, 5), None);
     }
 }

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{AsArray, RecordBatch, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use vigil_engine::connector::{Sink, is_changelog};
@@ -34,7 +35,11 @@ enum Mode {
 /// producer. `flush` returns only once every message is acknowledged, so the offsets the
 /// query's sources commit afterwards never cover an undelivered alert.
 pub struct KafkaSink {
-    producer: FutureProducer,
+    /// Settings of the producer, made on the first write: creating a sink only checks its
+    /// options (the engine does that to validate a CREATE SINK), and a librdkafka client
+    /// would start connecting at once.
+    client: ClientConfig,
+    producer: Option<FutureProducer>,
     topic: String,
     mode: Mode,
     /// Key columns.
@@ -63,16 +68,26 @@ impl KafkaSink {
         for (name, value) in &config.properties {
             client.set(name, value);
         }
-        let producer = client
-            .create()
-            .map_err(|e| ConnectorError::External(format!("Kafka producer: {e}")))?;
         Ok(Self {
-            producer,
+            client,
+            producer: None,
             topic: config.topic,
             mode,
             key: config.key,
             in_flight: VecDeque::new(),
         })
+    }
+
+    /// Creates the producer if this is the first write.
+    fn open(&mut self) -> Result<(), ConnectorError> {
+        if self.producer.is_none() {
+            let producer = self
+                .client
+                .create()
+                .map_err(|e| ConnectorError::External(format!("Kafka producer: {e}")))?;
+            self.producer = Some(producer);
+        }
+        Ok(())
     }
 
     /// Queues one message, waiting for earlier deliveries while librdkafka's queue is full.
@@ -89,7 +104,8 @@ impl KafkaSink {
             record = record.payload(payload);
         }
         loop {
-            match self.producer.send_result(record) {
+            let producer = self.producer.as_ref().expect("opened by write");
+            match producer.send_result(record) {
                 Ok(delivery) => {
                     self.in_flight.push_back(delivery);
                     break;
@@ -174,6 +190,7 @@ impl Sink for KafkaSink {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        self.open()?;
         let keys = self.keys(&batch)?;
         let key = |i: usize| keys.as_ref().and_then(|k| k[i].as_deref());
         match self.mode {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, BooleanArray};
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::{Context, Operator};
+use super::{Context, Operator, show_expr};
 use crate::batch::ChangeBatch;
 use crate::error::{Error, Result};
 
@@ -29,7 +29,7 @@ impl Operator for Filter {
     }
 
     fn describe(&self) -> String {
-        self.predicate.to_string()
+        show_expr(self.predicate.as_ref())
     }
 
     fn on_batch(&mut self, batch: ChangeBatch, ctx: &mut Context) -> Result<()> {

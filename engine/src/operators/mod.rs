@@ -64,6 +64,9 @@ pub struct OperatorCounters {
     pub rows_in: u64,
     /// Rows emitted on the main port (counted by the executor).
     pub rows_out: u64,
+    /// The last watermark emitted: the operator's own, which for a watermark assigner is
+    /// ahead of anything its input carries.
+    pub watermark_out: Option<Timestamp>,
 }
 
 /// What an operator is handed with each call.
@@ -119,6 +122,7 @@ impl<'a> Context<'a> {
 
     /// Forwards a watermark on the main port.
     pub fn emit_watermark(&mut self, watermark: Timestamp) {
+        self.counters.watermark_out = Some(watermark);
         self.out.push((MAIN_PORT, Message::Watermark(watermark)));
     }
 
@@ -169,6 +173,11 @@ pub trait Operator: Send {
 
     /// Rows held in state (windows and groups), for metrics and tests.
     fn state_rows(&self) -> usize {
+        0
+    }
+
+    /// Bytes held in state, as DataFusion's group tables and accumulators account them.
+    fn state_bytes(&self) -> usize {
         0
     }
 
@@ -261,9 +270,15 @@ pub(crate) fn evaluate_all(
 pub(crate) fn show_exprs(exprs: &[Arc<dyn PhysicalExpr>]) -> String {
     exprs
         .iter()
-        .map(|e| e.to_string())
+        .map(|e| show_expr(e.as_ref()))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// An expression as SQL text (`score > 0`, not `score@4 > 0`), so EXPLAIN and the live graph
+/// read in the terms of the rule that produced them.
+pub(crate) fn show_expr(expr: &dyn PhysicalExpr) -> String {
+    datafusion::physical_expr_common::physical_expr::fmt_sql(expr).to_string()
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::{Context, Operator, evaluate_all, show_exprs};
+use super::{Context, Operator, evaluate_all, show_expr};
 use crate::batch::ChangeBatch;
 use crate::error::Result;
 
@@ -30,7 +30,20 @@ impl Operator for Project {
     }
 
     fn describe(&self) -> String {
-        show_exprs(&self.exprs)
+        // `expr AS name` where the SELECT list renamed it, as it was written.
+        self.exprs
+            .iter()
+            .zip(self.schema.fields())
+            .map(|(e, f)| {
+                let sql = show_expr(e.as_ref());
+                if &sql == f.name() {
+                    sql
+                } else {
+                    format!("{sql} AS {}", f.name())
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     fn on_batch(&mut self, batch: ChangeBatch, ctx: &mut Context) -> Result<()> {

@@ -29,6 +29,8 @@ pub struct UpdatingAggregate {
     index: HashMap<Box<[u8]>, usize>,
     groups: Vec<Option<Group>>,
     free: Vec<usize>,
+    /// The groups' bytes, kept up to date as groups change rather than summed on demand.
+    state_bytes: usize,
     /// The first source batch whose rows are in the groups: their state lives as long as
     /// the query, and is not checkpointed, so that input can never be acknowledged.
     first_epoch: Option<u64>,
@@ -41,6 +43,22 @@ struct Group {
     rows: i64,
     /// The aggregate values last emitted.
     emitted: Option<Vec<ScalarValue>>,
+    /// Its size when last measured (after its last change).
+    bytes: usize,
+}
+
+impl Group {
+    /// Bytes of its key, accumulators and last emitted values.
+    fn measure(&self) -> usize {
+        let emitted = self
+            .emitted
+            .iter()
+            .flatten()
+            .map(ScalarValue::size)
+            .sum::<usize>();
+        let accumulators = self.accumulators.iter().map(|a| a.size()).sum::<usize>();
+        self.key.as_ref().len() + accumulators + emitted
+    }
 }
 
 impl UpdatingAggregate {
@@ -69,6 +87,7 @@ impl UpdatingAggregate {
             index: HashMap::new(),
             groups: Vec::new(),
             free: Vec::new(),
+            state_bytes: 0,
             first_epoch: None,
         })
     }
@@ -89,6 +108,7 @@ impl UpdatingAggregate {
             accumulators,
             rows: 0,
             emitted: None,
+            bytes: 0,
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -177,6 +197,10 @@ impl Operator for UpdatingAggregate {
 
     fn state_rows(&self) -> usize {
         self.index.len()
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.state_bytes
     }
 
     fn retained_epoch(&self) -> Option<u64> {
@@ -303,6 +327,8 @@ impl Operator for UpdatingAggregate {
                     acc.merge_batch(&slice)?;
                     column += width;
                 }
+                group.bytes = group.measure();
+                self.state_bytes += group.bytes;
             }
         }
         Ok(())
@@ -327,6 +353,7 @@ impl UpdatingAggregate {
                 if let Some(old) = group.emitted.take() {
                     push(ChangeKind::Delete, &group.key, &old);
                 }
+                self.state_bytes -= group.bytes;
                 self.index.remove(group.key.row().as_ref());
                 self.groups[slot] = None;
                 self.free.push(slot);
@@ -346,6 +373,9 @@ impl UpdatingAggregate {
                 Some(_) => {}
             }
             group.emitted = Some(new);
+            let bytes = group.measure();
+            self.state_bytes = self.state_bytes + bytes - group.bytes;
+            group.bytes = bytes;
         }
         if ops.is_empty() {
             return Ok(());

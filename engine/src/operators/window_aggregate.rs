@@ -57,6 +57,12 @@ impl WindowGroups {
         Ok(group_ids)
     }
 
+    /// Bytes of its group table and accumulators.
+    fn size(&self) -> usize {
+        let keys = self.keys.as_ref().map_or(0, |k| k.size());
+        keys + self.accumulators.iter().map(|a| a.size()).sum::<usize>()
+    }
+
     /// Takes the key columns of every group, in group id order.
     fn emit_keys(&mut self) -> Result<Vec<ArrayRef>> {
         match &mut self.keys {
@@ -270,6 +276,10 @@ impl Operator for WindowAggregate {
 
     fn state_rows(&self) -> usize {
         self.windows.values().map(|w| w.groups).sum()
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.windows.values().map(WindowGroups::size).sum()
     }
 
     fn retained_epoch(&self) -> Option<u64> {

@@ -63,7 +63,34 @@ pub struct OperatorGraph {
     /// Late-event outputs.
     pub late_outputs: Vec<LateOutput>,
     /// What the planner found questionable but not wrong (EXPLAIN prints them).
-    pub warnings: Vec<String>,
+    pub warnings: Vec<PlanWarning>,
+}
+
+/// Something the planner found questionable but not wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanWarning {
+    /// Which kind, so tools can point at the clause it is about.
+    pub kind: WarningKind,
+    /// What and why, with a hint.
+    pub message: String,
+}
+
+/// The kinds of [`PlanWarning`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WarningKind {
+    /// A TUMBLE or HOP over a source that declares no watermark.
+    WindowWithoutWatermark,
+    /// A keyed aggregate over a shared input not partitioned by its keys.
+    GroupsNotPartitioned,
+    /// A HAVING on a windowed aggregate that tests group columns only: as a WHERE it would
+    /// drop rows before they are kept in window state.
+    HavingCouldBeWhere,
+}
+
+impl std::fmt::Display for PlanWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 impl OperatorGraph {

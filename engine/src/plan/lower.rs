@@ -19,7 +19,9 @@ use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, TableScan};
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 
-use super::graph::{Edge, GraphNode, LateOutput, NodeId, OperatorGraph, SourceBinding};
+use super::graph::{
+    Edge, GraphNode, LateOutput, NodeId, OperatorGraph, PlanWarning, SourceBinding, WarningKind,
+};
 use super::window_table::WindowTable;
 use crate::catalog::{Catalog, SourceTable};
 use crate::error::{Error, Result};
@@ -133,7 +135,7 @@ struct Lowering<'a> {
     sources: Vec<SourceBinding>,
     late_outputs: Vec<LateOutput>,
     props: ExecutionProps,
-    warnings: Vec<String>,
+    warnings: Vec<PlanWarning>,
 }
 
 impl Lowering<'_> {
@@ -166,6 +168,7 @@ impl Lowering<'_> {
                 Ok(Stream { node, window, partitioning, ..input })
             }
             LogicalPlan::Filter(f) => {
+                self.check_having(f);
                 let input = self.lower(&f.input)?;
                 let predicate = self.physical_expr(&f.predicate, f.input.schema())?;
                 let node = self.add_after(Box::new(Filter::new(predicate)), &input);
@@ -311,12 +314,15 @@ impl Lowering<'_> {
                 && source.def.watermark.is_none()
             {
                 let column = source.def.schema.field(window.time_column).name();
-                self.warnings.push(format!(
-                    "window over source '{}', which declares no watermark: its windows close \
-                     only when the source ends; declare one on the source, e.g. WATERMARK FOR \
-                     {column} AS {column} - INTERVAL '5' SECOND",
-                    source.def.name
-                ));
+                self.warn(
+                    WarningKind::WindowWithoutWatermark,
+                    format!(
+                        "window over source '{}', which declares no watermark: its windows \
+                         close only when the source ends; declare one on the source, e.g. \
+                         WATERMARK FOR {column} AS {column} - INTERVAL '5' SECOND",
+                        source.def.name
+                    ),
+                );
             }
             // Window columns are appended: input columns keep their indices.
             return Ok(Stream {
@@ -413,6 +419,50 @@ impl Lowering<'_> {
         })
     }
 
+    fn warn(&mut self, kind: WarningKind, message: String) {
+        self.warnings.push(PlanWarning { kind, message });
+    }
+
+    /// Warns about a HAVING on a windowed aggregate that tests only group columns: it could
+    /// be a WHERE, which drops rows before the window keeps them instead of after it closes.
+    fn check_having(&mut self, filter: &datafusion::logical_expr::Filter) {
+        let LogicalPlan::Aggregate(agg) = filter.input.as_ref() else {
+            return;
+        };
+        let group_names: Vec<String> = agg
+            .group_expr
+            .iter()
+            .map(|e| match e {
+                Expr::Column(c) => c.name.clone(),
+                other => other.schema_name().to_string(),
+            })
+            .collect();
+        let windowed = ["window_start", "window_end"]
+            .iter()
+            .all(|w| group_names.iter().any(|g| g == w));
+        let columns = filter.predicate.column_refs();
+        let keys_only = !columns.is_empty()
+            && columns.iter().all(|c| {
+                group_names.contains(&c.name) && c.name != "window_start" && c.name != "window_end"
+            });
+        if windowed && keys_only {
+            self.warn(
+                WarningKind::HavingCouldBeWhere,
+                format!(
+                    "this HAVING tests only GROUP BY columns ({}): as a WHERE it would drop \
+                     rows before the windows keep them, instead of after they close",
+                    columns
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .into_iter()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+    }
+
     /// Warns when processes sharing the input's splits would each aggregate only part of a
     /// group; returns how the aggregate's output is partitioned.
     fn check_partitioning(&mut self, agg: &Aggregate, input: &Stream) -> Partitioning {
@@ -457,20 +507,26 @@ impl Lowering<'_> {
                     .iter()
                     .map(|c| schema.field(*c).name().as_str())
                     .collect();
-                self.warnings.push(format!(
-                    "the query groups by ({}) but its input is partitioned by ({}): {hint}",
-                    keys.join(", "),
-                    names.join(", ")
-                ));
+                self.warn(
+                    WarningKind::GroupsNotPartitioned,
+                    format!(
+                        "the query groups by ({}) but its input is partitioned by ({}): {hint}",
+                        keys.join(", "),
+                        names.join(", ")
+                    ),
+                );
                 Partitioning::Unknown(input.partitioning.sources().to_vec())
             }
             Partitioning::Unknown(_) => {
-                self.warnings.push(format!(
-                    "the query groups by ({}) but source {} is not declared partitioned_by \
-                     those columns: {hint}",
-                    keys.join(", "),
-                    sources(&input.partitioning)
-                ));
+                self.warn(
+                    WarningKind::GroupsNotPartitioned,
+                    format!(
+                        "the query groups by ({}) but source {} is not declared partitioned_by \
+                         those columns: {hint}",
+                        keys.join(", "),
+                        sources(&input.partitioning)
+                    ),
+                );
                 input.partitioning.clone()
             }
         }

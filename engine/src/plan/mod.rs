@@ -4,5 +4,7 @@ mod graph;
 mod lower;
 pub mod window_table;
 
-pub use graph::{Edge, GraphNode, LateOutput, NodeId, OperatorGraph, SourceBinding};
+pub use graph::{
+    Edge, GraphNode, LateOutput, NodeId, OperatorGraph, PlanWarning, SourceBinding, WarningKind,
+};
 pub use lower::lower_query;

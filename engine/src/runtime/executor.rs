@@ -208,8 +208,9 @@ impl GraphExecutor {
             stat.rows_in = node.counters.rows_in;
             stat.rows_out = node.counters.rows_out;
             stat.late_rows = node.counters.late_rows;
-            stat.watermark = node.watermark;
+            stat.watermark = node.counters.watermark_out.unwrap_or(node.watermark);
             stat.state_rows = node.operator.state_rows() as u64;
+            stat.state_bytes = node.operator.state_bytes() as u64;
         }
     }
 

@@ -1,5 +1,6 @@
 //! [`QueryMetrics`]: live counters of a running query.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -20,10 +21,14 @@ pub struct QueryMetrics {
     pub watermark: AtomicI64,
     /// Rows held in operator state.
     pub state_rows: AtomicU64,
+    /// Bytes held in operator state.
+    pub state_bytes: AtomicU64,
     /// Errors a connector recovered from by retrying (broker unreachable, failed commit).
     pub connector_errors: AtomicU64,
     /// Per operator of the running graph, as of the last message it processed.
     operators: Mutex<Vec<OperatorStats>>,
+    /// Per source, messages its broker holds that it has not read yet, where known.
+    consumer_lag: Mutex<BTreeMap<String, u64>>,
 }
 
 /// Live counters of one operator of a running query.
@@ -43,10 +48,12 @@ pub struct OperatorStats {
     pub rows_out: u64,
     /// Late rows it dropped.
     pub late_rows: u64,
-    /// Its watermark (nanoseconds).
+    /// The last watermark it emitted, else its input's (nanoseconds).
     pub watermark: i64,
     /// Rows it holds in state.
     pub state_rows: u64,
+    /// Bytes it holds in state.
+    pub state_bytes: u64,
 }
 
 impl Default for QueryMetrics {
@@ -58,8 +65,10 @@ impl Default for QueryMetrics {
             dead_letters: AtomicU64::new(0),
             watermark: AtomicI64::new(WATERMARK_MIN),
             state_rows: AtomicU64::new(0),
+            state_bytes: AtomicU64::new(0),
             connector_errors: AtomicU64::new(0),
             operators: Mutex::default(),
+            consumer_lag: Mutex::default(),
         }
     }
 }
@@ -79,6 +88,8 @@ pub struct MetricsSnapshot {
     pub watermark: i64,
     /// Rows in operator state.
     pub state_rows: u64,
+    /// Bytes in operator state.
+    pub state_bytes: u64,
     /// Errors connectors recovered from.
     pub connector_errors: u64,
 }
@@ -93,6 +104,7 @@ impl QueryMetrics {
             dead_letters: self.dead_letters.load(Ordering::Relaxed),
             watermark: self.watermark.load(Ordering::Relaxed),
             state_rows: self.state_rows.load(Ordering::Relaxed),
+            state_bytes: self.state_bytes.load(Ordering::Relaxed),
             connector_errors: self.connector_errors.load(Ordering::Relaxed),
         }
     }
@@ -108,14 +120,32 @@ impl QueryMetrics {
     }
 
     /// Updates the operators' counters (the runtime calls this as the graph runs), and the
-    /// query's late-event and state-row totals from them.
+    /// query's late-event and state totals from them.
     pub fn update_operators(&self, update: impl FnOnce(&mut Vec<OperatorStats>)) {
         let mut operators = self.operators.lock().expect("operator stats lock");
         update(&mut operators);
         let late: u64 = operators.iter().map(|o| o.late_rows).sum();
-        let state: u64 = operators.iter().map(|o| o.state_rows).sum();
+        let state_rows: u64 = operators.iter().map(|o| o.state_rows).sum();
+        let state_bytes: u64 = operators.iter().map(|o| o.state_bytes).sum();
         self.late_events.store(late, Ordering::Relaxed);
-        self.state_rows.store(state, Ordering::Relaxed);
+        self.state_rows.store(state_rows, Ordering::Relaxed);
+        self.state_bytes.store(state_bytes, Ordering::Relaxed);
+    }
+
+    /// Records how many messages `source` has yet to read (a Kafka consumer's lag).
+    pub fn set_consumer_lag(&self, source: &str, lag: u64) {
+        let mut lags = self.consumer_lag.lock().expect("consumer lag lock");
+        match lags.get_mut(source) {
+            Some(value) => *value = lag,
+            None => {
+                lags.insert(source.to_string(), lag);
+            }
+        }
+    }
+
+    /// The consumer lag of each source that reports one.
+    pub fn consumer_lags(&self) -> BTreeMap<String, u64> {
+        self.consumer_lag.lock().expect("consumer lag lock").clone()
     }
 
     /// Counts one malformed record.
@@ -152,12 +182,43 @@ fn render_node(operators: &[OperatorStats], node: &OperatorStats, depth: usize, 
     };
     let _ = writeln!(
         out,
-        "{pad}{name}  [rows in {}, out {}; watermark {watermark}; state rows {}; late {}]",
-        node.rows_in, node.rows_out, node.state_rows, node.late_rows
+        "{pad}{name}  [rows in {}, out {}; watermark {watermark}; state {} rows, {}; late {}]",
+        node.rows_in,
+        node.rows_out,
+        node.state_rows,
+        format_bytes(node.state_bytes),
+        node.late_rows
     );
     for input in &node.inputs {
         if let Some(child) = operators.iter().find(|o| o.id == *input) {
             render_node(operators, child, depth + 1, out);
         }
+    }
+}
+
+/// `812 B`, `3.4 KiB`, `12.0 MiB`.
+fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_bytes;
+
+    #[test]
+    fn bytes_read_in_binary_units() {
+        assert_eq!(format_bytes(812), "812 B");
+        assert_eq!(format_bytes(3482), "3.4 KiB");
+        assert_eq!(format_bytes(12 * 1024 * 1024 + 1), "12.0 MiB");
     }
 }

@@ -1,9 +1,11 @@
 //! Vigil's SQL dialect: parsing of `CREATE SOURCE` / `CREATE SINK`, `WATERMARK FOR` and
 //! `EXPLAIN`; every other statement is sqlparser's.
 
+mod keywords;
 mod options;
 mod parser;
 
+pub use keywords::KEYWORDS;
 pub use options::{OptionReader, Options};
 pub use parser::{
     CreateSink, CreateSource, CreateView, ParsedStatement, Statement, StreamParser, WatermarkDef,

@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod ops;
 pub mod queries;
+pub mod rules;
 pub mod statements;
 
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::routing::{MethodRouter, delete, get, post, put};
 
 use crate::auth::require_token;
 use crate::error::ApiError;
@@ -86,10 +87,34 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "GET",
         path: "/v1/queries/{id}/graph",
-        summary: "The operator graph with live per-operator counters: rows in and out, watermark, state rows, late rows",
+        summary: "The operator graph with live per-operator counters: rows in and out, watermark, state rows and bytes, late rows; as EXPLAIN ANALYZE text with Accept: text/plain",
         body: false,
         public: false,
         handler: || get(queries::graph),
+    },
+    Route {
+        method: "GET",
+        path: "/v1/rules",
+        summary: "Deployed rule files with their content hashes, SQL and queries",
+        body: false,
+        public: false,
+        handler: || get(rules::list),
+    },
+    Route {
+        method: "PUT",
+        path: "/v1/rules/{name}",
+        summary: "Deploy a rule file, or replace the deployed version: new queries start before the old stop",
+        body: true,
+        public: false,
+        handler: || put(rules::deploy),
+    },
+    Route {
+        method: "DELETE",
+        path: "/v1/rules/{name}",
+        summary: "Stop a rule's queries and remove it",
+        body: false,
+        public: false,
+        handler: || delete(rules::remove),
     },
     Route {
         method: "GET",

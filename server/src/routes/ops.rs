@@ -39,7 +39,7 @@ pub async fn metrics(State(service): State<Arc<Service>>) -> impl IntoResponse {
     let _ = writeln!(out, "# HELP vigil_queries_running Queries running now.");
     let _ = writeln!(out, "# TYPE vigil_queries_running gauge");
     let _ = writeln!(out, "vigil_queries_running {}", service.queries.running());
-    let counters: [Counter; 6] = [
+    let counters: [Counter; 7] = [
         (
             "vigil_query_events_in_total",
             "Events read from sources.",
@@ -69,6 +69,11 @@ pub async fn metrics(State(service): State<Arc<Service>>) -> impl IntoResponse {
             "vigil_query_state_rows",
             "Rows held in operator state.",
             |m| m.state_rows,
+        ),
+        (
+            "vigil_query_state_bytes",
+            "Bytes held in operator state.",
+            |m| m.state_bytes,
         ),
     ];
     let snapshots: Vec<_> = queries
@@ -118,6 +123,21 @@ pub async fn metrics(State(service): State<Arc<Service>>) -> impl IntoResponse {
             );
         }
     }
+    let _ = writeln!(
+        out,
+        "# HELP vigil_source_consumer_lag_messages Messages in a Kafka source's partitions not yet read."
+    );
+    let _ = writeln!(out, "# TYPE vigil_source_consumer_lag_messages gauge");
+    for q in &queries {
+        for (source, lag) in q.metrics.consumer_lags() {
+            let _ = writeln!(
+                out,
+                "vigil_source_consumer_lag_messages{{{},source=\"{}\"}} {lag}",
+                labels(q.id, &q.name),
+                escape(&source)
+            );
+        }
+    }
     operator_series(&queries, &mut out);
     let _ = writeln!(
         out,
@@ -147,7 +167,7 @@ type OperatorSeries = (
 
 /// Per-operator counters of every query.
 fn operator_series(queries: &[Arc<QueryEntry>], out: &mut String) {
-    let series: [OperatorSeries; 4] = [
+    let series: [OperatorSeries; 5] = [
         (
             "vigil_operator_rows_in_total",
             "Rows an operator received.",
@@ -171,6 +191,12 @@ fn operator_series(queries: &[Arc<QueryEntry>], out: &mut String) {
             "Rows an operator holds in state.",
             "gauge",
             |o| o.state_rows,
+        ),
+        (
+            "vigil_operator_state_bytes",
+            "Bytes an operator holds in state.",
+            "gauge",
+            |o| o.state_bytes,
         ),
     ];
     let operators: Vec<(String, Vec<OperatorStats>)> = queries
@@ -196,8 +222,12 @@ fn operator_series(queries: &[Arc<QueryEntry>], out: &mut String) {
 
 /// Prometheus labels of a query, with the name's quotes and backslashes escaped.
 fn labels(id: u64, name: &str) -> String {
-    let name = name.replace('\\', "\\\\").replace('"', "\\\"");
-    format!("query=\"{id}\",name=\"{name}\"")
+    format!("query=\"{id}\",name=\"{}\"", escape(name))
+}
+
+/// A label value with its quotes and backslashes escaped.
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 /// `GET /openapi.json`: the API's routes, from the same table the router is built from.
@@ -215,6 +245,12 @@ pub async fn openapi() -> Json<Value> {
             operation["parameters"] = json!([{
                 "name": "id", "in": "path", "required": true,
                 "schema": { "type": "integer" }
+            }]);
+        }
+        if route.path.contains("{name}") {
+            operation["parameters"] = json!([{
+                "name": "name", "in": "path", "required": true,
+                "schema": { "type": "string" }
             }]);
         }
         if route.body {

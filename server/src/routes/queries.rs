@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
 use serde::Serialize;
 use tokio::sync::broadcast;
+use vigil_engine::runtime::OperatorStats;
 use vigil_engine::time::format_rfc3339;
 
 use crate::error::ApiError;
@@ -43,7 +44,10 @@ pub struct MetricsView {
     late_events: u64,
     dead_letters: u64,
     state_rows: u64,
+    state_bytes: u64,
     connector_errors: u64,
+    /// Messages in the query's Kafka partitions not yet read, per source, where known.
+    consumer_lag: std::collections::BTreeMap<String, u64>,
 }
 
 impl QueryView {
@@ -71,7 +75,9 @@ impl QueryView {
                 late_events: m.late_events,
                 dead_letters: m.dead_letters,
                 state_rows: m.state_rows,
+                state_bytes: m.state_bytes,
                 connector_errors: m.connector_errors,
+                consumer_lag: entry.metrics.consumer_lags(),
             },
         }
     }
@@ -203,6 +209,7 @@ pub struct OperatorView {
     /// Its watermark (RFC 3339), absent before the first.
     watermark: Option<String>,
     state_rows: u64,
+    state_bytes: u64,
 }
 
 /// A query's operator graph.
@@ -215,15 +222,30 @@ pub struct GraphView {
     operators: Vec<OperatorView>,
 }
 
-/// `GET /v1/queries/{id}/graph`: the operator graph with live per-operator counters.
+/// `GET /v1/queries/{id}/graph`: the operator graph with live per-operator counters, as
+/// JSON, or as the text of `EXPLAIN ANALYZE` when the client accepts `text/plain`.
 pub async fn graph(
     State(service): State<Arc<Service>>,
     Path(id): Path<u64>,
-) -> Result<Json<GraphView>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let entry = find(&service, id)?;
-    let operators = entry
-        .metrics
-        .operators()
+    let stats = entry.metrics.operators();
+    let wants_text = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/plain"));
+    if wants_text {
+        let text = format!(
+            "query {} ({}), {}\n{}",
+            entry.id,
+            entry.name,
+            entry.status().label(),
+            OperatorStats::render_tree(&stats)
+        );
+        return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response());
+    }
+    let operators = stats
         .into_iter()
         .map(|op| OperatorView {
             id: op.id,
@@ -235,6 +257,7 @@ pub async fn graph(
             late_rows: op.late_rows,
             watermark: format_rfc3339(op.watermark),
             state_rows: op.state_rows,
+            state_bytes: op.state_bytes,
         })
         .collect();
     Ok(Json(GraphView {
@@ -242,5 +265,6 @@ pub async fn graph(
         sql: entry.sql.clone(),
         status: entry.status(),
         operators,
-    }))
+    })
+    .into_response())
 }

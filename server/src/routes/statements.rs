@@ -58,7 +58,7 @@ pub async fn validate(
 }
 
 /// A body that is not `{"sql": "..."}` JSON, or too large, as a JSON error.
-fn rejected(rejection: JsonRejection) -> ApiError {
+pub(crate) fn rejected(rejection: JsonRejection) -> ApiError {
     let code = match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",

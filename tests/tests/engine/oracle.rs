@@ -11,8 +11,9 @@ use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray, TimestampNa
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
+use vigil_engine::replay::{Script, run_to_completion};
 use vigil_engine::{Engine, EngineConfig};
-use vigil_tests::{Script, format_rows, run_to_completion};
+use vigil_tests::format_rows;
 
 const SECOND: i64 = 1_000_000_000;
 const DELAY: i64 = 5 * SECOND;

@@ -2,9 +2,10 @@
 
 use datafusion::arrow::array::{Float64Array, Int64Array, RecordBatch, TimestampNanosecondArray};
 use std::sync::Arc;
+use vigil_engine::replay::{Script, run_to_completion};
 use vigil_engine::sql::StreamParser;
 use vigil_engine::{Engine, EngineConfig, StatementOutcome};
-use vigil_tests::{Script, format_rows, run_to_completion, workspace_root};
+use vigil_tests::{format_rows, workspace_root};
 
 const PROFILE: &str = "
 CREATE SOURCE payments (account_id BIGINT, amount DOUBLE, ts TIMESTAMP) WITH (connector = 'memory');

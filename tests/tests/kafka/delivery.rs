@@ -296,3 +296,28 @@ async fn a_network_outage_is_retried_and_the_query_resumes_without_loss() {
     wait_for_ids(&broker, 40).await;
     stop(queries).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consumer_lag_is_reported_per_source_and_drops_to_zero_once_caught_up() {
+    let broker = broker_with_topics().await;
+    produce_keyed(&broker, "sensors", "key", &numbered(0, 200)).await;
+    let mut engine = engine(&broker);
+    let queries = start(&mut engine, &copy_rule("lag")).await;
+    let metrics = std::sync::Arc::clone(queries[0].metrics());
+    wait_for_ids(&broker, 200).await;
+    // librdkafka reports statistics every second; the read position reaches the high
+    // watermark of every partition.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let lags = loop {
+        let lags = metrics.consumer_lags();
+        if lags.get("events") == Some(&0) || std::time::Instant::now() > deadline {
+            break lags;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    stop(queries).await;
+    assert_eq!(
+        lags.into_iter().collect::<Vec<_>>(),
+        vec![("events".to_string(), 0)]
+    );
+}

@@ -69,25 +69,34 @@ impl Running {
         }
     }
 
-    async fn sql(&self, path: &str, sql: &str) -> (StatusCode, Value) {
-        let response = self
-            .request(reqwest::Method::POST, path)
-            .json(&json!({ "sql": sql }))
-            .send()
-            .await
-            .expect("request");
+    /// Sends a request with an optional JSON body; the status and the JSON answer.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.request(method, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
         let status = response.status();
         (status, response.json().await.expect("JSON body"))
     }
 
-    async fn get_json(&self, path: &str) -> (StatusCode, Value) {
-        let response = self
-            .request(reqwest::Method::GET, path)
-            .send()
+    async fn sql(&self, path: &str, sql: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, Some(json!({ "sql": sql })))
             .await
-            .expect("request");
-        let status = response.status();
-        (status, response.json().await.expect("JSON body"))
+    }
+
+    async fn put_sql(&self, path: &str, sql: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::PUT, path, Some(json!({ "sql": sql })))
+            .await
+    }
+
+    async fn get_json(&self, path: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::GET, path, None).await
     }
 
     /// Submits a statement that starts one query; returns its id.
@@ -502,7 +511,7 @@ async fn the_openapi_document_lists_every_route_and_each_is_served() {
     assert_eq!(documented, routed);
     // Each documented route answers: never the router's "no such route".
     for (method, path) in documented {
-        let path = path.replace("{id}", "1");
+        let path = path.replace("{id}", "1").replace("{name}", "x");
         let response = server
             .request(method.parse().unwrap(), &path)
             .json(&json!({ "sql": "SELECT 1" }))
@@ -521,5 +530,84 @@ async fn the_openapi_document_lists_every_route_and_each_is_served() {
     let (status, body) = server.get_json("/v1/nothing").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "not_found");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rules_are_deployed_replaced_and_removed_by_name_and_hash() {
+    let server = Running::default().await;
+    let (status, body) = server.sql("/v1/statements", PACED_SOURCE).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let hot = "CREATE VIEW hot AS SELECT * FROM sensors WHERE temperature > 30;\n\
+               CREATE SINK hot_alerts WITH (connector = 'stdout') AS SELECT sensor_id FROM hot;\n";
+    let (status, body) = server.put_sql("/v1/rules/hot", hot).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["action"], "added");
+    assert_eq!(body["rule"]["hash"], vigil_rules::layout::content_hash(hot));
+    assert_eq!(body["rule"]["views"], json!(["hot"]));
+    let first = body["rule"]["queries"][0].as_u64().expect("a query");
+
+    // The same text again changes nothing.
+    let (_, body) = server.put_sql("/v1/rules/hot", hot).await;
+    assert_eq!(body["action"], "unchanged");
+
+    // A broken version is refused where it breaks, and the deployed one keeps running.
+    let broken = hot.replace("temperature > 30", "temprature > 30");
+    let (status, body) = server.put_sql("/v1/rules/hot", &broken).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        (
+            body["error"]["line"].as_u64(),
+            body["error"]["column"].as_u64()
+        ),
+        (Some(1), Some(48))
+    );
+    let (_, query) = server.get_json(&format!("/v1/queries/{first}")).await;
+    assert_eq!(query["status"]["state"], "running");
+
+    // A new version replaces the view and the sink's query: the new one starts, the old stops.
+    let cooler = hot.replace("temperature > 30", "temperature > 25");
+    let (status, body) = server.put_sql("/v1/rules/hot", &cooler).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["action"], "changed");
+    assert_eq!(body["stopped"], json!([first]));
+    let second = body["rule"]["queries"][0].as_u64().unwrap();
+    assert_ne!(second, first);
+    let (_, query) = server.get_json(&format!("/v1/queries/{second}")).await;
+    assert_eq!(query["status"]["state"], "running");
+    assert!(
+        query["sql"].as_str().unwrap().contains("FROM hot"),
+        "{query}"
+    );
+    let (_, catalog) = server.get_json("/v1/catalog").await;
+    assert!(
+        catalog.to_string().contains("temperature > 25"),
+        "the view was replaced: {catalog}"
+    );
+
+    // Another rule may not take over a sink this one writes.
+    let thief =
+        "CREATE SINK hot_alerts WITH (connector = 'stdout') AS SELECT sensor_id FROM sensors;";
+    let (status, body) = server.put_sql("/v1/rules/thief", thief).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "sink_taken");
+
+    let (_, list) = server.get_json("/v1/rules").await;
+    assert_eq!(list["rules"].as_array().unwrap().len(), 1);
+    assert_eq!(list["rules"][0]["name"], "hot");
+    assert_eq!(list["rules"][0]["sql"], cooler);
+
+    let (status, body) = server
+        .call(reqwest::Method::DELETE, "/v1/rules/hot", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, query) = server.get_json(&format!("/v1/queries/{second}")).await;
+    assert_eq!(query["status"]["state"], "stopped");
+    let (_, list) = server.get_json("/v1/rules").await;
+    assert_eq!(list["rules"], json!([]));
+    // Removed, the rule deploys again from scratch.
+    let (status, body) = server.put_sql("/v1/rules/hot", hot).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["action"], "added");
     server.stop().await;
 }

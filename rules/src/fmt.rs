@@ -1,0 +1,303 @@
+//! `vigil fmt`: one canonical layout for rule files, the way `gofmt` does it: the author's
+//! line breaks stay, everything else is decided here.
+//!
+//! - SQL keywords in upper case; names as written;
+//! - one space between tokens, none inside parentheses or before commas, none between a
+//!   function and its arguments;
+//! - indentation from structure: clauses (`SELECT`, `FROM`, `WHERE`, ...) at the statement's
+//!   margin, their continuation lines 4 spaces in, the inside of parentheses and `CASE` 4
+//!   spaces past the line that opened them;
+//! - comments kept as written, at the indentation of their place; at most one blank line in a
+//!   row; one newline at the end.
+//!
+//! Only whitespace and keyword case change: the formatted file is checked to have the same
+//! tokens as the original before it is returned.
+
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
+use vigil_engine::sql::KEYWORDS;
+
+/// Keywords that start a clause: at the statement's margin, not indented as continuations.
+const CLAUSES: &[&str] = &[
+    "SELECT", "FROM", "WHERE", "GROUP", "HAVING", "UNION", "ORDER", "LIMIT", "WITH", "CREATE",
+    "DROP", "EXPLAIN", "JOIN", "LEFT", "RIGHT", "INNER", "FULL", "CROSS",
+];
+
+/// Keywords after which `(` is not a call: `AS (`, `IN (`, `WITH (`.
+const BEFORE_PARENTHESIS: &[&str] = &[
+    "AND", "AS", "EXISTS", "FILTER", "FROM", "IN", "JOIN", "NOT", "ON", "OR", "SELECT", "THEN",
+    "ELSE", "WHEN", "WHERE", "WITH", "BY", "HAVING", "UNION", "ALL",
+];
+
+/// Why a file could not be formatted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    /// The text does not tokenize as SQL (an unclosed quote, say).
+    #[error("{0}")]
+    Syntax(String),
+    /// The formatter would have changed more than layout: a bug, and the file is left alone.
+    #[error("formatting would change the rule's tokens; the file is left as it is")]
+    ChangedTokens,
+}
+
+/// The canonical form of a rule file.
+pub fn format_sql(text: &str) -> Result<String, FormatError> {
+    let tokens = tokenize(text)?;
+    let formatted = layout(&tokens);
+    if significant(&tokenize(&formatted)?) != significant(&tokens) {
+        return Err(FormatError::ChangedTokens);
+    }
+    Ok(formatted)
+}
+
+fn tokenize(text: &str) -> Result<Vec<Token>, FormatError> {
+    Tokenizer::new(&GenericDialect {}, text)
+        .tokenize()
+        .map_err(|e| FormatError::Syntax(e.to_string()))
+}
+
+/// Tokens that carry meaning, words compared without case unless quoted.
+fn significant(tokens: &[Token]) -> Vec<String> {
+    tokens
+        .iter()
+        .filter_map(|t| match t {
+            Token::Whitespace(Whitespace::SingleLineComment { comment, prefix }) => {
+                Some(format!("{prefix}{}", comment.trim_end()))
+            }
+            Token::Whitespace(Whitespace::MultiLineComment(c)) => Some(c.clone()),
+            Token::Whitespace(_) => None,
+            Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
+            other => Some(other.to_string()),
+        })
+        .collect()
+}
+
+/// One line of the input: its tokens, or a comment at its end.
+#[derive(Default)]
+struct Line {
+    tokens: Vec<Token>,
+    comment: Option<String>,
+}
+
+fn split_lines(tokens: &[Token]) -> Vec<Line> {
+    let mut lines = vec![Line::default()];
+    for token in tokens {
+        match token {
+            Token::Whitespace(Whitespace::Newline) => lines.push(Line::default()),
+            Token::Whitespace(Whitespace::SingleLineComment { comment, prefix }) => {
+                let line = lines.last_mut().expect("never empty");
+                line.comment = Some(format!("{prefix}{}", comment.trim_end()));
+                if comment.ends_with('\n') {
+                    lines.push(Line::default());
+                }
+            }
+            Token::Whitespace(Whitespace::Space | Whitespace::Tab) => {}
+            other => lines
+                .last_mut()
+                .expect("never empty")
+                .tokens
+                .push(other.clone()),
+        }
+    }
+    lines
+}
+
+/// A parenthesis or CASE: where its line started.
+struct Frame {
+    opener_indent: usize,
+}
+
+fn layout(tokens: &[Token]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut frames: Vec<Frame> = Vec::new();
+    let mut in_statement = false;
+    for line in split_lines(tokens) {
+        if line.tokens.is_empty() && line.comment.is_none() {
+            if out.last().is_some_and(|l| !l.is_empty()) {
+                out.push(String::new());
+            }
+            continue;
+        }
+        let indent = match line.tokens.first() {
+            Some(first) if is_closer(first) => frames.last().map_or(0, |f| f.opener_indent),
+            first => match frames.last() {
+                Some(frame) => frame.opener_indent + 4,
+                None if !in_statement => 0,
+                None if first.is_some_and(is_clause) => 0,
+                None => 4,
+            },
+        };
+        let mut text = " ".repeat(indent);
+        text.push_str(&render(&line.tokens));
+        for token in &line.tokens {
+            if is_opener(token) {
+                frames.push(Frame {
+                    opener_indent: indent,
+                });
+            } else if is_closer(token) {
+                frames.pop();
+            } else if *token == Token::SemiColon && frames.is_empty() {
+                in_statement = false;
+                continue;
+            }
+            if *token != Token::SemiColon {
+                in_statement = true;
+            }
+        }
+        if let Some(comment) = &line.comment {
+            if !line.tokens.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(comment);
+        }
+        out.push(text.trim_end().to_string());
+    }
+    while out.last().is_some_and(|l| l.is_empty()) {
+        out.pop();
+    }
+    let mut text = out.join("\n");
+    text.push('\n');
+    text
+}
+
+fn word_is(token: &Token, list: &[&str]) -> bool {
+    matches!(token, Token::Word(w) if w.quote_style.is_none()
+        && list.iter().any(|k| w.value.eq_ignore_ascii_case(k)))
+}
+
+fn is_clause(token: &Token) -> bool {
+    word_is(token, CLAUSES)
+}
+
+fn is_opener(token: &Token) -> bool {
+    matches!(token, Token::LParen) || word_is(token, &["CASE"])
+}
+
+fn is_closer(token: &Token) -> bool {
+    matches!(token, Token::RParen) || word_is(token, &["END"])
+}
+
+fn is_operator(token: &Token) -> bool {
+    matches!(
+        token,
+        Token::Eq
+            | Token::Neq
+            | Token::Lt
+            | Token::Gt
+            | Token::LtEq
+            | Token::GtEq
+            | Token::Plus
+            | Token::Minus
+            | Token::Mul
+            | Token::Div
+            | Token::Mod
+            | Token::StringConcat
+            | Token::Comma
+            | Token::LParen
+    )
+}
+
+/// A line's tokens with canonical spacing and keyword case.
+fn render(tokens: &[Token]) -> String {
+    let mut out = String::new();
+    for (i, token) in tokens.iter().enumerate() {
+        let prev = i.checked_sub(1).map(|p| &tokens[p]);
+        if let Some(prev) = prev
+            && space_between(prev, token, i.checked_sub(2).map(|p| &tokens[p]))
+        {
+            out.push(' ');
+        }
+        match token {
+            Token::Word(w) if w.quote_style.is_none() && word_is(token, KEYWORDS) => {
+                out.push_str(&w.value.to_ascii_uppercase())
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    out
+}
+
+fn space_between(prev: &Token, token: &Token, before_prev: Option<&Token>) -> bool {
+    if matches!(
+        token,
+        Token::Comma
+            | Token::SemiColon
+            | Token::RParen
+            | Token::Period
+            | Token::RBracket
+            | Token::DoubleColon
+    ) || matches!(
+        prev,
+        Token::LParen | Token::Period | Token::LBracket | Token::DoubleColon
+    ) {
+        return false;
+    }
+    if *token == Token::LParen {
+        let is_call = matches!(prev, Token::Word(_))
+            && !word_is(prev, BEFORE_PARENTHESIS)
+            // CREATE SOURCE name (...): a column list, not a call.
+            && !before_prev.is_some_and(|t| word_is(t, &["SOURCE", "SINK", "VIEW", "TABLE"]));
+        return !is_call;
+    }
+    // A unary minus sticks to its operand.
+    if let Some(before) = before_prev
+        && *prev == Token::Minus
+        && (is_operator(before) || word_is(before, KEYWORDS))
+    {
+        return false;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_sql;
+
+    #[test]
+    fn a_sloppy_rule_gets_the_canonical_layout() {
+        let sloppy = "\
+-- rule: hot
+
+
+create sink hot_alerts as
+select sensor_id ,count( * ) as n,
+  case when max(temperature)>35 then 'hot'
+  else 'warm' end as level
+from TUMBLE(sensors,ts,interval '1' minute)   -- per minute
+where temperature > -5
+group by window_start, window_end, sensor_id
+having count(*)>=3 ;
+";
+        assert_eq!(
+            format_sql(sloppy).unwrap(),
+            "\
+-- rule: hot
+
+CREATE SINK hot_alerts AS
+SELECT sensor_id, count(*) AS n,
+    CASE WHEN max(temperature) > 35 THEN 'hot'
+        ELSE 'warm' END AS level
+FROM TUMBLE(sensors, ts, INTERVAL '1' MINUTE) -- per minute
+WHERE temperature > -5
+GROUP BY window_start, window_end, sensor_id
+HAVING count(*) >= 3;
+"
+        );
+    }
+
+    #[test]
+    fn declarations_keep_their_column_lists_and_formatting_is_idempotent() {
+        let text = "CREATE SOURCE s (\n  id BIGINT, ts TIMESTAMP,\n  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND\n) WITH (connector = 'kafka',\n   topic = 's');\n";
+        let once = format_sql(text).unwrap();
+        assert_eq!(
+            once,
+            "CREATE SOURCE s (\n    id BIGINT, ts TIMESTAMP,\n    WATERMARK FOR ts AS ts - INTERVAL '5' SECOND\n) WITH (connector = 'kafka',\n    topic = 's');\n"
+        );
+        assert_eq!(format_sql(&once).unwrap(), once);
+    }
+
+    #[test]
+    fn an_unclosed_quote_is_an_error() {
+        assert!(format_sql("SELECT 'oops FROM t;").is_err());
+    }
+}

@@ -1,0 +1,45 @@
+//! `/v1/rules`: deployed rule files, by name, for `vigil deploy`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use serde::Serialize;
+
+use super::statements::{SqlRequest, rejected};
+use crate::error::ApiError;
+use crate::rules::{RuleDeployment, RuleView};
+use crate::service::Service;
+
+/// The deployed rules.
+#[derive(Debug, Serialize)]
+pub struct RulesResponse {
+    /// By name.
+    pub rules: Vec<RuleView>,
+}
+
+/// `GET /v1/rules`: every deployed rule with its content hash, SQL and queries.
+pub async fn list(State(service): State<Arc<Service>>) -> Json<RulesResponse> {
+    Json(RulesResponse {
+        rules: service.rules().await,
+    })
+}
+
+/// `PUT /v1/rules/{name}`: deploys a rule, or replaces the version deployed.
+pub async fn deploy(
+    State(service): State<Arc<Service>>,
+    Path(name): Path<String>,
+    request: Result<Json<SqlRequest>, JsonRejection>,
+) -> Result<Json<RuleDeployment>, ApiError> {
+    let Json(request) = request.map_err(rejected)?;
+    Ok(Json(service.deploy_rule(&name, &request.sql).await?))
+}
+
+/// `DELETE /v1/rules/{name}`: stops a rule's queries and removes it.
+pub async fn remove(
+    State(service): State<Arc<Service>>,
+    Path(name): Path<String>,
+) -> Result<Json<RuleView>, ApiError> {
+    Ok(Json(service.remove_rule(&name).await?))
+}

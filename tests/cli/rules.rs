@@ -1,0 +1,365 @@
+//! `vigil check`, `vigil test`, `vigil fmt` and `vigil deploy` on copies of `queries/`: the
+//! rule author's loop from a typo to a deployed change.
+
+use std::path::{Path, PathBuf};
+
+use super::{Served, scratch, vigil, workspace};
+
+/// A copy of `queries/` (rules, profiles, tests) in a scratch directory.
+fn rules_copy(name: &str) -> PathBuf {
+    let dir = scratch(name).join("rules");
+    copy_dir(&workspace().join("queries"), &dir);
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+/// Replaces `from` by `to` in a file, which must contain it.
+fn edit(file: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(text.contains(from), "{} has no {from:?}", file.display());
+    std::fs::write(file, text.replacen(from, to, 1)).unwrap();
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn the_shipped_rules_check_clean_and_pass_their_tests() {
+    let out = vigil(&workspace(), &["check", "queries"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout), "", "no diagnostics");
+    assert!(
+        text(&out.stderr)
+            .contains("checked 4 rule file(s) with 3 profile(s): 0 error(s), 0 warning(s)"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = vigil(&workspace(), &["test", "queries"]);
+    let report = text(&out.stdout);
+    assert!(out.status.success(), "{report}{}", text(&out.stderr));
+    for rule in [
+        "brute_force",
+        "payment_due",
+        "sensor_threshold",
+        "sensor_windows",
+    ] {
+        assert!(
+            report.contains(&format!("ok    queries/tests/{rule}.test:")),
+            "{report}"
+        );
+    }
+    assert!(report.ends_with(" passed, 0 failed\n"), "{report}");
+    assert!(
+        !text(&out.stderr).contains("has no tests"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = vigil(&workspace(), &["fmt", "--check", "queries"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn check_reports_a_typo_with_its_line_and_column_and_warns_of_likely_mistakes() {
+    let dir = rules_copy("check");
+    edit(
+        &dir.join("sensor_threshold.sql"),
+        "WHERE score > 0;",
+        "WHERE scor > 0;",
+    );
+    edit(
+        &dir.join("brute_force.sql"),
+        "HAVING count(*) >= 5;",
+        "HAVING user_id <> 'admin';",
+    );
+    let root = dir.parent().unwrap();
+    let out = vigil(root, &["check", "rules"]);
+    assert!(!out.status.success());
+    let lines: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+    assert_eq!(
+        lines,
+        [
+            "rules/brute_force.sql:17:1: warning: this HAVING tests only GROUP BY columns \
+             (user_id): as a WHERE it would drop rows before the windows keep them, instead of \
+             after they close",
+            "rules/sensor_threshold.sql:48:7: error: column 'scor' not found (did you mean \
+             'sensor_scores.score'?)",
+        ]
+    );
+    let at = std::fs::read_to_string(dir.join("sensor_threshold.sql")).unwrap();
+    assert!(
+        at.lines().nth(47).unwrap()[6..].starts_with("scor > 0"),
+        "line 48, column 7"
+    );
+
+    // The same for tools, as JSON.
+    let out = vigil(root, &["check", "rules", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(json[1]["file"], "rules/sensor_threshold.sql");
+    assert_eq!(
+        (json[1]["line"].as_u64(), json[1]["column"].as_u64()),
+        (Some(48), Some(7))
+    );
+    assert_eq!(json[1]["severity"], "error");
+}
+
+#[test]
+fn check_warns_of_windows_without_watermarks_unkeyed_topics_and_unused_sources() {
+    let dir = rules_copy("check-warnings");
+    // The files profile without its watermark on logins, and a source nothing reads.
+    let files = dir.join("profiles/files.sql");
+    edit(
+        &files,
+        "user_id TEXT, event_type TEXT, ip TEXT, ts TIMESTAMP,\n    WATERMARK FOR ts AS ts - INTERVAL '2' SECOND\n)",
+        "user_id TEXT, event_type TEXT, ip TEXT, ts TIMESTAMP\n)",
+    );
+    let mut text_of_files = std::fs::read_to_string(&files).unwrap();
+    text_of_files.push_str("\nCREATE SOURCE clicks (user_id TEXT, ts TIMESTAMP)\nWITH (connector = 'file', path = 'data/clicks.jsonl');\n");
+    std::fs::write(&files, text_of_files).unwrap();
+    // The Kafka profile's payments topic not declared as keyed by account.
+    edit(
+        &dir.join("profiles/kafka.sql"),
+        "topic = 'payments', format = 'json',\n    partitioned_by = 'account_id',",
+        "topic = 'payments', format = 'json',",
+    );
+    let out = vigil(dir.parent().unwrap(), &["check", "rules"]);
+    assert!(out.status.success(), "warnings only: {}", text(&out.stderr));
+    let report = text(&out.stdout);
+    let line = |needle: &str| {
+        report
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in:\n{report}"))
+            .to_string()
+    };
+    assert!(
+        line("declares no watermark").starts_with(
+            "rules/brute_force.sql:14:6: warning: window over source 'logins', which declares no watermark"
+        ),
+        "HOP is at line 14, column 6: {report}"
+    );
+    assert!(
+        line("declares no watermark").ends_with("(with profile files)"),
+        "{report}"
+    );
+    assert!(
+        line("not declared partitioned_by").starts_with(
+            "rules/payment_due.sql:16:1: warning: the query groups by (account_id) but source 'payments'"
+        ),
+        "{report}"
+    );
+    assert!(
+        line("not declared partitioned_by").ends_with("(with profile kafka)"),
+        "{report}"
+    );
+    assert!(
+        line("clicks").starts_with(
+            "rules/profiles/files.sql:31:1: warning: source 'clicks' is declared but no rule reads it"
+        ),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_changed_threshold_fails_its_test_with_a_diff_of_the_rows() {
+    let dir = rules_copy("test-diff");
+    edit(
+        &dir.join("sensor_threshold.sql"),
+        "WHEN temperature > 35 OR temperature < 5 THEN 3",
+        "WHEN temperature > 36 OR temperature < 5 THEN 3",
+    );
+    let out = vigil(dir.parent().unwrap(), &["test", "rules"]);
+    assert!(!out.status.success());
+    let report = text(&out.stdout);
+    let failure = "\
+FAIL  rules/tests/sensor_threshold.test:3: readings are scored and those above 0 alert
+      expect sensor_alerts (line 13): the rows differ (- expected, + actual)
+            sensor_id | score | level    | reasons                          | prediction
+          - s1        | 3     | CRITICAL | [HIGH_TEMPERATURE]               | ANOMALY_DETECTED
+          + s1        | 1     | CRITICAL | [HIGH_TEMPERATURE]               | WARNING_DETECTED
+            s2        | 5     | CRITICAL | [LOW_TEMPERATURE, HIGH_HUMIDITY] | ANOMALY_DETECTED
+";
+    assert!(report.contains(failure), "{report}");
+    assert!(report.ends_with(" passed, 1 failed\n"), "{report}");
+}
+
+#[test]
+fn a_mistyped_test_file_names_its_line() {
+    let dir = rules_copy("test-typo");
+    edit(
+        &dir.join("tests/payment_due.test"),
+        "expect payment_due_alerts",
+        "expect payment_due_alerts\n  op | account_id\n  +I",
+    );
+    let out = vigil(dir.parent().unwrap(), &["test", "rules"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr)
+            .contains("rules/tests/payment_due.test:19: 1 cells, but the header names 2 columns"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn fmt_rewrites_a_sloppy_rule_and_check_mode_fails_until_it_is_formatted() {
+    let dir = scratch("fmt");
+    let rule = dir.join("hot.sql");
+    std::fs::write(
+        &rule,
+        "create sink hot as\nselect sensor_id,count( * ) as n from TUMBLE(sensors,ts,interval '1' minute)\n  group by window_start,window_end,sensor_id ;\n",
+    )
+    .unwrap();
+    let out = vigil(&dir, &["fmt", "--check", "hot.sql"]);
+    assert!(!out.status.success());
+    assert_eq!(text(&out.stdout), "would reformat hot.sql\n");
+    assert!(
+        std::fs::read_to_string(&rule)
+            .unwrap()
+            .starts_with("create sink"),
+        "--check changes nothing"
+    );
+
+    let out = vigil(&dir, &["fmt", "hot.sql"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(&rule).unwrap(),
+        "CREATE SINK hot AS\nSELECT sensor_id, count(*) AS n FROM TUMBLE(sensors, ts, INTERVAL '1' MINUTE)\nGROUP BY window_start, window_end, sensor_id;\n"
+    );
+    let out = vigil(&dir, &["fmt", "--check", "hot.sql"]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+}
+
+#[test]
+fn deploy_shows_the_plan_and_applies_it_to_a_running_server() {
+    let dir = rules_copy("deploy");
+    let root = dir.parent().unwrap().to_path_buf();
+    let served = Served::start(&root, &["--queries", "rules"]);
+    let deploy = |apply: bool| {
+        let mut args = vec!["deploy", "rules", "--server", served.url.as_str()];
+        if apply {
+            args.push("--apply");
+        }
+        let out = vigil(&root, &args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let plan = deploy(false);
+    assert!(
+        plan.contains("  = sensor_threshold         unchanged"),
+        "{plan}"
+    );
+    assert!(plan.ends_with("nothing to do\n"), "{plan}");
+
+    // Change the threshold, drop a rule, add one.
+    edit(
+        &dir.join("sensor_threshold.sql"),
+        "WHERE score > 0;",
+        "WHERE score > 1;",
+    );
+    std::fs::remove_file(dir.join("brute_force.sql")).unwrap();
+    std::fs::write(
+        dir.join("cold.sql"),
+        "CREATE SINK cold_alerts WITH (connector = 'stdout') AS\nSELECT sensor_id, temperature FROM sensors WHERE temperature < 0;\n",
+    )
+    .unwrap();
+    let plan = deploy(false);
+    let marks: Vec<String> = plan
+        .lines()
+        .skip(1)
+        .take(5)
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        marks,
+        [
+            "- brute_force remove",
+            "+ cold add",
+            "= payment_due unchanged",
+            "~ sensor_threshold change",
+            "= sensor_windows unchanged",
+        ],
+        "{plan}"
+    );
+    assert!(
+        plan.ends_with("3 change(s); run again with --apply to carry them out\n"),
+        "{plan}"
+    );
+    // Without --apply nothing changed there.
+    assert_eq!(deploy(false), plan);
+
+    let applied = deploy(true);
+    assert!(applied.contains("removed brute_force"), "{applied}");
+    assert!(applied.contains("added cold (queries ["), "{applied}");
+    assert!(
+        applied.contains("changed sensor_threshold (queries ["),
+        "{applied}"
+    );
+    assert!(deploy(false).ends_with("nothing to do\n"));
+
+    // The server runs the new text: its query's SQL has the new threshold, the old one stopped.
+    let queries = vigil(
+        &root,
+        &["explain", "--server", &served.url, "--analyze", "3"],
+    );
+    assert!(
+        text(&queries.stdout).starts_with("query 3 (sensor_alerts), stopped"),
+        "{}",
+        text(&queries.stdout)
+    );
+
+    // A broken change is refused with its position, and the running version stays.
+    edit(
+        &dir.join("sensor_threshold.sql"),
+        "WHERE score > 1;",
+        "WHERE scor > 1;",
+    );
+    let out = vigil(
+        &root,
+        &["deploy", "rules", "--server", &served.url, "--apply"],
+    );
+    assert!(!out.status.success());
+    let error = text(&out.stderr);
+    assert!(
+        error.contains("deploying rules/sensor_threshold.sql"),
+        "{error}"
+    );
+    assert!(
+        error.contains(
+            "server answered 400 sql_error at line 48, column 7: column 'scor' not found"
+        ),
+        "{error}"
+    );
+    let plan = deploy(false);
+    assert!(
+        plan.contains("~ sensor_threshold         change"),
+        "still the old version there: {plan}"
+    );
+
+    let (status, rest) = served.terminate();
+    assert!(status.success(), "{rest}");
+}
