@@ -124,10 +124,7 @@ pub async fn check(
         .into_iter()
         .map(|(mut diagnostic, with)| {
             // Say which profiles a problem needs, when not every one has it.
-            let in_profile = plan
-                .profiles
-                .iter()
-                .any(|p| p.display().to_string() == diagnostic.file);
+            let in_profile = plan.profiles.iter().any(|p| shown(p) == diagnostic.file);
             if with.len() < all && !in_profile {
                 let names: Vec<String> = with.into_iter().collect();
                 diagnostic.message =
@@ -160,7 +157,7 @@ impl Checker {
     }
 
     async fn file(&mut self, file: &Rule) {
-        let name = file.path.display().to_string();
+        let name = shown(&file.path);
         let statements = match StreamParser::parse_sql(&file.sql) {
             Ok(statements) => statements,
             Err(e) => {
@@ -253,6 +250,15 @@ impl Checker {
             severity,
             message,
         });
+    }
+}
+
+/// A path as diagnostics name it: as given, without a leading `./`.
+fn shown(path: &Path) -> String {
+    let text = path.display().to_string();
+    match text.strip_prefix("./") {
+        Some(rest) => rest.to_string(),
+        None => text,
     }
 }
 
