@@ -34,17 +34,7 @@ pub async fn check(
 ) -> Result<()> {
     let plan = match paths {
         [dir] if dir.is_dir() => CheckPlan::directory(&RulesDir::new(dir), profile)?,
-        files => {
-            let dir = files
-                .first()
-                .and_then(|f| f.parent())
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            let profile = profile
-                .map(|name| RulesDir::new(dir).profile(name))
-                .transpose()?;
-            check::plan_for_files(files, profile.as_deref())?
-        }
+        files => check::plan_for_files(files, profile)?,
     };
     if plan.rules.is_empty() {
         bail!("no rule files to check (a rules directory holds *.sql rules and profiles/)");
@@ -113,12 +103,10 @@ pub async fn test(kafka: KafkaSettings, dir: &Path, profile: Option<&str>) -> Re
         }
         tested.push(rule.name);
     }
-    for rule in rules.rules()? {
-        if !tested.contains(&rule.name) {
-            eprintln!(
-                "warning: rule {} has no tests (tests/{}.test)",
-                rule.name, rule.name
-            );
+    for path in rules.rule_paths()? {
+        let name = path.file_stem().unwrap_or_default().to_string_lossy();
+        if !tested.iter().any(|t| *t == name) {
+            eprintln!("warning: rule {name} has no tests (tests/{name}.test)");
         }
     }
     println!("{passed} passed, {failed} failed");

@@ -288,25 +288,18 @@ fn keyword_location(text: &str, start: Location, keywords: &[&str]) -> Option<Lo
     })
 }
 
-/// The rule files given on a command line, with the profiles of the rules directory they sit
-/// in (`DIR/profiles/`) unless `profile` names one.
-pub fn plan_for_files(files: &[PathBuf], profile: Option<&Path>) -> Result<CheckPlan, RulesError> {
+/// The rule files given on a command line, checked with the profiles of the rules directory
+/// they sit in (`DIR/profiles/`), or only the one named `profile`.
+pub fn plan_for_files(files: &[PathBuf], profile: Option<&str>) -> Result<CheckPlan, RulesError> {
+    let dir = files
+        .first()
+        .and_then(|f| f.parent())
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dir = RulesDir::new(dir);
     let profiles = match profile {
-        Some(p) => vec![p.to_path_buf()],
-        None => {
-            let dir = files
-                .first()
-                .and_then(|f| f.parent())
-                .map(|d| {
-                    if d.as_os_str().is_empty() {
-                        Path::new(".")
-                    } else {
-                        d
-                    }
-                })
-                .unwrap_or(Path::new("."));
-            RulesDir::new(dir).profile_paths()?
-        }
+        Some(name) => vec![dir.profile(name)?],
+        None => dir.profile_paths()?,
     };
     Ok(CheckPlan {
         profiles,

@@ -15,9 +15,13 @@ pub const NULL: &str = "NULL";
 pub fn format_rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
     let mut rows = Vec::new();
     for batch in batches {
-        let columns: Vec<Vec<String>> = batch.columns().iter().map(format_column).collect();
-        for i in 0..batch.num_rows() {
-            rows.push(columns.iter().map(|c| c[i].clone()).collect());
+        let mut columns: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| format_column(c).into_iter())
+            .collect();
+        for _ in 0..batch.num_rows() {
+            rows.push(columns.iter_mut().filter_map(Iterator::next).collect());
         }
     }
     rows

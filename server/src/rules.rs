@@ -10,7 +10,9 @@ use vigil_engine::time::format_rfc3339;
 use vigil_rules::layout::content_hash;
 
 use crate::error::ApiError;
-use crate::service::{Catalogued, DdlEntry, STOP_TIMEOUT, Service, StatementResult};
+use crate::service::{
+    Catalogued, DdlEntry, STOP_TIMEOUT, Service, StatementResult, changes_catalog,
+};
 
 /// A rule as deployed.
 #[derive(Debug, Clone)]
@@ -144,8 +146,7 @@ impl Service {
                 }
                 _ => {}
             }
-            let is_query = self.starts_query(&statement.statement);
-            if !is_query || matches!(statement.statement, Statement::CreateSink(_)) {
+            if changes_catalog(&statement.statement) {
                 history.push(text.clone());
             }
             let applied = async {
@@ -162,21 +163,8 @@ impl Service {
                 }
                 Err(e) => {
                     // Planned cleanly a moment ago; undo what started and keep the old.
-                    for id in &rule.queries {
-                        if let Some(entry) = self.queries.get(*id) {
-                            entry.stop(STOP_TIMEOUT).await;
-                        }
-                    }
+                    self.stop_queries(&rule.queries).await;
                     return Err(e);
-                }
-            }
-        }
-        let mut stopped = Vec::new();
-        if let Some(old) = &previous {
-            for id in &old.queries {
-                if let Some(entry) = self.queries.get(*id) {
-                    entry.stop(STOP_TIMEOUT).await;
-                    stopped.push(*id);
                 }
             }
         }
@@ -187,6 +175,12 @@ impl Service {
         }));
         let view = RuleView::of(&rule);
         state.rules.insert(name.to_string(), rule);
+        // The catalog is consistent: let other requests in while the old queries flush.
+        drop(state);
+        let stopped = match &previous {
+            Some(old) => self.stop_queries(&old.queries).await,
+            None => Vec::new(),
+        };
         Ok(RuleDeployment {
             action: if previous.is_some() {
                 "changed"
@@ -206,18 +200,27 @@ impl Service {
             .rules
             .remove(name)
             .ok_or_else(|| ApiError::not_found(format!("no rule named '{name}'")))?;
-        for id in &rule.queries {
-            if let Some(entry) = self.queries.get(*id) {
-                entry.stop(STOP_TIMEOUT).await;
-            }
-        }
         for view in &rule.views {
             if let Err(e) = state.engine.drop_object("view", view) {
                 tracing::warn!(rule = name, view, "cannot drop the rule's view: {e}");
             }
         }
         forget_history(&mut state, name);
+        drop(state);
+        self.stop_queries(&rule.queries).await;
         Ok(RuleView::of(&rule))
+    }
+
+    /// Stops the queries of `ids` that exist, each flushing; returns their ids.
+    async fn stop_queries(&self, ids: &[u64]) -> Vec<u64> {
+        let mut stopped = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(entry) = self.queries.get(*id) {
+                entry.stop(STOP_TIMEOUT).await;
+                stopped.push(*id);
+            }
+        }
+        stopped
     }
 
     /// Plans `sql` as rule `name` on a copy of the catalog without its deployed version.

@@ -107,10 +107,7 @@ impl Service {
         let mut results = Vec::with_capacity(statements.len());
         for statement in statements {
             let text = statement.sql.clone();
-            let is_ddl = !matches!(
-                statement.statement,
-                Statement::Query(_) | Statement::Explain(_)
-            );
+            let is_ddl = changes_catalog(&statement.statement);
             if self.starts_query(&statement.statement)
                 && self.queries.running() >= self.config.max_queries
             {
@@ -135,7 +132,7 @@ impl Service {
         Ok(results)
     }
 
-    pub(crate) fn starts_query(&self, statement: &Statement) -> bool {
+    fn starts_query(&self, statement: &Statement) -> bool {
         match statement {
             Statement::Query(_) => true,
             Statement::CreateSink(sink) => sink.query.is_some(),
@@ -275,6 +272,12 @@ impl Service {
     pub async fn with_engine<T>(&self, f: impl FnOnce(&Engine) -> T) -> T {
         f(&self.engine.lock().await.engine)
     }
+}
+
+/// Whether a statement belongs in the catalog's history, for validation to replay: everything
+/// but bare queries and EXPLAIN.
+pub(crate) fn changes_catalog(statement: &Statement) -> bool {
+    !matches!(statement, Statement::Query(_) | Statement::Explain(_))
 }
 
 fn started(entry: &QueryEntry) -> StatementResult {

@@ -163,19 +163,18 @@ impl ClientContext for ReaderContext {
     /// librdkafka's periodic statistics (`statistics.interval.ms`): the consumer lag of the
     /// partitions this reader owns.
     fn stats(&self, statistics: Statistics) {
-        let lags = statistics
+        let lags: Vec<u64> = statistics
             .topics
             .iter()
             .filter(|(topic, _)| self.topic_index(topic).is_some())
             .flat_map(|(_, topic)| topic.partitions.values())
             .filter(|p| p.partition >= 0 && p.desired)
-            .filter_map(|p| partition_lag(p.hi_offset, p.app_offset, p.committed_offset));
-        let mut total = None;
-        for lag in lags {
-            *total.get_or_insert(0) += lag;
-        }
-        if let Some(lag) = total {
-            self.metrics.set_consumer_lag(&self.source, lag);
+            .filter_map(|p| partition_lag(p.hi_offset, p.app_offset, p.committed_offset))
+            .collect();
+        // Unknown until some partition reports one.
+        if !lags.is_empty() {
+            self.metrics
+                .set_consumer_lag(&self.source, lags.iter().sum());
         }
     }
 }

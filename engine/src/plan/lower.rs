@@ -446,18 +446,14 @@ impl Lowering<'_> {
                 group_names.contains(&c.name) && c.name != "window_start" && c.name != "window_end"
             });
         if windowed && keys_only {
+            let names: std::collections::BTreeSet<&str> =
+                columns.iter().map(|c| c.name.as_str()).collect();
+            let names = names.into_iter().collect::<Vec<_>>().join(", ");
             self.warn(
                 WarningKind::HavingCouldBeWhere,
                 format!(
-                    "this HAVING tests only GROUP BY columns ({}): as a WHERE it would drop \
-                     rows before the windows keep them, instead of after they close",
-                    columns
-                        .iter()
-                        .map(|c| c.name.as_str())
-                        .collect::<std::collections::BTreeSet<_>>()
-                        .into_iter()
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    "this HAVING tests only GROUP BY columns ({names}): as a WHERE it would drop \
+                     rows before the windows keep them, instead of after they close"
                 ),
             );
         }
