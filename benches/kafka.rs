@@ -181,6 +181,7 @@ fn engine(broker: &Broker) -> Engine {
         EngineConfig {
             batch_size: 8192,
             start_queries: true,
+            ..EngineConfig::default()
         },
     )
 }

@@ -174,6 +174,7 @@ fn run_case(case: &Case, json: bool, events: u64) {
         EngineConfig {
             batch_size: BATCH,
             start_queries: false,
+            ..EngineConfig::default()
         },
     );
     let mut graph = None;

@@ -67,7 +67,7 @@ fn summary(results: &[StatementResult]) -> String {
         .iter()
         .map(|r| match r {
             StatementResult::Created { object, name } => format!("{object} {name}"),
-            StatementResult::Dropped { object, name } => format!("dropped {object} {name}"),
+            StatementResult::Dropped { object, name, .. } => format!("dropped {object} {name}"),
             StatementResult::Started { query_id, name, .. } => {
                 format!("query {query_id} ({name})")
             }

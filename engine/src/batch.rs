@@ -53,6 +53,48 @@ impl ChangeKind {
     }
 }
 
+/// Rows an operator could not process because an expression failed on them (a division by
+/// zero, a cast that does not fit, a value too large to build): set aside, with the error,
+/// for the query's dead-letter destination, while the other rows go on.
+#[derive(Debug, Clone)]
+pub struct RejectedRows {
+    /// The operator that rejected them (`Project`, `Filter`, ...).
+    pub operator: &'static str,
+    /// The rows as the operator received them.
+    pub rows: RecordBatch,
+    /// Why, per row.
+    pub errors: Vec<String>,
+}
+
+impl RejectedRows {
+    /// The rows as one batch for a dead-letter sink (see
+    /// [`ConnectorFactory::create_dead_letter_sink`](crate::connector::ConnectorFactory::create_dead_letter_sink)):
+    /// columns `query`, `source`, `operator`, `error` and `row`, the rejected row as a struct.
+    pub fn to_dead_letters(&self, query: &str, source: &str) -> Result<RecordBatch> {
+        let n = self.rows.num_rows();
+        let text = |value: &str| -> ArrayRef { Arc::new(StringArray::from(vec![value; n])) };
+        let row = datafusion::arrow::array::StructArray::from(self.rows.clone());
+        let fields = vec![
+            Field::new("query", DataType::Utf8, false),
+            Field::new("source", DataType::Utf8, false),
+            Field::new("operator", DataType::Utf8, false),
+            Field::new("error", DataType::Utf8, false),
+            Field::new("row", row.data_type().clone(), false),
+        ];
+        let columns: Vec<ArrayRef> = vec![
+            text(query),
+            text(source),
+            text(self.operator),
+            Arc::new(StringArray::from(self.errors.clone())),
+            Arc::new(row),
+        ];
+        Ok(RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            columns,
+        )?)
+    }
+}
+
 /// Rows plus their change kinds, and for rows fresh from a source, the watermark each row's
 /// source had reached just before the row arrived.
 #[derive(Debug, Clone)]

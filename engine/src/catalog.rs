@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
@@ -95,7 +96,11 @@ pub struct Catalog {
     views: BTreeMap<String, Arc<ViewDef>>,
     sinks: BTreeMap<String, Arc<SinkDef>>,
     relations: Relations,
+    max_windows_per_event: Arc<AtomicUsize>,
 }
+
+/// The default of [`Catalog::set_max_windows_per_event`].
+pub const DEFAULT_MAX_WINDOWS_PER_EVENT: usize = 1_000;
 
 impl Default for Catalog {
     fn default() -> Self {
@@ -111,19 +116,34 @@ impl Catalog {
         options.sql_parser.collect_spans = true;
         options.sql_parser.map_string_types_to_utf8view = false;
         let ctx = SessionContext::new_with_config(config);
+        crate::functions::register_bounded(&ctx);
         let relations: Relations = Arc::default();
         ctx.register_udtf(
             "tumble",
             Arc::new(TumbleFunction::new(Arc::clone(&relations))),
         );
-        ctx.register_udtf("hop", Arc::new(HopFunction::new(Arc::clone(&relations))));
+        let max_windows_per_event = Arc::new(AtomicUsize::new(DEFAULT_MAX_WINDOWS_PER_EVENT));
+        ctx.register_udtf(
+            "hop",
+            Arc::new(HopFunction::new(
+                Arc::clone(&relations),
+                Arc::clone(&max_windows_per_event),
+            )),
+        );
         Self {
             ctx,
             sources: BTreeMap::new(),
             views: BTreeMap::new(),
             sinks: BTreeMap::new(),
             relations,
+            max_windows_per_event,
         }
+    }
+
+    /// The most windows a `HOP` may put one event in (its size over its slide): each is
+    /// state kept and a row emitted, so a tiny slide could exhaust memory.
+    pub fn set_max_windows_per_event(&self, max: usize) {
+        self.max_windows_per_event.store(max, Ordering::Relaxed);
     }
 
     /// The DataFusion session used for planning.

@@ -1,6 +1,6 @@
 //! [`Engine`]: the engine's API. SQL text in, running queries out.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::datatypes::SchemaRef;
 
@@ -8,7 +8,7 @@ use crate::catalog::{Catalog, SinkDef};
 use crate::connector::{ConnectorRegistry, Delivered, Sink, SourceContext};
 use crate::error::{Error, Location, Result, SqlError};
 use crate::plan::{OperatorGraph, lower_query};
-use crate::runtime::{QueryIo, QueryMetrics, RunningQuery};
+use crate::runtime::{QueryIo, QueryMetrics, RunningQuery, StopHandle};
 use crate::sql::{ParsedStatement, Statement, StreamParser};
 
 /// The name of a query that writes to no declared sink.
@@ -22,6 +22,8 @@ pub struct EngineConfig {
     /// When false, `CREATE SINK ... AS` plans its query without starting it
     /// ([`StatementOutcome::SinkPlanned`]): for checks, tests and EXPLAIN.
     pub start_queries: bool,
+    /// The most windows a `HOP` may put one event in.
+    pub max_windows_per_event: usize,
 }
 
 impl Default for EngineConfig {
@@ -29,6 +31,7 @@ impl Default for EngineConfig {
         Self {
             batch_size: 8192,
             start_queries: true,
+            max_windows_per_event: crate::catalog::DEFAULT_MAX_WINDOWS_PER_EVENT,
         }
     }
 }
@@ -48,6 +51,8 @@ pub enum StatementOutcome {
         kind: String,
         /// Its name.
         name: String,
+        /// The running queries `CASCADE` stopped because they used it.
+        stopped: Vec<String>,
     },
     /// `CREATE SINK ... AS SELECT`: the query now runs, writing to the sink.
     SinkStarted {
@@ -108,6 +113,16 @@ pub struct Engine {
     catalog: Catalog,
     registry: ConnectorRegistry,
     config: EngineConfig,
+    /// The queries this engine started, with what they use, so a DROP can tell.
+    running: Mutex<Vec<QueryUse>>,
+}
+
+/// What a running query reads and writes.
+struct QueryUse {
+    query: String,
+    sources: Vec<String>,
+    sink: Option<String>,
+    stop: StopHandle,
 }
 
 impl Engine {
@@ -118,10 +133,13 @@ impl Engine {
 
     /// An engine with the given connectors and settings.
     pub fn with_config(registry: ConnectorRegistry, config: EngineConfig) -> Self {
+        let catalog = Catalog::new();
+        catalog.set_max_windows_per_event(config.max_windows_per_event);
         Self {
-            catalog: Catalog::new(),
+            catalog,
             registry,
             config,
+            running: Mutex::default(),
         }
     }
 
@@ -156,11 +174,11 @@ impl Engine {
         Ok(outcomes)
     }
 
-    /// Executes one parsed statement.
+    /// Executes one parsed statement, planning it on a large stack (see `deep_stack`).
     pub async fn execute_statement(&mut self, parsed: ParsedStatement) -> Result<StatementOutcome> {
         let location = parsed.location;
-        self.execute_inner(parsed)
-            .await
+        crate::deep_stack::on_planning_stack(self.execute_inner(parsed))
+            .map_err(planning_thread)?
             .map_err(|e| at_statement(e, location))
     }
 
@@ -283,14 +301,57 @@ impl Engine {
                 kind,
                 name,
                 if_exists,
+                cascade,
             } => {
+                let stopped = self.release(&kind, &name, cascade)?;
                 let removed = self.catalog.drop_object(&kind, &name)?;
                 if !removed && !if_exists {
                     return Err(Error::Plan(format!("no {kind} named '{name}'")));
                 }
-                Ok(StatementOutcome::Dropped { kind, name })
+                Ok(StatementOutcome::Dropped {
+                    kind,
+                    name,
+                    stopped,
+                })
             }
         }
+    }
+
+    /// Before `DROP kind name`: the running queries that read or write the object. Without
+    /// `cascade` their existence refuses the drop, naming them; with it they are stopped,
+    /// and their names returned.
+    fn release(&mut self, kind: &str, name: &str, cascade: bool) -> Result<Vec<String>> {
+        let name = name.to_ascii_lowercase();
+        let running = self.running.get_mut().unwrap_or_else(|e| e.into_inner());
+        running.retain(|q| !q.stop.is_finished());
+        let users: Vec<&QueryUse> = running
+            .iter()
+            .filter(|q| match kind {
+                "source" => q.sources.contains(&name),
+                "sink" => q.sink.as_deref() == Some(name.as_str()),
+                _ => false,
+            })
+            .collect();
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<String> = users.iter().map(|q| q.query.clone()).collect();
+        if !cascade {
+            let verb = if kind == "sink" { "writes" } else { "reads" };
+            return Err(Error::Plan(format!(
+                "{kind} '{name}' is in use: running {} {verb} it ({}); stop {} first, or \
+                 DROP {} {name} CASCADE to stop {} with it",
+                if names.len() == 1 { "query" } else { "queries" },
+                names.join(", "),
+                if names.len() == 1 { "it" } else { "them" },
+                kind.to_ascii_uppercase(),
+                if names.len() == 1 { "it" } else { "them" },
+            )));
+        }
+        for query in users {
+            query.stop.stop();
+        }
+        Ok(names)
     }
 
     /// Removes a source, view or sink from the catalog; false when there was none. Queries
@@ -301,7 +362,12 @@ impl Engine {
 
     /// Plans a query given as SQL text (a SELECT, or the query of a `CREATE SINK ... AS`).
     pub async fn plan(&self, sql: &str) -> Result<PlannedQuery> {
-        let mut statements = StreamParser::parse_sql(sql)?;
+        let statements = StreamParser::parse_sql(sql)?;
+        crate::deep_stack::on_planning_stack(self.plan_parsed(statements))
+            .map_err(planning_thread)?
+    }
+
+    async fn plan_parsed(&self, mut statements: Vec<ParsedStatement>) -> Result<PlannedQuery> {
         if statements.len() != 1 {
             return Err(Error::Plan(format!(
                 "expected one query, found {} statements",
@@ -336,6 +402,7 @@ impl Engine {
     pub fn start(&self, query: PlannedQuery, sink: Box<dyn Sink>) -> Result<RunningQuery> {
         let metrics = Arc::new(QueryMetrics::default());
         let graph = query.graph;
+        let sources_read: Vec<String> = graph.sources.iter().map(|s| s.def.name.clone()).collect();
         for warning in &graph.warnings {
             tracing::warn!(query = %query.name, "{warning}");
         }
@@ -365,16 +432,55 @@ impl Engine {
                 Ok(factory.create_sink(&late.sink.options, Arc::clone(&late.schema))?)
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(RunningQuery::start(
+        let dead_letters = self.dead_letter_sink(&graph)?;
+        let running = RunningQuery::start(
             graph,
             QueryIo {
+                query: query.name.clone(),
                 sources,
                 delivered,
                 sink,
                 late_sinks,
+                dead_letters,
             },
             metrics,
-        ))
+        );
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(QueryUse {
+                sink: self
+                    .catalog
+                    .sinks()
+                    .contains_key(&query.name)
+                    .then(|| query.name.clone()),
+                query: query.name,
+                sources: sources_read,
+                stop: running.stop_handle(),
+            });
+        Ok(running)
+    }
+}
+
+fn planning_thread(e: std::io::Error) -> Error {
+    Error::Execution(format!("cannot start a planning thread: {e}"))
+}
+
+impl Engine {
+    /// Where rows of `graph` that an expression fails on go: the dead-letter destination of
+    /// the first of its sources that declares one.
+    fn dead_letter_sink(&self, graph: &OperatorGraph) -> Result<Option<Box<dyn Sink>>> {
+        for binding in &graph.sources {
+            let options = &binding.def.options;
+            if let Some(sink) = self
+                .registry
+                .factory(options)?
+                .create_dead_letter_sink(options)?
+            {
+                return Ok(Some(sink));
+            }
+        }
+        Ok(None)
     }
 }
 

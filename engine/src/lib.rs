@@ -26,8 +26,10 @@
 pub mod batch;
 pub mod catalog;
 pub mod connector;
+mod deep_stack;
 pub mod engine;
 pub mod error;
+pub mod functions;
 pub mod operators;
 pub mod plan;
 pub mod replay;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::concat_batches;
 
-use crate::batch::ChangeBatch;
+use crate::batch::{ChangeBatch, RejectedRows};
 use crate::operators::{LATE_PORT, MAIN_PORT, Message};
 use crate::plan::OperatorGraph;
 use crate::runtime::{GraphExecutor, OutputPort};
@@ -57,6 +57,8 @@ pub struct RunOutput {
     pub late: HashMap<String, Vec<RecordBatch>>,
     /// Late events the windows dropped (whether or not a late sink got them).
     pub late_events: u64,
+    /// Rows set aside because an expression failed on them.
+    pub rejected: Vec<RejectedRows>,
 }
 
 /// Runs a planned query over the script to the end of input, deterministically.
@@ -85,6 +87,7 @@ pub fn run_to_completion(
         rows: Vec::new(),
         late: HashMap::new(),
         late_events: 0,
+        rejected: Vec::new(),
     };
     let collect = |emitted: Vec<(usize, Message)>, result: &mut RunOutput| -> crate::Result<()> {
         for (index, message) in emitted {
@@ -108,12 +111,14 @@ pub fn run_to_completion(
                 let emitted =
                     executor.push_source(i, Message::Batch(ChangeBatch::inserts(rows.clone())))?;
                 collect(emitted, &mut result)?;
+                result.rejected.extend(executor.take_rejected());
             }
         }
     }
     for i in 0..source_names.len() {
         let emitted = executor.end_source(i)?;
         collect(emitted, &mut result)?;
+        result.rejected.extend(executor.take_rejected());
     }
     result.late_events = executor.operator_stats().iter().map(|o| o.late_rows).sum();
     Ok(result)

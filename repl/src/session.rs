@@ -120,9 +120,11 @@ impl Session {
                 StatementOutcome::Created { kind, name } => {
                     self.say(&format!("created {kind} {name}"))
                 }
-                StatementOutcome::Dropped { kind, name } => {
-                    self.say(&format!("dropped {kind} {name}"))
-                }
+                StatementOutcome::Dropped {
+                    kind,
+                    name,
+                    stopped,
+                } => self.say(&dropped_message(&kind, &name, &stopped)),
                 StatementOutcome::SinkPlanned { name, .. } => {
                     self.say(&format!("planned sink {name}"))
                 }
@@ -418,4 +420,13 @@ fn explain_analyze_target(text: &str) -> Option<usize> {
     let analyze = words.next()?.eq_ignore_ascii_case("analyze");
     let id = words.next()?.parse().ok()?;
     (explain && analyze && words.next().is_none()).then_some(id)
+}
+
+/// What a DROP did, naming the queries `CASCADE` stopped.
+fn dropped_message(kind: &str, name: &str, stopped: &[String]) -> String {
+    if stopped.is_empty() {
+        format!("dropped {kind} {name}")
+    } else {
+        format!("dropped {kind} {name}, stopping {}", stopped.join(", "))
+    }
 }

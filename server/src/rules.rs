@@ -101,7 +101,7 @@ impl Service {
         }
         let statements = StreamParser::parse_sql(sql)?;
         for statement in &statements {
-            self.check_paths(statement)?;
+            self.check_options(statement)?;
             if let Statement::CreateSink(sink) = &statement.statement
                 && sink.query.is_some()
             {

@@ -63,6 +63,9 @@ pub enum StatementResult {
         object: String,
         /// Its name.
         name: String,
+        /// The running queries `CASCADE` stopped with it.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        stopped_queries: Vec<String>,
     },
     /// A query started.
     Started {
@@ -101,7 +104,7 @@ impl Service {
     pub async fn submit(&self, sql: &str) -> Result<Vec<StatementResult>, ApiError> {
         let statements = StreamParser::parse_sql(sql)?;
         for statement in &statements {
-            self.check_paths(statement)?;
+            self.check_options(statement)?;
         }
         let mut state = self.engine.lock().await;
         let mut results = Vec::with_capacity(statements.len());
@@ -150,9 +153,15 @@ impl Service {
             StatementOutcome::Created { kind, name } => {
                 StatementResult::Created { object: kind, name }
             }
-            StatementOutcome::Dropped { kind, name } => {
-                StatementResult::Dropped { object: kind, name }
-            }
+            StatementOutcome::Dropped {
+                kind,
+                name,
+                stopped,
+            } => StatementResult::Dropped {
+                object: kind,
+                name,
+                stopped_queries: stopped,
+            },
             StatementOutcome::Explain(plan) => StatementResult::Explained { plan },
             StatementOutcome::SinkPlanned { name, query } => {
                 let entry = self.start_sink(engine, &name, query, sql)?;
@@ -203,8 +212,10 @@ impl Service {
             .add(name.to_string(), "persistent", sql, running, hub))
     }
 
-    /// File connectors may only touch the data directory.
-    pub(crate) fn check_paths(&self, statement: &ParsedStatement) -> Result<(), ApiError> {
+    /// What a statement sent over HTTP may ask of the host: file connectors may only touch
+    /// the data directory, and librdkafka properties that load code, run commands or read
+    /// files need the operator's leave (`VIGIL_ALLOW_KAFKA_PROPERTIES`).
+    pub(crate) fn check_options(&self, statement: &ParsedStatement) -> Result<(), ApiError> {
         let options = match &statement.statement {
             Statement::CreateSource(s) => &s.options,
             Statement::CreateSink(s) => &s.options,
@@ -218,6 +229,19 @@ impl Service {
                     format!(
                         "{key} = '{value}' is outside the data directory {} (VIGIL_DATA_DIR)",
                         self.config.data_dir.display()
+                    ),
+                ));
+            }
+            if let Some(property) = key.strip_prefix("properties.")
+                && !self.config.allows_kafka_property(property)
+            {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "property_not_allowed",
+                    format!(
+                        "{key} can load code, run a command or read files on the server, so \
+                         it is refused over HTTP unless the operator allows it \
+                         (VIGIL_ALLOW_KAFKA_PROPERTIES={property})"
                     ),
                 ));
             }
@@ -235,7 +259,7 @@ impl Service {
         let mut scratch = self.scratch_engine().await;
         let mut errors = Vec::new();
         for statement in statements {
-            if let Err(e) = self.check_paths(&statement) {
+            if let Err(e) = self.check_options(&statement) {
                 errors.push(e.body());
                 continue;
             }

@@ -56,6 +56,7 @@ impl StreamDb {
         let config = EngineConfig {
             batch_size,
             start_queries: false,
+            ..EngineConfig::default()
         };
         Self {
             engine: Engine::with_config(vigil_connectors::registry(), config),

@@ -1,7 +1,8 @@
 //! The `file` connector: JSON-lines files.
 //!
 //! As a source (bounded): `path`, `format = 'json'`, `dead_letter_path` (malformed lines go
-//! there as JSON with file, line and error). As a sink: `path`, `format = 'json'`; rows are
+//! there as JSON with file, line and error), `timestamp_unit` (of epoch numbers in timestamp
+//! fields: `second`, `millisecond` (the default), `microsecond`, `nanosecond`). As a sink: `path`, `format = 'json'`; rows are
 //! flushed as they are emitted, so `tail -f` shows alerts at once.
 
 mod sink;
@@ -15,6 +16,7 @@ pub use sink::FileSink;
 pub use source::FileSource;
 
 use crate::ConnectorError;
+use crate::format::{JsonDecoder, timestamp_unit};
 
 /// Factory of the `file` connector.
 #[derive(Debug, Default)]
@@ -45,11 +47,13 @@ impl ConnectorFactory for FileFactory {
         let path = r.require("path")?;
         check_format(r.take("format"))?;
         let dead_letters = r.take("dead_letter_path");
+        let unit = timestamp_unit(r.take("timestamp_unit"))?;
         r.finish()?;
+        let decoder = JsonDecoder::with_timestamp_unit(schema, ctx.batch_size, unit);
         Ok(Box::new(FileSource::new(
             path.into(),
             dead_letters.map(Into::into),
-            schema,
+            decoder,
             ctx,
         )))
     }

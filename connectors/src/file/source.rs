@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
 use vigil_engine::connector::{Source, SourceContext, SourceEvent};
 
 use crate::ConnectorError;
@@ -31,18 +30,22 @@ pub struct FileSource {
     /// Lines before `carry`.
     line_base: usize,
     ready: VecDeque<RecordBatch>,
+    /// Whether the file's first bytes were read (and a byte-order mark skipped).
+    started: bool,
     eof: bool,
 }
+
+/// The UTF-8 byte-order mark some editors put at the start of a file.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 impl FileSource {
     /// A source over `path`; nothing is opened until the first read.
     pub fn new(
         path: PathBuf,
         dead_letter_path: Option<PathBuf>,
-        schema: SchemaRef,
+        decoder: JsonDecoder,
         ctx: SourceContext,
     ) -> Self {
-        let decoder = JsonDecoder::new(schema, ctx.batch_size);
         Self {
             path,
             dead_letter_path,
@@ -53,6 +56,7 @@ impl FileSource {
             carry: Vec::new(),
             line_base: 0,
             ready: VecDeque::new(),
+            started: false,
             eof: false,
         }
     }
@@ -78,6 +82,13 @@ impl FileSource {
             .read(&mut buf[start..])
             .map_err(|e| ConnectorError::io(format!("reading '{}'", self.path.display()), e))?;
         buf.truncate(start + read);
+        if !self.started {
+            // A byte-order mark is no part of the first record.
+            self.started = true;
+            if buf.starts_with(UTF8_BOM) {
+                buf.drain(..UTF8_BOM.len());
+            }
+        }
         if read == 0 {
             self.eof = true;
             if !buf.is_empty() && buf.last() != Some(&b'\n') {

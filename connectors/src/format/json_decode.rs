@@ -1,54 +1,88 @@
-//! [`JsonDecoder`]: JSON lines to Arrow with arrow-json, isolating malformed lines.
+//! [`JsonDecoder`]: JSON records to Arrow with arrow-json, isolating bad records.
+//!
+//! A record is accepted or refused on its own content alone, never on its neighbours': it
+//! must hold exactly one JSON object, and every value must fit its declared type exactly.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use arrow_json::ReaderBuilder;
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::{cast, concat_batches};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow_json::reader::Decoder;
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, RecordBatchOptions,
+};
+use datafusion::arrow::compute::kernels::boolean::{and, is_not_null, is_null, or};
+use datafusion::arrow::compute::{cast, concat_batches, filter_record_batch, min};
+use datafusion::arrow::datatypes::{
+    DataType, Field, Float32Type, Float64Type, Schema, SchemaRef, TimeUnit,
+    TimestampMillisecondType,
+};
 
 use crate::ConnectorError;
 
-/// A line that could not be decoded.
+/// A record that could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadRecord {
-    /// Index of the line within the decoded chunk.
+    /// Index of the record (for [`JsonDecoder::decode`], of the line) within the input.
     pub index: usize,
     /// Why it failed.
     pub error: String,
 }
 
-/// Decodes newline-delimited JSON into batches of a declared schema.
+/// Epoch milliseconds below this (March 1973) look like epoch seconds read as milliseconds.
+const SUSPICIOUS_EPOCH_MILLIS: i64 = 100_000_000_000;
+
+/// Decodes JSON records into batches of a declared schema.
 ///
 /// Timestamps may be RFC 3339 strings (zone optional, UTC when absent) or integer epoch
-/// milliseconds. A chunk decodes in one arrow-json pass; only when that fails is it decoded
-/// line by line to find the bad lines, so clean input pays nothing for error handling.
-#[derive(Debug, Clone)]
+/// numbers in `timestamp_unit` (milliseconds unless told otherwise). Integers must be
+/// integers (`1.9` is no BIGINT), floats finite (`1e400` is no DOUBLE), timestamps within
+/// the representable range; numbers and booleans in a TEXT field are kept as their JSON text.
+///
+/// Records decode in one arrow-json pass, fed one by one so that each is seen to hold exactly
+/// one whole object; only when that fails are they decoded one at a time to find the bad
+/// ones, so clean input pays nothing for error handling.
+#[derive(Debug)]
 pub struct JsonDecoder {
     schema: SchemaRef,
+    /// The declared schema with every field nullable: rows being converted may hold nulls
+    /// where a value did not fit, until they are filtered out.
+    lenient_schema: SchemaRef,
     wire_schema: SchemaRef,
     batch_size: usize,
+    timestamp_unit: TimeUnit,
+    warned_epoch_unit: AtomicBool,
 }
 
 impl JsonDecoder {
-    /// A decoder producing rows of `schema`.
+    /// A decoder producing rows of `schema`, epoch numbers in milliseconds.
     pub fn new(schema: SchemaRef, batch_size: usize) -> Self {
-        // Numbers in timestamp fields are epoch milliseconds, so decode them at that unit.
+        Self::with_timestamp_unit(schema, batch_size, TimeUnit::Millisecond)
+    }
+
+    /// A decoder producing rows of `schema`, reading epoch numbers in timestamp fields in `unit`.
+    pub fn with_timestamp_unit(schema: SchemaRef, batch_size: usize, unit: TimeUnit) -> Self {
         let fields: Vec<Field> = schema
             .fields()
             .iter()
-            .map(|f| match f.data_type() {
-                DataType::Timestamp(_, tz) => f
-                    .as_ref()
+            .map(|f| {
+                f.as_ref()
                     .clone()
-                    .with_data_type(DataType::Timestamp(TimeUnit::Millisecond, tz.clone())),
-                _ => f.as_ref().clone(),
+                    .with_data_type(wire_type(f.data_type(), unit))
             })
             .collect();
+        let lenient: Vec<Field> = schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
         Self {
+            lenient_schema: Arc::new(Schema::new(lenient)),
             schema,
             wire_schema: Arc::new(Schema::new(fields)),
             batch_size: batch_size.max(1),
+            timestamp_unit: unit,
+            warned_epoch_unit: AtomicBool::new(false),
         }
     }
 
@@ -57,35 +91,62 @@ impl JsonDecoder {
         &self.schema
     }
 
-    /// Decodes a chunk of complete lines. Returns the good rows and the bad lines.
+    /// Decodes a chunk of complete lines, one record per line (blank lines are skipped).
+    /// Returns the good rows and the bad lines, by line index within the chunk.
     pub fn decode(
         &self,
         chunk: &[u8],
     ) -> Result<(Vec<RecordBatch>, Vec<BadRecord>), ConnectorError> {
-        match self.decode_all(chunk) {
-            Ok(batches) => Ok((batches, Vec::new())),
-            Err(_) => self.decode_line_by_line(chunk),
+        let (starts, lines) = line_records(chunk);
+        let (rows, mut bad) = self.decode_records(chunk, &starts)?;
+        for record in &mut bad {
+            record.index = lines[record.index];
         }
+        // Batches of at most `batch_size` rows, sliced without copying.
+        let batches = rows.map_or_else(Vec::new, |rows| {
+            (0..rows.num_rows())
+                .step_by(self.batch_size)
+                .map(|offset| rows.slice(offset, self.batch_size.min(rows.num_rows() - offset)))
+                .collect()
+        });
+        Ok((batches, bad))
     }
 
-    /// Decodes `records` JSON values laid end to end in `buf`, record `i` starting at
-    /// `starts[i]`: one row per good record, in order, and the bad records by index. Unlike
-    /// [`JsonDecoder::decode`], a record may span lines, and a record holding two values is bad.
+    /// Decodes JSON records laid end to end in `buf`, record `i` starting at `starts[i]`:
+    /// one row per good record, in order, and the bad records by index. A record may span
+    /// lines; a record holding two objects, or part of one, is bad.
     pub fn decode_records(
         &self,
         buf: &[u8],
         starts: &[usize],
     ) -> Result<(Option<RecordBatch>, Vec<BadRecord>), ConnectorError> {
-        if let Ok(batches) = self.decode_all(buf)
-            && batches.iter().map(RecordBatch::num_rows).sum::<usize>() == starts.len()
-        {
-            return Ok((self.concat(&batches)?, Vec::new()));
+        let records = || {
+            starts.iter().enumerate().map(|(index, &start)| {
+                let end = starts.get(index + 1).copied().unwrap_or(buf.len());
+                (index, &buf[start..end])
+            })
+        };
+        if let Some(wire) = self.decode_separately_whole(records())? {
+            let (rows, bad) = self.to_declared(wire)?;
+            return Ok((Some(rows).filter(|r| r.num_rows() > 0), bad));
         }
-        let records = starts.iter().enumerate().map(|(index, &start)| {
-            let end = starts.get(index + 1).copied().unwrap_or(buf.len());
-            (index, &buf[start..end])
-        });
-        self.decode_each(records)
+        self.decode_each(records())
+    }
+
+    /// Decodes every record in one pass; `None` when some record is not exactly one object or
+    /// some value does not decode, and the records must be looked at one by one.
+    fn decode_separately_whole<'a>(
+        &self,
+        records: impl ExactSizeIterator<Item = (usize, &'a [u8])>,
+    ) -> Result<Option<RecordBatch>, ConnectorError> {
+        let count = records.len();
+        let mut decoder = self.decoder(count.max(1))?;
+        for (index, record) in records {
+            if !feed(&mut decoder, record) || decoder.len() != index + 1 {
+                return Ok(None);
+            }
+        }
+        Ok(decoder.flush().ok().flatten())
     }
 
     /// Decodes records one by one: one row per good record, and the bad ones by index.
@@ -96,100 +157,204 @@ impl JsonDecoder {
         let mut good = Vec::new();
         let mut bad = Vec::new();
         for (index, record) in records {
-            match self.decode_one(record) {
-                Ok(Some(batch)) => good.push(batch),
-                Ok(None) => bad.push(BadRecord {
-                    index,
-                    error: "not a single JSON object".into(),
-                }),
-                Err(e) => bad.push(BadRecord {
-                    index,
-                    error: e.to_string(),
-                }),
-            }
+            let error = match self.decode_one(record) {
+                Ok(batch) => match self.to_declared(batch)? {
+                    (rows, errors) if errors.is_empty() => {
+                        good.push(rows);
+                        continue;
+                    }
+                    (_, mut errors) => errors.swap_remove(0).error,
+                },
+                Err(error) => error,
+            };
+            bad.push(BadRecord { index, error });
         }
-        Ok((self.concat(&good)?, bad))
+        let rows = match good.as_slice() {
+            [] => None,
+            [one] => Some(one.clone()),
+            many => Some(concat_batches(&self.schema, many)?),
+        };
+        Ok((rows, bad))
     }
 
-    fn concat(&self, batches: &[RecordBatch]) -> Result<Option<RecordBatch>, ConnectorError> {
-        match batches {
-            [] => Ok(None),
-            [one] => Ok(Some(one.clone())),
-            many => Ok(Some(concat_batches(&self.schema, many)?)),
-        }
-    }
-
-    fn decode_all(&self, chunk: &[u8]) -> Result<Vec<RecordBatch>, ConnectorError> {
-        let mut decoder = ReaderBuilder::new(Arc::clone(&self.wire_schema))
-            .with_batch_size(self.batch_size)
-            .build_decoder()?;
-        let mut batches = Vec::new();
-        let mut offset = 0;
-        while offset < chunk.len() {
-            let read = decoder.decode(&chunk[offset..])?;
-            offset += read;
-            if read == 0 || decoder.len() >= self.batch_size {
-                if let Some(batch) = decoder.flush()? {
-                    batches.push(self.to_declared(batch)?);
-                }
-                if read == 0 {
-                    break;
-                }
-            }
-        }
-        if let Some(batch) = decoder.flush()? {
-            batches.push(self.to_declared(batch)?);
-        }
-        Ok(batches)
-    }
-
-    fn decode_line_by_line(
-        &self,
-        chunk: &[u8],
-    ) -> Result<(Vec<RecordBatch>, Vec<BadRecord>), ConnectorError> {
-        let lines = chunk
-            .split(|b| *b == b'\n')
-            .enumerate()
-            .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace));
-        let (batch, bad) = self.decode_each(lines)?;
-        Ok((batch.into_iter().collect(), bad))
-    }
-
-    fn decode_one(&self, line: &[u8]) -> Result<Option<RecordBatch>, ConnectorError> {
-        let trimmed = line.trim_ascii();
+    /// One record as one wire row, or why it is not one.
+    fn decode_one(&self, record: &[u8]) -> Result<RecordBatch, String> {
+        let trimmed = record.trim_ascii();
         if !trimmed.starts_with(b"{") {
-            return Ok(None);
+            return Err("not a single JSON object".into());
         }
-        let mut decoder = ReaderBuilder::new(Arc::clone(&self.wire_schema))
-            .with_batch_size(1)
-            .build_decoder()?;
-        let read = decoder.decode(trimmed)?;
-        // A decoder of batch size one stops after the first value: anything left over
-        // means the record holds more than one.
-        if !trimmed[read..].iter().all(u8::is_ascii_whitespace) {
-            return Ok(None);
+        let mut decoder = self.decoder(1).map_err(|e| e.to_string())?;
+        if !feed(&mut decoder, trimmed) || decoder.len() != 1 {
+            return Err("not a single JSON object".into());
         }
-        match decoder.flush()? {
-            Some(batch) if batch.num_rows() == 1 => Ok(Some(self.to_declared(batch)?)),
-            _ => Ok(None),
+        match decoder.flush() {
+            Ok(Some(batch)) if batch.num_rows() == 1 => Ok(batch),
+            Ok(_) => Err("not a single JSON object".into()),
+            Err(e) => Err(e.to_string()),
         }
     }
 
-    /// Casts wire columns (millisecond timestamps) to the declared types.
-    fn to_declared(&self, batch: RecordBatch) -> Result<RecordBatch, ConnectorError> {
-        let columns = batch
-            .columns()
-            .iter()
-            .zip(self.schema.fields())
-            .map(|(c, f)| {
-                if c.data_type() == f.data_type() {
-                    Ok(Arc::clone(c))
-                } else {
-                    cast(c, f.data_type())
+    fn decoder(&self, batch_size: usize) -> Result<Decoder, ConnectorError> {
+        Ok(ReaderBuilder::new(Arc::clone(&self.wire_schema))
+            .with_batch_size(batch_size)
+            // Integers arrive as their text and are parsed exactly in `to_declared`.
+            .with_coerce_primitive(true)
+            .build_decoder()?)
+    }
+
+    /// Converts wire rows to the declared types. Rows with a value that does not fit its
+    /// type exactly are left out and returned as bad records, by row index.
+    fn to_declared(
+        &self,
+        wire: RecordBatch,
+    ) -> Result<(RecordBatch, Vec<BadRecord>), ConnectorError> {
+        let mut columns = Vec::with_capacity(wire.num_columns());
+        let mut bad: Option<Vec<Option<String>>> = None;
+        for (column, field) in wire.columns().iter().zip(self.schema.fields()) {
+            let declared = convert(column, field.data_type())?;
+            self.warn_on_epoch_seconds(column, field);
+            if let Some(problem) = unfit_values(column, &declared) {
+                let errors = bad.get_or_insert_with(|| vec![None; wire.num_rows()]);
+                for (i, error) in errors.iter_mut().enumerate() {
+                    if error.is_none() && problem.value(i) {
+                        *error = Some(unfit_message(column, field, i));
+                    }
                 }
+            }
+            columns.push(declared);
+        }
+        let Some(errors) = bad else {
+            return Ok((
+                RecordBatch::try_new(Arc::clone(&self.schema), columns)?,
+                Vec::new(),
+            ));
+        };
+        // Bad rows go before the batch is built: a NOT NULL column may hold their nulls.
+        let keep = BooleanArray::from(errors.iter().map(Option::is_none).collect::<Vec<_>>());
+        let wire_rows = RecordBatch::try_new_with_options(
+            Arc::clone(&self.lenient_schema),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(wire.num_rows())),
+        )?;
+        let kept = filter_record_batch(&wire_rows, &keep)?;
+        let rows = RecordBatch::try_new(Arc::clone(&self.schema), kept.columns().to_vec())?;
+        let bad = errors
+            .into_iter()
+            .enumerate()
+            .filter_map(|(index, error)| {
+                Some(BadRecord {
+                    index,
+                    error: error?,
+                })
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+            .collect();
+        Ok((rows, bad))
+    }
+
+    /// Epoch seconds read as milliseconds land in January 1970: say so, once.
+    fn warn_on_epoch_seconds(&self, wire: &ArrayRef, field: &Field) {
+        if self.timestamp_unit != TimeUnit::Millisecond
+            || self.warned_epoch_unit.load(Ordering::Relaxed)
+        {
+            return;
+        }
+        let Some(millis) = wire.as_primitive_opt::<TimestampMillisecondType>() else {
+            return;
+        };
+        if min(millis).is_some_and(|m| (0..SUSPICIOUS_EPOCH_MILLIS).contains(&m)) {
+            self.warned_epoch_unit.store(true, Ordering::Relaxed);
+            tracing::warn!(
+                column = field.name(),
+                "timestamps fall in 1970-1973: numbers are read as epoch milliseconds; \
+                 if they are epoch seconds, set timestamp_unit = 'second'"
+            );
+        }
+    }
+}
+
+/// Feeds one record to `decoder`; false when the decoder did not take it whole or was left
+/// part way through an object (a record holding part of one).
+fn feed(decoder: &mut Decoder, record: &[u8]) -> bool {
+    match decoder.decode(record) {
+        Ok(read) => read == record.len() && !decoder.has_partial_record(),
+        Err(_) => false,
+    }
+}
+
+/// The start of every non-blank line of `chunk`, and each one's line index.
+fn line_records(chunk: &[u8]) -> (Vec<usize>, Vec<usize>) {
+    let mut starts = Vec::new();
+    let mut lines = Vec::new();
+    let mut start = 0;
+    for (line, text) in chunk.split(|b| *b == b'\n').enumerate() {
+        if !text.iter().all(u8::is_ascii_whitespace) {
+            starts.push(start);
+            lines.push(line);
+        }
+        start += text.len() + 1;
+    }
+    (starts, lines)
+}
+
+/// How a declared type travels from arrow-json: integers as text (arrow-json would truncate
+/// `1.9` to 1), timestamps at the unit of epoch numbers.
+fn wire_type(declared: &DataType, unit: TimeUnit) -> DataType {
+    match declared {
+        t if t.is_integer() => DataType::Utf8,
+        DataType::Timestamp(_, tz) => DataType::Timestamp(unit, tz.clone()),
+        other => other.clone(),
+    }
+}
+
+/// Casts a wire column to its declared type; a value that does not convert becomes null.
+fn convert(wire: &ArrayRef, declared: &DataType) -> Result<ArrayRef, ConnectorError> {
+    if wire.data_type() == declared {
+        return Ok(Arc::clone(wire));
+    }
+    Ok(cast(wire, declared)?)
+}
+
+/// Rows whose value did not survive conversion (null after, not before) or is not finite;
+/// `None` when every row is fine, the common case, found without a pass over the rows.
+fn unfit_values(wire: &ArrayRef, declared: &ArrayRef) -> Option<BooleanArray> {
+    let lost = (declared.null_count() > wire.null_count())
+        .then(|| and(&is_not_null(wire).ok()?, &is_null(declared).ok()?).ok())
+        .flatten();
+    let infinite = match declared.data_type() {
+        DataType::Float64 => Some(infinite(
+            declared.as_primitive::<Float64Type>().values(),
+            f64::is_infinite,
+        )),
+        DataType::Float32 => Some(infinite(
+            declared.as_primitive::<Float32Type>().values(),
+            f32::is_infinite,
+        )),
+        _ => None,
+    }
+    .filter(|mask| mask.true_count() > 0);
+    match (lost, infinite) {
+        (None, None) => None,
+        (Some(mask), None) | (None, Some(mask)) => Some(mask),
+        (Some(a), Some(b)) => or(&a, &b).ok(),
+    }
+}
+
+/// Where a float is infinite: JSON has no infinity, so the number overflowed.
+fn infinite<T: Copy>(values: &[T], is_infinite: impl Fn(T) -> bool) -> BooleanArray {
+    values.iter().map(|v| Some(is_infinite(*v))).collect()
+}
+
+/// Why row `i`'s value of `wire` does not fit `field`.
+fn unfit_message(wire: &ArrayRef, field: &Field, i: usize) -> String {
+    let value = match wire.as_string_opt::<i32>() {
+        Some(text) => format!("'{}'", text.value(i)),
+        None => "the value".to_string(),
+    };
+    let name = field.name();
+    match field.data_type() {
+        t if t.is_integer() => format!("field '{name}': {value} is not a valid {t}"),
+        t if t.is_floating() => format!("field '{name}': the number is out of range for {t}"),
+        t => format!("field '{name}': {value} is out of range for {t}"),
     }
 }
 
@@ -197,7 +362,7 @@ impl JsonDecoder {
 mod tests {
     use super::*;
     use datafusion::arrow::array::{AsArray, Float64Array};
-    use datafusion::arrow::datatypes::TimestampNanosecondType;
+    use datafusion::arrow::datatypes::{Int64Type, TimestampNanosecondType};
 
     fn decoder() -> JsonDecoder {
         let schema = Arc::new(Schema::new(vec![
@@ -228,6 +393,25 @@ mod tests {
     }
 
     #[test]
+    fn epoch_numbers_are_read_in_the_unit_asked_for() {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Nanosecond, None),
+            true,
+        )]));
+        let seconds = JsonDecoder::with_timestamp_unit(schema, 16, TimeUnit::Second);
+        let (batches, bad) = seconds.decode(b"{\"ts\":1704067201}\n").unwrap();
+        assert!(bad.is_empty());
+        assert_eq!(
+            batches[0]
+                .column(0)
+                .as_primitive::<TimestampNanosecondType>()
+                .values(),
+            &[1_704_067_201_000_000_000]
+        );
+    }
+
+    #[test]
     fn records_may_span_lines_and_must_hold_one_object_each() {
         let records: [&[u8]; 4] = [
             b"{\"id\":\"a\",\n \"v\":1}",
@@ -253,9 +437,78 @@ mod tests {
         assert!(bad.is_empty());
     }
 
+    /// Two objects on one line and one object split over two lines are bad whatever else
+    /// is in the chunk: clean around them, or next to another bad line.
+    #[test]
+    fn a_line_is_judged_on_its_own_content_not_its_neighbours() {
+        let two_on_a_line = "{\"id\":\"a\"}{\"id\":\"b\"}";
+        let split = "{\"id\":\"c\",\n\"v\":3}";
+        for neighbours in ["", "not json\n"] {
+            let input = format!(
+                "{{\"id\":\"x\"}}\n{two_on_a_line}\n{split}\n{neighbours}{{\"id\":\"y\"}}\n"
+            );
+            let (batches, bad) = decoder().decode(input.as_bytes()).unwrap();
+            let ids: Vec<String> = batches
+                .iter()
+                .flat_map(|b| {
+                    b.column(0)
+                        .as_string::<i32>()
+                        .iter()
+                        .flatten()
+                        .map(String::from)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            assert_eq!(ids, vec!["x", "y"], "with {neighbours:?}");
+            let lines: Vec<usize> = bad.iter().map(|b| b.index).collect();
+            let expected: Vec<usize> = if neighbours.is_empty() {
+                vec![1, 2, 3]
+            } else {
+                vec![1, 2, 3, 4]
+            };
+            assert_eq!(lines, expected, "with {neighbours:?}");
+        }
+    }
+
+    #[test]
+    fn values_that_do_not_fit_their_type_exactly_are_bad() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, true),
+            Field::new("x", DataType::Float64, true),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), true),
+            Field::new("s", DataType::Utf8, true),
+        ]));
+        let decoder = JsonDecoder::new(schema, 64);
+        let input = br#"{"n":1,"x":1.5,"ts":"2024-01-01T00:00:00Z","s":"a"}
+{"n":1.9}
+{"x":1e400}
+{"ts":"3000-01-01T00:00:00Z"}
+{"n":"12","x":-2,"s":42}
+{"n":99999999999999999999}
+{"n":true}
+"#;
+        let (batches, bad) = decoder.decode(input).unwrap();
+        let rows = &batches[0];
+        assert_eq!(rows.num_rows(), 2);
+        assert_eq!(
+            rows.column(0).as_primitive::<Int64Type>().values(),
+            &[1, 12]
+        );
+        assert_eq!(rows.column(3).as_string::<i32>().value(1), "42");
+        let bad: Vec<(usize, &str)> = bad.iter().map(|b| (b.index, b.error.as_str())).collect();
+        assert_eq!(
+            bad.iter().map(|b| b.0).collect::<Vec<_>>(),
+            vec![1, 2, 3, 5, 6],
+            "{bad:?}"
+        );
+        assert!(bad[0].1.contains("'1.9' is not a valid Int64"), "{bad:?}");
+        assert!(bad[1].1.contains("out of range for Float64"), "{bad:?}");
+        assert!(bad[2].1.contains("out of range"), "{bad:?}");
+    }
+
     #[test]
     fn malformed_lines_are_isolated_and_good_ones_kept() {
-        let input = b"{\"id\":\"a\",\"v\":1}\n{\"id\":\"b\",\"v\":\n{\"id\":\"c\",\"v\":\"hot\"}\nnot json\n{\"id\":\"e\",\"v\":5}\n";
+        let input = b"{\"id\":\"a\",\"v\":1}\n{\"id\":\"b\",\"v\":\n{\"id\":\"c\",\"v\":\"hot\"}\nnot json\n\n{\"id\":\"e\",\"v\":5}\n";
         let (batches, bad) = decoder().decode(input).unwrap();
         let values = batches[0]
             .column(1)

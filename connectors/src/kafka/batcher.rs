@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, RecordBatchOptions, StringBuilder,
-    TimestampMillisecondArray,
+    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, RecordBatchOptions,
+    StringBuilder, TimestampMillisecondArray, new_empty_array,
 };
 use datafusion::arrow::compute::{can_cast_types, cast, filter};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -75,8 +75,9 @@ pub struct BatchLayout {
 }
 
 impl BatchLayout {
-    /// The layout of `schema`: payload fields decoded from JSON, metadata columns by name.
-    pub fn new(schema: SchemaRef, batch_size: usize) -> Self {
+    /// The layout of `schema`: payload fields decoded from JSON (epoch numbers in timestamp
+    /// fields read in `unit`), metadata columns by name.
+    pub fn new(schema: SchemaRef, batch_size: usize, unit: TimeUnit) -> Self {
         let mut payload_fields: Vec<Field> = Vec::new();
         let columns: Vec<ColumnSource> = schema
             .fields()
@@ -90,7 +91,11 @@ impl BatchLayout {
             })
             .collect();
         Self {
-            decoder: JsonDecoder::new(Arc::new(Schema::new(payload_fields)), batch_size),
+            decoder: JsonDecoder::with_timestamp_unit(
+                Arc::new(Schema::new(payload_fields)),
+                batch_size,
+                unit,
+            ),
             wants_timestamp: columns.contains(&ColumnSource::Timestamp),
             columns,
             schema,
@@ -126,6 +131,15 @@ pub struct Decoded {
 #[derive(Debug)]
 pub struct PartitionBuffer {
     partition: i32,
+    held: Held,
+    next_offset: Option<i64>,
+    first_at: Option<Instant>,
+}
+
+/// What a buffer holds between two takes. Taken out whole, so a failure while decoding can
+/// never leave half of it behind for the next batch.
+#[derive(Debug, Default)]
+struct Held {
     payloads: Vec<u8>,
     starts: Vec<usize>,
     offsets: Vec<i64>,
@@ -135,8 +149,33 @@ pub struct PartitionBuffer {
     key_spans: Vec<Option<Range<usize>>>,
     timestamps: Vec<Option<i64>>,
     bad: Vec<BadMessage>,
-    next_offset: Option<i64>,
-    first_at: Option<Instant>,
+}
+
+impl Held {
+    /// The key of the `i`-th message held as a row.
+    fn key(&self, i: usize) -> Option<&[u8]> {
+        self.key_spans[i].clone().map(|span| &self.keys[span])
+    }
+
+    /// The value of the `i`-th message held as a row, without the newline that ends it.
+    fn payload(&self, i: usize) -> &[u8] {
+        let end = self
+            .starts
+            .get(i + 1)
+            .copied()
+            .unwrap_or(self.payloads.len());
+        &self.payloads[self.starts[i]..end - 1]
+    }
+
+    /// Message `i` as a dead letter.
+    fn bad_message(&self, i: usize, error: String) -> BadMessage {
+        BadMessage {
+            offset: self.offsets[i],
+            error,
+            payload: self.payload(i).to_vec(),
+            key: self.key(i).map(<[u8]>::to_vec),
+        }
+    }
 }
 
 impl PartitionBuffer {
@@ -144,13 +183,7 @@ impl PartitionBuffer {
     pub fn new(partition: i32) -> Self {
         Self {
             partition,
-            payloads: Vec::new(),
-            starts: Vec::new(),
-            offsets: Vec::new(),
-            keys: Vec::new(),
-            key_spans: Vec::new(),
-            timestamps: Vec::new(),
-            bad: Vec::new(),
+            held: Held::default(),
             next_offset: None,
             first_at: None,
         }
@@ -158,7 +191,7 @@ impl PartitionBuffer {
 
     /// Messages held (good or already known bad).
     pub fn len(&self) -> usize {
-        self.offsets.len() + self.bad.len()
+        self.held.offsets.len() + self.held.bad.len()
     }
 
     /// True when nothing is held.
@@ -182,9 +215,10 @@ impl PartitionBuffer {
     ) {
         self.first_at.get_or_insert_with(Instant::now);
         self.next_offset = Some(offset + 1);
+        let held = &mut self.held;
         let payload = payload.unwrap_or_default();
         if payload.iter().all(u8::is_ascii_whitespace) {
-            self.bad.push(BadMessage {
+            held.bad.push(BadMessage {
                 offset,
                 error: "message has no value".into(),
                 payload: payload.to_vec(),
@@ -192,116 +226,163 @@ impl PartitionBuffer {
             });
             return;
         }
-        self.starts.push(self.payloads.len());
-        self.payloads.extend_from_slice(payload);
-        self.payloads.push(b'\n');
-        self.offsets.push(offset);
-        self.key_spans.push(key.map(|key| {
-            let start = self.keys.len();
-            self.keys.extend_from_slice(key);
-            start..self.keys.len()
+        held.starts.push(held.payloads.len());
+        held.payloads.extend_from_slice(payload);
+        held.payloads.push(b'\n');
+        held.offsets.push(offset);
+        held.key_spans.push(key.map(|key| {
+            let start = held.keys.len();
+            held.keys.extend_from_slice(key);
+            start..held.keys.len()
         }));
         if layout.wants_timestamp {
-            self.timestamps.push(timestamp_ms);
+            held.timestamps.push(timestamp_ms);
         }
-    }
-
-    /// The key of the `i`-th message held as a row.
-    fn key(&self, i: usize) -> Option<&[u8]> {
-        self.key_spans[i].clone().map(|span| &self.keys[span])
     }
 
     /// Decodes everything held and empties the buffer; `None` when it was empty.
-    pub fn take(&mut self, layout: &BatchLayout) -> Result<Option<Decoded>, ConnectorError> {
-        let Some(next_offset) = self.next_offset.take() else {
-            return Ok(None);
-        };
+    ///
+    /// Every message taken ends up either a row or a [`BadMessage`]: a message whose payload
+    /// does not decode, or whose metadata does not fit its declared column, is bad alone,
+    /// and should the batch itself fail to assemble, every message in it is bad.
+    pub fn take(&mut self, layout: &BatchLayout) -> Option<Decoded> {
+        let next_offset = self.next_offset.take()?;
         self.first_at = None;
-        let (payload, bad_records) = layout
-            .decoder
-            .decode_records(&self.payloads, &self.starts)?;
-        let mut bad = std::mem::take(&mut self.bad);
-        let offsets = std::mem::take(&mut self.offsets);
-        let received = offsets.len();
-        let mut good_mask = None;
-        if !bad_records.is_empty() {
-            let mut mask = vec![true; received];
-            for record in &bad_records {
-                mask[record.index] = false;
-                // Every record is followed by a newline of ours.
-                let start = self.starts[record.index];
-                let end = self
-                    .starts
-                    .get(record.index + 1)
-                    .copied()
-                    .unwrap_or(self.payloads.len())
-                    - 1;
-                bad.push(BadMessage {
-                    offset: offsets[record.index],
-                    error: record.error.clone(),
-                    payload: self.payloads[start..end].to_vec(),
-                    key: self.key(record.index).map(<[u8]>::to_vec),
-                });
+        let mut held = std::mem::take(&mut self.held);
+        let mut bad = std::mem::take(&mut held.bad);
+        let rows = match assemble(layout, self.partition, &held, &mut bad) {
+            Ok(rows) => rows,
+            Err(e) => {
+                let error = format!("cannot assemble a batch: {e}");
+                bad.extend((0..held.offsets.len()).map(|i| held.bad_message(i, error.clone())));
+                RecordBatch::new_empty(Arc::clone(&layout.schema))
             }
-            bad.sort_by_key(|b| b.offset);
-            good_mask = Some(BooleanArray::from(mask));
-        }
-        // Metadata is gathered for every message taken; only good rows are kept.
-        let good = |array: ArrayRef| -> Result<ArrayRef, ConnectorError> {
-            Ok(match &good_mask {
-                Some(mask) => filter(&array, mask)?,
-                None => array,
-            })
         };
-        let rows = received - bad_records.len();
-        let mut offsets = Some(offsets);
-        let mut columns = Vec::with_capacity(layout.columns.len());
-        for (source, field) in layout.columns.iter().zip(layout.schema.fields()) {
-            let column: ArrayRef = match source {
-                ColumnSource::Payload(i) => match &payload {
-                    Some(batch) => Arc::clone(batch.column(*i)),
-                    None => datafusion::arrow::array::new_empty_array(field.data_type()),
-                },
-                ColumnSource::Partition => {
-                    good(Arc::new(Int32Array::from(vec![self.partition; received])))?
-                }
-                ColumnSource::Offset => good(Arc::new(Int64Array::from(
-                    offsets.take().unwrap_or_default(),
-                )))?,
-                ColumnSource::Key => {
-                    let mut keys = StringBuilder::with_capacity(received, self.keys.len());
-                    for i in 0..received {
-                        keys.append_option(self.key(i).map(String::from_utf8_lossy));
-                    }
-                    good(Arc::new(keys.finish()))?
-                }
-                ColumnSource::Timestamp => good(Arc::new(TimestampMillisecondArray::from(
-                    std::mem::take(&mut self.timestamps),
-                )))?,
-            };
-            let column = if column.data_type() == field.data_type() {
-                column
-            } else {
-                cast(&column, field.data_type())?
-            };
-            columns.push(column);
-        }
-        let rows = RecordBatch::try_new_with_options(
-            Arc::clone(&layout.schema),
-            columns,
-            &RecordBatchOptions::new().with_row_count(Some(rows)),
-        )?;
-        self.payloads.clear();
-        self.starts.clear();
-        self.keys.clear();
-        self.key_spans.clear();
-        self.timestamps.clear();
-        Ok(Some(Decoded {
+        bad.sort_by_key(|b| b.offset);
+        Some(Decoded {
             rows,
             bad,
             next_offset,
-        }))
+        })
     }
+}
+
+/// The rows of the messages `held`, in the declared schema. Messages that cannot be rows are
+/// added to `bad`.
+fn assemble(
+    layout: &BatchLayout,
+    partition: i32,
+    held: &Held,
+    bad: &mut Vec<BadMessage>,
+) -> Result<RecordBatch, ConnectorError> {
+    let received = held.offsets.len();
+    let (payload, bad_records) = layout
+        .decoder
+        .decode_records(&held.payloads, &held.starts)?;
+    let mut decoded = vec![true; received];
+    for record in bad_records {
+        decoded[record.index] = false;
+        bad.push(held.bad_message(record.index, record.error));
+    }
+    // Metadata is converted for every message received; a message whose metadata does not
+    // fit is bad, and only messages good on both counts become rows.
+    let mut metadata = Vec::new();
+    let mut good = decoded.clone();
+    for (source, field) in layout.columns.iter().zip(layout.schema.fields()) {
+        let Some(natural) = metadata_column(*source, partition, held) else {
+            continue;
+        };
+        let converted = convert_metadata(&natural, field)?;
+        // Only a null after conversion can be a bad value: most batches skip the check.
+        if converted.null_count() > 0 {
+            for (i, ok) in good.iter_mut().enumerate() {
+                let present = match source {
+                    ColumnSource::Key => held.key(i).is_some(),
+                    _ => natural.is_valid(i),
+                };
+                if *ok
+                    && converted.is_null(i)
+                    && let Some(error) = metadata_error(present, field)
+                {
+                    *ok = false;
+                    bad.push(held.bad_message(i, error));
+                }
+            }
+        }
+        metadata.push(converted);
+    }
+    let keep_rows = BooleanArray::from(good.clone());
+    // Payload rows exist only for decoded messages.
+    let keep_payload = BooleanArray::from(
+        good.iter()
+            .zip(&decoded)
+            .filter(|(_, d)| **d)
+            .map(|(g, _)| *g)
+            .collect::<Vec<_>>(),
+    );
+    let kept = good.iter().filter(|g| **g).count();
+    let mut metadata = metadata.into_iter();
+    let mut columns = Vec::with_capacity(layout.columns.len());
+    for (source, field) in layout.columns.iter().zip(layout.schema.fields()) {
+        let column = match (source, &payload) {
+            (ColumnSource::Payload(i), Some(batch)) => filter(batch.column(*i), &keep_payload)?,
+            (ColumnSource::Payload(_), None) => new_empty_array(field.data_type()),
+            _ => match metadata.next() {
+                Some(column) => filter(&column, &keep_rows)?,
+                None => new_empty_array(field.data_type()),
+            },
+        };
+        columns.push(column);
+    }
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(&layout.schema),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(kept)),
+    )?)
+}
+
+/// A metadata column for every message held, in its natural type; `None` for a payload column.
+fn metadata_column(source: ColumnSource, partition: i32, held: &Held) -> Option<ArrayRef> {
+    let received = held.offsets.len();
+    Some(match source {
+        ColumnSource::Payload(_) => return None,
+        ColumnSource::Partition => Arc::new(Int32Array::from(vec![partition; received])),
+        ColumnSource::Offset => Arc::new(Int64Array::from(held.offsets.clone())),
+        ColumnSource::Key => {
+            // A key that is not UTF-8 is no text: it comes out null, and is caught below.
+            let mut keys = StringBuilder::with_capacity(received, held.keys.len());
+            for i in 0..received {
+                keys.append_option(held.key(i).and_then(|k| std::str::from_utf8(k).ok()));
+            }
+            Arc::new(keys.finish())
+        }
+        ColumnSource::Timestamp => {
+            Arc::new(TimestampMillisecondArray::from(held.timestamps.clone()))
+        }
+    })
+}
+
+/// Casts a metadata column to its declared type; a value that does not convert becomes null.
+fn convert_metadata(natural: &ArrayRef, field: &Field) -> Result<ArrayRef, ConnectorError> {
+    if natural.data_type() == field.data_type() {
+        return Ok(Arc::clone(natural));
+    }
+    Ok(cast(natural, field.data_type())?)
+}
+
+/// Why a message whose metadata came out null cannot fill `field`, if it cannot: it had a
+/// value that does not convert (`present`), or none where the column is NOT NULL.
+fn metadata_error(present: bool, field: &Field) -> Option<String> {
+    let name = field.name();
+    if present {
+        return Some(format!(
+            "metadata column '{name}': the message's value is not a valid {}",
+            field.data_type()
+        ));
+    }
+    (!field.is_nullable()).then(|| {
+        format!("metadata column '{name}' is NOT NULL and the message has no value for it")
+    })
 }
 
 #[cfg(test)]
@@ -323,7 +404,7 @@ mod tests {
             ),
             Field::new(PARTITION_COLUMN, DataType::Int32, true),
         ]));
-        BatchLayout::new(schema, 1024)
+        BatchLayout::new(schema, 1024, TimeUnit::Millisecond)
     }
 
     #[test]
@@ -341,7 +422,7 @@ mod tests {
         buffer.push(&layout, 12, None, None, Some(3000));
         buffer.push(&layout, 13, Some(br#"{"id":"d","v":4}"#), None, Some(4000));
         assert_eq!(buffer.len(), 4);
-        let decoded = buffer.take(&layout).unwrap().unwrap();
+        let decoded = buffer.take(&layout).unwrap();
         assert!(buffer.is_empty());
         assert_eq!(decoded.next_offset, 14);
         let rows = &decoded.rows;
@@ -373,7 +454,80 @@ mod tests {
                 (12, Vec::new(), None)
             ]
         );
-        assert!(buffer.take(&layout).unwrap().is_none());
+        assert!(buffer.take(&layout).is_none());
+    }
+
+    /// A key that does not fit `_key BIGINT NOT NULL` makes its message bad alone; the
+    /// buffer stays consistent for the batches after it.
+    #[test]
+    fn a_message_whose_metadata_does_not_fit_is_bad_alone() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("v", DataType::Int64, true),
+            Field::new(KEY_COLUMN, DataType::Int64, false),
+            Field::new(OFFSET_COLUMN, DataType::Int64, false),
+        ]));
+        let layout = BatchLayout::new(schema, 1024, TimeUnit::Millisecond);
+        let mut buffer = PartitionBuffer::new(0);
+        let messages: [(&[u8], Option<&[u8]>); 5] = [
+            (br#"{"v":1}"#, Some(b"7")),
+            (br#"{"v":2}"#, None),
+            (br#"{"v":3}"#, Some(b"seven")),
+            (br#"{"v":"#, Some(b"8")),
+            (br#"{"v":5}"#, Some(b"\xff")),
+        ];
+        for (offset, (payload, key)) in messages.iter().enumerate() {
+            buffer.push(&layout, offset as i64, Some(payload), *key, None);
+        }
+        let decoded = buffer.take(&layout).unwrap();
+        assert_eq!(decoded.rows.num_rows(), 1);
+        assert_eq!(
+            decoded.rows.column(1).as_primitive::<Int64Type>().values(),
+            &[7]
+        );
+        let bad: Vec<(i64, &str)> = decoded
+            .bad
+            .iter()
+            .map(|b| {
+                (
+                    b.offset,
+                    &b.error[..b.error.find(':').unwrap_or(b.error.len())],
+                )
+            })
+            .collect();
+        assert_eq!(bad.len(), 4, "{:?}", decoded.bad);
+        assert_eq!(
+            bad.iter().map(|b| b.0).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
+        assert!(
+            decoded.bad[0].error.contains("NOT NULL"),
+            "{:?}",
+            decoded.bad[0]
+        );
+        assert!(
+            decoded.bad[1].error.contains("not a valid Int64"),
+            "{:?}",
+            decoded.bad[1]
+        );
+        assert_eq!(decoded.bad[2].payload, br#"{"v":"#.to_vec());
+
+        // The next batch decodes on its own, unaffected by the bad ones before it.
+        buffer.push(&layout, 5, Some(br#"{"v":6}"#), Some(b"9"), None);
+        buffer.push(&layout, 6, Some(b"not json"), Some(b"9"), None);
+        let decoded = buffer.take(&layout).unwrap();
+        assert_eq!(
+            decoded.rows.column(0).as_primitive::<Int64Type>().values(),
+            &[6]
+        );
+        assert_eq!(
+            decoded.rows.column(2).as_primitive::<Int64Type>().values(),
+            &[5]
+        );
+        assert_eq!(
+            decoded.bad.iter().map(|b| b.offset).collect::<Vec<_>>(),
+            vec![6]
+        );
+        assert_eq!(decoded.next_offset, 7);
     }
 
     #[test]

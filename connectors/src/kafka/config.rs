@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::datatypes::{Schema, TimeUnit};
 use vigil_engine::sql::{OptionReader, Options};
 
 use crate::ConnectorError;
@@ -45,6 +45,8 @@ pub struct SourceConfig {
     pub idle_advance: IdleAdvance,
     /// Where malformed messages go.
     pub dead_letter_topic: Option<String>,
+    /// The unit of epoch numbers in timestamp fields (`timestamp_unit`).
+    pub timestamp_unit: TimeUnit,
     /// librdkafka properties passed through (`properties.<name>`).
     pub properties: Vec<(String, String)>,
 }
@@ -123,6 +125,7 @@ impl SourceConfig {
             }
         };
         let dead_letter_topic = r.take("dead_letter_topic");
+        let timestamp_unit = crate::format::timestamp_unit(r.take("timestamp_unit"))?;
         let properties = properties(&mut r)?;
         r.finish()?;
         super::batcher::check_metadata_columns(schema)?;
@@ -134,6 +137,7 @@ impl SourceConfig {
             idle_timeout,
             idle_advance,
             dead_letter_topic,
+            timestamp_unit,
             properties,
         })
     }

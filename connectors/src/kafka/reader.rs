@@ -218,7 +218,7 @@ impl Reader {
         Ok(Self {
             consumer,
             state: State {
-                layout: BatchLayout::new(schema, ctx.batch_size),
+                layout: BatchLayout::new(schema, ctx.batch_size, config.timestamp_unit),
                 batch_size: ctx.batch_size.max(1),
                 config,
                 settings,
@@ -258,10 +258,21 @@ impl Reader {
                 if self.state.flush_all(&self.consumer).is_ok() {
                     let _ = self.state.tx.blocking_send(ReaderEvent::End);
                 }
+                self.linger_until_closed();
                 return Ok(());
             }
         }
         Ok(())
+    }
+
+    /// A bounded read is complete: keeps serving the consumer's callbacks until the query
+    /// has delivered what was read and closes the source, so that the final commit (in
+    /// [`Reader::finish`]) covers every message.
+    fn linger_until_closed(&mut self) {
+        while !self.state.stop.load(Ordering::Relaxed) && !self.state.tx.is_closed() {
+            // Every partition is finished: whatever a poll returns is past the end, ignored.
+            let _ = self.consumer.poll(POLL);
+        }
     }
 
     /// Checks the topics, then subscribes (or, bounded, assigns every partition).
@@ -298,7 +309,9 @@ impl Reader {
         self.consumer
             .assign(&assignment)
             .map_err(|e| unreachable(&brokers, e))?;
-        self.state.send_status(true).map_err(|_| stopped())
+        self.state
+            .send_status(self.consumer.context(), true)
+            .map_err(|_| stopped())
     }
 
     /// Periodic work: assignment changes, lingering buffers, idleness, commits.
@@ -318,7 +331,7 @@ impl Reader {
         if self.state.config.bounded {
             self.state.check_bounded_positions(&self.consumer)?;
         }
-        self.state.send_status(changed)?;
+        self.state.send_status(context, changed)?;
         if now.duration_since(self.state.last_commit) >= COMMIT_INTERVAL {
             self.state.last_commit = now;
             context.commit_delivered(&self.consumer, CommitMode::Async);
@@ -326,11 +339,14 @@ impl Reader {
         Ok(())
     }
 
-    /// Commits what is delivered; the consumer leaves its group when dropped.
+    /// Delivers the dead letters still queued, then commits what is delivered; the consumer
+    /// leaves its group when dropped.
     fn finish(&mut self) {
-        self.consumer
-            .context()
-            .commit_delivered(&self.consumer, CommitMode::Sync);
+        let context = self.consumer.context();
+        if let Some(dead_letters) = &context.dead_letters {
+            dead_letters.flush();
+        }
+        context.commit_delivered(&self.consumer, CommitMode::Sync);
     }
 }
 
@@ -439,20 +455,14 @@ impl State {
         let Some(owned) = self.partitions.get_mut(&id) else {
             return Ok(());
         };
-        let decoded = match owned.buffer.take(&self.layout) {
-            Ok(Some(decoded)) => decoded,
-            Ok(None) => return Ok(()),
-            Err(e) => {
-                // Bad data is handled per message; this is a failed cast of a whole column.
-                tracing::error!(source = %context.source, error = %e, "cannot assemble a batch");
-                return Ok(());
-            }
+        let Some(decoded) = owned.buffer.take(&self.layout) else {
+            return Ok(());
         };
         for bad in &decoded.bad {
             dead_letter(context, id, bad);
         }
         if self.idle_with_pending() {
-            self.send_status(false)?;
+            self.send_status(context, false)?;
         }
         context.ledger().record(id, decoded.next_offset);
         self.send(ReaderEvent::Batch {
@@ -491,16 +501,14 @@ impl State {
     /// Tells the query which partitions hold the watermark back, when that changed; while
     /// everything is quiet, repeats it with the quiet time so event time follows the clock.
     ///
-    /// A partition is idle when it had no data for `idle_timeout` and holds no message
-    /// waiting to be sent. Otherwise, after a quiet spell, a burst reaching every partition
-    /// at once would let the first partition sent advance the watermark past the others.
-    fn send_status(&mut self, force: bool) -> Result<(), Disconnected> {
+    /// See [`holds_watermark`] for when a partition is idle.
+    fn send_status(&mut self, context: &ReaderContext, force: bool) -> Result<(), Disconnected> {
         let now = Instant::now();
         let idle_timeout = self.config.idle_timeout;
         let (mut active, mut idle) = (Vec::new(), Vec::new());
         for (id, owned) in &self.partitions {
-            let quiet = now.duration_since(owned.last_data) >= idle_timeout;
-            if !owned.finished && (!quiet || owned.has_pending()) {
+            let caught_up = !self.config.bounded && context.caught_up(*id);
+            if holds_watermark(owned, caught_up, now, idle_timeout) {
                 active.push(split_id(*id));
             } else {
                 idle.push(split_id(*id));
@@ -560,6 +568,27 @@ impl State {
     }
 }
 
+/// Whether a partition holds its source's watermark back (is active) rather than idle.
+///
+/// A finished partition does not. Otherwise a partition is idle only when it has caught up
+/// with its end (`caught_up`; a bounded partition never has until it is finished, and a
+/// newly assigned one has not before its first fetch), holds no message waiting to be sent,
+/// and had no data for `idle_timeout`. A partition with a backlog never goes idle: its events
+/// would be late once the others moved the watermark on. And without the pending check, after
+/// a quiet spell a burst reaching every partition at once would let the first partition sent
+/// advance the watermark past the others.
+fn holds_watermark(
+    partition: &OwnedPartition,
+    caught_up: bool,
+    now: Instant,
+    idle_timeout: Duration,
+) -> bool {
+    if partition.finished {
+        return false;
+    }
+    !caught_up || partition.has_pending() || now.duration_since(partition.last_data) < idle_timeout
+}
+
 fn dead_letter(context: &ReaderContext, (topic, partition): PartitionId, bad: &BadMessage) {
     let topic = &context.topics[topic];
     context.metrics.add_dead_letter();
@@ -574,4 +603,41 @@ fn dead_letter(context: &ReaderContext, (topic, partition): PartitionId, bad: &B
 
 fn stopped() -> ConnectorError {
     ConnectorError::External("the query stopped while the Kafka source started".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_goes_idle_only_once_caught_up_quiet_and_empty() {
+        let layout = BatchLayout::new(
+            Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
+                datafusion::arrow::datatypes::Field::new(
+                    "v",
+                    datafusion::arrow::datatypes::DataType::Int64,
+                    true,
+                ),
+            ])),
+            16,
+            datafusion::arrow::datatypes::TimeUnit::Millisecond,
+        );
+        let timeout = Duration::from_secs(1);
+        let mut partition = OwnedPartition::new(0, None);
+        let assigned = partition.last_data;
+        let later = assigned + Duration::from_secs(10);
+        // Newly assigned, nothing fetched yet: a backlog may be on its way, however long.
+        assert!(holds_watermark(&partition, false, later, timeout));
+        // Caught up: idle after the timeout, not before.
+        assert!(holds_watermark(&partition, true, assigned, timeout));
+        assert!(!holds_watermark(&partition, true, later, timeout));
+        // Data waiting to be sent keeps it active.
+        partition
+            .buffer
+            .push(&layout, 0, Some(b"{\"v\":1}"), None, None);
+        assert!(holds_watermark(&partition, true, later, timeout));
+        // A finished (bounded) partition never holds the watermark.
+        partition.finished = true;
+        assert!(!holds_watermark(&partition, false, later, timeout));
+    }
 }

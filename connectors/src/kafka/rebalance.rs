@@ -35,6 +35,9 @@ pub struct ReaderContext {
     started: Mutex<HashSet<PartitionId>>,
     /// Partitions revoked since the reader last looked.
     revoked: Mutex<BTreeSet<PartitionId>>,
+    /// Partitions whose read position had reached their end offset at the last statistics
+    /// report: only these may go idle.
+    caught_up: Mutex<BTreeSet<PartitionId>>,
     assignment_changed: AtomicBool,
 }
 
@@ -58,6 +61,7 @@ impl ReaderContext {
             ledger: Mutex::default(),
             started: Mutex::default(),
             revoked: Mutex::default(),
+            caught_up: Mutex::default(),
             assignment_changed: AtomicBool::new(false),
         }
     }
@@ -75,6 +79,11 @@ impl ReaderContext {
     /// Partitions revoked since the last call.
     pub fn take_revoked(&self) -> BTreeSet<PartitionId> {
         std::mem::take(&mut *lock(&self.revoked))
+    }
+
+    /// Whether `partition` had caught up with its end at the last statistics report.
+    pub fn caught_up(&self, partition: PartitionId) -> bool {
+        lock(&self.caught_up).contains(&partition)
     }
 
     /// The index of `topic` among the source's topics.
@@ -155,28 +164,54 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl ClientContext for ReaderContext {
     fn error(&self, error: KafkaError, reason: &str) {
+        // The end of a partition is news for a bounded read, not an error.
+        if matches!(error, KafkaError::PartitionEOF(_)) {
+            return;
+        }
         // librdkafka reconnects by itself; make the outage visible and keep going.
         self.metrics.add_connector_error();
         tracing::warn!(source = %self.source, %error, reason, "Kafka client error, retrying");
     }
 
     /// librdkafka's periodic statistics (`statistics.interval.ms`): the consumer lag of the
-    /// partitions this reader owns.
+    /// partitions this reader owns, and which of them have caught up with their end.
     fn stats(&self, statistics: Statistics) {
-        let lags: Vec<u64> = statistics
-            .topics
-            .iter()
-            .filter(|(topic, _)| self.topic_index(topic).is_some())
-            .flat_map(|(_, topic)| topic.partitions.values())
-            .filter(|p| p.partition >= 0 && p.desired)
-            .filter_map(|p| partition_lag(p.hi_offset, p.app_offset, p.committed_offset))
-            .collect();
+        let mut lags = Vec::new();
+        let mut caught_up = BTreeSet::new();
+        for (name, topic) in &statistics.topics {
+            let Some(index) = self.topic_index(name) else {
+                continue;
+            };
+            for p in topic.partitions.values() {
+                if p.partition < 0 || !p.desired {
+                    continue;
+                }
+                lags.extend(partition_lag(p.hi_offset, p.app_offset, p.committed_offset));
+                if reached_end(p) {
+                    caught_up.insert((index, p.partition));
+                }
+            }
+        }
+        *lock(&self.caught_up) = caught_up;
         // Unknown until some partition reports one.
         if !lags.is_empty() {
             self.metrics
                 .set_consumer_lag(&self.source, lags.iter().sum());
         }
     }
+}
+
+/// Whether a partition's read position has reached the end offset its broker last reported:
+/// the next offset handed to Vigil, else the committed one, else where fetching is. A
+/// partition not fetched from yet has no known end and has not caught up; an empty one has.
+fn reached_end(p: &rdkafka::statistics::Partition) -> bool {
+    if p.hi_offset < 0 {
+        return false;
+    }
+    let position = [p.app_offset, p.committed_offset, p.next_offset]
+        .into_iter()
+        .find(|offset| *offset >= 0);
+    position.is_some_and(|position| position >= p.hi_offset) || p.lo_offset == p.hi_offset
 }
 
 /// Messages between a partition's read position and its high watermark. The position is

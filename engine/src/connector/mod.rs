@@ -146,6 +146,18 @@ pub trait ConnectorFactory: Send + Sync {
         false
     }
 
+    /// The dead-letter destination a source declared (a dead-letter topic, file), as a sink
+    /// for rows of its queries that an expression failed on: batches made by
+    /// [`RejectedRows::to_dead_letters`](crate::batch::RejectedRows::to_dead_letters).
+    /// `None` when the source declares none.
+    fn create_dead_letter_sink(
+        &self,
+        options: &Options,
+    ) -> Result<Option<Box<dyn Sink>>, ConnectorError> {
+        let _ = options;
+        Ok(None)
+    }
+
     /// Builds a sink writing rows of `schema`.
     fn create_sink(
         &self,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, BooleanArray};
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::{Context, Operator, show_expr};
+use super::{Context, Operator, evaluate_or_reject, show_expr};
 use crate::batch::ChangeBatch;
 use crate::error::{Error, Result};
 
@@ -33,10 +33,12 @@ impl Operator for Filter {
     }
 
     fn on_batch(&mut self, batch: ChangeBatch, ctx: &mut Context) -> Result<()> {
-        let mask = self
-            .predicate
-            .evaluate(&batch.rows)?
-            .into_array(batch.num_rows())?;
+        let evaluated = evaluate_or_reject("Filter", batch, ctx, |rows| {
+            Ok(self.predicate.evaluate(rows)?.into_array(rows.num_rows())?)
+        })?;
+        let Some((batch, mask)) = evaluated else {
+            return Ok(());
+        };
         let mask = mask
             .as_any()
             .downcast_ref::<BooleanArray>()

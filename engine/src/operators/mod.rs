@@ -11,6 +11,7 @@ mod aggregate;
 mod filter;
 mod limit;
 mod project;
+mod row_errors;
 mod union;
 mod updating_aggregate;
 mod watermark_assign;
@@ -32,7 +33,9 @@ pub use watermark_assign::WatermarkAssign;
 pub use window_aggregate::WindowAggregate;
 pub use window_assign::WindowAssign;
 
-use crate::batch::ChangeBatch;
+pub(crate) use row_errors::evaluate_or_reject;
+
+use crate::batch::{ChangeBatch, RejectedRows};
 use crate::connector::SplitStatus;
 use crate::error::Result;
 use crate::time::Timestamp;
@@ -80,6 +83,7 @@ pub struct Context<'a> {
     /// The number of the source batch being processed (see [`Operator::retained_epoch`]).
     pub epoch: u64,
     out: &'a mut Vec<(usize, Message)>,
+    rejected: Vec<RejectedRows>,
 }
 
 impl<'a> Context<'a> {
@@ -96,6 +100,7 @@ impl<'a> Context<'a> {
             counters,
             epoch: 0,
             out,
+            rejected: Vec::new(),
         }
     }
 
@@ -124,6 +129,18 @@ impl<'a> Context<'a> {
     pub fn emit_watermark(&mut self, watermark: Timestamp) {
         self.counters.watermark_out = Some(watermark);
         self.out.push((MAIN_PORT, Message::Watermark(watermark)));
+    }
+
+    /// Sets rows aside whose expressions failed, for the query's dead letters.
+    pub fn reject(&mut self, rows: RejectedRows) {
+        if rows.rows.num_rows() > 0 {
+            self.rejected.push(rows);
+        }
+    }
+
+    /// The rows rejected during this call.
+    pub fn take_rejected(&mut self) -> Vec<RejectedRows> {
+        std::mem::take(&mut self.rejected)
     }
 
     /// Ends the operator's output early (e.g. a reached LIMIT).

@@ -6,7 +6,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::{Context, Operator, evaluate_all, show_expr};
+use super::{Context, Operator, evaluate_all, evaluate_or_reject, show_expr};
 use crate::batch::ChangeBatch;
 use crate::error::Result;
 
@@ -47,7 +47,12 @@ impl Operator for Project {
     }
 
     fn on_batch(&mut self, batch: ChangeBatch, ctx: &mut Context) -> Result<()> {
-        let columns = evaluate_all(&self.exprs, &batch.rows)?;
+        let evaluated = evaluate_or_reject("Project", batch, ctx, |rows| {
+            evaluate_all(&self.exprs, rows)
+        })?;
+        let Some((batch, columns)) = evaluated else {
+            return Ok(());
+        };
         let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
         let rows = RecordBatch::try_new_with_options(Arc::clone(&self.schema), columns, &options)?;
         ctx.emit(ChangeBatch { rows, ..batch });

@@ -14,7 +14,7 @@ use datafusion::logical_expr::Accumulator;
 use std::collections::HashMap;
 
 use super::aggregate::AggregateSpec;
-use super::{Context, Operator};
+use super::{Context, Operator, evaluate_or_reject};
 use crate::batch::{ChangeBatch, ChangeKind};
 use crate::error::{Error, Result};
 
@@ -135,14 +135,20 @@ impl Operator for UpdatingAggregate {
     }
 
     fn on_batch(&mut self, batch: ChangeBatch, ctx: &mut Context) -> Result<()> {
+        let spec = &self.spec;
+        let evaluated = evaluate_or_reject("UpdatingAggregate", batch, ctx, |rows| {
+            let keys = if spec.keys.is_empty() {
+                vec![new_null_array(&DataType::Boolean, rows.num_rows())]
+            } else {
+                spec.evaluate_keys(rows)?
+            };
+            Ok((keys, spec.evaluate_args(rows)?))
+        })?;
+        let Some((batch, (keys, args))) = evaluated else {
+            return Ok(());
+        };
         let n = batch.num_rows();
         self.first_epoch.get_or_insert(ctx.epoch);
-        let keys = if self.spec.keys.is_empty() {
-            vec![new_null_array(&DataType::Boolean, n)]
-        } else {
-            self.spec.evaluate_keys(&batch.rows)?
-        };
-        let args = self.spec.evaluate_args(&batch.rows)?;
         let rows = self.converter.convert_columns(&keys)?;
 
         // Group id per row, and the touched groups in first-seen order.

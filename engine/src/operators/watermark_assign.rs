@@ -8,7 +8,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit};
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::{Context, Operator};
+use super::{Context, Operator, evaluate_or_reject};
 use crate::batch::ChangeBatch;
 use crate::connector::SplitStatus;
 use crate::error::Result;
@@ -79,12 +79,15 @@ impl WatermarkAssign {
     }
 
     fn assign(&mut self, split: u32, batch: ChangeBatch, ctx: &mut Context) -> Result<()> {
-        let marks = self
-            .expr
-            .evaluate(&batch.rows)?
-            .into_array(batch.num_rows())?;
-        let marks = cast(&marks, &DataType::Timestamp(TimeUnit::Nanosecond, None))?;
-        let marks = cast(&marks, &DataType::Int64)?;
+        let expr = &self.expr;
+        let evaluated = evaluate_or_reject("WatermarkAssign", batch, ctx, |rows| {
+            let marks = expr.evaluate(rows)?.into_array(rows.num_rows())?;
+            let marks = cast(&marks, &DataType::Timestamp(TimeUnit::Nanosecond, None))?;
+            Ok(cast(&marks, &DataType::Int64)?)
+        })?;
+        let Some((batch, marks)) = evaluated else {
+            return Ok(());
+        };
         let marks = marks.as_primitive::<Int64Type>();
 
         // Data makes a split active again.

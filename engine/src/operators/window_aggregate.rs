@@ -12,7 +12,7 @@ use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
 use super::aggregate::AggregateSpec;
-use super::{Context, Operator};
+use super::{Context, Operator, evaluate_or_reject};
 use crate::batch::ChangeBatch;
 use crate::error::{Error, Result};
 use crate::time::{Timestamp, WATERMARK_MIN};
@@ -181,13 +181,18 @@ impl Operator for WindowAggregate {
                 "a window aggregate cannot take an updating input".into(),
             ));
         }
+        let spec = &self.spec;
+        let evaluated = evaluate_or_reject("WindowAggregate", batch, ctx, |rows| {
+            Ok((spec.evaluate_keys(rows)?, spec.evaluate_args(rows)?))
+        })?;
+        let Some((batch, (keys, args))) = evaluated else {
+            return Ok(());
+        };
         let rows = &batch.rows;
         let ends = cast(rows.column(self.end_column), &DataType::Int64)?;
         let ends = ends.as_primitive::<Int64Type>().clone();
         let starts = cast(rows.column(self.start_column), &DataType::Int64)?;
         let starts = starts.as_primitive::<Int64Type>().clone();
-        let keys = self.spec.evaluate_keys(rows)?;
-        let args = self.spec.evaluate_args(rows)?;
         if ends.is_empty() {
             return Ok(());
         }

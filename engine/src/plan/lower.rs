@@ -534,6 +534,7 @@ impl Lowering<'_> {
         schema: &DFSchema,
         arrow: &SchemaRef,
     ) -> Result<AggregateCall> {
+        refuse_multi_argument_distinct(expr)?;
         let expr = sort_distinct_array_agg(expr.clone());
         let planning = PhysicalPlanningContext::default();
         let (inner, name) = match &expr {
@@ -570,6 +571,27 @@ impl Lowering<'_> {
             .iter()
             .map(|e| self.physical_expr(e, schema))
             .collect()
+    }
+}
+
+/// `count(DISTINCT a, b)`: DataFusion's retractable accumulators count rows, not distinct
+/// tuples, so the answer would be wrong; say what to write instead.
+fn refuse_multi_argument_distinct(expr: &Expr) -> Result<()> {
+    let inner = match expr {
+        Expr::Alias(alias) => alias.expr.as_ref(),
+        other => other,
+    };
+    match inner {
+        Expr::AggregateFunction(f) if f.params.distinct && f.params.args.len() > 1 => {
+            Err(Error::Unsupported(format!(
+                "{}(DISTINCT ...) with {} arguments; count one value, e.g. \
+                 {}(DISTINCT concat_ws('|', a, b))",
+                f.func.name(),
+                f.params.args.len(),
+                f.func.name()
+            )))
+        }
+        _ => Ok(()),
     }
 }
 

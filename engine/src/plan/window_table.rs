@@ -6,6 +6,7 @@
 //! operator over the relation's own plan.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -98,11 +99,16 @@ impl TableFunctionImpl for TumbleFunction {
 #[derive(Debug)]
 pub struct HopFunction {
     relations: Relations,
+    /// The most windows one event may fall into (`size / slide`): each is state to keep.
+    max_windows: Arc<AtomicUsize>,
 }
 
 impl HopFunction {
-    pub(crate) fn new(relations: Relations) -> Self {
-        Self { relations }
+    pub(crate) fn new(relations: Relations, max_windows: Arc<AtomicUsize>) -> Self {
+        Self {
+            relations,
+            max_windows,
+        }
     }
 }
 
@@ -122,6 +128,16 @@ impl TableFunctionImpl for HopFunction {
                 "HOP size ({}) must be a multiple of its slide ({})",
                 describe_nanos(size),
                 describe_nanos(slide)
+            );
+        }
+        let max_windows = self.max_windows.load(Ordering::Relaxed);
+        if (size / slide) as u64 > max_windows as u64 {
+            return plan_err!(
+                "HOP with size {} and slide {} puts every event in {} windows, more than the \
+                 limit of {max_windows}: use a longer slide",
+                describe_nanos(size),
+                describe_nanos(slide),
+                size / slide
             );
         }
         build_window_table(
@@ -192,23 +208,66 @@ fn build_window_table(
 
 /// The length of an interval literal in nanoseconds.
 fn interval_nanos(expr: &Expr, what: &str) -> Result<i64> {
+    const DAY: i64 = 86_400_000_000_000;
     let nanos = match expr {
         Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) if v.months == 0 => {
-            v.days as i64 * 86_400_000_000_000 + v.nanoseconds
+            i64::from(v.days)
+                .checked_mul(DAY)
+                .and_then(|n| n.checked_add(v.nanoseconds))
         }
-        Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => {
-            v.days as i64 * 86_400_000_000_000 + v.milliseconds as i64 * 1_000_000
-        }
+        Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => i64::from(v.days)
+            .checked_mul(DAY)
+            .and_then(|n| n.checked_add(i64::from(v.milliseconds) * 1_000_000)),
         _ => {
             return plan_err!(
-                "{what} must be a fixed interval such as INTERVAL '1' MINUTE, found {expr}"
+                "{what} must be a fixed interval such as INTERVAL '1' MINUTE, found {}",
+                show_interval(expr)
             );
         }
     };
-    if nanos <= 0 {
-        return plan_err!("{what} must be positive, found {expr}");
+    match nanos {
+        Some(nanos) if nanos > 0 => Ok(nanos),
+        Some(_) => plan_err!("{what} must be positive, found {}", show_interval(expr)),
+        None => plan_err!("{what} is too long: at most 292 years"),
     }
-    Ok(nanos)
+}
+
+/// An interval literal as SQL writes it (`INTERVAL '0' SECOND`); any other expression as
+/// DataFusion displays it.
+fn show_interval(expr: &Expr) -> String {
+    let (months, days, nanos) = match expr {
+        Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) => {
+            (v.months, v.days, v.nanoseconds)
+        }
+        Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => {
+            (0, v.days, i64::from(v.milliseconds) * 1_000_000)
+        }
+        Expr::Literal(ScalarValue::IntervalYearMonth(Some(months)), _) => (*months, 0, 0),
+        other => return other.to_string(),
+    };
+    const UNITS: [(i64, &str); 4] = [
+        (86_400_000_000_000, "DAY"),
+        (3_600_000_000_000, "HOUR"),
+        (60_000_000_000, "MINUTE"),
+        (1_000_000_000, "SECOND"),
+    ];
+    match (
+        months,
+        i128::from(days) * 86_400_000_000_000 + i128::from(nanos),
+    ) {
+        (0, 0) => "INTERVAL '0' SECOND".to_string(),
+        (0, total) => {
+            let unit = UNITS
+                .iter()
+                .find(|(unit, _)| total % i128::from(*unit) == 0);
+            match unit {
+                Some((unit, name)) => format!("INTERVAL '{}' {name}", total / i128::from(*unit)),
+                None => format!("INTERVAL '{}' SECOND", total as f64 / 1e9),
+            }
+        }
+        (months, 0) => format!("INTERVAL '{months}' MONTH"),
+        (months, _) => format!("INTERVAL '{months} months {days} days {nanos} nanoseconds'"),
+    }
 }
 
 /// `90s`, `5m`, `250ms`: a duration for error messages and EXPLAIN.

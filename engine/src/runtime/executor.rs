@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 
 use super::OperatorStats;
-use crate::batch::ChangeBatch;
+use crate::batch::{ChangeBatch, RejectedRows};
 use crate::connector::SplitStatus;
 use crate::error::Result;
 use crate::operators::{Context, MAIN_PORT, Message, Operator, OperatorCounters};
@@ -52,6 +52,8 @@ pub struct GraphExecutor {
     outputs: Vec<OutputPort>,
     /// The epoch of the source batch being processed; each pushed batch takes the next.
     epoch: u64,
+    /// Rows operators rejected since the last [`GraphExecutor::take_rejected`].
+    rejected: Vec<RejectedRows>,
 }
 
 impl GraphExecutor {
@@ -86,6 +88,7 @@ impl GraphExecutor {
             source_nodes,
             outputs,
             epoch: 0,
+            rejected: Vec::new(),
         }
     }
 
@@ -130,6 +133,11 @@ impl GraphExecutor {
         self.enter(source, |op, ctx| op.on_split_status(status, ctx))
     }
 
+    /// Rows operators rejected (their expressions failed on them) since the last call.
+    pub fn take_rejected(&mut self) -> Vec<RejectedRows> {
+        std::mem::take(&mut self.rejected)
+    }
+
     /// The epoch of the last batch pushed (the first is 1; 0 before any).
     pub fn epoch(&self) -> u64 {
         self.epoch
@@ -158,6 +166,7 @@ impl GraphExecutor {
             let mut ctx = Context::new(0, &node.input_watermarks, &mut node.counters, &mut out)
                 .at_epoch(self.epoch);
             call(node.operator.as_mut(), &mut ctx)?;
+            self.rejected.append(&mut ctx.take_rejected());
         }
         let mut queue = VecDeque::new();
         let mut emitted = Vec::new();
@@ -304,6 +313,7 @@ impl GraphExecutor {
                 let mut ctx = Context::new(input, &node.input_watermarks, &mut node.counters, out)
                     .at_epoch(self.epoch);
                 node.operator.on_batch(batch, &mut ctx)?;
+                self.rejected.append(&mut ctx.take_rejected());
             }
             Message::Watermark(wm) => {
                 let slot = &mut node.input_watermarks[input];

@@ -17,6 +17,9 @@ pub struct QueryMetrics {
     pub late_events: AtomicU64,
     /// Malformed input records sent to dead letters.
     pub dead_letters: AtomicU64,
+    /// Rows an expression failed on (division by zero, a cast that does not fit), sent to
+    /// dead letters while the query went on.
+    pub row_errors: AtomicU64,
     /// The watermark at the query's output (nanoseconds).
     pub watermark: AtomicI64,
     /// Rows held in operator state.
@@ -63,6 +66,7 @@ impl Default for QueryMetrics {
             rows_out: AtomicU64::new(0),
             late_events: AtomicU64::new(0),
             dead_letters: AtomicU64::new(0),
+            row_errors: AtomicU64::new(0),
             watermark: AtomicI64::new(WATERMARK_MIN),
             state_rows: AtomicU64::new(0),
             state_bytes: AtomicU64::new(0),
@@ -84,6 +88,8 @@ pub struct MetricsSnapshot {
     pub late_events: u64,
     /// Malformed records.
     pub dead_letters: u64,
+    /// Rows an expression failed on.
+    pub row_errors: u64,
     /// Output watermark.
     pub watermark: i64,
     /// Rows in operator state.
@@ -102,6 +108,7 @@ impl QueryMetrics {
             rows_out: self.rows_out.load(Ordering::Relaxed),
             late_events: self.late_events.load(Ordering::Relaxed),
             dead_letters: self.dead_letters.load(Ordering::Relaxed),
+            row_errors: self.row_errors.load(Ordering::Relaxed),
             watermark: self.watermark.load(Ordering::Relaxed),
             state_rows: self.state_rows.load(Ordering::Relaxed),
             state_bytes: self.state_bytes.load(Ordering::Relaxed),

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 pub use executor::{GraphExecutor, NodeSnapshot, OutputPort};
 pub use metrics::{MetricsSnapshot, OperatorStats, QueryMetrics};
 
-use crate::batch::ChangeBatch;
+use crate::batch::{ChangeBatch, RejectedRows};
 use crate::connector::{ConnectorError, Delivered, Sink, Source, SourceEvent, SplitStatus};
 use crate::error::{Error, Result};
 use crate::operators::{LATE_PORT, MAIN_PORT, Message};
@@ -32,6 +32,8 @@ const DELIVERY_INTERVAL: Duration = Duration::from_millis(500);
 
 /// A query's sources and sinks, built from the catalog by the engine.
 pub struct QueryIo {
+    /// The query's name (its sink's), for logs and dead letters.
+    pub query: String,
     /// One source per [`OperatorGraph::sources`] entry.
     pub sources: Vec<Box<dyn Source>>,
     /// Per source, where the runtime reports how far its batches are delivered (the same
@@ -41,6 +43,10 @@ pub struct QueryIo {
     pub sink: Box<dyn Sink>,
     /// One sink per [`OperatorGraph::late_outputs`] entry.
     pub late_sinks: Vec<Box<dyn Sink>>,
+    /// Where rows an expression failed on go: the dead-letter sink of a source (see
+    /// [`crate::connector::ConnectorFactory::create_dead_letter_sink`]). Without one they
+    /// are counted and logged.
+    pub dead_letters: Option<Box<dyn Sink>>,
 }
 
 /// A query running on the tokio runtime.
@@ -58,6 +64,11 @@ impl StopHandle {
     /// Asks the query to stop, as [`RunningQuery::stop`] does.
     pub fn stop(&self) {
         let _ = self.0.send(true);
+    }
+
+    /// True once the query has finished (its tasks, which watch for the stop, are gone).
+    pub fn is_finished(&self) -> bool {
+        self.0.is_closed()
     }
 }
 
@@ -114,6 +125,18 @@ enum FromSource {
     Splits(usize, SplitStatus),
     End(usize),
     Failed(usize, ConnectorError),
+}
+
+impl FromSource {
+    /// The index of the source the event comes from.
+    fn source(&self) -> usize {
+        match self {
+            FromSource::Batch { source, .. } => *source,
+            FromSource::Splits(source, _)
+            | FromSource::End(source)
+            | FromSource::Failed(source, _) => *source,
+        }
+    }
 }
 
 /// What the graph task sends to a sink task.
@@ -210,7 +233,16 @@ async fn drive(
         confirmed: Vec::new(),
         requested: 0,
     };
-    for (i, sink) in std::iter::once(io.sink).chain(io.late_sinks).enumerate() {
+    let late_outputs = io.late_sinks.len();
+    let mut rejections = Rejections {
+        query: io.query,
+        sink: io.dead_letters.is_some().then_some(1 + late_outputs),
+        logged: 0,
+    };
+    let sinks = std::iter::once(io.sink)
+        .chain(io.late_sinks)
+        .chain(io.dead_letters);
+    for (i, sink) in sinks.enumerate() {
         let (stx, srx) = mpsc::channel(CHANNEL_CAPACITY);
         sink_txs.push(stx);
         let confirmed = Arc::new(AtomicU64::new(0));
@@ -241,6 +273,7 @@ async fn drive(
                 continue;
             }
         };
+        let event_source = event.source();
         let emitted = match event {
             FromSource::Batch {
                 source,
@@ -292,6 +325,17 @@ async fn drive(
                 }
             }
         }
+        let rejected = executor.take_rejected();
+        if !rejected.is_empty() {
+            let source = &source_names[event_source];
+            if let Err(e) = rejections
+                .forward(rejected, source, &metrics, &sink_txs)
+                .await
+            {
+                failure = Some(e);
+                break;
+            }
+        }
         metrics
             .watermark
             .store(executor.output_watermark(0), Ordering::Relaxed);
@@ -324,6 +368,50 @@ async fn drive(
         let _ = task.await;
     }
     failure.map_or(Ok(()), Err)
+}
+
+/// Where a query's rejected rows go.
+struct Rejections {
+    query: String,
+    /// The dead-letter sink's index among the sinks, when there is one.
+    sink: Option<usize>,
+    /// Rows logged so far, to keep the log readable when many rows fail.
+    logged: u64,
+}
+
+impl Rejections {
+    /// Rows logged one by one before the log only counts them.
+    const LOG_ROWS: u64 = 10;
+
+    /// Counts rejected rows, logs the first few and sends them to the dead-letter sink.
+    async fn forward(
+        &mut self,
+        rejected: Vec<RejectedRows>,
+        source: &str,
+        metrics: &QueryMetrics,
+        sinks: &[mpsc::Sender<ToSink>],
+    ) -> Result<()> {
+        for rows in rejected {
+            let n = rows.rows.num_rows() as u64;
+            metrics.row_errors.fetch_add(n, Ordering::Relaxed);
+            if self.logged < Self::LOG_ROWS {
+                self.logged += n;
+                tracing::warn!(
+                    query = %self.query, source, operator = rows.operator, rows = n,
+                    error = %rows.errors[0],
+                    dead_letters = self.sink.is_some(),
+                    "rows set aside: an expression failed on them"
+                );
+            }
+            if let Some(index) = self.sink {
+                let batch = rows.to_dead_letters(&self.query, source)?;
+                if sinks[index].send(ToSink::Rows(batch)).await.is_err() {
+                    return Err(Error::Execution("dead-letter sink task stopped".into()));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Sends a message to every sink; fails when one has stopped.

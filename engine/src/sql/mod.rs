@@ -2,6 +2,7 @@
 //! `EXPLAIN`; every other statement is sqlparser's.
 
 mod keywords;
+pub mod limits;
 mod options;
 mod parser;
 

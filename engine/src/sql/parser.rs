@@ -76,7 +76,7 @@ pub enum Statement {
     Query(Box<ast::Query>),
     /// `EXPLAIN statement`: the operator graph.
     Explain(Box<Statement>),
-    /// `DROP SOURCE|SINK|VIEW name`.
+    /// `DROP SOURCE|SINK|VIEW name [CASCADE]`.
     Drop {
         /// What kind of object.
         kind: String,
@@ -84,6 +84,8 @@ pub enum Statement {
         name: String,
         /// `IF EXISTS` was given.
         if_exists: bool,
+        /// `CASCADE` was given: stop the queries that use the object.
+        cascade: bool,
     },
 }
 
@@ -106,8 +108,25 @@ pub struct StreamParser<'a> {
 }
 
 impl<'a> StreamParser<'a> {
-    /// Parses every statement of `sql`, separated by semicolons.
+    /// Parses every statement of `sql`, separated by semicolons. A statement over the
+    /// [`limits`](super::limits) is refused with its position, before anything plans it.
     pub fn parse_sql(sql: &'a str) -> Result<Vec<ParsedStatement>> {
+        // Deep statements are parsed (and, when refused, dropped) on a large stack.
+        crate::deep_stack::on_planning_stack(async { Self::parse_within_limits(sql) })
+            .map_err(|e| Error::Execution(format!("cannot start a planning thread: {e}")))?
+    }
+
+    fn parse_within_limits(sql: &'a str) -> Result<Vec<ParsedStatement>> {
+        let statements = Self::parse_all(sql)?;
+        for statement in &statements {
+            if let Some(problem) = super::limits::check(&statement.statement, &statement.sql) {
+                return Err(Error::Sql(SqlError::new(problem, Some(statement.location))));
+            }
+        }
+        Ok(statements)
+    }
+
+    fn parse_all(sql: &'a str) -> Result<Vec<ParsedStatement>> {
         static DIALECT: GenericDialect = GenericDialect {};
         let parser = Parser::new(&DIALECT)
             .try_with_sql(sql)
@@ -156,6 +175,13 @@ impl<'a> StreamParser<'a> {
 
     fn parse_statement(&mut self) -> Result<Statement, ParserError> {
         if self.parser.parse_keyword(Keyword::EXPLAIN) {
+            if self.peek_word(0, "EXPLAIN") {
+                let token = self.parser.peek_token();
+                return Err(ParserError::ParserError(format!(
+                    "Expected: a statement to explain, found: EXPLAIN{}",
+                    at(&token)
+                )));
+            }
             return Ok(Statement::Explain(Box::new(self.parse_statement()?)));
         }
         if self.peek_word(0, "CREATE") {
@@ -185,10 +211,12 @@ impl<'a> StreamParser<'a> {
                 .to_ascii_lowercase();
             let if_exists = self.parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
             let name = self.parser.parse_identifier()?.value;
+            let cascade = self.parser.parse_keyword(Keyword::CASCADE);
             return Ok(Statement::Drop {
                 kind,
                 name,
                 if_exists,
+                cascade,
             });
         }
         match self.parser.parse_statement()? {
@@ -202,6 +230,7 @@ impl<'a> StreamParser<'a> {
                 object_type: ast::ObjectType::View,
                 if_exists,
                 names,
+                cascade,
                 ..
             } => {
                 let name = names.first().map(|n| n.to_string()).unwrap_or_default();
@@ -209,6 +238,7 @@ impl<'a> StreamParser<'a> {
                     kind: "view".into(),
                     name,
                     if_exists,
+                    cascade,
                 })
             }
             other => Err(ParserError::ParserError(format!(

@@ -1,5 +1,6 @@
 //! Engine tests in Rust: the payment-due example and the runtime with real connectors.
 
+mod guards;
 mod oracle;
 mod payment_due;
 mod snapshot;

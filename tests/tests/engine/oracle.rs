@@ -125,6 +125,7 @@ async fn streamed(e: &Events, window: &str, batch_size: usize) -> Vec<Vec<String
         EngineConfig {
             batch_size,
             start_queries: false,
+            ..EngineConfig::default()
         },
     );
     engine

@@ -33,6 +33,7 @@ async fn payment_due_alerts_follow_the_outstanding_amount_of_the_changed_account
         EngineConfig {
             batch_size: 1,
             start_queries: false,
+            ..EngineConfig::default()
         },
     );
     engine.execute(PROFILE).await.unwrap();

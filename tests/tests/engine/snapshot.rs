@@ -67,6 +67,7 @@ async fn restored_window_state_continues_like_the_original() {
         EngineConfig {
             batch_size: 16,
             start_queries: false,
+            ..EngineConfig::default()
         },
     );
     engine.execute(SOURCE).await.unwrap();
@@ -105,6 +106,7 @@ async fn restored_group_state_continues_the_changelog() {
         EngineConfig {
             batch_size: 4,
             start_queries: false,
+            ..EngineConfig::default()
         },
     );
     engine.execute(SOURCE).await.unwrap();

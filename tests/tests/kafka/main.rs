@@ -2,6 +2,7 @@
 //! `vigil_tests::kafka`): the rules of `queries/` end to end, idle partitions, quiet
 //! inputs, dead letters, restarts and consumer groups.
 
+mod bad_input;
 mod delivery;
 mod rules;
 mod scale_out;
@@ -45,6 +46,7 @@ fn engine(broker: &Broker) -> Engine {
         EngineConfig {
             batch_size: 1024,
             start_queries: true,
+            ..EngineConfig::default()
         },
     )
 }

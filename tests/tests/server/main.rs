@@ -383,6 +383,93 @@ async fn oversized_bodies_and_files_outside_the_data_directory_are_refused() {
     server.stop().await;
 }
 
+/// librdkafka properties that would load code or read files on the server are refused
+/// over HTTP; the operator may allow one by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_properties_that_touch_the_host_are_refused_unless_allowed() {
+    let server = Running::start(ServerConfig::default()).await;
+    let source = |property: &str| {
+        format!(
+            "CREATE SOURCE s (v BIGINT) WITH (connector = 'kafka', topic = 't', \
+             properties.{property} = '/tmp/x')"
+        )
+    };
+    for property in [
+        "plugin.library.paths",
+        "ssl.ca.location",
+        "sasl.kerberos.kinit.cmd",
+    ] {
+        let (status, body) = server.sql("/v1/statements", &source(property)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{property}: {body}");
+        assert_eq!(body["error"]["code"], "property_not_allowed");
+        let (_, body) = server.sql("/v1/validate", &source(property)).await;
+        assert!(
+            body.to_string().contains("property_not_allowed"),
+            "validation refuses {property} too: {body}"
+        );
+    }
+    server.stop().await;
+
+    let server = Running::start(ServerConfig {
+        allowed_kafka_properties: vec!["ssl.ca.location".into()],
+        ..ServerConfig::default()
+    })
+    .await;
+    let (status, body) = server
+        .sql("/v1/statements", &source("ssl.ca.location"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    server.stop().await;
+}
+
+/// Statements built to be deep get a 400 naming the limit, and the server lives on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_too_deep_to_plan_are_refused_and_the_server_lives_on() {
+    let server = Running::start(ServerConfig::default()).await;
+    server.sql("/v1/statements", PACED_SOURCE).await;
+    let chain = |op: &str, n: usize| vec!["1"; n].join(op);
+    let union = vec!["SELECT 1 FROM sensors"; 2000].join(" UNION ALL ");
+    let deep = [
+        format!("SELECT {} FROM sensors", chain("+", 2000)),
+        format!(
+            "SELECT * FROM sensors WHERE {}",
+            vec!["true"; 2000].join(" AND ")
+        ),
+        format!(
+            "SELECT * FROM sensors WHERE {}",
+            vec!["false"; 2000].join(" OR ")
+        ),
+        format!("SELECT {} FROM sensors", vec!["'a'"; 2000].join(" || ")),
+        union,
+        format!("{}SELECT 1 FROM sensors", "EXPLAIN ".repeat(5000)),
+    ];
+    for sql in &deep {
+        for route in ["/v1/statements", "/v1/validate"] {
+            let (status, body) = server.sql(route, sql).await;
+            assert!(
+                status.is_client_error() || status == StatusCode::OK && route == "/v1/validate",
+                "{route}: {status} {body}"
+            );
+            let text = body.to_string();
+            assert!(
+                text.contains("limit") || text.contains("EXPLAIN"),
+                "{route}: {text}"
+            );
+        }
+    }
+    // A long chain within the limit plans and runs.
+    let (status, body) = server
+        .sql(
+            "/v1/statements",
+            &format!("SELECT {} AS n FROM sensors", chain("+", 200)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = server.get_json("/v1/queries").await;
+    assert_eq!(status, StatusCode::OK, "the server is alive");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_submissions_are_all_answered_and_the_cap_holds() {
     let server = Running::start(ServerConfig {

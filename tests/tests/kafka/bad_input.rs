@@ -1,0 +1,136 @@
+//! Bad records mixed into a topic: each is dead-lettered alone, everything else delivered,
+//! and a bounded run commits and delivers its dead letters before it exits.
+
+use serde_json::json;
+
+use super::*;
+
+/// A source with a `NOT NULL` key: messages without a key, or whose payload does not
+/// decode, are dead-lettered one by one and every other message comes through, in batches
+/// before and after them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_whose_metadata_does_not_fit_is_dead_lettered_alone() {
+    let broker = broker_with_topics().await;
+    let mut messages: Vec<(i32, Option<String>, String)> = Vec::new();
+    let mut expected_ids = Vec::new();
+    let mut expected_bad = Vec::new();
+    for id in 0..200i64 {
+        let value = json!({"id": id}).to_string();
+        let (key, value) = match id % 50 {
+            // No key for a `_key TEXT NOT NULL` column.
+            10 => (None, value),
+            // A malformed payload right after it.
+            11 => (Some(format!("k{id}")), "{\"id\":".to_string()),
+            _ => (Some(format!("k{id}")), value),
+        };
+        if id % 50 == 10 || id % 50 == 11 {
+            expected_bad.push(id);
+        } else {
+            expected_ids.push(id);
+        }
+        messages.push((0, key, value));
+    }
+    let borrowed: Vec<(i32, Option<&str>, &str)> = messages
+        .iter()
+        .map(|(p, k, v)| (*p, k.as_deref(), v.as_str()))
+        .collect();
+    broker.produce("sensors", &borrowed).await;
+
+    let mut engine = Engine::with_config(
+        vigil_connectors::registry_with(broker.settings()),
+        EngineConfig {
+            // Several batches, so rows after the bad ones come in later batches.
+            batch_size: 16,
+            start_queries: true,
+            ..EngineConfig::default()
+        },
+    );
+    let queries = start(
+        &mut engine,
+        "CREATE SOURCE events (id BIGINT, _key TEXT NOT NULL, _offset BIGINT)
+         WITH (connector = 'kafka', topic = 'sensors', bounded = 'latest',
+               dead_letter_topic = 'dead_letters');
+         CREATE SINK copied WITH (connector = 'kafka', topic = 'sensor_alerts') AS
+         SELECT id, _key FROM events;",
+    )
+    .await;
+    let metrics = std::sync::Arc::clone(queries[0].metrics());
+    finish(queries).await;
+
+    let mut ids: Vec<i64> = values(&broker.read_topic("sensor_alerts"))
+        .iter()
+        .map(|v| v["id"].as_i64().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, expected_ids, "every good record is delivered");
+    let mut dead: Vec<i64> = broker
+        .read_topic("dead_letters")
+        .iter()
+        .map(|r| dead_letter_offset(r))
+        .collect();
+    dead.sort();
+    assert_eq!(dead, expected_bad, "each bad record is dead-lettered alone");
+    assert_eq!(metrics.snapshot().dead_letters, expected_bad.len() as u64);
+}
+
+/// A bounded run ends only once its dead letters are delivered and its offsets committed
+/// to the end of every partition; the end of a partition is not a connector error.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bounded_run_delivers_its_dead_letters_and_commits_before_it_exits() {
+    let broker = broker_with_topics().await;
+    let mut messages: Vec<(i32, Option<&str>, String)> = Vec::new();
+    for i in 0..102 {
+        messages.push((i % PARTITIONS, None, format!("not json {i}")));
+        messages.push((i % PARTITIONS, None, json!({"id": i}).to_string()));
+    }
+    let borrowed: Vec<(i32, Option<&str>, &str)> = messages
+        .iter()
+        .map(|(p, k, v)| (*p, *k, v.as_str()))
+        .collect();
+    broker.produce("sensors", &borrowed).await;
+
+    let mut engine = engine(&broker);
+    let queries = start(
+        &mut engine,
+        "CREATE SOURCE events (id BIGINT)
+         WITH (connector = 'kafka', topic = 'sensors', bounded = 'latest',
+               dead_letter_topic = 'dead_letters', group_id = 'bounded');
+         CREATE SINK copied WITH (connector = 'kafka', topic = 'sensor_alerts') AS
+         SELECT id FROM events;",
+    )
+    .await;
+    let metrics = std::sync::Arc::clone(queries[0].metrics());
+    finish(queries).await;
+
+    // Read right after the run: nothing may still be on its way.
+    let dead = broker.read_topic("dead_letters");
+    assert_eq!(
+        dead.len(),
+        102,
+        "every dead letter is delivered before the run exits"
+    );
+    assert_eq!(broker.read_topic("sensor_alerts").len(), 102);
+    let committed = broker.committed_offsets("bounded.copied.events", "sensors");
+    // Two messages for every i with i % PARTITIONS == p.
+    let expected: std::collections::BTreeMap<i32, i64> = (0..PARTITIONS)
+        .map(|p| {
+            (
+                p,
+                2 * (0..102).filter(|i| i % PARTITIONS == p).count() as i64,
+            )
+        })
+        .collect();
+    assert_eq!(committed, expected, "offsets are committed to the end");
+    let snapshot = metrics.snapshot();
+    assert_eq!(snapshot.dead_letters, 102);
+    assert_eq!(snapshot.connector_errors, 0, "{snapshot:?}");
+}
+
+fn dead_letter_offset(record: &Record) -> i64 {
+    record
+        .headers
+        .iter()
+        .find(|(k, _)| k == "vigil.offset")
+        .map(|(_, v)| v.parse().expect("an offset"))
+        .expect("an offset header")
+}
