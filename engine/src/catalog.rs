@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, ToDFSchema};
 use datafusion::datasource::{TableType, ViewTable};
 use datafusion::error::DataFusionError;
@@ -214,7 +215,7 @@ impl Catalog {
     ) -> Result<SourceDef> {
         let name = normalize(&src.name);
         self.check_free(&name, src.or_replace, location)?;
-        let schema = self.columns_schema(&src.columns, location).await?;
+        let schema = self.columns_schema(&src.columns).await?;
         let watermark = match &src.watermark {
             None => None,
             Some(wm) => {
@@ -236,7 +237,17 @@ impl Catalog {
                         span_location(wm.column.span.start).or(Some(location)),
                     ));
                 }
-                let expr = self.plan_row_expr(&wm.expr, &schema, location)?;
+                let at = span_location(wm.column.span.start).or(Some(location));
+                check_watermark_expr(&wm.expr, at)?;
+                let expr = self.plan_row_expr(&wm.expr, &schema).map_err(|e| match e {
+                    // An error in the expression is about the WATERMARK clause.
+                    Error::Sql(mut e) if e.location.is_none() => {
+                        e.location = at;
+                        Error::Sql(e)
+                    }
+                    other => other,
+                })?;
+                check_watermark_planned(&expr, &column, at)?;
                 Some(SourceWatermark {
                     column,
                     column_index,
@@ -345,7 +356,10 @@ impl Catalog {
     }
 
     /// Plans a query into a type-checked DataFusion logical plan.
-    pub async fn plan_query(&self, query: &ast::Query, location: Location) -> Result<LogicalPlan> {
+    pub async fn plan_query(&self, query: &ast::Query) -> Result<LogicalPlan> {
+        if let Some(problem) = crate::sql::unsupported::check(query) {
+            return Err(Error::Unsupported(problem));
+        }
         let mut query = query.clone();
         lowercase_table_functions(&mut query);
         let statement = DFStatement::Statement(Box::new(ast::Statement::Query(Box::new(query))));
@@ -353,8 +367,8 @@ impl Catalog {
         let plan = state
             .statement_to_plan(statement)
             .await
-            .map_err(|e| from_datafusion(e, location))?;
-        self.analyze(plan).map_err(|e| from_datafusion(e, location))
+            .map_err(from_datafusion)?;
+        self.analyze(plan).map_err(from_datafusion)
     }
 
     /// Runs DataFusion's analyzer (type coercion and friends) and expression simplification
@@ -375,11 +389,7 @@ impl Catalog {
         simplify.optimize(plan, &state, |_, _| {})
     }
 
-    async fn columns_schema(
-        &self,
-        columns: &[ast::ColumnDef],
-        location: Location,
-    ) -> Result<SchemaRef> {
+    async fn columns_schema(&self, columns: &[ast::ColumnDef]) -> Result<SchemaRef> {
         let create = CreateTableBuilder::new(ObjectName::from(vec![ast::Ident::new("t")]))
             .columns(columns.to_vec())
             .build();
@@ -389,17 +399,12 @@ impl Catalog {
             .state()
             .statement_to_plan(statement)
             .await
-            .map_err(|e| from_datafusion(e, location))?;
+            .map_err(from_datafusion)?;
         Ok(Arc::new(plan.schema().as_arrow().clone()))
     }
 
     /// Plans an expression over the rows of `schema`, with types coerced.
-    fn plan_row_expr(
-        &self,
-        expr: &ast::Expr,
-        schema: &SchemaRef,
-        location: Location,
-    ) -> Result<Expr> {
+    fn plan_row_expr(&self, expr: &ast::Expr, schema: &SchemaRef) -> Result<Expr> {
         let df_schema: DFSchema = Arc::clone(schema)
             .to_dfschema()
             .map_err(Error::DataFusion)?;
@@ -410,7 +415,7 @@ impl Catalog {
         };
         let planned = state
             .create_logical_expr_from_sql_expr(sql_expr, &df_schema)
-            .map_err(|e| from_datafusion(e, location))?;
+            .map_err(from_datafusion)?;
         let simplifier = ExprSimplifier::new(
             datafusion::optimizer::simplify_expressions::SimplifyContext::builder()
                 .with_schema(Arc::new(df_schema.clone()))
@@ -418,10 +423,8 @@ impl Catalog {
         );
         let coerced = simplifier
             .coerce(planned, &df_schema)
-            .map_err(|e| from_datafusion(e, location))?;
-        simplifier
-            .simplify(coerced)
-            .map_err(|e| from_datafusion(e, location))
+            .map_err(from_datafusion)?;
+        simplifier.simplify(coerced).map_err(from_datafusion)
     }
 }
 
@@ -453,6 +456,72 @@ impl TableProvider for SourceTable {
             self.def.name
         )))
     }
+}
+
+/// What a `WATERMARK FOR ts AS expr` must be: a function of the row's own event time. An
+/// aggregate, a subquery or a window would need rows other than the one at hand.
+fn check_watermark_expr(expr: &ast::Expr, at: Option<Location>) -> Result<()> {
+    let mut found = None;
+    let _ = ast::visit_expressions(expr, |e: &ast::Expr| {
+        found = match e {
+            ast::Expr::Subquery(_) | ast::Expr::InSubquery { .. } | ast::Expr::Exists { .. } => {
+                Some("a subquery")
+            }
+            ast::Expr::Function(f) if f.over.is_some() => Some("a window function"),
+            _ => None,
+        };
+        if found.is_some() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    match found {
+        Some(what) => Err(watermark_error(format!("cannot use {what}"), at)),
+        None => Ok(()),
+    }
+}
+
+/// The planned watermark expression: no aggregate, nothing volatile (`now()`, `random()`),
+/// and it must read the event-time column.
+fn check_watermark_planned(expr: &Expr, column: &str, at: Option<Location>) -> Result<()> {
+    let mut aggregate = false;
+    let _ = expr.apply(|e| {
+        aggregate |= matches!(e, Expr::AggregateFunction(_));
+        Ok(if aggregate {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    if aggregate {
+        return Err(watermark_error("cannot use an aggregate".into(), at));
+    }
+    if expr.is_volatile() {
+        return Err(watermark_error(
+            "cannot use a function whose value changes from call to call, such as now()".into(),
+            at,
+        ));
+    }
+    if !expr.column_refs().iter().any(|c| c.name == column) {
+        return Err(watermark_error(
+            format!("must be computed from the event time '{column}'"),
+            at,
+        ));
+    }
+    Ok(())
+}
+
+fn watermark_error(problem: String, at: Option<Location>) -> Error {
+    Error::Sql(
+        SqlError::new(
+            format!("the WATERMARK expression {problem}: it is worked out for each row alone"),
+            at,
+        )
+        .with_help(
+            "write it from the row's event time, e.g. WATERMARK FOR ts AS ts - INTERVAL '5' SECOND",
+        ),
+    )
 }
 
 /// DataFusion looks table functions up by their exact name; SQL users write `TUMBLE`.
@@ -498,9 +567,9 @@ fn sql_error(message: String, location: Option<Location>) -> Error {
     Error::Sql(SqlError::new(message, location))
 }
 
-/// Turns a DataFusion planning error into a positioned [`SqlError`], using its diagnostic
-/// span when it has one and the statement's start otherwise.
-pub(crate) fn from_datafusion(e: DataFusionError, fallback: Location) -> Error {
+/// Turns a DataFusion planning error into a [`SqlError`], positioned by its diagnostic span
+/// when it has one; the statement places the others (see `Engine`'s `at_statement`).
+pub(crate) fn from_datafusion(e: DataFusionError) -> Error {
     // The diagnostic wraps the error, so look for it before unwrapping to the root cause.
     if let Some(diag) = e.diagnostic() {
         let location = diag
@@ -509,8 +578,7 @@ pub(crate) fn from_datafusion(e: DataFusionError, fallback: Location) -> Error {
                 line: s.start.line,
                 column: s.start.column,
             })
-            .filter(|l| l.line > 0)
-            .or(Some(fallback));
+            .filter(|l| l.line > 0);
         let mut err = SqlError::new(diag.message.clone(), location);
         let suggestion = did_you_mean(&e.find_root().message());
         if let Some(help) = diag.helps.first().map(|h| h.message.clone()).or(suggestion) {
@@ -518,10 +586,20 @@ pub(crate) fn from_datafusion(e: DataFusionError, fallback: Location) -> Error {
         }
         return Error::Sql(err);
     }
-    Error::Sql(SqlError::new(
-        e.find_root().message().to_string(),
-        Some(fallback),
-    ))
+    Error::Sql(SqlError::new(user_message(&e), None))
+}
+
+/// DataFusion's message for an error, without the request to report a bug that its
+/// internal errors carry: a user reads it about their SQL.
+fn user_message(e: &DataFusionError) -> String {
+    let message = e.find_root().message().to_string();
+    match message.find("This issue was likely caused by a bug") {
+        Some(end) => format!(
+            "cannot plan this: {}",
+            message[..end].trim_end().trim_end_matches('.')
+        ),
+        None => message,
+    }
 }
 
 /// DataFusion puts its nearest-name suggestion in the message, not the diagnostic.

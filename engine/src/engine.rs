@@ -176,10 +176,10 @@ impl Engine {
 
     /// Executes one parsed statement, planning it on a large stack (see `deep_stack`).
     pub async fn execute_statement(&mut self, parsed: ParsedStatement) -> Result<StatementOutcome> {
-        let location = parsed.location;
+        let (location, sql) = (parsed.location, parsed.sql.clone());
         crate::deep_stack::on_planning_stack(self.execute_inner(parsed))
             .map_err(planning_thread)?
-            .map_err(|e| at_statement(e, location))
+            .map_err(|e| at_statement(e, location, &sql))
     }
 
     async fn execute_inner(&mut self, parsed: ParsedStatement) -> Result<StatementOutcome> {
@@ -209,7 +209,7 @@ impl Engine {
                 })
             }
             Statement::CreateView(view) => {
-                let plan = self.catalog.plan_query(&view.query, location).await?;
+                let plan = self.catalog.plan_query(&view.query).await?;
                 // Plan it as a stream now, so an unsupported view fails at CREATE time.
                 lower_query(&self.catalog, &plan)?;
                 let name =
@@ -249,7 +249,7 @@ impl Engine {
                     self.catalog.add_sink(def, sink.or_replace, location)?;
                     return Ok(StatementOutcome::Created { kind: "sink", name });
                 };
-                let plan = self.catalog.plan_query(&query, location).await?;
+                let plan = self.catalog.plan_query(&query).await?;
                 let graph = lower_query(&self.catalog, &plan)?;
                 let sink_writer = self
                     .registry
@@ -271,7 +271,7 @@ impl Engine {
                 Ok(StatementOutcome::SinkStarted { name, query })
             }
             Statement::Query(query) => {
-                let plan = self.catalog.plan_query(&query, location).await?;
+                let plan = self.catalog.plan_query(&query).await?;
                 let graph = lower_query(&self.catalog, &plan)?;
                 Ok(StatementOutcome::Query(PlannedQuery {
                     name: BARE_QUERY_NAME.to_string(),
@@ -292,7 +292,7 @@ impl Engine {
                         ));
                     }
                 };
-                let plan = self.catalog.plan_query(&query, location).await?;
+                let plan = self.catalog.plan_query(&query).await?;
                 Ok(StatementOutcome::Explain(
                     lower_query(&self.catalog, &plan)?.explain(),
                 ))
@@ -374,28 +374,23 @@ impl Engine {
                 statements.len()
             )));
         }
-        let parsed = statements.remove(0);
-        let location = parsed.location;
-        let (name, query) = match parsed.statement {
+        let ParsedStatement {
+            statement,
+            sql,
+            location,
+        } = statements.remove(0);
+        let placed = |e: Error| at_statement(e, location, &sql);
+        let (name, query) = match statement {
             Statement::Query(query) => (BARE_QUERY_NAME.to_string(), query),
             Statement::CreateSink(sink) if sink.query.is_some() => (
                 crate::catalog::normalize(&sink.name),
                 sink.query.expect("checked by the guard"),
             ),
-            _ => {
-                return Err(at_statement(
-                    Error::Plan("expected a query (SELECT ...)".into()),
-                    location,
-                ));
-            }
+            _ => return Err(placed(Error::Plan("expected a query (SELECT ...)".into()))),
         };
-        let plan = self.catalog.plan_query(&query, location).await?;
-        let graph = lower_query(&self.catalog, &plan).map_err(|e| at_statement(e, location))?;
-        Ok(PlannedQuery {
-            name,
-            graph,
-            sql: parsed.sql,
-        })
+        let plan = self.catalog.plan_query(&query).await.map_err(placed)?;
+        let graph = lower_query(&self.catalog, &plan).map_err(placed)?;
+        Ok(PlannedQuery { name, graph, sql })
     }
 
     /// Starts a planned query writing its results to `sink`. Needs a tokio runtime.
@@ -484,16 +479,27 @@ impl Engine {
     }
 }
 
-/// Gives user errors without a position the position of their statement.
-fn at_statement(e: Error, location: Location) -> Error {
+/// Gives user errors without a position one: the clause their message names, found among
+/// the statement's tokens (`sql`, starting at `location`), else the statement's start.
+fn at_statement(e: Error, location: Location, sql: &str) -> Error {
+    let place = |message: &str| {
+        Some(crate::sql::locate::locate(sql, location, message).unwrap_or(location))
+    };
     match e {
-        Error::Plan(message) => Error::Sql(SqlError::new(message, Some(location))),
-        Error::Unsupported(message) => Error::Sql(SqlError::new(
-            format!("not supported: {message}"),
-            Some(location),
-        )),
-        Error::Connector(c) => Error::Sql(SqlError::new(c.to_string(), Some(location))),
-        Error::DataFusion(d) => crate::catalog::from_datafusion(d, location),
+        Error::Plan(message) => Error::Sql(SqlError::new(message.clone(), place(&message))),
+        Error::Unsupported(message) => {
+            let message = format!("not supported: {message}");
+            Error::Sql(SqlError::new(message.clone(), place(&message)))
+        }
+        Error::Connector(c) => {
+            let message = c.to_string();
+            Error::Sql(SqlError::new(message.clone(), place(&message)))
+        }
+        Error::DataFusion(d) => at_statement(crate::catalog::from_datafusion(d), location, sql),
+        Error::Sql(mut e) if e.location.is_none() => {
+            e.location = place(&e.message);
+            Error::Sql(e)
+        }
         other => other,
     }
 }

@@ -5,6 +5,7 @@
 //! fields: `second`, `millisecond` (the default), `microsecond`, `nanosecond`). As a sink: `path`, `format = 'json'`; rows are
 //! flushed as they are emitted, so `tail -f` shows alerts at once.
 
+mod dead_letters;
 mod sink;
 mod source;
 
@@ -12,6 +13,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use vigil_engine::connector::{ConnectorFactory, Sink, Source, SourceContext};
 use vigil_engine::sql::Options;
 
+pub use dead_letters::FileDeadLetters;
 pub use sink::FileSink;
 pub use source::FileSource;
 
@@ -56,6 +58,15 @@ impl ConnectorFactory for FileFactory {
             decoder,
             ctx,
         )))
+    }
+
+    fn create_dead_letter_sink(
+        &self,
+        options: &Options,
+    ) -> Result<Option<Box<dyn Sink>>, ConnectorError> {
+        Ok(options
+            .get("dead_letter_path")
+            .map(|path| Box::new(FileDeadLetters::new(path.into())) as Box<dyn Sink>))
     }
 
     fn create_sink(

@@ -128,17 +128,7 @@ impl FileSource {
             return Ok(());
         };
         if self.dead_letters.is_none() {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| ConnectorError::io(format!("creating '{}'", dir.display()), e))?;
-            }
-            let file = File::create(path).map_err(|e| {
-                ConnectorError::io(
-                    format!("cannot create dead-letter file '{}'", path.display()),
-                    e,
-                )
-            })?;
-            self.dead_letters = Some(file);
+            self.dead_letters = Some(super::dead_letters::open_append(path)?);
         }
         let record = serde_json::json!({
             "source": self.ctx.name,
@@ -148,7 +138,9 @@ impl FileSource {
             "raw": String::from_utf8_lossy(raw),
         });
         let out = self.dead_letters.as_mut().expect("created above");
-        writeln!(out, "{record}").map_err(|e| ConnectorError::io("writing a dead letter", e))
+        // One write a line, so the lines of the query's dead letters never interleave.
+        out.write_all(format!("{record}\n").as_bytes())
+            .map_err(|e| ConnectorError::io("writing a dead letter", e))
     }
 }
 

@@ -2,10 +2,12 @@
 
 mod json_decode;
 mod json_encode;
+mod rejected;
 mod table;
 
 pub use json_decode::{BadRecord, JsonDecoder};
 pub use json_encode::{encode_json_lines, timestamps_as_text};
+pub use rejected::{RejectedRow, rejected_rows};
 pub use table::format_table;
 
 use datafusion::arrow::datatypes::TimeUnit;

@@ -27,7 +27,10 @@ use vigil_engine::sql::Options;
 pub use batcher::{KEY_COLUMN, OFFSET_COLUMN, PARTITION_COLUMN, TIMESTAMP_COLUMN};
 pub use client::{BROKERS_ENV, KafkaSettings, check_brokers, create_topics};
 pub use config::{IdleAdvance, SinkConfig, SourceConfig, StartFrom};
-pub use dead_letter::{HEADER_ERROR, HEADER_OFFSET, HEADER_PARTITION, HEADER_SOURCE, HEADER_TOPIC};
+pub use dead_letter::{
+    HEADER_ERROR, HEADER_OFFSET, HEADER_OPERATOR, HEADER_PARTITION, HEADER_QUERY, HEADER_SOURCE,
+    HEADER_TOPIC,
+};
 pub use sink::KafkaSink;
 pub use source::KafkaSource;
 
@@ -75,6 +78,19 @@ impl ConnectorFactory for KafkaFactory {
             schema,
             ctx,
         )?))
+    }
+
+    fn create_dead_letter_sink(
+        &self,
+        options: &Options,
+    ) -> Result<Option<Box<dyn Sink>>, ConnectorError> {
+        options
+            .get("dead_letter_topic")
+            .map(|topic| {
+                let sink = dead_letter::RejectedRowsSink::new(&self.settings, topic.to_string())?;
+                Ok(Box::new(sink) as Box<dyn Sink>)
+            })
+            .transpose()
     }
 
     fn create_sink(

@@ -306,12 +306,44 @@ impl Reader {
             }
         }
         self.consumer.context().start_offsets(&mut assignment);
+        if config.start == StartFrom::Committed {
+            self.finish_committed_to_end(&assignment);
+        }
         self.consumer
             .assign(&assignment)
             .map_err(|e| unreachable(&brokers, e))?;
         self.state
             .send_status(self.consumer.context(), true)
             .map_err(|_| stopped())
+    }
+
+    /// Bounded reads resuming from the group's offsets: a partition committed up to its end
+    /// has nothing left to read, and no message will come to say so.
+    fn finish_committed_to_end(&mut self, assignment: &TopicPartitionList) {
+        let committed = match self
+            .consumer
+            .committed_offsets(assignment.clone(), METADATA_TIMEOUT)
+        {
+            Ok(committed) => committed,
+            Err(e) => {
+                let context = self.consumer.context();
+                self.state.consumer_error(context, &e);
+                return;
+            }
+        };
+        let context = self.consumer.context();
+        for element in committed.elements() {
+            let Some(topic) = context.topic_index(element.topic()) else {
+                continue;
+            };
+            if let (Some(owned), Offset::Offset(offset)) = (
+                self.state.partitions.get_mut(&(topic, element.partition())),
+                element.offset(),
+            ) && owned.end.is_some_and(|end| offset >= end)
+            {
+                owned.finished = true;
+            }
+        }
     }
 
     /// Periodic work: assignment changes, lingering buffers, idleness, commits.

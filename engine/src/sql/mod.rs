@@ -3,8 +3,10 @@
 
 mod keywords;
 pub mod limits;
+pub mod locate;
 mod options;
 mod parser;
+pub mod unsupported;
 
 pub use keywords::KEYWORDS;
 pub use options::{OptionReader, Options};

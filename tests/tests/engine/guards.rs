@@ -134,3 +134,47 @@ async fn functions_asked_for_huge_values_fail_instead_of_allocating() {
         output.rejected
     );
 }
+
+/// Planning errors point at the clause they are about, not at the statement's first word.
+#[tokio::test]
+async fn planning_errors_point_at_the_clause_they_are_about() {
+    let mut engine = engine();
+    engine.execute(SOURCE).await.unwrap();
+    let cases = [
+        ("SELECT k FROM s\nORDER BY k", (2, 1)),
+        ("SELECT a.k FROM s a JOIN s b ON a.k = b.k", (1, 21)),
+        (
+            "SELECT count(*) FROM HOP(s, ts, INTERVAL '1' MINUTE, INTERVAL '90' SECOND) \
+             GROUP BY window_start, window_end",
+            (1, 22),
+        ),
+        (
+            "SELECT window_start, count(*) FROM TUMBLE(s, ts, INTERVAL '1' MINUTE)\n  GROUP BY window_start",
+            (2, 3),
+        ),
+        ("SELECT k, count(DISTINCT k, v) FROM s GROUP BY k", (1, 17)),
+        ("SELECT k, row_number() OVER (ORDER BY k) FROM s", (1, 24)),
+        ("SELECT k FROM s INTERSECT SELECT k FROM s", (1, 17)),
+        ("SELECT k FROM s WHERE k IN (SELECT k FROM s)", (1, 29)),
+        ("SELECT nope FROM s", (1, 8)),
+        ("SELECT k FROM s LIMIT v", (1, 23)),
+        ("SELECT upper(k, k) FROM s", (1, 8)),
+    ];
+    for (sql, (line, column)) in cases {
+        let error = engine.execute(sql).await.err().expect("an error");
+        let location = error
+            .as_sql()
+            .and_then(|e| e.location)
+            .unwrap_or_else(|| panic!("no position for {sql}: {error}"));
+        assert_eq!(
+            (location.line, location.column),
+            (line, column),
+            "{sql}: {error}"
+        );
+        let text = error.to_string();
+        assert!(
+            !text.contains("bug in DataFusion") && !text.contains("@"),
+            "{text}"
+        );
+    }
+}

@@ -1,5 +1,6 @@
 //! Engine tests in Rust: the payment-due example and the runtime with real connectors.
 
+mod bad_rows;
 mod guards;
 mod oracle;
 mod payment_due;

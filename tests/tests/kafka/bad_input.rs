@@ -134,3 +134,80 @@ fn dead_letter_offset(record: &Record) -> i64 {
         .map(|(_, v)| v.parse().expect("an offset"))
         .expect("an offset header")
 }
+
+/// A row whose expression fails goes to the source's dead-letter topic with the error, the
+/// query and the row, and the query goes on; on a restart it does not fail again at the
+/// same message. A key that is not a number is a dead letter for `_key BIGINT`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_whose_expression_fails_is_dead_lettered_and_the_query_goes_on() {
+    let broker = broker_with_topics().await;
+    let mut messages: Vec<(i32, Option<String>, String)> = Vec::new();
+    for i in 0..40i64 {
+        let key = if i == 7 {
+            "seven".to_string()
+        } else {
+            i.to_string()
+        };
+        messages.push((0, Some(key), json!({"v": i * 10, "h": i % 10}).to_string()));
+    }
+    let borrowed: Vec<(i32, Option<&str>, &str)> = messages
+        .iter()
+        .map(|(p, k, v)| (*p, k.as_deref(), v.as_str()))
+        .collect();
+    broker.produce("sensors", &borrowed).await;
+    let rule = "CREATE SOURCE events (v BIGINT, h BIGINT, _key BIGINT, _offset BIGINT)
+         WITH (connector = 'kafka', topic = 'sensors', bounded = 'latest',
+               dead_letter_topic = 'dead_letters', group_id = 'division');
+         CREATE SINK quotients WITH (connector = 'kafka', topic = 'sensor_alerts') AS
+         SELECT _key, v / h AS q FROM events;";
+    for run in 0..2 {
+        let mut engine = engine(&broker);
+        let queries = start(&mut engine, rule).await;
+        let metrics = std::sync::Arc::clone(queries[0].metrics());
+        finish(queries).await;
+        if run == 0 {
+            let snapshot = metrics.snapshot();
+            assert_eq!(snapshot.row_errors, 4, "{snapshot:?}");
+            assert_eq!(snapshot.dead_letters, 1, "{snapshot:?}");
+        }
+    }
+    let mut keys: Vec<i64> = values(&broker.read_topic("sensor_alerts"))
+        .iter()
+        .map(|v| v["_key"].as_i64().unwrap())
+        .collect();
+    keys.sort();
+    let expected: Vec<i64> = (0..40).filter(|i| i % 10 != 0 && *i != 7).collect();
+    assert_eq!(
+        keys, expected,
+        "the good rows, once: the second run resumed past them"
+    );
+    let dead = broker.read_topic("dead_letters");
+    let header = |r: &Record, name: &str| {
+        r.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let mut failed: Vec<i64> = dead
+        .iter()
+        .filter(|r| header(r, "vigil.operator").as_deref() == Some("Project"))
+        .map(|r| {
+            assert_eq!(header(r, "vigil.query").as_deref(), Some("quotients"));
+            assert!(header(r, "vigil.error").unwrap().contains("Divide by zero"));
+            let row: serde_json::Value = serde_json::from_str(r.value.as_deref().unwrap()).unwrap();
+            row["_offset"].as_i64().unwrap()
+        })
+        .collect();
+    failed.sort();
+    assert_eq!(
+        failed,
+        vec![0, 10, 20, 30],
+        "each failing row once, with its offset"
+    );
+    let bad_key: Vec<i64> = dead
+        .iter()
+        .filter(|r| header(r, "vigil.offset").is_some())
+        .map(dead_letter_offset)
+        .collect();
+    assert_eq!(bad_key, vec![7], "the message whose key is not a number");
+}
