@@ -698,3 +698,105 @@ async fn rules_are_deployed_replaced_and_removed_by_name_and_hash() {
     assert_eq!(body["action"], "added");
     server.stop().await;
 }
+
+/// Generated requests (methods, paths, content types and bodies, statements among them)
+/// never get a 5xx, and the server answers a health check afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_requests_never_get_a_server_error() {
+    use vigil_tests::fuzz::{Rng, SqlGen, seeds};
+    const REQUESTS: usize = 300;
+    let server = Running::start(ServerConfig {
+        max_body_bytes: 64 * 1024,
+        ..ServerConfig::default()
+    })
+    .await;
+    let methods = [
+        reqwest::Method::GET,
+        reqwest::Method::POST,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+        reqwest::Method::PATCH,
+        reqwest::Method::OPTIONS,
+    ];
+    let ids = [
+        "1",
+        "0",
+        "-1",
+        "18446744073709551616",
+        "abc",
+        "%00",
+        "..%2F..",
+        "\u{e9}t\u{e9}",
+        "a b",
+        "",
+    ];
+    let content_types = [
+        "application/json",
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/json; charset=latin1",
+        "",
+    ];
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for seed in seeds() {
+        let mut rng = Rng::new(seed);
+        let mut statements = SqlGen::new(seed, Vec::new());
+        for _ in 0..REQUESTS {
+            let route = rng.pick(vigil_server::routes::ROUTES);
+            let mut path = route
+                .path
+                .replace("{id}", rng.word(&ids))
+                .replace("{name}", rng.word(&ids));
+            match rng.below(8) {
+                0 => path.push_str("/extra"),
+                1 => path = format!("/v1/{}", rng.word(&ids)),
+                2 => path.push_str("?format=nope&after=-5"),
+                3 => path.push_str(&"x".repeat(rng.below(5000))),
+                _ => {}
+            }
+            let method = if rng.one_in(3) {
+                rng.pick(&methods[..]).clone()
+            } else {
+                route.method.parse().unwrap()
+            };
+            let sql = statements.statement();
+            let body: Vec<u8> = match rng.below(7) {
+                0 => Vec::new(),
+                1 => b"{\"sql\": ".to_vec(),
+                2 => json!({ "sql": 5, "extra": [1, 2] })
+                    .to_string()
+                    .into_bytes(),
+                3 => (0..rng.below(300)).map(|_| rng.below(256) as u8).collect(),
+                4 => format!("{}{}", "[".repeat(200), "]".repeat(200)).into_bytes(),
+                _ => json!({ "sql": sql }).to_string().into_bytes(),
+            };
+            let mut request = server.request(method.clone(), &path).body(body);
+            let content_type = rng.word(&content_types);
+            if !content_type.is_empty() {
+                request = request.header("content-type", content_type);
+            }
+            let response = request.send().await.expect("the server answers");
+            *statuses.entry(response.status().as_u16()).or_default() += 1;
+            assert!(
+                !response.status().is_server_error(),
+                "seed {seed}: {method} {path} got {}: {}",
+                response.status(),
+                response.text().await.unwrap_or_default()
+            );
+        }
+    }
+    eprintln!("statuses: {statuses:?}");
+    assert!(
+        statuses.keys().any(|s| *s < 300),
+        "some requests succeed: {statuses:?}"
+    );
+    assert!(statuses.len() > 3, "requests of many kinds: {statuses:?}");
+    let health = server
+        .request(reqwest::Method::GET, "/healthz")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    server.stop().await;
+}
