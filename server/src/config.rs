@@ -107,7 +107,7 @@ impl ServerConfig {
                 None => name == *p,
             })
             || name.ends_with(".location");
-        !touches_host || self.allowed_kafka_properties.iter().any(|a| *a == name)
+        !touches_host || self.allowed_kafka_properties.contains(&name)
     }
 
     /// Whether `path` (as a file connector would open it) lies inside the data directory.

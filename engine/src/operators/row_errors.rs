@@ -59,7 +59,8 @@ fn failing_rows<T>(
     eval: &impl Fn(&RecordBatch) -> Result<T>,
 ) -> Vec<(usize, String)> {
     let mut failing = Vec::new();
-    let mut pending: Vec<Range<usize>> = Vec::from([0..rows.num_rows()]);
+    let mut pending: Vec<Range<usize>> = Vec::new();
+    pending.push(0..rows.num_rows());
     while let Some(range) = pending.pop() {
         let Err(error) = eval(&rows.slice(range.start, range.len())) else {
             continue;

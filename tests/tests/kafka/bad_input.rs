@@ -66,7 +66,7 @@ async fn a_record_whose_metadata_does_not_fit_is_dead_lettered_alone() {
     let mut dead: Vec<i64> = broker
         .read_topic("dead_letters")
         .iter()
-        .map(|r| dead_letter_offset(r))
+        .map(dead_letter_offset)
         .collect();
     dead.sort();
     assert_eq!(dead, expected_bad, "each bad record is dead-lettered alone");
