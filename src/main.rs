@@ -494,11 +494,16 @@ pub(crate) async fn supervise(
             failed = true;
         } else if metrics.late_events > 0
             || metrics.dead_letters > 0
+            || metrics.row_errors > 0
             || metrics.connector_errors > 0
         {
             eprintln!(
-                "{name}: {} late events, {} dead letters, {} connector errors retried",
-                metrics.late_events, metrics.dead_letters, metrics.connector_errors
+                "{name}: {} late events, {} dead letters, {} rows an expression failed on, {} \
+                 connector errors retried",
+                metrics.late_events,
+                metrics.dead_letters,
+                metrics.row_errors,
+                metrics.connector_errors
             );
         }
     }

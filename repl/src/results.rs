@@ -169,7 +169,7 @@ impl Progress {
             watermark_text(m.watermark),
             m.rows_out,
             m.late_events,
-            m.dead_letters
+            m.set_aside()
         )
     }
 
@@ -180,10 +180,11 @@ impl Progress {
             "({} rows, {} events in {seconds:.1} s",
             m.rows_out, m.events_in
         );
-        if m.late_events > 0 || m.dead_letters > 0 {
+        if m.late_events > 0 || m.set_aside() > 0 {
             text.push_str(&format!(
                 "; {} late, {} dead letters",
-                m.late_events, m.dead_letters
+                m.late_events,
+                m.set_aside()
             ));
         }
         text.push(')');

@@ -205,9 +205,10 @@ impl Session {
         let m = metrics.snapshot();
         match self.mode {
             Mode::Interactive => eprintln!("{}", progress.summary(&m)),
-            Mode::Script if m.late_events > 0 || m.dead_letters > 0 => eprintln!(
+            Mode::Script if m.late_events > 0 || m.set_aside() > 0 => eprintln!(
                 "{} late events, {} dead letters",
-                m.late_events, m.dead_letters
+                m.late_events,
+                m.set_aside()
             ),
             Mode::Script => {}
         }
@@ -338,7 +339,7 @@ impl Session {
                 m.rows_out,
                 watermark_text(m.watermark),
                 m.late_events,
-                m.dead_letters
+                m.set_aside()
             );
         }
     }

@@ -100,6 +100,14 @@ pub struct MetricsSnapshot {
     pub connector_errors: u64,
 }
 
+impl MetricsSnapshot {
+    /// Everything set aside for dead letters: malformed records and rows an expression
+    /// failed on.
+    pub fn set_aside(&self) -> u64 {
+        self.dead_letters + self.row_errors
+    }
+}
+
 impl QueryMetrics {
     /// Reads every counter.
     pub fn snapshot(&self) -> MetricsSnapshot {

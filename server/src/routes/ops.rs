@@ -39,7 +39,7 @@ pub async fn metrics(State(service): State<Arc<Service>>) -> impl IntoResponse {
     let _ = writeln!(out, "# HELP vigil_queries_running Queries running now.");
     let _ = writeln!(out, "# TYPE vigil_queries_running gauge");
     let _ = writeln!(out, "vigil_queries_running {}", service.queries.running());
-    let counters: [Counter; 7] = [
+    let counters: [Counter; 8] = [
         (
             "vigil_query_events_in_total",
             "Events read from sources.",
@@ -59,6 +59,11 @@ pub async fn metrics(State(service): State<Arc<Service>>) -> impl IntoResponse {
             "vigil_query_dead_letters_total",
             "Malformed input records sent to dead letters.",
             |m| m.dead_letters,
+        ),
+        (
+            "vigil_query_row_errors_total",
+            "Rows an expression failed on, sent to dead letters.",
+            |m| m.row_errors,
         ),
         (
             "vigil_query_connector_errors_total",
