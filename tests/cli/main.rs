@@ -5,6 +5,7 @@ use std::process::{Command, Output};
 
 mod repl;
 mod repl_terminal;
+mod restarts;
 mod rules;
 
 fn vigil(dir: &Path, args: &[&str]) -> Output {

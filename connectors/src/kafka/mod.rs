@@ -13,6 +13,7 @@ mod client;
 mod config;
 mod dead_letter;
 mod offsets;
+mod progress;
 mod reader;
 mod rebalance;
 mod sink;

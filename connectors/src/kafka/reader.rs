@@ -25,6 +25,7 @@ use super::client::{METADATA_TIMEOUT, topic_partitions, unreachable};
 use super::config::{IdleAdvance, SourceConfig, StartFrom};
 use super::dead_letter::DeadLetters;
 use super::offsets::PartitionId;
+use super::progress::ProgressStore;
 use super::rebalance::ReaderContext;
 use crate::ConnectorError;
 
@@ -40,6 +41,8 @@ pub enum ReaderEvent {
     },
     /// Which partitions hold the watermark back.
     Splits(SplitStatus),
+    /// An earlier run delivered every window ending at or before this.
+    Resume(vigil_engine::time::Timestamp),
     /// A bounded source read everything.
     End,
     /// The source cannot go on.
@@ -180,6 +183,7 @@ impl Reader {
                 DeadLetters::new(&settings, topic, ctx.name.clone(), Arc::clone(&ctx.metrics))
             })
             .transpose()?;
+        let group = format!("{}.{}.{}", config.group_id, ctx.query, ctx.name);
         let context = ReaderContext::new(
             ctx.name.clone(),
             config.topics.clone(),
@@ -187,8 +191,8 @@ impl Reader {
             Arc::clone(&ctx.delivered),
             dead_letters,
             Arc::clone(&ctx.metrics),
+            ProgressStore::new(&settings, &group)?,
         );
-        let group = format!("{}.{}.{}", config.group_id, ctx.query, ctx.name);
         let mut client = settings.client_config();
         client
             .set("group.id", &group)
@@ -305,7 +309,10 @@ impl Reader {
                     .map_err(|e| ConnectorError::External(e.to_string()))?;
             }
         }
-        self.consumer.context().start_offsets(&mut assignment);
+        let context = self.consumer.context();
+        if context.start_offsets(&mut assignment) {
+            context.read_resume_point(&assignment);
+        }
         if config.start == StartFrom::Committed {
             self.finish_committed_to_end(&assignment);
         }
@@ -496,11 +503,21 @@ impl State {
         if self.idle_with_pending() {
             self.send_status(context, false)?;
         }
+        self.send_resume(context)?;
         context.ledger().record(id, decoded.next_offset);
         self.send(ReaderEvent::Batch {
             split: split_id(id),
             rows: decoded.rows,
         })
+    }
+
+    /// Tells the query where an earlier run left off, before the first batch after an
+    /// assignment that resumed from committed offsets.
+    fn send_resume(&self, context: &ReaderContext) -> Result<(), Disconnected> {
+        match context.take_resume() {
+            Some(watermark) => self.send(ReaderEvent::Resume(watermark)),
+            None => Ok(()),
+        }
     }
 
     fn flush_all(&mut self, consumer: &Consumer) -> Result<(), Disconnected> {

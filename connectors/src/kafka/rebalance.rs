@@ -12,9 +12,12 @@ use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use vigil_engine::connector::Delivered;
 use vigil_engine::runtime::QueryMetrics;
 
+use vigil_engine::time::Timestamp;
+
 use super::StartFrom;
 use super::dead_letter::DeadLetters;
 use super::offsets::{OffsetLedger, PartitionId};
+use super::progress::ProgressStore;
 
 /// State shared by the reader thread and the consumer's callbacks (which run inside `poll`
 /// on the same thread, so the locks are never contended).
@@ -33,6 +36,11 @@ pub struct ReaderContext {
     ledger: Mutex<OffsetLedger>,
     /// Partitions started in this process, so `start` applies only to a first assignment.
     started: Mutex<HashSet<PartitionId>>,
+    /// Where the watermark of delivered windows is saved with each commit.
+    progress: ProgressStore,
+    /// Set at a first assignment from committed offsets when an earlier run saved a
+    /// watermark: the windows it covers were delivered. Taken once by the reader.
+    resume: Mutex<Option<Timestamp>>,
     /// Partitions revoked since the reader last looked.
     revoked: Mutex<BTreeSet<PartitionId>>,
     /// Partitions whose read position had reached their end offset at the last statistics
@@ -50,6 +58,7 @@ impl ReaderContext {
         delivered: Arc<Delivered>,
         dead_letters: Option<DeadLetters>,
         metrics: Arc<QueryMetrics>,
+        progress: ProgressStore,
     ) -> Self {
         Self {
             source,
@@ -60,6 +69,8 @@ impl ReaderContext {
             metrics,
             ledger: Mutex::default(),
             started: Mutex::default(),
+            progress,
+            resume: Mutex::default(),
             revoked: Mutex::default(),
             caught_up: Mutex::default(),
             assignment_changed: AtomicBool::new(false),
@@ -86,25 +97,51 @@ impl ReaderContext {
         lock(&self.caught_up).contains(&partition)
     }
 
+    /// The watermark an earlier run delivered windows up to, once, if there is one.
+    pub fn take_resume(&self) -> Option<Timestamp> {
+        lock(&self.resume).take()
+    }
+
+    /// At a first assignment from committed offsets: the watermark an earlier run saved for
+    /// the partitions of `tpl` (the lowest), to resume from.
+    pub fn read_resume_point(&self, tpl: &TopicPartitionList) {
+        match self.progress.load(tpl) {
+            Ok(Some(watermark)) => {
+                let mut resume = lock(&self.resume);
+                *resume = Some(resume.map_or(watermark, |r| r.min(watermark)));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.metrics.add_connector_error();
+                tracing::warn!(source = %self.source, error = %e, "cannot read the saved watermark");
+            }
+        }
+    }
+
     /// The index of `topic` among the source's topics.
     pub fn topic_index(&self, topic: &str) -> Option<usize> {
         self.topics.iter().position(|t| t == topic)
     }
 
     /// Offsets for `partitions` where `start` says to begin: for partitions this process
-    /// has not read before, the configured start; otherwise the committed offset.
-    pub fn start_offsets(&self, tpl: &mut TopicPartitionList) {
+    /// has not read before, the configured start; otherwise the committed offset. True when
+    /// some partition is read for the first time from its committed offset: a resumption.
+    pub fn start_offsets(&self, tpl: &mut TopicPartitionList) -> bool {
         let assigned: Vec<(String, i32)> = tpl
             .elements()
             .iter()
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
         let mut started = lock(&self.started);
+        let mut first_assigned = false;
         for (topic, partition) in assigned {
             let Some(index) = self.topic_index(&topic) else {
                 continue;
             };
             let first_time = started.insert((index, partition));
+            if first_time {
+                first_assigned = true;
+            }
             let offset = match (first_time, self.start) {
                 (true, StartFrom::Earliest) => Offset::Beginning,
                 (true, StartFrom::Latest) => Offset::End,
@@ -115,6 +152,7 @@ impl ReaderContext {
                 tracing::error!(error = %e, topic, partition, "cannot set a start offset");
             }
         }
+        first_assigned && self.start == StartFrom::Committed
     }
 
     /// Commits the offsets of every delivered batch: dead letters are flushed first, so a
@@ -134,6 +172,11 @@ impl ReaderContext {
             {
                 tracing::error!(error = %e, "cannot list an offset to commit");
             }
+        }
+        // The delivered watermark first: saved ahead of its offsets, it can only be ahead.
+        if let Err(e) = self.progress.save(&tpl, self.delivered.watermark()) {
+            self.commit_failed(&e, &offsets);
+            return;
         }
         if let Err(e) = consumer.commit(&tpl, mode) {
             self.commit_failed(&e, &offsets);
@@ -241,7 +284,9 @@ impl ConsumerContext for ReaderContext {
         );
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.start_offsets(tpl);
+                if self.start_offsets(tpl) {
+                    self.read_resume_point(tpl);
+                }
                 tracing::info!(source = %self.source, partitions = ?self.partitions(tpl), "partitions assigned");
                 if cooperative {
                     consumer.incremental_assign(tpl)

@@ -78,6 +78,7 @@ impl Source for KafkaSource {
         match event {
             Some(ReaderEvent::Batch { split, rows }) => Ok(SourceEvent::SplitBatch { split, rows }),
             Some(ReaderEvent::Splits(status)) => Ok(SourceEvent::Splits(status)),
+            Some(ReaderEvent::Resume(watermark)) => Ok(SourceEvent::Resume(watermark)),
             Some(ReaderEvent::End) => Ok(SourceEvent::End),
             Some(ReaderEvent::Failed(e)) => Err(e),
             None => Err(ConnectorError::External(

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::time::{Timestamp, WATERMARK_MIN};
+
 /// How far a source's batches have been delivered.
 ///
 /// Batches are counted in the order the source produced them (every
@@ -19,16 +21,41 @@ pub struct Delivered {
     changed: Notify,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 struct State {
     done: u64,
+    /// Every window ending at or before this was emitted and its rows delivered.
+    watermark: Timestamp,
     finished: bool,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            done: 0,
+            watermark: WATERMARK_MIN,
+            finished: false,
+        }
+    }
 }
 
 impl Delivered {
     /// Leading batches that are fully delivered.
     pub fn done(&self) -> u64 {
         self.lock().done
+    }
+
+    /// The watermark up to which the query's windows are emitted and delivered, as of
+    /// [`Delivered::done`]: a source that stores its acknowledged position stores this with
+    /// it, and hands it back on restart ([`super::SourceEvent::Resume`]).
+    pub fn watermark(&self) -> Timestamp {
+        self.lock().watermark
+    }
+
+    /// Records that windows ending at or before `watermark` are delivered (never goes back).
+    pub fn advance_watermark(&self, watermark: Timestamp) {
+        let mut state = self.lock();
+        state.watermark = state.watermark.max(watermark);
     }
 
     /// True once the query has made its last update.

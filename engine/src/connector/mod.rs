@@ -50,6 +50,11 @@ pub enum SourceEvent {
     Splits(SplitStatus),
     /// Nothing arrived within the wait; the source is alive.
     Idle,
+    /// The source resumes where an earlier run of the query acknowledged it, and that run
+    /// had emitted and delivered every window ending at or before this time (what the
+    /// source stored with its acknowledgement, [`Delivered::watermark`]). Sent before the
+    /// first batch.
+    Resume(crate::time::Timestamp),
     /// A bounded source is finished.
     End,
 }

@@ -182,6 +182,14 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// The query resumes after a restart without its state: every window ending at or
+    /// before `emitted_until` was emitted and delivered by the earlier run. Its input is read
+    /// again from the last acknowledged position, so window operators must not build those
+    /// windows again from the part of their events that comes back.
+    fn resume(&mut self, emitted_until: Timestamp) {
+        let _ = emitted_until;
+    }
+
     /// Called once every input has ended.
     fn on_end(&mut self, ctx: &mut Context) -> Result<()> {
         let _ = ctx;

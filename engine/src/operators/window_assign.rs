@@ -28,6 +28,9 @@ pub struct WindowAssign {
     spec: WindowSpec,
     schema: SchemaRef,
     watermark: Timestamp,
+    /// Windows ending at or before this were emitted and delivered by an earlier run of the
+    /// query (see [`Operator::resume`]): their events are not counted again, nor late.
+    emitted_until: Timestamp,
 }
 
 impl WindowAssign {
@@ -39,6 +42,7 @@ impl WindowAssign {
             spec,
             schema,
             watermark: WATERMARK_MIN,
+            emitted_until: WATERMARK_MIN,
         }
     }
 }
@@ -92,15 +96,21 @@ impl Operator for WindowAssign {
             let last_start = self.spec.last_start(ts.value(i));
             let wm = row_wm(i);
             let before = take.len();
+            let mut only_delivered = true;
             // Oldest window first, so output rows are in window order per event.
             for k in (0..per_event as i64).rev() {
                 let start = last_start - k * self.spec.slide;
-                if start.saturating_add(self.spec.size) > wm {
+                let end = start.saturating_add(self.spec.size);
+                if end <= self.emitted_until {
+                    continue;
+                }
+                only_delivered = false;
+                if end > wm {
                     take.push(i as u32);
                     starts.push(start);
                 }
             }
-            if take.len() == before {
+            if take.len() == before && !only_delivered {
                 late.push(i as u32);
             }
         }
@@ -147,6 +157,10 @@ impl Operator for WindowAssign {
         self.watermark = watermark;
         ctx.emit_watermark(watermark);
         Ok(())
+    }
+
+    fn resume(&mut self, emitted_until: Timestamp) {
+        self.emitted_until = self.emitted_until.max(emitted_until);
     }
 }
 

@@ -133,6 +133,14 @@ impl GraphExecutor {
         self.enter(source, |op, ctx| op.on_split_status(status, ctx))
     }
 
+    /// Tells every operator that windows ending at or before `emitted_until` were delivered
+    /// by an earlier run (see [`Operator::resume`]).
+    pub fn resume(&mut self, emitted_until: Timestamp) {
+        for node in &mut self.nodes {
+            node.operator.resume(emitted_until);
+        }
+    }
+
     /// Rows operators rejected (their expressions failed on them) since the last call.
     pub fn take_rejected(&mut self) -> Vec<RejectedRows> {
         std::mem::take(&mut self.rejected)

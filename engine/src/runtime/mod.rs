@@ -22,6 +22,7 @@ use crate::connector::{ConnectorError, Delivered, Sink, Source, SourceEvent, Spl
 use crate::error::{Error, Result};
 use crate::operators::{LATE_PORT, MAIN_PORT, Message};
 use crate::plan::OperatorGraph;
+use crate::time::{Timestamp, WATERMARK_MAX, WATERMARK_MIN};
 
 /// Batches buffered between two tasks.
 const CHANNEL_CAPACITY: usize = 4;
@@ -123,6 +124,8 @@ enum FromSource {
         rows: RecordBatch,
     },
     Splits(usize, SplitStatus),
+    /// Windows ending at or before this were delivered by an earlier run.
+    Resume(usize, Timestamp),
     End(usize),
     Failed(usize, ConnectorError),
 }
@@ -133,6 +136,7 @@ impl FromSource {
         match self {
             FromSource::Batch { source, .. } => *source,
             FromSource::Splits(source, _)
+            | FromSource::Resume(source, _)
             | FromSource::End(source)
             | FromSource::Failed(source, _) => *source,
         }
@@ -142,20 +146,39 @@ impl FromSource {
 /// What the graph task sends to a sink task.
 enum ToSink {
     Rows(RecordBatch),
-    /// Flush, then confirm that the results of epochs up to this one are delivered.
+    /// Flush, then confirm delivery request number this (see [`DeliveryTracker`]).
     Confirm(u64),
 }
 
 /// Tracks which source batches are fully delivered: pushed through the graph, out of every
 /// operator's state, and flushed by every sink.
+///
+/// Every so often the sinks are asked to flush and confirm a numbered request; the request
+/// records what stood when it was made (the epoch, the output watermark, the oldest epoch an
+/// operator held). Once every sink confirmed it, that is delivered: batches older than both
+/// its epoch and its retained epoch, and every window ending at or before its watermark.
 struct DeliveryTracker {
     /// Per source, its batches pushed but not yet known delivered: (epoch, seq).
     pending: Vec<VecDeque<(u64, u64)>>,
     delivered: Vec<Arc<Delivered>>,
-    /// Per sink, the last epoch it confirmed.
+    /// Per sink, the last request it confirmed.
     confirmed: Vec<Arc<AtomicU64>>,
-    /// The last epoch sent to the sinks for confirmation.
-    requested: u64,
+    /// Requests not yet confirmed by every sink, oldest first.
+    requests: VecDeque<Request>,
+    /// The last request made, answered or not.
+    last: Option<Request>,
+}
+
+/// What stood when the sinks were asked to confirm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Request {
+    /// Numbered from 1.
+    number: u64,
+    epoch: u64,
+    /// The output watermark: every window ending at or before it had been emitted.
+    watermark: Timestamp,
+    /// The oldest epoch some operator still held.
+    retained: Option<u64>,
 }
 
 impl DeliveryTracker {
@@ -163,18 +186,60 @@ impl DeliveryTracker {
         self.pending[source].push_back((epoch, seq));
     }
 
-    /// Reports to each source how many of its batches are delivered.
-    fn report(&mut self, retained: Option<u64>) {
+    /// A new request when something changed since the last one (or `always`): its number,
+    /// to send to the sinks. An end-of-input watermark closes windows with no data to show
+    /// for it, so it is not recorded: a later run may still see events of those windows.
+    fn ask(
+        &mut self,
+        epoch: u64,
+        watermark: Timestamp,
+        retained: Option<u64>,
+        always: bool,
+    ) -> Option<u64> {
+        let previous = self.last;
+        let watermark = if watermark == WATERMARK_MAX {
+            previous.map_or(WATERMARK_MIN, |r| r.watermark)
+        } else {
+            watermark
+        };
+        let unchanged = previous.is_some_and(|r| {
+            r.epoch == epoch && r.watermark == watermark && r.retained == retained
+        });
+        if unchanged && !always {
+            return None;
+        }
+        let request = Request {
+            number: previous.map_or(1, |r| r.number + 1),
+            epoch,
+            watermark,
+            retained,
+        };
+        self.last = Some(request);
+        self.requests.push_back(request);
+        Some(request.number)
+    }
+
+    /// Reports to each source what the newest fully confirmed request delivered.
+    fn report(&mut self) {
         let confirmed = self
             .confirmed
             .iter()
             .map(|c| c.load(Ordering::Acquire))
             .min()
             .unwrap_or(u64::MAX);
-        // Epochs below `safe` are out of all state and flushed everywhere.
-        let safe = retained
+        let mut answered = None;
+        while self.requests.front().is_some_and(|r| r.number <= confirmed) {
+            answered = self.requests.pop_front();
+        }
+        let Some(answered) = answered else {
+            return;
+        };
+        // Windows still open when the request was made hold their input back even if they
+        // have closed since: the watermark reported with the offsets must not cover them.
+        let safe = answered
+            .retained
             .unwrap_or(u64::MAX)
-            .min(confirmed.saturating_add(1));
+            .min(answered.epoch.saturating_add(1));
         for (pending, delivered) in self.pending.iter_mut().zip(&self.delivered) {
             let mut done = None;
             while let Some(&(epoch, seq)) = pending.front() {
@@ -184,6 +249,7 @@ impl DeliveryTracker {
                 done = Some(seq + 1);
                 pending.pop_front();
             }
+            delivered.advance_watermark(answered.watermark);
             if let Some(done) = done {
                 delivered.advance(done);
             }
@@ -231,7 +297,8 @@ async fn drive(
         pending: vec![VecDeque::new(); source_names.len()],
         delivered: io.delivered,
         confirmed: Vec::new(),
-        requested: 0,
+        requests: VecDeque::new(),
+        last: None,
     };
     let late_outputs = io.late_sinks.len();
     let mut rejections = Rejections {
@@ -262,13 +329,18 @@ async fn drive(
                 None => break,
             },
             _ = ticker.tick() => {
-                tracker.report(executor.retained_epoch());
-                if executor.epoch() > tracker.requested {
-                    tracker.requested = executor.epoch();
-                    if send_all(&sink_txs, || ToSink::Confirm(tracker.requested)).await.is_err() {
-                        failure = Some(Error::Execution("sink task stopped".into()));
-                        break;
-                    }
+                tracker.report();
+                let asked = tracker.ask(
+                    executor.epoch(),
+                    executor.output_watermark(0),
+                    executor.retained_epoch(),
+                    false,
+                );
+                if let Some(number) = asked
+                    && send_all(&sink_txs, || ToSink::Confirm(number)).await.is_err()
+                {
+                    failure = Some(Error::Execution("sink task stopped".into()));
+                    break;
                 }
                 continue;
             }
@@ -293,6 +365,15 @@ async fn drive(
                 emitted
             }
             FromSource::Splits(source, status) => executor.push_split_status(source, &status),
+            FromSource::Resume(source, emitted_until) => {
+                tracing::info!(
+                    source = %source_names[source],
+                    emitted_until = ?crate::time::format_rfc3339(emitted_until),
+                    "resuming: windows up to here were delivered by an earlier run"
+                );
+                executor.resume(emitted_until);
+                Ok(Vec::new())
+            }
             FromSource::End(source) => {
                 ended += 1;
                 executor.end_source(source)
@@ -348,8 +429,15 @@ async fn drive(
     // Let the sinks write out everything already emitted and confirm it, then tell the
     // sources what they may acknowledge, then close them.
     if failure.is_none() {
-        let last = executor.epoch();
-        let _ = send_all(&sink_txs, || ToSink::Confirm(last)).await;
+        let asked = tracker.ask(
+            executor.epoch(),
+            executor.output_watermark(0),
+            executor.retained_epoch(),
+            true,
+        );
+        if let Some(number) = asked {
+            let _ = send_all(&sink_txs, || ToSink::Confirm(number)).await;
+        }
     }
     drop(sink_txs);
     for task in sink_tasks {
@@ -361,7 +449,7 @@ async fn drive(
             }
         }
     }
-    tracker.report(executor.retained_epoch());
+    tracker.report();
     tracker.finish();
     drop(rx);
     for task in source_tasks {
@@ -457,6 +545,12 @@ async fn pump_source(
             Ok(SourceEvent::Batch(rows)) => (None, rows),
             Ok(SourceEvent::SplitBatch { split, rows }) => (Some(split), rows),
             Ok(SourceEvent::Idle) => continue,
+            Ok(SourceEvent::Resume(emitted_until)) => {
+                if !send(&tx, &mut stop, FromSource::Resume(index, emitted_until)).await {
+                    return;
+                }
+                continue;
+            }
             Ok(SourceEvent::Splits(status)) => {
                 if !send(&tx, &mut stop, FromSource::Splits(index, status)).await {
                     return;

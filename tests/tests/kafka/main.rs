@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod delivery;
+mod restart;
 mod rules;
 mod scale_out;
 mod watermarks;
