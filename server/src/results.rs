@@ -132,6 +132,13 @@ impl Sink for HubSink {
             None => Ok(()),
         }
     }
+
+    async fn caught_up(&mut self) -> Result<(), ConnectorError> {
+        match &mut self.inner {
+            Some(inner) => inner.caught_up().await,
+            None => Ok(()),
+        }
+    }
 }
 
 /// The batch's rows as JSON objects, each with an `op`: append-only rows are inserts.

@@ -18,6 +18,7 @@ mod reader;
 mod rebalance;
 mod sink;
 mod source;
+mod topic_keys;
 
 use std::sync::Arc;
 

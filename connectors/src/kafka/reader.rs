@@ -43,6 +43,8 @@ pub enum ReaderEvent {
     Splits(SplitStatus),
     /// An earlier run delivered every window ending at or before this.
     Resume(vigil_engine::time::Timestamp),
+    /// Every partition was read up to its end offset (sent once).
+    CaughtUp,
     /// A bounded source read everything.
     End,
     /// The source cannot go on.
@@ -159,6 +161,8 @@ struct State {
     last_housekeeping: Instant,
     last_commit: Instant,
     last_error_log: Option<Instant>,
+    /// Whether [`ReaderEvent::CaughtUp`] was sent.
+    announced_caught_up: bool,
 }
 
 /// The receiver is gone: the query is stopping.
@@ -235,6 +239,7 @@ impl Reader {
                 last_housekeeping: now,
                 last_commit: now,
                 last_error_log: None,
+                announced_caught_up: false,
             },
         })
     }
@@ -371,6 +376,7 @@ impl Reader {
             self.state.check_bounded_positions(&self.consumer)?;
         }
         self.state.send_status(context, changed)?;
+        self.state.announce_caught_up(context)?;
         if now.duration_since(self.state.last_commit) >= COMMIT_INTERVAL {
             self.state.last_commit = now;
             context.commit_delivered(&self.consumer, CommitMode::Async);
@@ -509,6 +515,23 @@ impl State {
             split: split_id(id),
             rows: decoded.rows,
         })
+    }
+
+    /// Once every owned partition has been read to its end and sent on (unbounded reads; a
+    /// bounded one ends instead), tells the query so, once.
+    fn announce_caught_up(&mut self, context: &ReaderContext) -> Result<(), Disconnected> {
+        if self.announced_caught_up || self.config.bounded || self.partitions.is_empty() {
+            return Ok(());
+        }
+        let caught_up = self
+            .partitions
+            .iter()
+            .all(|(id, owned)| context.caught_up(*id) && !owned.has_pending());
+        if caught_up {
+            self.announced_caught_up = true;
+            self.send(ReaderEvent::CaughtUp)?;
+        }
+        Ok(())
     }
 
     /// Tells the query where an earlier run left off, before the first batch after an

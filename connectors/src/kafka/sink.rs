@@ -1,6 +1,6 @@
 //! [`KafkaSink`]: rows as JSON messages; updating queries as upserts keyed by `key`.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{AsArray, RecordBatch, StringArray};
@@ -13,6 +13,7 @@ use vigil_engine::connector::{Sink, is_changelog};
 
 use super::KafkaSettings;
 use super::config::SinkConfig;
+use super::topic_keys::live_keys;
 use crate::ConnectorError;
 use crate::format::{encode_json_lines, timestamps_as_text};
 
@@ -35,6 +36,10 @@ enum Mode {
 /// producer. `flush` returns only once every message is acknowledged, so the offsets the
 /// query's sources commit afterwards never cover an undelivered alert.
 pub struct KafkaSink {
+    settings: KafkaSettings,
+    /// Upsert mode: the keys an earlier run left in the topic that this run has not written
+    /// again (see [`Sink::caught_up`]).
+    leftover: Leftover,
     /// Settings of the producer, made on the first write: creating a sink only checks its
     /// options (the engine does that to validate a CREATE SINK), and a librdkafka client
     /// would start connecting at once.
@@ -69,7 +74,9 @@ impl KafkaSink {
             client.set(name, value);
         }
         Ok(Self {
+            settings: settings.clone(),
             client,
+            leftover: Leftover::Unread,
             producer: None,
             topic: config.topic,
             mode,
@@ -184,6 +191,37 @@ fn split_lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
         .split(|b| *b == b'\n')
 }
 
+/// What an upsert sink knows of the keys already in its topic.
+enum Leftover {
+    /// Not read yet: the topic is read on the first write (or at catch-up).
+    Unread,
+    /// Keys in the topic this run has not written yet.
+    Keys(HashSet<Vec<u8>>),
+    /// Reconciled: whatever this run did not write again was removed.
+    Done,
+}
+
+impl KafkaSink {
+    /// Upsert mode: reads the keys the topic holds before this run writes any.
+    async fn read_leftover(&mut self) -> Result<(), ConnectorError> {
+        if self.mode != Mode::Upsert || !matches!(self.leftover, Leftover::Unread) {
+            return Ok(());
+        }
+        let (settings, topic) = (self.settings.clone(), self.topic.clone());
+        let keys = tokio::task::spawn_blocking(move || live_keys(&settings, &topic))
+            .await
+            .map_err(|e| ConnectorError::External(format!("reading topic keys: {e}")))??;
+        self.leftover = Leftover::Keys(keys);
+        Ok(())
+    }
+
+    fn written(&mut self, key: Option<&[u8]>) {
+        if let (Leftover::Keys(keys), Some(key)) = (&mut self.leftover, key) {
+            keys.remove(key);
+        }
+    }
+}
+
 #[async_trait]
 impl Sink for KafkaSink {
     async fn write(&mut self, batch: RecordBatch) -> Result<(), ConnectorError> {
@@ -191,6 +229,7 @@ impl Sink for KafkaSink {
             return Ok(());
         }
         self.open()?;
+        self.read_leftover().await?;
         let keys = self.keys(&batch)?;
         let key = |i: usize| keys.as_ref().and_then(|k| k[i].as_deref());
         match self.mode {
@@ -210,6 +249,7 @@ impl Sink for KafkaSink {
                         "-D" => self.produce(key(i), None).await?,
                         _ => self.produce(key(i), Some(line)).await?,
                     }
+                    self.written(key(i));
                 }
             }
         }
@@ -219,5 +259,26 @@ impl Sink for KafkaSink {
     async fn flush(&mut self) -> Result<(), ConnectorError> {
         while await_oldest(&mut self.in_flight, &self.topic).await? {}
         Ok(())
+    }
+
+    /// Upsert mode: a key an earlier run left in the topic that this run, its state rebuilt
+    /// from the whole input, never wrote is not in that state (a key inserted and deleted
+    /// within one batch of the rebuild yields no change at all): it gets its tombstone now.
+    async fn caught_up(&mut self) -> Result<(), ConnectorError> {
+        if self.mode != Mode::Upsert {
+            return Ok(());
+        }
+        self.open()?;
+        self.read_leftover().await?;
+        let Leftover::Keys(keys) = std::mem::replace(&mut self.leftover, Leftover::Done) else {
+            return Ok(());
+        };
+        if !keys.is_empty() {
+            tracing::info!(topic = %self.topic, keys = keys.len(), "removing keys an earlier run left that the query no longer holds");
+        }
+        for key in &keys {
+            self.produce(Some(key), None).await?;
+        }
+        self.flush().await
     }
 }

@@ -79,6 +79,7 @@ impl Source for KafkaSource {
             Some(ReaderEvent::Batch { split, rows }) => Ok(SourceEvent::SplitBatch { split, rows }),
             Some(ReaderEvent::Splits(status)) => Ok(SourceEvent::Splits(status)),
             Some(ReaderEvent::Resume(watermark)) => Ok(SourceEvent::Resume(watermark)),
+            Some(ReaderEvent::CaughtUp) => Ok(SourceEvent::CaughtUp),
             Some(ReaderEvent::End) => Ok(SourceEvent::End),
             Some(ReaderEvent::Failed(e)) => Err(e),
             None => Err(ConnectorError::External(

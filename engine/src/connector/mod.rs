@@ -55,6 +55,9 @@ pub enum SourceEvent {
     /// source stored with its acknowledgement, [`Delivered::watermark`]). Sent before the
     /// first batch.
     Resume(crate::time::Timestamp),
+    /// Every split has been read up to where its input ended when the query started: the
+    /// query's state now reflects everything an earlier run could have seen. Sent once.
+    CaughtUp,
     /// A bounded source is finished.
     End,
 }
@@ -104,6 +107,14 @@ pub trait Sink: Send {
     async fn write(&mut self, batch: RecordBatch) -> Result<(), ConnectorError>;
     /// Makes written rows visible.
     async fn flush(&mut self) -> Result<(), ConnectorError>;
+
+    /// Every source of the query has caught up with the input that existed when it started
+    /// ([`SourceEvent::CaughtUp`], or its end): for an updating query, the rows written so far
+    /// hold every key its state holds. A sink that writes over what an earlier run wrote (an
+    /// upsert topic) may now remove the keys this run did not write again.
+    async fn caught_up(&mut self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
 }
 
 /// What a source is given when it is created.

@@ -126,6 +126,7 @@ enum FromSource {
     Splits(usize, SplitStatus),
     /// Windows ending at or before this were delivered by an earlier run.
     Resume(usize, Timestamp),
+    CaughtUp(usize),
     End(usize),
     Failed(usize, ConnectorError),
 }
@@ -137,6 +138,7 @@ impl FromSource {
             FromSource::Batch { source, .. } => *source,
             FromSource::Splits(source, _)
             | FromSource::Resume(source, _)
+            | FromSource::CaughtUp(source)
             | FromSource::End(source)
             | FromSource::Failed(source, _) => *source,
         }
@@ -148,6 +150,8 @@ enum ToSink {
     Rows(RecordBatch),
     /// Flush, then confirm delivery request number this (see [`DeliveryTracker`]).
     Confirm(u64),
+    /// Every source has caught up (see [`Sink::caught_up`]).
+    CaughtUp,
 }
 
 /// Tracks which source batches are fully delivered: pushed through the graph, out of every
@@ -318,6 +322,7 @@ async fn drive(
         sink_tasks.push(tokio::spawn(write_sink(sink, srx, counted, confirmed)));
     }
 
+    let mut catch_up = CatchUp::new(source_names.len());
     let mut ticker = tokio::time::interval(DELIVERY_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ended = 0;
@@ -374,8 +379,13 @@ async fn drive(
                 executor.resume(emitted_until);
                 Ok(Vec::new())
             }
+            FromSource::CaughtUp(source) => {
+                catch_up.caught_up(source);
+                Ok(Vec::new())
+            }
             FromSource::End(source) => {
                 ended += 1;
+                catch_up.caught_up(source);
                 executor.end_source(source)
             }
             FromSource::Failed(source, e) => {
@@ -405,6 +415,11 @@ async fn drive(
                     break;
                 }
             }
+        }
+        // After the rows the last catching-up batch produced, so the sink has seen them.
+        if catch_up.take_complete() && sink_txs[0].send(ToSink::CaughtUp).await.is_err() {
+            failure = Some(Error::Execution("sink task stopped".into()));
+            break;
         }
         let rejected = executor.take_rejected();
         if !rejected.is_empty() {
@@ -456,6 +471,34 @@ async fn drive(
         let _ = task.await;
     }
     failure.map_or(Ok(()), Err)
+}
+
+/// Which sources have caught up with the input that existed when the query started.
+struct CatchUp {
+    sources: Vec<bool>,
+    announced: bool,
+}
+
+impl CatchUp {
+    fn new(sources: usize) -> Self {
+        Self {
+            sources: vec![false; sources],
+            announced: false,
+        }
+    }
+
+    fn caught_up(&mut self, source: usize) {
+        self.sources[source] = true;
+    }
+
+    /// True, once, when every source has caught up.
+    fn take_complete(&mut self) -> bool {
+        if self.announced || !self.sources.iter().all(|c| *c) {
+            return false;
+        }
+        self.announced = true;
+        true
+    }
 }
 
 /// Where a query's rejected rows go.
@@ -545,6 +588,12 @@ async fn pump_source(
             Ok(SourceEvent::Batch(rows)) => (None, rows),
             Ok(SourceEvent::SplitBatch { split, rows }) => (Some(split), rows),
             Ok(SourceEvent::Idle) => continue,
+            Ok(SourceEvent::CaughtUp) => {
+                if !send(&tx, &mut stop, FromSource::CaughtUp(index)).await {
+                    return;
+                }
+                continue;
+            }
             Ok(SourceEvent::Resume(emitted_until)) => {
                 if !send(&tx, &mut stop, FromSource::Resume(index, emitted_until)).await {
                     return;
@@ -613,6 +662,7 @@ async fn write_sink(
                     unflushed = false;
                 }
             }
+            ToSink::CaughtUp => sink.caught_up().await?,
             ToSink::Confirm(epoch) => {
                 if unflushed {
                     sink.flush().await?;

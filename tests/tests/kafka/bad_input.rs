@@ -211,3 +211,52 @@ async fn a_row_whose_expression_fails_is_dead_lettered_and_the_query_goes_on() {
         .collect();
     assert_eq!(bad_key, vec![7], "the message whose key is not a number");
 }
+
+/// A bounded run over partitions filled beforehand, with a short idle timeout: a partition
+/// whose backlog is not read yet never counts as idle, so no event is late and every window
+/// counts all of its events.
+#[tokio::test(flavor = "multi_thread")]
+async fn partitions_with_a_backlog_are_never_idle() {
+    let broker = broker_with_topics().await;
+    const PER_PARTITION: i64 = 1500;
+    let mut messages = Vec::new();
+    for partition in 0..PARTITIONS {
+        for i in 0..PER_PARTITION {
+            messages.push((partition, json!({"id": i, "ts": at(i / 10)}).to_string()));
+        }
+    }
+    let borrowed: Vec<(i32, Option<&str>, &str)> = messages
+        .iter()
+        .map(|(p, v)| (*p, None, v.as_str()))
+        .collect();
+    broker.produce("sensors", &borrowed).await;
+    let mut engine = Engine::with_config(
+        vigil_connectors::registry_with(broker.settings()),
+        EngineConfig {
+            batch_size: 64,
+            ..EngineConfig::default()
+        },
+    );
+    let queries = start(
+        &mut engine,
+        "CREATE SOURCE events (id BIGINT, ts TIMESTAMP, WATERMARK FOR ts AS ts)
+         WITH (connector = 'kafka', topic = 'sensors', bounded = 'latest', idle_timeout = '1s');
+         CREATE SINK counts WITH (connector = 'kafka', topic = 'sensor_alerts') AS
+         SELECT window_start, count(*) AS n FROM TUMBLE(events, ts, INTERVAL '10' SECOND)
+         GROUP BY window_start, window_end;",
+    )
+    .await;
+    let metrics = std::sync::Arc::clone(queries[0].metrics());
+    finish(queries).await;
+    assert_eq!(metrics.snapshot().late_events, 0);
+    let counts: Vec<i64> = values(&broker.read_topic("sensor_alerts"))
+        .iter()
+        .map(|v| v["n"].as_i64().unwrap())
+        .collect();
+    // 100 events a window per partition.
+    assert_eq!(counts.len() as i64, PER_PARTITION / 100);
+    assert!(
+        counts.iter().all(|n| *n == 100 * PARTITIONS as i64),
+        "{counts:?}"
+    );
+}

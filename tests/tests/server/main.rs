@@ -380,6 +380,27 @@ async fn oversized_bodies_and_files_outside_the_data_directory_are_refused() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"]["code"], "path_not_allowed");
+
+    // A link inside the data directory cannot lead a new file out of it.
+    let data = std::env::temp_dir().join("vigil-server-data");
+    let outside = std::env::temp_dir().join(format!("vigil-outside-{}", std::process::id()));
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    let link = data.join(format!("link-{}", std::process::id()));
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&outside, &link).unwrap();
+    let (status, body) = server
+        .sql(
+            "/v1/statements",
+            &format!(
+                "CREATE SINK escape WITH (connector = 'file', path = '{}/alerts.jsonl')",
+                link.display()
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "path_not_allowed");
+    std::fs::remove_file(&link).unwrap();
     server.stop().await;
 }
 
