@@ -77,6 +77,16 @@ pub struct Record {
     pub headers: Vec<(String, String)>,
 }
 
+impl Record {
+    /// The value of header `name`, if the record has it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 fn tansu_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("VIGIL_TANSU_BIN") {
         return PathBuf::from(path);

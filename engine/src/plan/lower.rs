@@ -205,7 +205,12 @@ impl Lowering<'_> {
             LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => {
                 Err(Error::Plan("a streaming query must read a source (FROM a source, view, TUMBLE or HOP)".into()))
             }
-            other => Err(Error::Unsupported(format!("{} in a streaming query", other.display()))),
+            // The node's kind only: its display goes on with expressions in DataFusion's terms.
+            other => {
+                let shown = other.display().to_string();
+                let kind = shown.split(':').next().unwrap_or(&shown).trim().to_string();
+                Err(Error::Unsupported(format!("{kind} in a streaming query")))
+            }
         }
     }
 

@@ -2,10 +2,11 @@
 //! and one task per sink, linked by bounded channels. Full channels make a slow sink slow the
 //! sources down instead of filling memory.
 
+mod delivery;
 mod executor;
 mod metrics;
+mod rejections;
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -17,12 +18,14 @@ use tokio::task::JoinHandle;
 pub use executor::{GraphExecutor, NodeSnapshot, OutputPort};
 pub use metrics::{MetricsSnapshot, OperatorStats, QueryMetrics};
 
-use crate::batch::{ChangeBatch, RejectedRows};
+use crate::batch::ChangeBatch;
 use crate::connector::{ConnectorError, Delivered, Sink, Source, SourceEvent, SplitStatus};
 use crate::error::{Error, Result};
 use crate::operators::{LATE_PORT, MAIN_PORT, Message};
 use crate::plan::OperatorGraph;
-use crate::time::{Timestamp, WATERMARK_MAX, WATERMARK_MIN};
+use crate::time::Timestamp;
+use delivery::{CatchUp, DeliveryTracker};
+use rejections::Rejections;
 
 /// Batches buffered between two tasks.
 const CHANNEL_CAPACITY: usize = 4;
@@ -154,119 +157,6 @@ enum ToSink {
     CaughtUp,
 }
 
-/// Tracks which source batches are fully delivered: pushed through the graph, out of every
-/// operator's state, and flushed by every sink.
-///
-/// Every so often the sinks are asked to flush and confirm a numbered request; the request
-/// records what stood when it was made (the epoch, the output watermark, the oldest epoch an
-/// operator held). Once every sink confirmed it, that is delivered: batches older than both
-/// its epoch and its retained epoch, and every window ending at or before its watermark.
-struct DeliveryTracker {
-    /// Per source, its batches pushed but not yet known delivered: (epoch, seq).
-    pending: Vec<VecDeque<(u64, u64)>>,
-    delivered: Vec<Arc<Delivered>>,
-    /// Per sink, the last request it confirmed.
-    confirmed: Vec<Arc<AtomicU64>>,
-    /// Requests not yet confirmed by every sink, oldest first.
-    requests: VecDeque<Request>,
-    /// The last request made, answered or not.
-    last: Option<Request>,
-}
-
-/// What stood when the sinks were asked to confirm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Request {
-    /// Numbered from 1.
-    number: u64,
-    epoch: u64,
-    /// The output watermark: every window ending at or before it had been emitted.
-    watermark: Timestamp,
-    /// The oldest epoch some operator still held.
-    retained: Option<u64>,
-}
-
-impl DeliveryTracker {
-    fn pushed(&mut self, source: usize, epoch: u64, seq: u64) {
-        self.pending[source].push_back((epoch, seq));
-    }
-
-    /// A new request when something changed since the last one (or `always`): its number,
-    /// to send to the sinks. An end-of-input watermark closes windows with no data to show
-    /// for it, so it is not recorded: a later run may still see events of those windows.
-    fn ask(
-        &mut self,
-        epoch: u64,
-        watermark: Timestamp,
-        retained: Option<u64>,
-        always: bool,
-    ) -> Option<u64> {
-        let previous = self.last;
-        let watermark = if watermark == WATERMARK_MAX {
-            previous.map_or(WATERMARK_MIN, |r| r.watermark)
-        } else {
-            watermark
-        };
-        let unchanged = previous.is_some_and(|r| {
-            r.epoch == epoch && r.watermark == watermark && r.retained == retained
-        });
-        if unchanged && !always {
-            return None;
-        }
-        let request = Request {
-            number: previous.map_or(1, |r| r.number + 1),
-            epoch,
-            watermark,
-            retained,
-        };
-        self.last = Some(request);
-        self.requests.push_back(request);
-        Some(request.number)
-    }
-
-    /// Reports to each source what the newest fully confirmed request delivered.
-    fn report(&mut self) {
-        let confirmed = self
-            .confirmed
-            .iter()
-            .map(|c| c.load(Ordering::Acquire))
-            .min()
-            .unwrap_or(u64::MAX);
-        let mut answered = None;
-        while self.requests.front().is_some_and(|r| r.number <= confirmed) {
-            answered = self.requests.pop_front();
-        }
-        let Some(answered) = answered else {
-            return;
-        };
-        // Windows still open when the request was made hold their input back even if they
-        // have closed since: the watermark reported with the offsets must not cover them.
-        let safe = answered
-            .retained
-            .unwrap_or(u64::MAX)
-            .min(answered.epoch.saturating_add(1));
-        for (pending, delivered) in self.pending.iter_mut().zip(&self.delivered) {
-            let mut done = None;
-            while let Some(&(epoch, seq)) = pending.front() {
-                if epoch >= safe {
-                    break;
-                }
-                done = Some(seq + 1);
-                pending.pop_front();
-            }
-            delivered.advance_watermark(answered.watermark);
-            if let Some(done) = done {
-                delivered.advance(done);
-            }
-        }
-    }
-
-    fn finish(&self) {
-        for delivered in &self.delivered {
-            delivered.finish();
-        }
-    }
-}
-
 async fn drive(
     graph: OperatorGraph,
     io: QueryIo,
@@ -297,27 +187,19 @@ async fn drive(
 
     let mut sink_txs = Vec::new();
     let mut sink_tasks = Vec::new();
-    let mut tracker = DeliveryTracker {
-        pending: vec![VecDeque::new(); source_names.len()],
-        delivered: io.delivered,
-        confirmed: Vec::new(),
-        requests: VecDeque::new(),
-        last: None,
-    };
+    let mut tracker = DeliveryTracker::new(io.delivered);
     let late_outputs = io.late_sinks.len();
-    let mut rejections = Rejections {
-        query: io.query,
-        sink: io.dead_letters.is_some().then_some(1 + late_outputs),
-        logged: 0,
-    };
+    let mut rejections = Rejections::new(
+        io.query,
+        io.dead_letters.is_some().then_some(1 + late_outputs),
+    );
     let sinks = std::iter::once(io.sink)
         .chain(io.late_sinks)
         .chain(io.dead_letters);
     for (i, sink) in sinks.enumerate() {
         let (stx, srx) = mpsc::channel(CHANNEL_CAPACITY);
         sink_txs.push(stx);
-        let confirmed = Arc::new(AtomicU64::new(0));
-        tracker.confirmed.push(Arc::clone(&confirmed));
+        let confirmed = tracker.add_sink();
         let counted = (i == 0).then(|| Arc::clone(&metrics));
         sink_tasks.push(tokio::spawn(write_sink(sink, srx, counted, confirmed)));
     }
@@ -424,12 +306,20 @@ async fn drive(
         let rejected = executor.take_rejected();
         if !rejected.is_empty() {
             let source = &source_names[event_source];
-            if let Err(e) = rejections
-                .forward(rejected, source, &metrics, &sink_txs)
-                .await
-            {
-                failure = Some(e);
-                break;
+            let letters = match rejections.take(rejected, source, &metrics) {
+                Ok(letters) => letters,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            };
+            if let Some(index) = rejections.sink {
+                for batch in letters {
+                    if sink_txs[index].send(ToSink::Rows(batch)).await.is_err() {
+                        failure = Some(Error::Execution("dead-letter sink task stopped".into()));
+                        break;
+                    }
+                }
             }
         }
         metrics
@@ -471,78 +361,6 @@ async fn drive(
         let _ = task.await;
     }
     failure.map_or(Ok(()), Err)
-}
-
-/// Which sources have caught up with the input that existed when the query started.
-struct CatchUp {
-    sources: Vec<bool>,
-    announced: bool,
-}
-
-impl CatchUp {
-    fn new(sources: usize) -> Self {
-        Self {
-            sources: vec![false; sources],
-            announced: false,
-        }
-    }
-
-    fn caught_up(&mut self, source: usize) {
-        self.sources[source] = true;
-    }
-
-    /// True, once, when every source has caught up.
-    fn take_complete(&mut self) -> bool {
-        if self.announced || !self.sources.iter().all(|c| *c) {
-            return false;
-        }
-        self.announced = true;
-        true
-    }
-}
-
-/// Where a query's rejected rows go.
-struct Rejections {
-    query: String,
-    /// The dead-letter sink's index among the sinks, when there is one.
-    sink: Option<usize>,
-    /// Rows logged so far, to keep the log readable when many rows fail.
-    logged: u64,
-}
-
-impl Rejections {
-    /// Rows logged one by one before the log only counts them.
-    const LOG_ROWS: u64 = 10;
-
-    /// Counts rejected rows, logs the first few and sends them to the dead-letter sink.
-    async fn forward(
-        &mut self,
-        rejected: Vec<RejectedRows>,
-        source: &str,
-        metrics: &QueryMetrics,
-        sinks: &[mpsc::Sender<ToSink>],
-    ) -> Result<()> {
-        for rows in rejected {
-            let n = rows.rows.num_rows() as u64;
-            metrics.row_errors.fetch_add(n, Ordering::Relaxed);
-            if self.logged < Self::LOG_ROWS {
-                self.logged += n;
-                tracing::warn!(
-                    query = %self.query, source, operator = rows.operator, rows = n,
-                    error = %rows.errors[0],
-                    dead_letters = self.sink.is_some(),
-                    "rows set aside: an expression failed on them"
-                );
-            }
-            if let Some(index) = self.sink {
-                let batch = rows.to_dead_letters(&self.query, source)?;
-                if sinks[index].send(ToSink::Rows(batch)).await.is_err() {
-                    return Err(Error::Execution("dead-letter sink task stopped".into()));
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Sends a message to every sink; fails when one has stopped.

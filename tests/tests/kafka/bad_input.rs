@@ -128,11 +128,10 @@ async fn a_bounded_run_delivers_its_dead_letters_and_commits_before_it_exits() {
 
 fn dead_letter_offset(record: &Record) -> i64 {
     record
-        .headers
-        .iter()
-        .find(|(k, _)| k == "vigil.offset")
-        .map(|(_, v)| v.parse().expect("an offset"))
+        .header("vigil.offset")
         .expect("an offset header")
+        .parse()
+        .expect("an offset")
 }
 
 /// A row whose expression fails goes to the source's dead-letter topic with the error, the
@@ -182,18 +181,12 @@ async fn a_row_whose_expression_fails_is_dead_lettered_and_the_query_goes_on() {
         "the good rows, once: the second run resumed past them"
     );
     let dead = broker.read_topic("dead_letters");
-    let header = |r: &Record, name: &str| {
-        r.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
     let mut failed: Vec<i64> = dead
         .iter()
-        .filter(|r| header(r, "vigil.operator").as_deref() == Some("Project"))
+        .filter(|r| r.header("vigil.operator") == Some("Project"))
         .map(|r| {
-            assert_eq!(header(r, "vigil.query").as_deref(), Some("quotients"));
-            assert!(header(r, "vigil.error").unwrap().contains("Divide by zero"));
+            assert_eq!(r.header("vigil.query"), Some("quotients"));
+            assert!(r.header("vigil.error").unwrap().contains("Divide by zero"));
             let row: serde_json::Value = serde_json::from_str(r.value.as_deref().unwrap()).unwrap();
             row["_offset"].as_i64().unwrap()
         })
@@ -206,7 +199,7 @@ async fn a_row_whose_expression_fails_is_dead_lettered_and_the_query_goes_on() {
     );
     let bad_key: Vec<i64> = dead
         .iter()
-        .filter(|r| header(r, "vigil.offset").is_some())
+        .filter(|r| r.header("vigil.offset").is_some())
         .map(dead_letter_offset)
         .collect();
     assert_eq!(bad_key, vec![7], "the message whose key is not a number");

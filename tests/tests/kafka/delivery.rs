@@ -70,10 +70,8 @@ async fn malformed_messages_go_to_the_dead_letter_topic_and_good_ones_through() 
 
     let dead = broker.read_topic("dead_letters");
     let header = |r: &Record, name: &str| {
-        r.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
+        r.header(name)
+            .map(String::from)
             .unwrap_or_else(|| panic!("no header {name} in {r:?}"))
     };
     let mut seen: Vec<(i64, String)> = dead
