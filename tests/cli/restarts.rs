@@ -129,17 +129,21 @@ fn a_rule_killed_five_times_mid_stream_emits_every_window_with_its_true_count() 
                     .send(record, Duration::from_secs(30))
                     .await
                     .unwrap_or_else(|(e, _)| panic!("producing: {e}"));
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(40)).await;
             }
         })
     };
     let mut windows = 0;
-    for _ in 0..5 {
+    let mut kills = 0;
+    // Each run is killed once it has emitted a new window, while events still arrive.
+    while kills < 5 && !producing.is_finished() {
         let mut run = start_run(&dir, &broker);
         windows = wait_for_more_windows(&broker, windows);
         run.kill().expect("SIGKILL");
         run.wait().unwrap();
+        kills += 1;
     }
+    assert_eq!(kills, 5, "five runs were killed mid-stream");
     runtime.block_on(producing).unwrap();
 
     // A last run sees the input through; the last windows stay open (no later events).
