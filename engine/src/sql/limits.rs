@@ -5,9 +5,10 @@
 
 use std::ops::ControlFlow;
 
-use datafusion::sql::sqlparser::ast::{self, SetExpr, Visit, Visitor};
+use datafusion::sql::sqlparser::ast::{self, SetExpr, Spanned, Visit, Visitor};
 
 use super::Statement;
+use crate::error::Location;
 
 /// The longest statement accepted, in bytes.
 pub const MAX_STATEMENT_BYTES: usize = 256 * 1024;
@@ -17,29 +18,32 @@ pub const MAX_STATEMENT_BYTES: usize = 256 * 1024;
 /// within each other.
 pub const MAX_NESTING: usize = 256;
 
-/// Why a statement is over a limit, if it is.
-pub fn check(statement: &Statement, text: &str) -> Option<String> {
+/// Why a statement is over a limit, if it is, and where when that is known.
+pub fn check(statement: &Statement, text: &str) -> Option<(String, Option<Location>)> {
     if text.len() > MAX_STATEMENT_BYTES {
-        return Some(format!(
+        let problem = format!(
             "the statement is {} KiB long, over the limit of {} KiB",
             text.len() / 1024,
             MAX_STATEMENT_BYTES / 1024
-        ));
+        );
+        return Some((problem, None));
     }
     let mut depth = Depth::default();
     let _ = visit_statement(statement, &mut depth);
     if depth.deepest_expression > MAX_NESTING {
-        return Some(format!(
+        let problem = format!(
             "an expression nests deeper than the limit of {MAX_NESTING} levels: split it (an \
              IN list instead of a chain of OR, a view for a part)"
-        ));
+        );
+        return Some((problem, depth.too_deep_at));
     }
     if depth.deepest_set_operation > MAX_NESTING {
-        return Some(format!(
+        let problem = format!(
             "set operations (UNION, EXCEPT, INTERSECT) nest {} deep, over the limit of \
              {MAX_NESTING}",
             depth.deepest_set_operation
-        ));
+        );
+        return Some((problem, None));
     }
     None
 }
@@ -66,16 +70,23 @@ struct Depth {
     expression: usize,
     deepest_expression: usize,
     deepest_set_operation: usize,
+    /// Where the expression past the limit starts.
+    too_deep_at: Option<Location>,
 }
 
 impl Visitor for Depth {
     type Break = ();
 
-    fn pre_visit_expr(&mut self, _: &ast::Expr) -> ControlFlow<()> {
+    fn pre_visit_expr(&mut self, expr: &ast::Expr) -> ControlFlow<()> {
         self.expression += 1;
         self.deepest_expression = self.deepest_expression.max(self.expression);
         // Past the limit the answer is known: stop before the walk itself goes deeper.
         if self.expression > MAX_NESTING {
+            let start = expr.span().start;
+            self.too_deep_at = (start.line > 0).then_some(Location {
+                line: start.line,
+                column: start.column,
+            });
             return ControlFlow::Break(());
         }
         ControlFlow::Continue(())

@@ -119,8 +119,10 @@ impl<'a> StreamParser<'a> {
     fn parse_within_limits(sql: &'a str) -> Result<Vec<ParsedStatement>> {
         let statements = Self::parse_all(sql)?;
         for statement in &statements {
-            if let Some(problem) = super::limits::check(&statement.statement, &statement.sql) {
-                return Err(Error::Sql(SqlError::new(problem, Some(statement.location))));
+            if let Some((problem, at)) = super::limits::check(&statement.statement, &statement.sql)
+            {
+                let location = at.unwrap_or(statement.location);
+                return Err(Error::Sql(SqlError::new(problem, Some(location))));
             }
         }
         Ok(statements)
