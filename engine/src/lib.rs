@@ -12,10 +12,14 @@
 //! accumulators; the engine owns streaming: watermarks, windows, changelogs and lateness.
 //!
 //! # Layout
-//! - [`sql`]: Vigil's dialect (`CREATE SOURCE`, `CREATE SINK`, `WATERMARK FOR`, `EXPLAIN`).
+//! - [`sql`]: Vigil's dialect (`CREATE SOURCE`, `CREATE SINK`, `WATERMARK FOR`, `EXPLAIN`),
+//!   the limits a statement must stay within before it is planned (on a large stack), and
+//!   where errors without a span belong.
 //! - [`catalog`]: sources, views and sinks, and the DataFusion session planning against them.
 //! - [`plan`]: window table functions and the lowering to an [`plan::OperatorGraph`].
-//! - [`operators`]: the streaming operators.
+//! - [`operators`]: the streaming operators; a row an expression fails on is set aside for
+//!   the query's dead letters, not the query stopped.
+//! - [`functions`]: scalar functions that grow with an argument, bounded per value.
 //! - [`batch`]: [`ChangeBatch`], rows with their change kinds.
 //! - [`time`]: timestamps, watermarks and window arithmetic.
 //! - [`runtime`]: tasks, channels and the synchronous [`runtime::GraphExecutor`].
