@@ -67,7 +67,25 @@ fn output(broker: &Broker) -> BTreeMap<String, Vec<i64>> {
     windows
 }
 
-fn start_run(dir: &std::path::Path, broker: &Broker) -> Child {
+/// A `vigil run` child, killed when dropped so a failing test leaves no process behind.
+struct Run(Child);
+
+impl Run {
+    /// SIGKILL, as a crash would.
+    fn kill(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_run(dir: &std::path::Path, broker: &Broker) -> Run {
     // Each run's log is kept in the scratch directory, for when the test fails.
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -89,6 +107,7 @@ fn start_run(dir: &std::path::Path, broker: &Broker) -> Child {
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
+        .map(Run)
         .expect("vigil run starts")
 }
 
@@ -137,10 +156,9 @@ fn a_rule_killed_five_times_mid_stream_emits_every_window_with_its_true_count() 
     let mut kills = 0;
     // Each run is killed once it has emitted a new window, while events still arrive.
     while kills < 5 && !producing.is_finished() {
-        let mut run = start_run(&dir, &broker);
+        let run = start_run(&dir, &broker);
         windows = wait_for_more_windows(&broker, windows);
-        run.kill().expect("SIGKILL");
-        run.wait().unwrap();
+        run.kill();
         kills += 1;
     }
     assert_eq!(kills, 5, "five runs were killed mid-stream");
@@ -149,14 +167,13 @@ fn a_rule_killed_five_times_mid_stream_emits_every_window_with_its_true_count() 
     // A last run sees the input through; the last windows stay open (no later events).
     let truth = truth();
     let last_closed = text(window_of(event_second(EVENTS - 1)) - 2 * WINDOW);
-    let mut run = start_run(&dir, &broker);
+    let run = start_run(&dir, &broker);
     let deadline = Instant::now() + Duration::from_secs(120);
     while !output(&broker).contains_key(&last_closed) {
         assert!(Instant::now() < deadline, "window {last_closed} never came");
         std::thread::sleep(Duration::from_millis(200));
     }
-    run.kill().unwrap();
-    run.wait().unwrap();
+    run.kill();
 
     let output = output(&broker);
     for (start, counts) in &output {
