@@ -98,17 +98,22 @@ impl JsonDecoder {
         chunk: &[u8],
     ) -> Result<(Vec<RecordBatch>, Vec<BadRecord>), ConnectorError> {
         let (starts, lines) = line_records(chunk);
-        let (rows, mut bad) = self.decode_records(chunk, &starts)?;
-        for record in &mut bad {
-            record.index = lines[record.index];
+        let mut batches = Vec::new();
+        let mut bad = Vec::new();
+        // At most `batch_size` records a pass, so a large chunk is never one large tape.
+        for first in (0..starts.len()).step_by(self.batch_size) {
+            let group = &starts[first..starts.len().min(first + self.batch_size)];
+            let end = starts
+                .get(first + group.len())
+                .copied()
+                .unwrap_or(chunk.len());
+            let (rows, group_bad) = self.decode_records(&chunk[..end], group)?;
+            batches.extend(rows);
+            bad.extend(group_bad.into_iter().map(|record| BadRecord {
+                index: lines[first + record.index],
+                error: record.error,
+            }));
         }
-        // Batches of at most `batch_size` rows, sliced without copying.
-        let batches = rows.map_or_else(Vec::new, |rows| {
-            (0..rows.num_rows())
-                .step_by(self.batch_size)
-                .map(|offset| rows.slice(offset, self.batch_size.min(rows.num_rows() - offset)))
-                .collect()
-        });
         Ok((batches, bad))
     }
 
