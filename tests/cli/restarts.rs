@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vigil_tests::kafka::Broker;
+use vigil_tests::kafka::{Broker, window_counts};
 
 use super::scratch;
 
@@ -54,17 +54,7 @@ fn truth() -> BTreeMap<String, i64> {
 
 /// Window start to every count the output holds for it.
 fn output(broker: &Broker) -> BTreeMap<String, Vec<i64>> {
-    let mut windows: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    for record in broker.read_topic("counts") {
-        let value: serde_json::Value =
-            serde_json::from_str(record.value.as_deref().unwrap()).unwrap();
-        let start = value["window_start"].as_str().unwrap().to_string();
-        windows
-            .entry(start)
-            .or_default()
-            .push(value["n"].as_i64().unwrap());
-    }
-    windows
+    window_counts(&broker.read_topic("counts"), "n")
 }
 
 /// A `vigil run` child, killed when dropped so a failing test leaves no process behind.

@@ -77,6 +77,28 @@ pub struct Record {
     pub headers: Vec<(String, String)>,
 }
 
+/// The output of a windowed rule: each `window_start` with every value of column `count`
+/// emitted for it, in the order read.
+pub fn window_counts(
+    records: &[Record],
+    count: &str,
+) -> std::collections::BTreeMap<String, Vec<i64>> {
+    let mut windows: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for record in records {
+        let value: serde_json::Value =
+            serde_json::from_str(record.value.as_deref().expect("a value")).expect("JSON");
+        let start = value["window_start"]
+            .as_str()
+            .expect("a window_start")
+            .to_string();
+        windows
+            .entry(start)
+            .or_default()
+            .push(value[count].as_i64().expect("a count"));
+    }
+    windows
+}
+
 impl Record {
     /// The value of header `name`, if the record has it.
     pub fn header(&self, name: &str) -> Option<&str> {

@@ -45,15 +45,7 @@ async fn produce(broker: &Broker, range: std::ops::Range<i64>) {
 
 /// The windows in the output so far: window start to every count emitted for it.
 fn emitted(broker: &Broker) -> BTreeMap<String, Vec<i64>> {
-    let mut windows: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    for value in values(&broker.read_topic("sensor_alerts")) {
-        let start = value["window_start"].as_str().unwrap().to_string();
-        windows
-            .entry(start)
-            .or_default()
-            .push(value["n"].as_i64().unwrap());
-    }
-    windows
+    vigil_tests::kafka::window_counts(&broker.read_topic("sensor_alerts"), "n")
 }
 
 async fn wait_for_window(broker: &Broker, start: &str) {
