@@ -122,8 +122,9 @@ impl FileSource {
     }
 
     fn dead_letter(&mut self, line: usize, error: &str, raw: &[u8]) -> Result<(), ConnectorError> {
-        self.ctx.metrics.add_dead_letter();
-        tracing::warn!(source = %self.ctx.name, file = %self.path.display(), line, error, "malformed record skipped");
+        if self.ctx.metrics.add_dead_letter() {
+            tracing::warn!(source = %self.ctx.name, file = %self.path.display(), line, error, "malformed record set aside (counted in dead_letters)");
+        }
         let Some(path) = &self.dead_letter_path else {
             return Ok(());
         };

@@ -663,11 +663,12 @@ fn holds_watermark(
 
 fn dead_letter(context: &ReaderContext, (topic, partition): PartitionId, bad: &BadMessage) {
     let topic = &context.topics[topic];
-    context.metrics.add_dead_letter();
-    tracing::warn!(
-        source = %context.source, topic, partition, offset = bad.offset, error = %bad.error,
-        "malformed message skipped"
-    );
+    if context.metrics.add_dead_letter() {
+        tracing::warn!(
+            source = %context.source, topic, partition, offset = bad.offset, error = %bad.error,
+            "malformed message set aside (counted in dead_letters)"
+        );
+    }
     if let Some(dead_letters) = &context.dead_letters {
         dead_letters.send(topic, partition, bad);
     }

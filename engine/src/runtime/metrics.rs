@@ -163,9 +163,12 @@ impl QueryMetrics {
         self.consumer_lag.lock().expect("consumer lag lock").clone()
     }
 
-    /// Counts one malformed record.
-    pub fn add_dead_letter(&self) {
-        self.dead_letters.fetch_add(1, Ordering::Relaxed);
+    /// Counts one malformed record; true when this one should be logged: the first ten, then
+    /// one in a thousand, so a source full of bad records does not flood the log (the count
+    /// is in the metrics).
+    pub fn add_dead_letter(&self) -> bool {
+        let count = self.dead_letters.fetch_add(1, Ordering::Relaxed) + 1;
+        count <= 10 || count.is_multiple_of(1000)
     }
 }
 

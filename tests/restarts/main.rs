@@ -1,5 +1,8 @@
 //! `vigil run` on Kafka killed (SIGKILL) again and again mid-stream and started again, with
 //! no state directory: every window of its output is present, and none has a wrong count.
+//!
+//! A test binary of its own: it keeps a broker, a producer and a `vigil run` busy for a
+//! minute, which would starve the terminal tests running beside it in `tests/cli`.
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -7,7 +10,13 @@ use std::time::{Duration, Instant};
 
 use vigil_tests::kafka::{Broker, window_counts};
 
-use super::scratch;
+/// An empty scratch directory for the runs.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("vigil-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
 
 /// Window size of the rule, in seconds.
 const WINDOW: i64 = 10;
