@@ -5,7 +5,6 @@ use std::process::{Command, Output};
 
 mod repl;
 mod repl_terminal;
-mod restarts;
 mod rules;
 
 fn vigil(dir: &Path, args: &[&str]) -> Output {
