@@ -36,15 +36,8 @@ async fn a_record_whose_metadata_does_not_fit_is_dead_lettered_alone() {
         .collect();
     broker.produce("sensors", &borrowed).await;
 
-    let mut engine = Engine::with_config(
-        vigil_connectors::registry_with(broker.settings()),
-        EngineConfig {
-            // Several batches, so rows after the bad ones come in later batches.
-            batch_size: 16,
-            start_queries: true,
-            ..EngineConfig::default()
-        },
-    );
+    // Several batches, so rows after the bad ones come in later batches.
+    let mut engine = engine_with_batches(&broker, 16);
     let queries = start(
         &mut engine,
         "CREATE SOURCE events (id BIGINT, _key TEXT NOT NULL, _offset BIGINT)
@@ -223,13 +216,7 @@ async fn partitions_with_a_backlog_are_never_idle() {
         .map(|(p, v)| (*p, None, v.as_str()))
         .collect();
     broker.produce("sensors", &borrowed).await;
-    let mut engine = Engine::with_config(
-        vigil_connectors::registry_with(broker.settings()),
-        EngineConfig {
-            batch_size: 64,
-            ..EngineConfig::default()
-        },
-    );
+    let mut engine = engine_with_batches(&broker, 64);
     let queries = start(
         &mut engine,
         "CREATE SOURCE events (id BIGINT, ts TIMESTAMP, WATERMARK FOR ts AS ts)

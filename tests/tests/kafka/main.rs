@@ -49,11 +49,16 @@ fn engine(broker: &Broker) -> Engine {
         .with_test_writer()
         .with_env_filter(filter)
         .try_init();
+    engine_with_batches(broker, 1024)
+}
+
+/// An engine talking to `broker` whose sources cut batches of `batch_size` rows: small
+/// batches spread a test's input over many batches and commits.
+fn engine_with_batches(broker: &Broker, batch_size: usize) -> Engine {
     Engine::with_config(
         vigil_connectors::registry_with(broker.settings()),
         EngineConfig {
-            batch_size: 1024,
-            start_queries: true,
+            batch_size,
             ..EngineConfig::default()
         },
     )

@@ -62,24 +62,15 @@ async fn wait_for_window(broker: &Broker, start: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restarted_windowed_rule_emits_no_partial_window() {
     let broker = broker_with_topics().await;
-    let small_batches = || {
-        Engine::with_config(
-            vigil_connectors::registry_with(broker.settings()),
-            EngineConfig {
-                batch_size: 8,
-                ..EngineConfig::default()
-            },
-        )
-    };
     produce(&broker, 0..200).await;
-    let mut first = small_batches();
+    let mut first = engine_with_batches(&broker, 8);
     let queries = start(&mut first, RULE).await;
     // The window of event 180 closes once events of 190 and more are in.
     wait_for_window(&broker, &at(170)).await;
     stop(queries).await;
 
     produce(&broker, 200..400).await;
-    let mut second = small_batches();
+    let mut second = engine_with_batches(&broker, 8);
     let queries = start(&mut second, RULE).await;
     wait_for_window(&broker, &at(380)).await;
     stop(queries).await;
@@ -133,16 +124,7 @@ async fn a_restarted_updating_rule_removes_the_keys_it_no_longer_holds() {
     let messages: Vec<(i32, Option<&str>, &str)> =
         owing.iter().map(|v| (0, None, v.as_str())).collect();
     broker.produce("payments", &messages).await;
-    let engine_with = |batch_size| {
-        Engine::with_config(
-            vigil_connectors::registry_with(broker.settings()),
-            EngineConfig {
-                batch_size,
-                ..EngineConfig::default()
-            },
-        )
-    };
-    let mut first = engine_with(1);
+    let mut first = engine_with_batches(&broker, 1);
     let queries = start(&mut first, rule).await;
     wait_until(|| live_keys(&broker, "payment_due_alerts").len() == 10).await;
     stop(queries).await;
@@ -154,7 +136,7 @@ async fn a_restarted_updating_rule_removes_the_keys_it_no_longer_holds() {
     broker.produce("payments", &messages).await;
 
     // Rebuilt in large batches, a0..a4 go from nothing to 100 owed: no change to emit.
-    let mut second = engine_with(1024);
+    let mut second = engine_with_batches(&broker, 1024);
     let queries = start(&mut second, rule).await;
     let expected: Vec<String> = (5..10).map(|a| format!("a{a}")).collect();
     wait_until(|| {
