@@ -182,7 +182,7 @@ fn cast_to(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Harne
 
 /// Applies a changelog (first column `+I`, `-U`, `+U` or `-D`) and returns the rows it
 /// leaves, sorted: the result a consumer of the changelog ends up with.
-fn materialize(changes: Vec<Vec<String>>) -> Vec<Vec<String>> {
+pub fn materialize(changes: Vec<Vec<String>>) -> Vec<Vec<String>> {
     let mut rows: Vec<Vec<String>> = Vec::new();
     for mut change in changes {
         let op = change.remove(0);

@@ -22,6 +22,6 @@ pub mod fuzz;
 mod harness;
 pub mod kafka;
 
-pub use harness::{StreamDb, workspace_root};
+pub use harness::{StreamDb, materialize, workspace_root};
 /// Rows as the strings sqllogictest compares (the same text rule tests use).
 pub use vigil_rules::values::format_rows;

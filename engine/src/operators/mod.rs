@@ -9,6 +9,7 @@
 
 mod aggregate;
 mod filter;
+mod group_accumulators;
 mod limit;
 mod project;
 mod row_errors;

@@ -30,6 +30,9 @@ use crate::operators::{
     SourceScan, Union, UpdatingAggregate, WatermarkAssign, WindowAggregate, WindowAssign,
 };
 
+const ORDER_BY_ON_A_STREAM: &str = "ORDER BY is not supported on a stream: rows are emitted \
+    as they are produced; order within a window by sorting downstream";
+
 /// Plans the operator graph of an analyzed logical plan.
 pub fn lower_query(catalog: &Catalog, plan: &LogicalPlan) -> Result<OperatorGraph> {
     let mut lowering = Lowering {
@@ -46,7 +49,7 @@ pub fn lower_query(catalog: &Catalog, plan: &LogicalPlan) -> Result<OperatorGrap
         sources: lowering.sources,
         output: out.node,
         schema: arrow_schema(plan.schema()),
-        updating: out.updating,
+        updating: out.updating.is_some(),
         late_outputs: lowering.late_outputs,
         warnings: lowering.warnings,
     })
@@ -58,8 +61,9 @@ struct Stream {
     node: NodeId,
     /// Indices of `window_start` and `window_end`, when the rows carry a window.
     window: Option<(usize, usize)>,
-    /// True for a changelog with updates or deletes.
-    updating: bool,
+    /// For a changelog with updates or deletes, what makes it one, as errors name it
+    /// ("view 'balances'"); `None` for an append-only stream.
+    updating: Option<String>,
     /// How the rows are split between processes sharing the sources' splits.
     partitioning: Partitioning,
 }
@@ -157,15 +161,41 @@ impl Lowering<'_> {
     fn lower(&mut self, plan: &LogicalPlan) -> Result<Stream> {
         match plan {
             LogicalPlan::TableScan(scan) => self.lower_scan(scan),
-            LogicalPlan::SubqueryAlias(alias) => self.lower(&alias.input),
+            LogicalPlan::SubqueryAlias(alias) => {
+                let mut stream = self.lower(&alias.input)?;
+                if stream.updating.is_some() {
+                    let name = alias.alias.table();
+                    let kind = if self.catalog.views().contains_key(name) {
+                        "view"
+                    } else {
+                        "subquery"
+                    };
+                    stream.updating = Some(format!("the updating {kind} '{name}'"));
+                }
+                Ok(stream)
+            }
             LogicalPlan::Projection(p) => {
                 let input = self.lower(&p.input)?;
                 let exprs = self.physical_exprs(&p.expr, p.input.schema())?;
-                let pos = |idx: usize| p.expr.iter().position(|e| column_index(e, p.input.schema()) == Some(idx));
-                let window = input.window.and_then(|(start, end)| Some((pos(start)?, pos(end)?)));
+                let pos = |idx: usize| {
+                    p.expr
+                        .iter()
+                        .position(|e| column_index(e, p.input.schema()) == Some(idx))
+                };
+                let window = input
+                    .window
+                    .and_then(|(start, end)| Some((pos(start)?, pos(end)?)));
                 let partitioning = input.partitioning.remap(pos);
-                let node = self.add_after(Box::new(Project::new(exprs, arrow_schema(&p.schema))), &input);
-                Ok(Stream { node, window, partitioning, ..input })
+                let node = self.add_after(
+                    Box::new(Project::new(exprs, arrow_schema(&p.schema))),
+                    &input,
+                );
+                Ok(Stream {
+                    node,
+                    window,
+                    partitioning,
+                    ..input
+                })
             }
             LogicalPlan::Filter(f) => {
                 self.check_having(f);
@@ -176,35 +206,58 @@ impl Lowering<'_> {
             }
             LogicalPlan::Aggregate(agg) => self.lower_aggregate(agg),
             LogicalPlan::Union(u) => {
-                let inputs = u.inputs.iter().map(|i| self.lower(i)).collect::<Result<Vec<_>>>()?;
-                let edges = inputs.iter().map(|s| Edge { from: s.node, port: MAIN_PORT }).collect();
-                let window = inputs[0].window.filter(|w| inputs.iter().all(|s| s.window == Some(*w)));
-                let updating = inputs.iter().any(|s| s.updating);
-                let partitioning = Partitioning::union(&inputs.iter().map(|s| &s.partitioning).collect::<Vec<_>>());
+                let inputs = u
+                    .inputs
+                    .iter()
+                    .map(|i| self.lower(i))
+                    .collect::<Result<Vec<_>>>()?;
+                let edges = inputs
+                    .iter()
+                    .map(|s| Edge {
+                        from: s.node,
+                        port: MAIN_PORT,
+                    })
+                    .collect();
+                let window = inputs[0]
+                    .window
+                    .filter(|w| inputs.iter().all(|s| s.window == Some(*w)));
+                let updating = inputs.iter().find_map(|s| s.updating.clone());
+                let partitioning = Partitioning::union(
+                    &inputs.iter().map(|s| &s.partitioning).collect::<Vec<_>>(),
+                );
                 let node = self.add(Box::new(Union::new(arrow_schema(&u.schema))), edges);
-                Ok(Stream { node, window, updating, partitioning })
+                Ok(Stream {
+                    node,
+                    window,
+                    updating,
+                    partitioning,
+                })
             }
             LogicalPlan::Limit(limit) => {
                 let input = self.lower(&limit.input)?;
                 let skip = match limit.get_skip_type()? {
                     SkipType::Literal(n) => n,
-                    SkipType::UnsupportedExpr => return Err(Error::Unsupported("OFFSET must be a number".into())),
+                    SkipType::UnsupportedExpr => {
+                        return Err(Error::Unsupported("OFFSET must be a number".into()));
+                    }
                 };
                 let fetch = match limit.get_fetch_type()? {
                     FetchType::Literal(n) => n,
-                    FetchType::UnsupportedExpr => return Err(Error::Unsupported("LIMIT must be a number".into())),
+                    FetchType::UnsupportedExpr => {
+                        return Err(Error::Unsupported("LIMIT must be a number".into()));
+                    }
                 };
                 let node = self.add_after(Box::new(Limit::new(skip, fetch)), &input);
                 Ok(Stream { node, ..input })
             }
-            LogicalPlan::Sort(_) => Err(Error::Plan(
-                "ORDER BY is not supported on a stream: rows are emitted as they are produced; order within a window by sorting downstream".into(),
-            )),
+            LogicalPlan::Sort(_) => Err(Error::Plan(ORDER_BY_ON_A_STREAM.into())),
             LogicalPlan::Join(_) => Err(Error::Unsupported("joins of streams".into())),
-            LogicalPlan::Window(_) => Err(Error::Unsupported("OVER windows; use TUMBLE or HOP with GROUP BY".into())),
-            LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => {
-                Err(Error::Plan("a streaming query must read a source (FROM a source, view, TUMBLE or HOP)".into()))
-            }
+            LogicalPlan::Window(_) => Err(Error::Unsupported(
+                "OVER windows; use TUMBLE or HOP with GROUP BY".into(),
+            )),
+            LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => Err(Error::Plan(
+                "a streaming query must read a source (FROM a source, view, TUMBLE or HOP)".into(),
+            )),
             // The node's kind only: its display goes on with expressions in DataFusion's terms.
             other => {
                 let shown = other.display().to_string();
@@ -284,13 +337,13 @@ impl Lowering<'_> {
             return Ok(Stream {
                 node,
                 window: None,
-                updating: false,
+                updating: None,
                 partitioning,
             });
         }
         if let Some(window) = provider.downcast_ref::<WindowTable>() {
             let input = self.lower_provider(&window.input)?;
-            if input.updating {
+            if input.updating.is_some() {
                 return Err(Error::Plan(format!(
                     "'{}' is an updating stream (it aggregates without a window) and cannot be windowed",
                     window.input_name
@@ -333,7 +386,7 @@ impl Lowering<'_> {
             return Ok(Stream {
                 node,
                 window: Some((n - 2, n - 1)),
-                updating: false,
+                updating: None,
                 partitioning: input.partitioning,
             });
         }
@@ -399,27 +452,17 @@ impl Lowering<'_> {
             return Ok(Stream {
                 node,
                 window: out_start.zip(out_end),
-                updating: false,
+                updating: None,
                 partitioning,
             });
         }
-        if input.updating {
-            for call in &spec.calls {
-                let acc = call.function.create_sliding_accumulator()?;
-                if !acc.supports_retract_batch() {
-                    return Err(Error::Unsupported(format!(
-                        "{} over an updating stream (it cannot take rows back)",
-                        call.function.name()
-                    )));
-                }
-            }
-        }
-        let operator = UpdatingAggregate::try_new(spec, &arrow_input)?;
+        let operator = UpdatingAggregate::try_new(spec, &arrow_input, input.updating.as_deref())?;
         let node = self.add_after(Box::new(operator), &input);
+        let keys: Vec<String> = agg.group_expr.iter().map(|e| e.to_string()).collect();
         Ok(Stream {
             node,
             window: None,
-            updating: true,
+            updating: Some(format!("the updating GROUP BY ({})", keys.join(", "))),
             partitioning,
         })
     }

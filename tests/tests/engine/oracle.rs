@@ -1,5 +1,6 @@
 //! Oracle: on random, disordered, bounded inputs, the final output of a window query equals
-//! DataFusion's batch GROUP BY over the same events, minus what was late.
+//! DataFusion's batch GROUP BY over the same events, minus what was late; and the final
+//! rows of an aggregate over a changelog equal DataFusion's nested GROUP BY.
 //!
 //! The model of lateness is the definition: the watermark before an event is the largest
 //! `ts - delay` among the events before it, and a copy of the event for a window is dropped
@@ -13,7 +14,7 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use vigil_engine::replay::{Script, run_to_completion};
 use vigil_engine::{Engine, EngineConfig};
-use vigil_tests::format_rows;
+use vigil_tests::{format_rows, materialize};
 
 const SECOND: i64 = 1_000_000_000;
 const DELAY: i64 = 5 * SECOND;
@@ -188,4 +189,87 @@ fn the_random_inputs_do_have_late_events() {
         .filter(|(t, w)| (*t - t.rem_euclid(10 * SECOND)) + 10 * SECOND <= **w)
         .count();
     assert!(late > 10, "only {late} late events");
+}
+
+/// Rows move between groups as balances change, and leave the view when a balance is a
+/// multiple of 4: every aggregate sees retractions of its current extreme, out of order.
+const NESTED_INNER: &str = "SELECT k, sum(v) AS b FROM events GROUP BY k HAVING sum(v) % 4 <> 0";
+const NESTED_OUTER: &str = "SELECT b % 3 AS r, count(*), sum(b), min(b), max(b), \
+    count(DISTINCT b), array_agg(DISTINCT b) FROM balances GROUP BY b % 3";
+
+async fn nested_oracle(e: &Events) -> Vec<Vec<String>> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Utf8, false),
+        Field::new("v", DataType::Int64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(StringArray::from(e.keys.clone())),
+            Arc::new(Int64Array::from(e.values.clone())),
+        ],
+    )
+    .unwrap();
+    let ctx = SessionContext::new();
+    ctx.register_table(
+        "events",
+        Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
+    )
+    .unwrap();
+    ctx.sql(&format!("CREATE VIEW balances AS {NESTED_INNER}"))
+        .await
+        .unwrap();
+    let sql = NESTED_OUTER.replace("array_agg(DISTINCT b)", "array_agg(DISTINCT b ORDER BY b)");
+    let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+    let mut rows = format_rows(&batches);
+    rows.sort();
+    rows
+}
+
+async fn nested_streamed(e: &Events, batch_size: usize) -> Vec<Vec<String>> {
+    let mut engine = Engine::with_config(
+        vigil_connectors::registry(),
+        EngineConfig {
+            batch_size,
+            start_queries: false,
+            ..EngineConfig::default()
+        },
+    );
+    engine
+        .execute(
+            "CREATE SOURCE events (k TEXT, v BIGINT, ts TIMESTAMP) WITH (connector = 'memory')",
+        )
+        .await
+        .unwrap();
+    engine
+        .execute(&format!("CREATE VIEW balances AS {NESTED_INNER}"))
+        .await
+        .unwrap();
+    let schema = Arc::clone(&engine.catalog().sources()["events"].schema);
+    let mut script = Script::default();
+    script.push("events", source_batch(&schema, e));
+    let planned = engine.plan(NESTED_OUTER).await.unwrap();
+    let out = run_to_completion(planned.graph, &script, batch_size).unwrap();
+    materialize(format_rows(&out.rows))
+}
+
+#[tokio::test]
+async fn aggregates_over_a_changelog_equal_a_nested_batch_group_by() {
+    for seed in 1..=8 {
+        let mut events = random_events(seed, 400);
+        // Twenty accounts, so balances change many times each.
+        let mut rng = Lcg(seed + 100);
+        for key in &mut events.keys {
+            *key = format!("a{}", rng.below(20));
+        }
+        let expected = nested_oracle(&events).await;
+        assert!(
+            expected.len() == 3,
+            "every residue has balances: {expected:?}"
+        );
+        for batch_size in [1, 7, 64, 1024] {
+            let actual = nested_streamed(&events, batch_size).await;
+            assert_eq!(actual, expected, "seed {seed}, batch size {batch_size}");
+        }
+    }
 }
