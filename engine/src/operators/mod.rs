@@ -11,6 +11,7 @@ mod aggregate;
 mod filter;
 mod group_accumulators;
 mod limit;
+mod pane_windows;
 mod project;
 mod row_errors;
 mod union;
@@ -18,6 +19,7 @@ mod updating_aggregate;
 mod watermark_assign;
 mod window_aggregate;
 mod window_assign;
+mod window_groups;
 
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::record_batch::RecordBatch;

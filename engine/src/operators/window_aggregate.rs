@@ -1,75 +1,41 @@
 //! [`WindowAggregate`]: GROUP BY window_start, window_end, keys over TUMBLE or HOP.
 
-use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt32Array};
-use datafusion::arrow::compute::{SortOptions, cast, filter, sort_to_indices, take};
-use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
-use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
-use datafusion::physical_expr::GroupsAccumulatorAdapter;
-use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
-use datafusion::physical_plan::aggregates::order::GroupOrdering;
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, TimestampNanosecondArray, UInt32Array,
+};
+use datafusion::arrow::compute::{SortColumn, cast, filter, lexsort_to_indices, take};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 
 use super::aggregate::AggregateSpec;
+use super::pane_windows::PaneWindows;
+use super::window_groups::{Frozen, GroupsFactory, WindowGroups};
 use super::{Context, Operator, evaluate_or_reject};
 use crate::batch::ChangeBatch;
 use crate::error::{Error, Result};
-use crate::time::{Timestamp, WATERMARK_MIN};
+use crate::time::{Timestamp, WATERMARK_MIN, WindowSpec};
 
 /// Aggregates per window and group with DataFusion's `GroupsAccumulator`s, and emits each
 /// window exactly once, when the watermark reaches its end. A window's state is freed when
 /// it is emitted, so memory follows the number of open windows, not the stream's length.
+///
+/// Over `HOP` by panes ([`WindowAggregate::with_panes`]), the rows carry their pane's start
+/// and the end of the first window they count in instead of a window's bounds; panes are
+/// aggregated like tumbling windows and merged into windows as these close
+/// ([`PaneWindows`]).
 pub struct WindowAggregate {
-    spec: AggregateSpec,
-    key_schema: SchemaRef,
+    factory: GroupsFactory,
     start_column: usize,
     end_column: usize,
-    windows: BTreeMap<Timestamp, WindowGroups>,
+    /// Open windows (or panes) by (end, start).
+    windows: BTreeMap<(Timestamp, Timestamp), WindowGroups>,
     watermark: Timestamp,
-}
-
-/// The groups of one open window.
-struct WindowGroups {
-    start: Timestamp,
-    /// `None` when the only GROUP BY columns are the window's.
-    keys: Option<Box<dyn GroupValues>>,
-    accumulators: Vec<Box<dyn GroupsAccumulator>>,
-    groups: usize,
-    /// The first source batch that put rows here (0 for a restored window).
-    first_epoch: u64,
-}
-
-impl WindowGroups {
-    /// Group ids of `rows` rows with these key columns, adding new groups.
-    fn intern(&mut self, keys: &[ArrayRef], rows: usize) -> Result<Vec<usize>> {
-        let mut group_ids = Vec::with_capacity(rows);
-        match &mut self.keys {
-            Some(values) => {
-                values.intern(keys, &mut group_ids)?;
-                self.groups = values.len();
-            }
-            None => {
-                group_ids.resize(rows, 0);
-                self.groups = 1;
-            }
-        }
-        Ok(group_ids)
-    }
-
-    /// Bytes of its group table and accumulators.
-    fn size(&self) -> usize {
-        let keys = self.keys.as_ref().map_or(0, |k| k.size());
-        keys + self.accumulators.iter().map(|a| a.size()).sum::<usize>()
-    }
-
-    /// Takes the key columns of every group, in group id order.
-    fn emit_keys(&mut self) -> Result<Vec<ArrayRef>> {
-        match &mut self.keys {
-            Some(values) => Ok(values.emit(EmitTo::All)?),
-            None => Ok(Vec::new()),
-        }
-    }
+    panes: Option<PaneWindows>,
 }
 
 impl WindowAggregate {
@@ -82,87 +48,110 @@ impl WindowAggregate {
     ) -> Result<Self> {
         let key_schema = spec.key_schema(input_schema)?;
         Ok(Self {
-            spec,
-            key_schema,
+            factory: GroupsFactory::new(spec, key_schema),
             start_column,
             end_column,
             windows: BTreeMap::new(),
             watermark: WATERMARK_MIN,
+            panes: None,
         })
     }
 
-    fn new_window(&self, start: Timestamp, epoch: u64) -> Result<WindowGroups> {
-        let keys = if self.spec.keys.is_empty() {
-            None
-        } else {
-            Some(new_group_values(
-                self.key_schema.clone(),
-                &GroupOrdering::None,
-            )?)
-        };
-        let accumulators = self
-            .spec
-            .calls
-            .iter()
-            .map(|call| {
-                let f = call.function.clone();
-                if f.groups_accumulator_supported() {
-                    f.create_groups_accumulator()
-                } else {
-                    Ok(Box::new(GroupsAccumulatorAdapter::new(move || {
-                        f.create_accumulator()
-                    })) as Box<dyn GroupsAccumulator>)
-                }
-            })
-            .collect::<datafusion::error::Result<Vec<_>>>()?;
-        Ok(WindowGroups {
-            start,
-            keys,
-            accumulators,
-            groups: 0,
-            first_epoch: epoch,
-        })
+    /// The same aggregate over the panes of `HOP(slide, size)` (see [`WindowAssign`]'s pane
+    /// mode): it emits the windows the panes make.
+    ///
+    /// [`WindowAssign`]: super::WindowAssign
+    pub fn with_panes(mut self, window: WindowSpec) -> Self {
+        self.panes = Some(PaneWindows::new(window.slide, window.size));
+        self
     }
 
-    /// Adds rows that all belong to the window ending at `end`.
+    fn spec(&self) -> &AggregateSpec {
+        self.factory.spec()
+    }
+
+    /// Adds rows that all belong to the window (or pane) `start`..`end`.
     fn accumulate(
         &mut self,
         epoch: u64,
-        end: Timestamp,
-        start: Timestamp,
+        (start, end): (Timestamp, Timestamp),
         keys: &[ArrayRef],
         args: &[(Vec<ArrayRef>, Option<BooleanArray>)],
         rows: usize,
     ) -> Result<()> {
-        if !self.windows.contains_key(&end) {
-            let window = self.new_window(start, epoch)?;
-            self.windows.insert(end, window);
+        let window = match self.windows.entry((end, start)) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => entry.insert(self.factory.empty(epoch)?),
+        };
+        window.update(keys, args, rows)
+    }
+
+    fn emit(
+        &self,
+        (start, end): (Timestamp, Timestamp),
+        window: WindowGroups,
+        ctx: &mut Context,
+    ) -> Result<()> {
+        let (keys, aggregates, groups) = window.finish()?;
+        if groups == 0 {
+            return Ok(());
         }
-        let window = self.windows.get_mut(&end).expect("window inserted above");
-        let group_ids = window.intern(keys, rows)?;
-        for (acc, (values, mask)) in window.accumulators.iter_mut().zip(args) {
-            acc.update_batch(values, &group_ids, mask.as_ref(), window.groups)?;
+        let rows = self
+            .spec()
+            .assemble(Some((start, end)), keys, aggregates, groups)?;
+        ctx.emit(ChangeBatch::inserts(rows));
+        Ok(())
+    }
+
+    /// Emits every window ending at or before `watermark`, in order.
+    fn close_windows(&mut self, watermark: Timestamp, ctx: &mut Context) -> Result<()> {
+        if self.panes.is_some() {
+            return self.close_pane_windows(watermark, ctx);
+        }
+        while let Some(entry) = self.windows.first_entry() {
+            if entry.key().0 > watermark {
+                break;
+            }
+            let ((end, start), window) = entry.remove_entry();
+            self.emit((start, end), window, ctx)?;
         }
         Ok(())
     }
 
-    fn emit_window(
-        &self,
-        end: Timestamp,
-        mut window: WindowGroups,
-        ctx: &mut Context,
-    ) -> Result<()> {
-        let keys = window.emit_keys()?;
-        let aggregates = window
-            .accumulators
-            .iter_mut()
-            .map(|acc| acc.evaluate(EmitTo::All))
-            .collect::<datafusion::error::Result<Vec<_>>>()?;
-        let rows =
-            self.spec
-                .assemble(Some((window.start, end)), keys, aggregates, window.groups)?;
-        ctx.emit(ChangeBatch::inserts(rows));
-        Ok(())
+    /// Over panes: each window that closes takes in the panes whose first window it is, then
+    /// is the merge of its panes.
+    fn close_pane_windows(&mut self, watermark: Timestamp, ctx: &mut Context) -> Result<()> {
+        let Some(mut panes) = self.panes.take() else {
+            return Ok(());
+        };
+        let result = (|| {
+            loop {
+                let open = self.windows.first_key_value().map(|((end, _), _)| *end);
+                let next = match (open, panes.next_end()) {
+                    (Some(a), Some(b)) => a.min(b),
+                    (a, b) => match a.or(b) {
+                        Some(end) => end,
+                        None => return Ok(()),
+                    },
+                };
+                if next > watermark {
+                    return Ok(());
+                }
+                while let Some(entry) = self.windows.first_entry() {
+                    if entry.key().0 > next {
+                        break;
+                    }
+                    let ((first_end, start), pane) = entry.remove_entry();
+                    panes.close_pane(start, first_end, pane.freeze()?, &self.factory)?;
+                }
+                let window = panes.window(next, &self.factory)?;
+                panes.emitted_through = next;
+                let start = next.saturating_sub(panes.window_size());
+                self.emit((start, next), window, ctx)?;
+            }
+        })();
+        self.panes = Some(panes);
+        result
     }
 }
 
@@ -172,7 +161,10 @@ impl Operator for WindowAggregate {
     }
 
     fn describe(&self) -> String {
-        self.spec.describe()
+        match &self.panes {
+            Some(_) => format!("{} by panes", self.spec().describe()),
+            None => self.spec().describe(),
+        }
     }
 
     fn on_batch(&mut self, batch: ChangeBatch, ctx: &mut Context) -> Result<()> {
@@ -181,269 +173,318 @@ impl Operator for WindowAggregate {
                 "a window aggregate cannot take an updating input".into(),
             ));
         }
-        let spec = &self.spec;
+        let spec = self.spec();
         let evaluated = evaluate_or_reject("WindowAggregate", batch, ctx, |rows| {
             Ok((spec.evaluate_keys(rows)?, spec.evaluate_args(rows)?))
         })?;
         let Some((batch, (keys, args))) = evaluated else {
             return Ok(());
         };
-        let rows = &batch.rows;
-        let ends = cast(rows.column(self.end_column), &DataType::Int64)?;
-        let ends = ends.as_primitive::<Int64Type>().clone();
-        let starts = cast(rows.column(self.start_column), &DataType::Int64)?;
-        let starts = starts.as_primitive::<Int64Type>().clone();
-        if ends.is_empty() {
-            return Ok(());
-        }
-
+        let rows = WindowRows {
+            starts: timestamps(batch.rows.column(self.start_column))?,
+            ends: timestamps(batch.rows.column(self.end_column))?,
+            keys,
+            args,
+        };
         // Rows for windows already emitted would break the emit-once contract. Upstream
         // window assignment drops them; count any that slip through rather than re-emit.
-        let closed = ends
+        let watermark = self.watermark;
+        let closed = rows
+            .ends
             .values()
             .iter()
-            .filter(|&&e| e <= self.watermark)
+            .filter(|&&e| e <= watermark)
             .count();
-        let (ends, starts, keys, args) = if closed > 0 {
+        let rows = if closed > 0 {
             ctx.counters.late_rows += closed as u64;
-            let watermark = self.watermark;
-            let mask: BooleanArray = ends.values().iter().map(|&e| Some(e > watermark)).collect();
-            let keep = |a: &ArrayRef| filter(a.as_ref(), &mask);
-            (
-                filter(&ends, &mask)?.as_primitive::<Int64Type>().clone(),
-                filter(&starts, &mask)?.as_primitive::<Int64Type>().clone(),
-                keys.iter()
-                    .map(keep)
-                    .collect::<std::result::Result<Vec<_>, _>>()?,
-                filter_args(&args, &mask)?,
-            )
-        } else {
-            (ends, starts, keys, args)
-        };
-        if ends.is_empty() {
-            return Ok(());
-        }
-
-        let (min, max) = ends
-            .values()
-            .iter()
-            .fold((i64::MAX, i64::MIN), |(lo, hi), &e| (lo.min(e), hi.max(e)));
-        if min == max {
-            return self.accumulate(ctx.epoch, min, starts.value(0), &keys, &args, ends.len());
-        }
-        // Several windows in one batch: sort rows by window end, then feed each run.
-        let order = sort_to_indices(&ends, Some(SortOptions::default()), None)?;
-        let sorted_ends = take(&ends, &order, None)?;
-        let sorted_ends = sorted_ends.as_primitive::<Int64Type>();
-        let keys = keys
-            .iter()
-            .map(|k| take(k.as_ref(), &order, None))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let args = take_args(&args, &order)?;
-        let values = sorted_ends.values();
-        let mut run_start = 0;
-        while run_start < values.len() {
-            let end = values[run_start];
-            let run_len = values[run_start..]
+            let mask: BooleanArray = rows
+                .ends
+                .values()
                 .iter()
-                .take_while(|&&e| e == end)
-                .count();
-            let slice = |a: &ArrayRef| a.slice(run_start, run_len);
-            let run_keys: Vec<ArrayRef> = keys.iter().map(slice).collect();
-            let run_args: Vec<(Vec<ArrayRef>, Option<BooleanArray>)> = args
-                .iter()
-                .map(|(vals, mask)| {
-                    (
-                        vals.iter().map(slice).collect(),
-                        mask.as_ref().map(|m| m.slice(run_start, run_len)),
-                    )
-                })
+                .map(|&e| Some(e > watermark))
                 .collect();
-            let start = starts.value(order.value(run_start) as usize);
-            self.accumulate(ctx.epoch, end, start, &run_keys, &run_args, run_len)?;
-            run_start += run_len;
+            rows.filter(&mask)?
+        } else {
+            rows
+        };
+        for (bounds, run) in rows.runs()? {
+            let n = run.ends.len();
+            self.accumulate(ctx.epoch, bounds, &run.keys, &run.args, n)?;
         }
         Ok(())
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, ctx: &mut Context) -> Result<()> {
         self.watermark = watermark;
-        while let Some(entry) = self.windows.first_entry() {
-            if *entry.key() > watermark {
-                break;
-            }
-            let (end, window) = entry.remove_entry();
-            self.emit_window(end, window, ctx)?;
-        }
+        self.close_windows(watermark, ctx)?;
         ctx.emit_watermark(watermark);
         Ok(())
     }
 
     fn state_rows(&self) -> usize {
-        self.windows.values().map(|w| w.groups).sum()
+        let closed = self.panes.as_ref().map_or(0, PaneWindows::groups);
+        closed + self.windows.values().map(|w| w.groups).sum::<usize>()
     }
 
     fn state_bytes(&self) -> usize {
-        self.windows.values().map(WindowGroups::size).sum()
+        let closed = self.panes.as_ref().map_or(0, PaneWindows::bytes);
+        closed + self.windows.values().map(WindowGroups::size).sum::<usize>()
     }
 
     fn retained_epoch(&self) -> Option<u64> {
-        self.windows.values().map(|w| w.first_epoch).min()
+        let open = self.windows.values().map(|w| w.first_epoch);
+        let closed = self.panes.as_ref().and_then(PaneWindows::first_epoch);
+        open.chain(closed).min()
     }
 
-    /// One batch per open window: `window_start`, `window_end`, the group keys, then each
-    /// accumulator's state columns; the watermark rides in the schema metadata. Taking the
-    /// state consumes DataFusion's accumulators, so each window is rebuilt from it at once.
+    /// One batch per open window (or pane) and per closed pane: `window_start`,
+    /// `window_end` (for a pane, the end of its first window), the group keys, then each
+    /// accumulator's state columns. Schema metadata carries the watermark, the last window
+    /// emitted and whether the pane is closed. Reading a live window's state consumes
+    /// DataFusion's accumulators, so each is rebuilt from its batch at once.
     fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
-        let ends: Vec<Timestamp> = self.windows.keys().copied().collect();
-        let mut batches = Vec::with_capacity(ends.len());
-        for end in ends {
-            let mut window = self.windows.remove(&end).expect("key listed above");
-            let keys = window.emit_keys()?;
-            let states = window
-                .accumulators
-                .iter_mut()
-                .map(|acc| acc.state(EmitTo::All))
-                .collect::<datafusion::error::Result<Vec<_>>>()?;
-            let batch = state_batch(
-                self.watermark,
-                window.start,
-                end,
-                window.groups,
-                &keys,
-                &states,
-            )?;
-            self.restore_window(&batch)?;
+        let bounds: Vec<(Timestamp, Timestamp)> = self.windows.keys().copied().collect();
+        let mut batches = Vec::with_capacity(bounds.len());
+        for (end, start) in bounds {
+            let window = self
+                .windows
+                .remove(&(end, start))
+                .expect("key listed above");
+            let batch = self.state_batch((start, end), &window.freeze()?, false)?;
+            self.restore_batch(&batch)?;
             batches.push(batch);
+        }
+        if let Some(panes) = &self.panes {
+            for (start, first_end, pane) in panes.panes() {
+                batches.push(self.state_batch((start, first_end), pane, true)?);
+            }
         }
         Ok(batches)
     }
 
     fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
         for batch in &state {
-            if let Some(wm) = batch.schema().metadata().get(WATERMARK_KEY) {
-                self.watermark = wm
-                    .parse()
-                    .map_err(|_| Error::Internal("bad watermark in window state".into()))?;
-            }
-            self.restore_window(batch)?;
+            self.restore_batch(batch)?;
         }
         Ok(())
     }
+}
+
+/// The rows of one input batch, with their window (or pane) bounds.
+struct WindowRows {
+    starts: Int64Array,
+    ends: Int64Array,
+    keys: Vec<ArrayRef>,
+    args: Vec<(Vec<ArrayRef>, Option<BooleanArray>)>,
+}
+
+impl WindowRows {
+    fn filter(&self, mask: &BooleanArray) -> Result<Self> {
+        let keep = |a: &dyn Array| filter(a, mask);
+        Ok(Self {
+            starts: keep(&self.starts)?.as_primitive::<Int64Type>().clone(),
+            ends: keep(&self.ends)?.as_primitive::<Int64Type>().clone(),
+            keys: self
+                .keys
+                .iter()
+                .map(|k| keep(k.as_ref()))
+                .collect::<std::result::Result<_, _>>()?,
+            args: map_args(&self.args, |a| filter(a, mask))?,
+        })
+    }
+
+    fn take(&self, indices: &UInt32Array) -> Result<Self> {
+        let pick = |a: &dyn Array| take(a, indices, None);
+        Ok(Self {
+            starts: pick(&self.starts)?.as_primitive::<Int64Type>().clone(),
+            ends: pick(&self.ends)?.as_primitive::<Int64Type>().clone(),
+            keys: self
+                .keys
+                .iter()
+                .map(|k| pick(k.as_ref()))
+                .collect::<std::result::Result<_, _>>()?,
+            args: map_args(&self.args, |a| take(a, indices, None))?,
+        })
+    }
+
+    fn slice(&self, offset: usize, len: usize) -> Self {
+        Self {
+            starts: self.starts.slice(offset, len),
+            ends: self.ends.slice(offset, len),
+            keys: self.keys.iter().map(|k| k.slice(offset, len)).collect(),
+            args: self
+                .args
+                .iter()
+                .map(|(values, mask)| {
+                    let values = values.iter().map(|v| v.slice(offset, len)).collect();
+                    (values, mask.as_ref().map(|m| m.slice(offset, len)))
+                })
+                .collect(),
+        }
+    }
+
+    /// The rows split by window: one run per (start, end), in order of end.
+    fn runs(self) -> Result<Vec<((Timestamp, Timestamp), WindowRows)>> {
+        let n = self.ends.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let bounds = |rows: &WindowRows, i: usize| (rows.starts.value(i), rows.ends.value(i));
+        let first = bounds(&self, 0);
+        if (1..n).all(|i| bounds(&self, i) == first) {
+            return Ok(vec![(first, self)]);
+        }
+        let columns = [
+            SortColumn {
+                values: Arc::new(self.ends.clone()),
+                options: None,
+            },
+            SortColumn {
+                values: Arc::new(self.starts.clone()),
+                options: None,
+            },
+        ];
+        let sorted = self.take(&lexsort_to_indices(&columns, None)?)?;
+        let mut runs = Vec::new();
+        let mut run_start = 0;
+        while run_start < n {
+            let window = bounds(&sorted, run_start);
+            let len = (run_start..n)
+                .take_while(|&i| bounds(&sorted, i) == window)
+                .count();
+            runs.push((window, sorted.slice(run_start, len)));
+            run_start += len;
+        }
+        Ok(runs)
+    }
+}
+
+fn map_args(
+    args: &[(Vec<ArrayRef>, Option<BooleanArray>)],
+    f: impl Fn(&dyn Array) -> std::result::Result<ArrayRef, ArrowError>,
+) -> Result<Vec<(Vec<ArrayRef>, Option<BooleanArray>)>> {
+    args.iter()
+        .map(|(values, mask)| {
+            let values = values
+                .iter()
+                .map(|v| f(v.as_ref()))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let mask = match mask {
+                Some(m) => Some(f(m)?.as_boolean().clone()),
+                None => None,
+            };
+            Ok((values, mask))
+        })
+        .collect()
+}
+
+/// A timestamp column as nanoseconds.
+fn timestamps(column: &ArrayRef) -> Result<Int64Array> {
+    Ok(cast(column, &DataType::Int64)?
+        .as_primitive::<Int64Type>()
+        .clone())
 }
 
 const WATERMARK_KEY: &str = "vigil.watermark";
-
-/// Lays out one window's state as a batch.
-fn state_batch(
-    watermark: Timestamp,
-    start: Timestamp,
-    end: Timestamp,
-    groups: usize,
-    keys: &[ArrayRef],
-    states: &[Vec<ArrayRef>],
-) -> Result<RecordBatch> {
-    use datafusion::arrow::array::TimestampNanosecondArray;
-    use datafusion::arrow::datatypes::{Field, Schema};
-    use std::sync::Arc;
-    let mut fields = vec![
-        Field::new("window_start", crate::time::TIMESTAMP_TYPE, false),
-        Field::new("window_end", crate::time::TIMESTAMP_TYPE, false),
-    ];
-    let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(TimestampNanosecondArray::from_value(start, groups)),
-        Arc::new(TimestampNanosecondArray::from_value(end, groups)),
-    ];
-    for (i, key) in keys.iter().enumerate() {
-        fields.push(Field::new(
-            format!("key_{i}"),
-            key.data_type().clone(),
-            true,
-        ));
-        columns.push(Arc::clone(key));
-    }
-    for (i, state) in states.iter().enumerate() {
-        for (j, column) in state.iter().enumerate() {
-            fields.push(Field::new(
-                format!("agg_{i}_{j}"),
-                column.data_type().clone(),
-                true,
-            ));
-            columns.push(Arc::clone(column));
-        }
-    }
-    let metadata = [(WATERMARK_KEY.to_string(), watermark.to_string())].into();
-    Ok(RecordBatch::try_new(
-        Arc::new(Schema::new_with_metadata(fields, metadata)),
-        columns,
-    )?)
-}
+const EMITTED_THROUGH_KEY: &str = "vigil.emitted_through";
+const CLOSED_PANE_KEY: &str = "vigil.closed_pane";
 
 impl WindowAggregate {
-    /// Rebuilds one window from its state batch.
-    fn restore_window(&mut self, batch: &RecordBatch) -> Result<()> {
+    /// Lays out one window's (or pane's) groups as a state batch.
+    fn state_batch(
+        &self,
+        (start, end): (Timestamp, Timestamp),
+        groups: &Frozen,
+        closed_pane: bool,
+    ) -> Result<RecordBatch> {
+        let rows = groups.groups;
+        let mut fields = vec![
+            Field::new("window_start", crate::time::TIMESTAMP_TYPE, false),
+            Field::new("window_end", crate::time::TIMESTAMP_TYPE, false),
+        ];
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(TimestampNanosecondArray::from_value(start, rows)),
+            Arc::new(TimestampNanosecondArray::from_value(end, rows)),
+        ];
+        for (i, key) in groups.keys.iter().enumerate() {
+            fields.push(Field::new(
+                format!("key_{i}"),
+                key.data_type().clone(),
+                true,
+            ));
+            columns.push(Arc::clone(key));
+        }
+        for (i, state) in groups.states.iter().enumerate() {
+            for (j, column) in state.iter().enumerate() {
+                fields.push(Field::new(
+                    format!("agg_{i}_{j}"),
+                    column.data_type().clone(),
+                    true,
+                ));
+                columns.push(Arc::clone(column));
+            }
+        }
+        let mut metadata = HashMap::from([(WATERMARK_KEY.to_string(), self.watermark.to_string())]);
+        if let Some(panes) = &self.panes {
+            metadata.insert(
+                EMITTED_THROUGH_KEY.into(),
+                panes.emitted_through.to_string(),
+            );
+            metadata.insert(CLOSED_PANE_KEY.into(), closed_pane.to_string());
+        }
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        Ok(RecordBatch::try_new_with_options(
+            Arc::new(Schema::new_with_metadata(fields, metadata)),
+            columns,
+            &options,
+        )?)
+    }
+
+    /// Loads one state batch: an open window or pane, or a closed pane.
+    fn restore_batch(&mut self, batch: &RecordBatch) -> Result<()> {
+        let metadata = batch.schema().metadata().clone();
+        let number = |key: &str| -> Result<Option<Timestamp>> {
+            metadata
+                .get(key)
+                .map(|v| {
+                    v.parse()
+                        .map_err(|_| Error::Internal(format!("bad {key} in window state")))
+                })
+                .transpose()
+        };
+        if let Some(watermark) = number(WATERMARK_KEY)? {
+            self.watermark = watermark;
+        }
+        if let (Some(panes), Some(through)) = (&mut self.panes, number(EMITTED_THROUGH_KEY)?) {
+            panes.emitted_through = through;
+        }
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let start = cast(batch.column(0), &DataType::Int64)?
-            .as_primitive::<Int64Type>()
-            .value(0);
-        let end = cast(batch.column(1), &DataType::Int64)?
-            .as_primitive::<Int64Type>()
-            .value(0);
-        let mut window = self.new_window(start, 0)?;
-        let n_keys = self.spec.keys.len();
-        let rows = batch.num_rows();
-        let group_ids = window.intern(&batch.columns()[2..2 + n_keys], rows)?;
+        let start = timestamps(batch.column(0))?.value(0);
+        let end = timestamps(batch.column(1))?.value(0);
+        let n_keys = self.spec().keys.len();
+        let mut states = Vec::with_capacity(self.spec().calls.len());
         let mut column = 2 + n_keys;
-        for (acc, call) in window.accumulators.iter_mut().zip(&self.spec.calls) {
+        for call in &self.spec().calls {
             let width = call.function.state_fields()?.len();
-            acc.merge_batch(
-                &batch.columns()[column..column + width],
-                &group_ids,
-                window.groups,
-            )?;
+            states.push(batch.columns()[column..column + width].to_vec());
             column += width;
         }
-        self.windows.insert(end, window);
-        Ok(())
+        let groups = Frozen {
+            keys: batch.columns()[2..2 + n_keys].to_vec(),
+            states,
+            groups: batch.num_rows(),
+            first_epoch: 0,
+        };
+        let closed = metadata.get(CLOSED_PANE_KEY).is_some_and(|v| v == "true");
+        match &mut self.panes {
+            Some(panes) if closed => panes.close_pane(start, end, groups, &self.factory),
+            _ => {
+                let window = self.factory.merged([&groups])?;
+                self.windows.insert((end, start), window);
+                Ok(())
+            }
+        }
     }
-}
-
-fn filter_args(
-    args: &[(Vec<ArrayRef>, Option<BooleanArray>)],
-    mask: &BooleanArray,
-) -> Result<Vec<(Vec<ArrayRef>, Option<BooleanArray>)>> {
-    args.iter()
-        .map(|(vals, m)| {
-            let vals = vals
-                .iter()
-                .map(|v| filter(v.as_ref(), mask))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            let m = match m {
-                Some(m) => Some(filter(m, mask)?.as_boolean().clone()),
-                None => None,
-            };
-            Ok((vals, m))
-        })
-        .collect()
-}
-
-fn take_args(
-    args: &[(Vec<ArrayRef>, Option<BooleanArray>)],
-    order: &UInt32Array,
-) -> Result<Vec<(Vec<ArrayRef>, Option<BooleanArray>)>> {
-    args.iter()
-        .map(|(vals, m)| {
-            let vals = vals
-                .iter()
-                .map(|v| take(v.as_ref(), order, None))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            let m = match m {
-                Some(m) => Some(take(m, order, None)?.as_boolean().clone()),
-                None => None,
-            };
-            Ok((vals, m))
-        })
-        .collect()
 }

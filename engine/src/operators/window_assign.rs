@@ -16,7 +16,10 @@ use crate::plan::window_table::describe_nanos;
 use crate::time::{Timestamp, WATERMARK_MIN, WindowSpec};
 
 /// Adds `window_start` and `window_end` to each event; a hopping window copies the event
-/// into each of its windows.
+/// into each of its windows. By panes ([`WindowAssign::by_panes`]), for an aggregate that
+/// builds hopping windows from panes, each event is kept once instead, with its pane's start
+/// (the latest window start at or before it) and the end of the first of its windows it
+/// counts in.
 ///
 /// This is where lateness is decided: a copy whose window already ended at the watermark
 /// that stood before the event arrived is dropped, and an event left with no window is late:
@@ -31,6 +34,7 @@ pub struct WindowAssign {
     /// Windows ending at or before this were emitted and delivered by an earlier run of the
     /// query (see [`Operator::resume`]): their events are not counted again, nor late.
     emitted_until: Timestamp,
+    panes: bool,
 }
 
 impl WindowAssign {
@@ -43,8 +47,52 @@ impl WindowAssign {
             schema,
             watermark: WATERMARK_MIN,
             emitted_until: WATERMARK_MIN,
+            panes: false,
         }
     }
+
+    /// The same windows by panes: one row per event, see the type's docs.
+    pub fn by_panes(mut self) -> Self {
+        self.panes = true;
+        self
+    }
+
+    /// The windows of the event at `ts`, which arrived at watermark `watermark`, that it
+    /// counts in (oldest first), or why none.
+    fn windows_of(&self, ts: Timestamp, watermark: Timestamp) -> Placement {
+        let last_start = self.spec.last_start(ts);
+        let first_start = last_start - (self.spec.windows_per_event() - 1) * self.spec.slide;
+        let last_end = last_start.saturating_add(self.spec.size);
+        if last_end <= self.emitted_until {
+            return Placement::Delivered;
+        }
+        if last_end <= watermark {
+            return Placement::Late;
+        }
+        // The first window ending after both the watermark and what was delivered.
+        let floor = watermark.max(self.emitted_until);
+        let first_end = first_start.saturating_add(self.spec.size);
+        let skipped = if floor < first_end {
+            0
+        } else {
+            (floor - first_end) / self.spec.slide + 1
+        };
+        Placement::From {
+            start: first_start + skipped * self.spec.slide,
+            pane: last_start,
+        }
+    }
+}
+
+/// Where an event goes.
+enum Placement {
+    /// Every window of it was delivered by an earlier run.
+    Delivered,
+    /// Every window of it has closed.
+    Late,
+    /// It counts in the windows from the one starting at `start` to the latest, which starts
+    /// at `pane`.
+    From { start: Timestamp, pane: Timestamp },
 }
 
 impl Operator for WindowAssign {
@@ -61,9 +109,10 @@ impl Operator for WindowAssign {
             format!("size={}", describe_nanos(self.spec.size))
         } else {
             format!(
-                "slide={} size={}",
+                "slide={} size={}{}",
                 describe_nanos(self.spec.slide),
-                describe_nanos(self.spec.size)
+                describe_nanos(self.spec.size),
+                if self.panes { " by panes" } else { "" }
             )
         }
     }
@@ -84,34 +133,33 @@ impl Operator for WindowAssign {
                 .map_or(watermark, |w| w.value(i).max(watermark))
         };
 
-        let per_event = self.spec.windows_per_event() as usize;
-        let mut take = Vec::with_capacity(ts.len() * per_event);
-        let mut starts = Vec::with_capacity(ts.len() * per_event);
+        let mut take = Vec::with_capacity(ts.len());
+        let mut starts = Vec::with_capacity(ts.len());
+        let mut ends = Vec::with_capacity(ts.len());
         let mut late = Vec::new();
         for i in 0..ts.len() {
             if ts.is_null(i) {
                 late.push(i as u32);
                 continue;
             }
-            let last_start = self.spec.last_start(ts.value(i));
-            let wm = row_wm(i);
-            let before = take.len();
-            let mut only_delivered = true;
-            // Oldest window first, so output rows are in window order per event.
-            for k in (0..per_event as i64).rev() {
-                let start = last_start - k * self.spec.slide;
-                let end = start.saturating_add(self.spec.size);
-                if end <= self.emitted_until {
-                    continue;
-                }
-                only_delivered = false;
-                if end > wm {
+            match self.windows_of(ts.value(i), row_wm(i)) {
+                Placement::Delivered => {}
+                Placement::Late => late.push(i as u32),
+                Placement::From { start, pane } if self.panes => {
                     take.push(i as u32);
-                    starts.push(start);
+                    starts.push(pane);
+                    ends.push(start.saturating_add(self.spec.size));
                 }
-            }
-            if take.len() == before && !only_delivered {
-                late.push(i as u32);
+                Placement::From { start, pane } => {
+                    // Oldest window first, so output rows are in window order per event.
+                    let copies = (pane - start) / self.spec.slide + 1;
+                    for k in 0..copies {
+                        let window = start + k * self.spec.slide;
+                        take.push(i as u32);
+                        starts.push(window);
+                        ends.push(window.saturating_add(self.spec.size));
+                    }
+                }
             }
         }
 
@@ -119,20 +167,16 @@ impl Operator for WindowAssign {
             let late_rows = take_record_batch(rows, &UInt32Array::from(late))?;
             ctx.emit_late(ChangeBatch::inserts(late_rows));
         }
-        let input = if take.len() == rows.num_rows() && self.spec.is_tumbling() {
+        // One row per event at most, unless copied: then every row kept is the identity.
+        let at_most_once = self.panes || self.spec.is_tumbling();
+        let input = if at_most_once && take.len() == rows.num_rows() {
             rows.clone()
         } else {
             take_record_batch(rows, &UInt32Array::from(take))?
         };
-        let size = self.spec.size;
-        let start_arr = TimestampNanosecondArray::from(starts);
-        let end_arr: TimestampNanosecondArray =
-            datafusion::arrow::compute::kernels::arity::unary(&start_arr, |s| {
-                s.saturating_add(size)
-            });
         let mut columns: Vec<ArrayRef> = input.columns().to_vec();
-        columns.push(Arc::new(start_arr));
-        columns.push(Arc::new(end_arr));
+        columns.push(Arc::new(TimestampNanosecondArray::from(starts)));
+        columns.push(Arc::new(TimestampNanosecondArray::from(ends)));
         let out = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
         ctx.emit(ChangeBatch {
             rows: out,
@@ -208,6 +252,25 @@ mod tests {
             .column(1)
             .as_primitive::<datafusion::arrow::datatypes::TimestampNanosecondType>();
         assert_eq!(starts.values().to_vec(), vec![10 * S, 20 * S]);
+        assert!(out.late.is_empty());
+    }
+
+    #[test]
+    fn by_panes_an_event_is_kept_once_with_its_pane_and_first_open_window() {
+        let spec = WindowSpec::hopping(Duration::from_secs(10), Duration::from_secs(30));
+        let mut op = WindowAssign::new(0, spec, output_schema()).by_panes();
+        // At 25s with the watermark at 35s: pane [20,30); [0,30) is closed, so the first
+        // window it counts in is [10,40). At 27s with no watermark yet: [0,30) is open.
+        let out = testing::batch(&mut op, input(&[25 * S, 27 * S], &[35 * S, i64::MIN]));
+        let rows = &out.batches[0].rows;
+        let column = |i: usize| {
+            rows.column(i)
+                .as_primitive::<datafusion::arrow::datatypes::TimestampNanosecondType>()
+                .values()
+                .to_vec()
+        };
+        assert_eq!(column(1), vec![20 * S, 20 * S], "pane starts");
+        assert_eq!(column(2), vec![40 * S, 30 * S], "first window ends");
         assert!(out.late.is_empty());
     }
 

@@ -22,6 +22,7 @@ use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 use super::graph::{
     Edge, GraphNode, LateOutput, NodeId, OperatorGraph, PlanWarning, SourceBinding, WarningKind,
 };
+use super::panes::hop_by_panes;
 use super::window_table::WindowTable;
 use crate::catalog::{Catalog, SourceTable};
 use crate::error::{Error, Result};
@@ -29,6 +30,7 @@ use crate::operators::{
     AggregateCall, AggregateSpec, Filter, Limit, MAIN_PORT, Operator, OutputColumn, Project,
     SourceScan, Union, UpdatingAggregate, WatermarkAssign, WindowAggregate, WindowAssign,
 };
+use crate::time::WindowSpec;
 
 const ORDER_BY_ON_A_STREAM: &str = "ORDER BY is not supported on a stream: rows are emitted \
     as they are produced; order within a window by sorting downstream";
@@ -42,6 +44,7 @@ pub fn lower_query(catalog: &Catalog, plan: &LogicalPlan) -> Result<OperatorGrap
         late_outputs: Vec::new(),
         props: ExecutionProps::new(),
         warnings: Vec::new(),
+        panes: None,
     };
     let out = lowering.lower(plan)?;
     Ok(OperatorGraph {
@@ -140,6 +143,9 @@ struct Lowering<'a> {
     late_outputs: Vec<LateOutput>,
     props: ExecutionProps,
     warnings: Vec<PlanWarning>,
+    /// Set while lowering the input of an aggregate that takes its `HOP` by panes; the
+    /// `HOP` takes it, and leaves its window here for the aggregate.
+    panes: Option<Option<WindowSpec>>,
 }
 
 impl Lowering<'_> {
@@ -351,7 +357,13 @@ impl Lowering<'_> {
             }
             let schema = window.schema();
             let n = schema.fields().len();
-            let assign = WindowAssign::new(window.time_column, window.spec, schema);
+            let mut assign = WindowAssign::new(window.time_column, window.spec, schema);
+            if let Some(slot @ None) = &mut self.panes
+                && !window.spec.is_tumbling()
+            {
+                *slot = Some(window.spec);
+                assign = assign.by_panes();
+            }
             let node = self.add_after(Box::new(assign), &input);
             if let Some(source) = window.input.downcast_ref::<SourceTable>()
                 && let Some(sink) = &source.def.late_sink
@@ -400,7 +412,13 @@ impl Lowering<'_> {
     }
 
     fn lower_aggregate(&mut self, agg: &Aggregate) -> Result<Stream> {
-        let input = self.lower(&agg.input)?;
+        let outer_panes = self.panes.take();
+        if hop_by_panes(agg) {
+            self.panes = Some(None);
+        }
+        let input = self.lower(&agg.input);
+        let panes = std::mem::replace(&mut self.panes, outer_panes).flatten();
+        let input = input?;
         let input_schema = agg.input.schema();
         let arrow_input = arrow_schema(input_schema);
         if agg
@@ -445,7 +463,10 @@ impl Lowering<'_> {
                         .into(),
                 ));
             }
-            let operator = WindowAggregate::try_new(spec, &arrow_input, start, end)?;
+            let mut operator = WindowAggregate::try_new(spec, &arrow_input, start, end)?;
+            if let Some(window) = panes {
+                operator = operator.with_panes(window);
+            }
             let node = self.add_after(Box::new(operator), &input);
             let out_start = layout.iter().position(|c| *c == OutputColumn::WindowStart);
             let out_end = layout.iter().position(|c| *c == OutputColumn::WindowEnd);

@@ -2,6 +2,7 @@
 
 mod graph;
 mod lower;
+mod panes;
 pub mod window_table;
 
 pub use graph::{

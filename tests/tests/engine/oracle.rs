@@ -161,6 +161,12 @@ async fn window_results_equal_batch_group_by_minus_late_events() {
             5 * SECOND,
             15 * SECOND,
         ),
+        // Fifteen panes per window: the pane queue flips many times.
+        (
+            "HOP(events, ts, INTERVAL '2' SECOND, INTERVAL '30' SECOND)",
+            2 * SECOND,
+            30 * SECOND,
+        ),
     ];
     for seed in 1..=12 {
         let events = random_events(seed, 300);
