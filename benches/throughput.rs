@@ -1,15 +1,23 @@
 //! End-to-end throughput and peak memory of the product's rules.
 //!
 //! `cargo bench --bench throughput` runs every case in its own process (so peak memory is the
-//! case's own) and prints a table. `VIGIL_BENCH_EVENTS` sets the event count (default 10M).
+//! case's own) and prints a table. `VIGIL_BENCH_EVENTS` sets the event count (default 10M);
+//! `VIGIL_BENCH_CASES` (e.g. `Q4,Q5`) and `VIGIL_BENCH_INPUTS` (e.g. `file`) pick rows.
 //!
 //! Cases: Q1 the sensor threshold rule; Q2 1-minute tumbling count/avg/max per sensor over
 //! 1,000 sensors; Q3 5-minute windows sliding by 1 minute; Q4 payment due over 100,000
-//! accounts. Each reads either Arrow batches or JSON lines held in memory (decoding
-//! included). Inputs come from the `generator` connector: a pool of batches is made once and
-//! replayed with event time shifted forward, so the clock never goes back. The engine runs on
-//! one thread (the synchronous graph executor), so figures are per core.
+//! accounts; Q5 1-hour windows sliding by 1 minute. Inputs come from the `generator`
+//! connector: a pool of batches is made once and replayed with event time shifted forward,
+//! so the clock never goes back. Each case reads:
+//!
+//! - `arrow`: the batches, pushed through the synchronous graph executor on one thread;
+//! - `json`: the same as JSON lines held in memory, decoded by the bench thread;
+//! - `file`: the same JSON lines written once to `target/bench-data/`, read by the file
+//!   source of a query the engine runs as `vigil run` does, results to a file. These files
+//!   are the input `benches/duckdb_peer.py` times DuckDB on.
 
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +30,7 @@ use vigil_connectors::generator::{GeneratorConfig, GeneratorSource};
 use vigil_engine::connector::{Source, SourceEvent};
 use vigil_engine::operators::{MAIN_PORT, Message};
 use vigil_engine::runtime::{GraphExecutor, OutputPort};
-use vigil_engine::sql::{Options, StreamParser};
+use vigil_engine::sql::{Options, Statement, StreamParser};
 use vigil_engine::{ChangeBatch, Engine, EngineConfig, StatementOutcome};
 
 const BATCH: usize = 8192;
@@ -37,8 +45,28 @@ CREATE SOURCE dues (account_id BIGINT, amount DOUBLE, ts TIMESTAMP) WITH (connec
 CREATE SINK sensor_alerts WITH (connector = 'memory');
 CREATE SINK sensor_stats_1m WITH (connector = 'memory');
 CREATE SINK sensor_stats_5m WITH (connector = 'memory');
+CREATE SINK sensor_stats_1h WITH (connector = 'memory');
 CREATE SINK payment_due_alerts WITH (connector = 'memory');
 ";
+
+/// The same sources and sinks over files: `{data}` is the input directory, `{sensors}` and
+/// `{ledger}` the event counts in the file names, `{out}` the output file.
+const FILE_PROFILE: &str = "
+CREATE SOURCE sensors (sensor_id TEXT, temperature DOUBLE, humidity DOUBLE, ts TIMESTAMP,
+    WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+    WITH (connector = 'file', path = '{data}/sensors-{sensors}.jsonl');
+CREATE SOURCE payments (account_id BIGINT, amount DOUBLE, ts TIMESTAMP)
+    WITH (connector = 'file', path = '{data}/payments-{ledger}.jsonl');
+CREATE SOURCE dues (account_id BIGINT, amount DOUBLE, ts TIMESTAMP)
+    WITH (connector = 'file', path = '{data}/dues-{ledger}.jsonl');
+CREATE SINK {sink} WITH (connector = 'file', path = '{out}');
+";
+
+const HOP_1H: &str = "CREATE SINK sensor_stats_1h AS
+SELECT window_start, window_end, sensor_id, count(*) AS readings,
+       avg(temperature) AS avg_temperature
+FROM HOP(sensors, ts, INTERVAL '1' MINUTE, INTERVAL '1' HOUR)
+GROUP BY window_start, window_end, sensor_id;";
 
 struct Case {
     name: &'static str,
@@ -48,7 +76,7 @@ struct Case {
     inputs: &'static [(&'static str, &'static str)],
 }
 
-const CASES: [Case; 4] = [
+const CASES: [Case; 5] = [
     Case {
         name: "Q1 threshold",
         rule: include_str!("../queries/sensor_threshold.sql"),
@@ -73,21 +101,49 @@ const CASES: [Case; 4] = [
         sink: "payment_due_alerts",
         inputs: &[("payments", "payments:100000"), ("dues", "dues:100000")],
     },
+    Case {
+        name: "Q5 hop 1h/1m",
+        rule: HOP_1H,
+        sink: "sensor_stats_1h",
+        inputs: &[("sensors", "sensors:1000")],
+    },
 ];
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(pos) = args.iter().position(|a| a == "--case") {
-        let case: usize = args[pos + 1].parse().expect("case index");
-        let json = args[pos + 2] == "json";
+        let case = &CASES[args[pos + 1].parse::<usize>().expect("case index")];
         let events: u64 = args[pos + 3].parse().expect("event count");
-        run_case(&CASES[case], json, events);
+        match args[pos + 2].as_str() {
+            "file" => run_file_case(case, events),
+            input => run_case(case, input == "json", events),
+        }
+        return;
+    }
+    if let Some(pos) = args.iter().position(|a| a == "--generate") {
+        let (spec, salt, events, path) = (
+            &args[pos + 1],
+            &args[pos + 2],
+            &args[pos + 3],
+            &args[pos + 4],
+        );
+        generate(
+            spec,
+            salt.parse().expect("salt"),
+            events.parse().expect("count"),
+            path,
+        );
         return;
     }
     let events: u64 = std::env::var("VIGIL_BENCH_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000_000);
+    let picked = |var: &str, name: &str| {
+        std::env::var(var)
+            .map(|v| v.split(',').any(|p| name.starts_with(p.trim())))
+            .unwrap_or(true)
+    };
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
@@ -97,32 +153,166 @@ fn main() {
         })
         .unwrap_or_default();
     println!(
-        "Vigil throughput, one engine thread, {} cores: {cpu}",
+        "Vigil throughput, {} cores: {cpu}",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
         "{:<16} {:<6} {:>12} {:>10} {:>14} {:>12} {:>10}",
         "case", "input", "events", "seconds", "events/s", "peak RSS MB", "out rows"
     );
-    let me = std::env::current_exe().expect("own path");
     let mut runs: Vec<(usize, &str, u64)> = Vec::new();
-    for case in 0..CASES.len() {
-        for input in ["arrow", "json"] {
-            runs.push((case, input, events));
+    for (case, c) in CASES.iter().enumerate() {
+        for input in ["arrow", "json", "file"] {
+            if picked("VIGIL_BENCH_CASES", c.name) && picked("VIGIL_BENCH_INPUTS", input) {
+                runs.push((case, input, events));
+            }
         }
     }
     // Memory must stay flat as the stream grows: Q2 from JSON at a tenth of the events.
-    runs.push((1, "json", events / 10));
+    if picked("VIGIL_BENCH_CASES", CASES[1].name) && picked("VIGIL_BENCH_INPUTS", "json") {
+        runs.push((1, "json", events / 10));
+    }
     for (case, input, n) in runs {
-        let out = Command::new(&me)
-            .args(["--case", &case.to_string(), input, &n.to_string()])
-            .output()
-            .expect("bench child");
-        print!("{}", String::from_utf8_lossy(&out.stdout));
-        if !out.status.success() {
-            eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        if input == "file" {
+            write_input_files(&CASES[case], n);
+        }
+        child(&["--case", &case.to_string(), input, &n.to_string()]);
+    }
+}
+
+/// Runs this bench binary with `args`, printing what it prints.
+fn child(args: &[&str]) {
+    let me = std::env::current_exe().expect("own path");
+    let out = Command::new(&me).args(args).output().expect("bench child");
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    if !out.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+/// Where the file inputs and outputs live.
+fn data_dir() -> PathBuf {
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let dir = PathBuf::from(target).join("bench-data");
+    std::fs::create_dir_all(&dir).expect("bench data directory");
+    std::fs::canonicalize(dir).expect("bench data path")
+}
+
+/// The input file of `source` for a run of `events` events, and its event count.
+fn input_file(case: &Case, source: &str, events: u64) -> (PathBuf, u64) {
+    let per_source = events / case.inputs.len() as u64;
+    (
+        data_dir().join(format!("{source}-{per_source}.jsonl")),
+        per_source,
+    )
+}
+
+/// Writes the case's input files, in a child process, unless they exist.
+fn write_input_files(case: &Case, events: u64) {
+    for (salt, (source, spec)) in case.inputs.iter().enumerate() {
+        let (path, count) = input_file(case, source, events);
+        if !path.exists() {
+            let path = path.display().to_string();
+            child(&[
+                "--generate",
+                spec,
+                &salt.to_string(),
+                &count.to_string(),
+                &path,
+            ]);
         }
     }
+}
+
+/// Writes `events` events of the pool for `spec` as JSON lines to `path`.
+fn generate(spec: &str, salt: u64, events: u64, path: &str) {
+    let pool = pool(spec, salt);
+    let span = (BATCH * POOL_BATCHES) as i64 * STEP_MS * 1_000_000;
+    let partial = format!("{path}.partial");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&partial).expect("create"));
+    let mut written = 0u64;
+    'cycles: for cycle in 0.. {
+        for batch in &pool {
+            let left = (events - written) as usize;
+            if left == 0 {
+                break 'cycles;
+            }
+            let batch = shifted(batch, cycle * span);
+            let batch = batch.slice(0, left.min(batch.num_rows()));
+            written += batch.num_rows() as u64;
+            file.write_all(&encode_json_lines(&batch).expect("encode"))
+                .expect("write");
+        }
+    }
+    file.flush().expect("flush");
+    drop(file);
+    std::fs::rename(&partial, path).expect("rename");
+}
+
+/// Runs the case as `vigil run` would: file sources, the rule's query, a file sink.
+fn run_file_case(case: &Case, events: u64) {
+    let out = data_dir().join(format!("out-{}.jsonl", case.sink));
+    let _ = std::fs::remove_file(&out);
+    let ledger = events / 2;
+    let profile = FILE_PROFILE
+        .replace("{data}", &data_dir().display().to_string())
+        .replace("{sensors}", &events.to_string())
+        .replace("{ledger}", &ledger.to_string())
+        .replace("{sink}", case.sink)
+        .replace("{out}", &out.display().to_string());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut engine = Engine::with_config(
+        vigil_connectors::registry(),
+        EngineConfig {
+            batch_size: BATCH,
+            ..EngineConfig::default()
+        },
+    );
+    let started = Instant::now();
+    let rows_out = runtime.block_on(async {
+        engine.execute(&profile).await.expect("profile");
+        let mut metrics = None;
+        for statement in StreamParser::parse_sql(case.rule).expect("rule parses") {
+            let other_sink = matches!(&statement.statement,
+                Statement::CreateSink(s) if s.query.is_some() && s.name.value != case.sink);
+            if other_sink {
+                continue;
+            }
+            if let StatementOutcome::SinkStarted { query, .. } = engine
+                .execute_statement(statement)
+                .await
+                .expect("rule runs")
+            {
+                let m = Arc::clone(query.metrics());
+                query.wait().await.expect("the query finishes");
+                metrics = Some(m);
+            }
+        }
+        metrics.expect("the case's sink").snapshot().rows_out
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    let fed = if case.inputs.len() == 2 {
+        ledger * 2
+    } else {
+        events
+    };
+    print_row(case, "file", fed, seconds, rows_out);
+}
+
+fn print_row(case: &Case, input: &str, fed: u64, seconds: f64, rows_out: u64) {
+    println!(
+        "{:<16} {:<6} {:>12} {:>10.2} {:>14.0} {:>12.1} {:>10}",
+        case.name,
+        input,
+        fed,
+        seconds,
+        fed as f64 / seconds,
+        peak_rss_mb(),
+        rows_out
+    );
 }
 
 /// Generates the pool of input batches for one source.
@@ -266,15 +456,12 @@ fn run_case(case: &Case, json: bool, events: u64) {
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    println!(
-        "{:<16} {:<6} {:>12} {:>10.2} {:>14.0} {:>12.1} {:>10}",
-        case.name,
+    print_row(
+        case,
         if json { "json" } else { "arrow" },
         fed,
         seconds,
-        fed as f64 / seconds,
-        peak_rss_mb(),
-        rows_out
+        rows_out,
     );
 }
 

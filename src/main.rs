@@ -464,6 +464,15 @@ pub(crate) fn report(e: vigil_engine::Error, file: &str, sql: &str) -> anyhow::E
     anyhow::anyhow!("{}", e.report(file, sql))
 }
 
+/// Polls `future` once: `Some` with its output if it was ready.
+async fn poll_once<F: std::future::Future + Unpin>(mut future: F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| match std::pin::Pin::new(&mut future).poll(cx) {
+        std::task::Poll::Ready(v) => std::task::Poll::Ready(Some(v)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await
+}
+
 /// Waits for every query to end; Ctrl-C (or the time limit) stops them gracefully.
 pub(crate) async fn supervise(
     queries: Vec<(String, RunningQuery)>,
@@ -476,15 +485,27 @@ pub(crate) async fn supervise(
             None => std::future::pending().await,
         }
     };
-    let all_done = async {
-        while !queries.iter().all(|(_, q)| q.is_finished()) {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+    // Polled once before saying so, so that Ctrl-C is handled from the moment it is said.
+    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    if poll_once(interrupted.as_mut()).await.is_some() {
+        eprintln!("stopping...");
+        stop_all(&queries);
+    } else {
+        let running = match queries.len() {
+            1 => "1 query running".to_string(),
+            n => format!("{n} queries running"),
+        };
+        eprintln!("{running}; Ctrl-C stops them");
+        let all_done = async {
+            while !queries.iter().all(|(_, q)| q.is_finished()) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::select! {
+            _ = all_done => {}
+            _ = interrupted => { eprintln!("stopping..."); stop_all(&queries) }
+            _ = deadline => stop_all(&queries),
         }
-    };
-    tokio::select! {
-        _ = all_done => {}
-        _ = tokio::signal::ctrl_c() => { eprintln!("stopping..."); stop_all(&queries) }
-        _ = deadline => stop_all(&queries),
     }
     let mut failed = false;
     for (name, query) in queries {

@@ -231,6 +231,7 @@ fn demo_runs_the_rules_on_generators_and_stops_cleanly() {
 
 #[test]
 fn ctrl_c_stops_an_unbounded_run_gracefully() {
+    use std::io::{BufRead, Read};
     let dir = scratch("ctrlc");
     let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
         .current_dir(&dir)
@@ -246,7 +247,17 @@ fn ctrl_c_stops_an_unbounded_run_gracefully() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    // Wait until it says it runs (and handles Ctrl-C), then for a while more.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut said = String::new();
+    while !said.contains("Ctrl-C stops them") {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            panic!("vigil run ended before running: {said}");
+        }
+        said.push_str(&line);
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
     assert!(
         child.try_wait().unwrap().is_none(),
         "an unbounded generator keeps the query running"
@@ -257,12 +268,9 @@ fn ctrl_c_stops_an_unbounded_run_gracefully() {
         .unwrap();
     assert!(sent.success());
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("stopping"));
+    stderr.read_to_string(&mut said).unwrap();
+    assert!(out.status.success(), "stderr: {said}");
+    assert!(said.contains("stopping"), "{said}");
     // No minute has closed in 2 s: open windows are not emitted as if complete.
     assert!(!String::from_utf8_lossy(&out.stdout).contains("window_start"));
 }

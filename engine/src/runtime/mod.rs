@@ -5,6 +5,7 @@
 mod delivery;
 mod executor;
 mod metrics;
+mod query_loop;
 mod rejections;
 
 use std::sync::Arc;
@@ -18,13 +19,13 @@ use tokio::task::JoinHandle;
 pub use executor::{GraphExecutor, NodeSnapshot, OutputPort};
 pub use metrics::{MetricsSnapshot, OperatorStats, QueryMetrics};
 
-use crate::batch::ChangeBatch;
 use crate::connector::{ConnectorError, Delivered, Sink, Source, SourceEvent, SplitStatus};
 use crate::error::{Error, Result};
-use crate::operators::{LATE_PORT, MAIN_PORT, Message};
+use crate::operators::{LATE_PORT, MAIN_PORT};
 use crate::plan::OperatorGraph;
 use crate::time::Timestamp;
 use delivery::{CatchUp, DeliveryTracker};
+use query_loop::{QueryLoop, Tasks};
 use rejections::Rejections;
 
 /// Batches buffered between two tasks.
@@ -80,7 +81,7 @@ impl RunningQuery {
     /// Starts `graph` with its sources and sinks.
     pub fn start(graph: OperatorGraph, io: QueryIo, metrics: Arc<QueryMetrics>) -> Self {
         let (stop, stop_rx) = watch::channel(false);
-        let handle = tokio::spawn(drive(graph, io, Arc::clone(&metrics), stop_rx));
+        let handle = launch(graph, io, Arc::clone(&metrics), stop_rx);
         Self {
             metrics,
             stop: StopHandle(Arc::new(stop)),
@@ -157,12 +158,14 @@ enum ToSink {
     CaughtUp,
 }
 
-async fn drive(
+/// Starts the source and sink tasks on the current tokio runtime, and the graph on a thread
+/// of its own (see [`QueryLoop`]); returns a task that ends with the query.
+fn launch(
     graph: OperatorGraph,
     io: QueryIo,
     metrics: Arc<QueryMetrics>,
     stop: watch::Receiver<bool>,
-) -> Result<()> {
+) -> JoinHandle<Result<()>> {
     let mut outputs = vec![OutputPort {
         node: graph.output,
         port: MAIN_PORT,
@@ -173,11 +176,11 @@ async fn drive(
     }));
     let updating = graph.updating;
     let source_names: Vec<String> = graph.sources.iter().map(|s| s.def.name.clone()).collect();
-    let mut executor = GraphExecutor::new(graph, outputs);
+    let executor = GraphExecutor::new(graph, outputs);
     metrics.update_operators(|stats| *stats = executor.operator_stats());
 
-    let (tx, mut rx) = mpsc::channel(CHANNEL_CAPACITY);
-    let source_tasks: Vec<JoinHandle<()>> = io
+    let (tx, events) = mpsc::channel(CHANNEL_CAPACITY);
+    let sources = io
         .sources
         .into_iter()
         .enumerate()
@@ -185,193 +188,65 @@ async fn drive(
         .collect();
     drop(tx);
 
-    let mut sink_txs = Vec::new();
-    let mut sink_tasks = Vec::new();
     let mut tracker = DeliveryTracker::new(io.delivered);
     let late_outputs = io.late_sinks.len();
-    let mut rejections = Rejections::new(
-        io.query,
+    let rejections = Rejections::new(
+        io.query.clone(),
         io.dead_letters.is_some().then_some(1 + late_outputs),
     );
-    let sinks = std::iter::once(io.sink)
+    let all_sinks = std::iter::once(io.sink)
         .chain(io.late_sinks)
         .chain(io.dead_letters);
-    for (i, sink) in sinks.enumerate() {
+    let (mut sinks, mut sink_tasks) = (Vec::new(), Vec::new());
+    for (i, sink) in all_sinks.enumerate() {
         let (stx, srx) = mpsc::channel(CHANNEL_CAPACITY);
-        sink_txs.push(stx);
+        sinks.push(stx);
         let confirmed = tracker.add_sink();
         let counted = (i == 0).then(|| Arc::clone(&metrics));
         sink_tasks.push(tokio::spawn(write_sink(sink, srx, counted, confirmed)));
     }
-
-    let mut catch_up = CatchUp::new(source_names.len());
-    let mut ticker = tokio::time::interval(DELIVERY_INTERVAL);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut ended = 0;
-    let mut failure = None;
-    while ended < executor.source_count() {
-        let event = tokio::select! {
-            event = rx.recv() => match event {
-                Some(event) => event,
-                None => break,
-            },
-            _ = ticker.tick() => {
-                tracker.report();
-                let asked = tracker.ask(
-                    executor.epoch(),
-                    executor.output_watermark(0),
-                    executor.retained_epoch(),
-                    false,
-                );
-                if let Some(number) = asked
-                    && send_all(&sink_txs, || ToSink::Confirm(number)).await.is_err()
-                {
-                    failure = Some(Error::Execution("sink task stopped".into()));
-                    break;
-                }
-                continue;
-            }
-        };
-        let event_source = event.source();
-        let emitted = match event {
-            FromSource::Batch {
-                source,
-                seq,
-                split,
-                rows,
-            } => {
-                metrics
-                    .events_in
-                    .fetch_add(rows.num_rows() as u64, Ordering::Relaxed);
-                let batch = ChangeBatch::inserts(rows);
-                let emitted = match split {
-                    Some(split) => executor.push_split_batch(source, split, batch),
-                    None => executor.push_source(source, Message::Batch(batch)),
-                };
-                tracker.pushed(source, executor.epoch(), seq);
-                emitted
-            }
-            FromSource::Splits(source, status) => executor.push_split_status(source, &status),
-            FromSource::Resume(source, emitted_until) => {
-                tracing::info!(
-                    source = %source_names[source],
-                    emitted_until = ?crate::time::format_rfc3339(emitted_until),
-                    "resuming: windows up to here were delivered by an earlier run"
-                );
-                executor.resume(emitted_until);
-                Ok(Vec::new())
-            }
-            FromSource::CaughtUp(source) => {
-                catch_up.caught_up(source);
-                Ok(Vec::new())
-            }
-            FromSource::End(source) => {
-                ended += 1;
-                catch_up.caught_up(source);
-                executor.end_source(source)
-            }
-            FromSource::Failed(source, e) => {
-                failure = Some(Error::Execution(format!(
-                    "source '{}': {e}",
-                    source_names[source]
-                )));
-                break;
-            }
-        };
-        let emitted = match emitted {
-            Ok(e) => e,
-            Err(e) => {
-                failure = Some(e);
-                break;
-            }
-        };
-        for (index, message) in emitted {
-            if let Message::Batch(batch) = message {
-                let rows = if index == 0 {
-                    batch.into_output(updating)?
-                } else {
-                    batch.rows
-                };
-                if sink_txs[index].send(ToSink::Rows(rows)).await.is_err() {
-                    failure = Some(Error::Execution("sink task stopped".into()));
-                    break;
-                }
-            }
-        }
-        // After the rows the last catching-up batch produced, so the sink has seen them.
-        if catch_up.take_complete() && sink_txs[0].send(ToSink::CaughtUp).await.is_err() {
-            failure = Some(Error::Execution("sink task stopped".into()));
-            break;
-        }
-        let rejected = executor.take_rejected();
-        if !rejected.is_empty() {
-            let source = &source_names[event_source];
-            let letters = match rejections.take(rejected, source, &metrics) {
-                Ok(letters) => letters,
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            };
-            if let Some(index) = rejections.sink {
-                for batch in letters {
-                    if sink_txs[index].send(ToSink::Rows(batch)).await.is_err() {
-                        failure = Some(Error::Execution("dead-letter sink task stopped".into()));
-                        break;
-                    }
-                }
-            }
-        }
-        metrics
-            .watermark
-            .store(executor.output_watermark(0), Ordering::Relaxed);
-        metrics.update_operators(|stats| executor.refresh_stats(stats));
-        if failure.is_some() || executor.output_ended(0) {
-            break;
-        }
-    }
-
-    // Let the sinks write out everything already emitted and confirm it, then tell the
-    // sources what they may acknowledge, then close them.
-    if failure.is_none() {
-        let asked = tracker.ask(
-            executor.epoch(),
-            executor.output_watermark(0),
-            executor.retained_epoch(),
-            true,
-        );
-        if let Some(number) = asked {
-            let _ = send_all(&sink_txs, || ToSink::Confirm(number)).await;
-        }
-    }
-    drop(sink_txs);
-    for task in sink_tasks {
-        match task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => failure = failure.or(Some(Error::Connector(e))),
-            Err(e) => {
-                failure = failure.or(Some(Error::Execution(format!("sink task failed: {e}"))))
-            }
-        }
-    }
-    tracker.report();
-    tracker.finish();
-    drop(rx);
-    for task in source_tasks {
-        let _ = task.await;
-    }
-    failure.map_or(Ok(()), Err)
+    let query_loop = QueryLoop {
+        executor,
+        metrics,
+        catch_up: CatchUp::new(source_names.len()),
+        source_names,
+        updating,
+        sinks,
+        tracker,
+        rejections,
+        ended: 0,
+    };
+    let tasks = Tasks {
+        sources,
+        sinks: sink_tasks,
+    };
+    on_graph_thread(&io.query, move || query_loop.run(events, tasks))
 }
 
-/// Sends a message to every sink; fails when one has stopped.
-async fn send_all(
-    sinks: &[mpsc::Sender<ToSink>],
-    message: impl Fn() -> ToSink,
-) -> std::result::Result<(), ()> {
-    for sink in sinks {
-        sink.send(message()).await.map_err(|_| ())?;
-    }
-    Ok(())
+/// Runs the future `work` makes on a thread of its own, so that the CPU-bound graph never
+/// holds up the tokio workers that serve sources, sinks and HTTP; the returned task ends
+/// when it does.
+fn on_graph_thread<F: Future<Output = Result<()>>>(
+    query: &str,
+    work: impl FnOnce() -> F + Send + 'static,
+) -> JoinHandle<Result<()>> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name(format!("vigil-query-{query}"))
+        .spawn(move || {
+            let outcome = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .map_err(|e| Error::Execution(format!("cannot start the query's runtime: {e}")))
+                .and_then(|runtime| runtime.block_on(work()));
+            let _ = done.send(outcome);
+        });
+    tokio::spawn(async move {
+        spawned.map_err(|e| Error::Execution(format!("cannot start the query's thread: {e}")))?;
+        result
+            .await
+            .map_err(|_| Error::Execution("the query's thread panicked".into()))?
+    })
 }
 
 async fn read_source(

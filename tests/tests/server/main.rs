@@ -176,17 +176,34 @@ async fn a_windowed_query_streams_its_results_as_server_sent_events() {
     assert!(query["metrics"]["rows_out"].as_u64().unwrap() >= 4);
     assert!(query["metrics"]["watermark"].is_string());
     // The graph: a window aggregate fed by the window assigner, fed by the source, each
-    // with live counters.
-    let (status, graph) = server.get_json(&format!("/v1/queries/{id}/graph")).await;
-    assert_eq!(status, StatusCode::OK, "{graph}");
-    let operators = graph["operators"].as_array().unwrap();
-    let named = |name: &str| {
-        operators
+    // with live counters, refreshed twice a second: wait for them to show the four rows.
+    let named = |graph: &Value, name: &str| {
+        graph["operators"]
+            .as_array()
+            .unwrap()
             .iter()
             .find(|o| o["operator"] == name)
             .unwrap_or_else(|| panic!("no {name} in {graph}"))
+            .clone()
     };
-    let aggregate = named("WindowAggregate");
+    let graph = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let (status, graph) = server.get_json(&format!("/v1/queries/{id}/graph")).await;
+            assert_eq!(status, StatusCode::OK, "{graph}");
+            if named(&graph, "WindowAggregate")["rows_out"]
+                .as_u64()
+                .unwrap()
+                >= 4
+            {
+                return graph;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the counters catch up within 10 s");
+    let operators = graph["operators"].as_array().unwrap();
+    let aggregate = named(&graph, "WindowAggregate");
     assert!(aggregate["rows_in"].as_u64().unwrap() > 0, "{aggregate}");
     assert!(aggregate["rows_out"].as_u64().unwrap() >= 4, "{aggregate}");
     assert!(aggregate["watermark"].is_string(), "{aggregate}");

@@ -1,0 +1,237 @@
+//! [`QueryLoop`]: the graph side of a running query. It takes source events, runs them through
+//! the operator graph and hands the output to the sink tasks; a ticker asks the sinks to
+//! confirm delivery and refreshes the operator stats.
+//!
+//! Every way out, the end of input, a stop, a failed source, operator or sink, goes through
+//! one [`QueryLoop::shutdown`]: the sinks flush and confirm what they received (only when
+//! nothing failed, so no source acknowledges input whose results may be lost), every task is
+//! joined, and the first error is the query's.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::delivery::{CatchUp, DeliveryTracker};
+use super::rejections::Rejections;
+use super::{DELIVERY_INTERVAL, FromSource, GraphExecutor, QueryMetrics, ToSink};
+use crate::batch::ChangeBatch;
+use crate::connector::ConnectorError;
+use crate::error::{Error, Result};
+use crate::operators::Message;
+
+/// Whether the loop goes on after an event.
+enum Flow {
+    Continue,
+    /// Every source ended, or the output did (a reached LIMIT).
+    Done,
+}
+
+/// The graph, the channels to the sinks and the bookkeeping between them.
+pub(super) struct QueryLoop {
+    pub executor: GraphExecutor,
+    pub metrics: Arc<QueryMetrics>,
+    pub source_names: Vec<String>,
+    /// Whether the main output is a changelog (its rows then carry `op`).
+    pub updating: bool,
+    /// The result sink first, then the late-event sinks, then the dead-letter sink.
+    pub sinks: Vec<mpsc::Sender<ToSink>>,
+    pub tracker: DeliveryTracker,
+    pub rejections: Rejections,
+    pub catch_up: CatchUp,
+    /// Sources that have ended.
+    pub ended: usize,
+}
+
+/// The tasks a query loop waits for when it shuts down.
+pub(super) struct Tasks {
+    pub sources: Vec<JoinHandle<()>>,
+    pub sinks: Vec<JoinHandle<std::result::Result<(), ConnectorError>>>,
+}
+
+impl QueryLoop {
+    /// Runs until the input ends, the query is stopped (the source tasks end) or something
+    /// fails; then shuts down.
+    pub async fn run(mut self, mut events: mpsc::Receiver<FromSource>, tasks: Tasks) -> Result<()> {
+        let outcome = self.process(&mut events).await;
+        self.shutdown(outcome, events, tasks).await
+    }
+
+    async fn process(&mut self, events: &mut mpsc::Receiver<FromSource>) -> Result<()> {
+        let mut ticker = tokio::time::interval(DELIVERY_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = events.recv() => {
+                    // Every source task is gone: stopped.
+                    let Some(event) = event else { return Ok(()) };
+                    if let Flow::Done = self.on_event(event).await? {
+                        return Ok(());
+                    }
+                }
+                _ = ticker.tick() => self.on_tick().await?,
+            }
+        }
+    }
+
+    /// Runs one source event through the graph and sends what comes out.
+    async fn on_event(&mut self, event: FromSource) -> Result<Flow> {
+        let source = event.source();
+        let emitted = match event {
+            FromSource::Batch {
+                source,
+                seq,
+                split,
+                rows,
+            } => {
+                self.metrics
+                    .events_in
+                    .fetch_add(rows.num_rows() as u64, Ordering::Relaxed);
+                let batch = ChangeBatch::inserts(rows);
+                let emitted = match split {
+                    Some(split) => self.executor.push_split_batch(source, split, batch)?,
+                    None => self.executor.push_source(source, Message::Batch(batch))?,
+                };
+                self.tracker.pushed(source, self.executor.epoch(), seq);
+                emitted
+            }
+            FromSource::Splits(source, status) => {
+                self.executor.push_split_status(source, &status)?
+            }
+            FromSource::Resume(source, emitted_until) => {
+                tracing::info!(
+                    source = %self.source_names[source],
+                    emitted_until = ?crate::time::format_rfc3339(emitted_until),
+                    "resuming: windows up to here were delivered by an earlier run"
+                );
+                self.executor.resume(emitted_until);
+                Vec::new()
+            }
+            FromSource::CaughtUp(source) => {
+                self.catch_up.caught_up(source);
+                Vec::new()
+            }
+            FromSource::End(source) => {
+                self.ended += 1;
+                self.catch_up.caught_up(source);
+                self.executor.end_source(source)?
+            }
+            FromSource::Failed(source, e) => {
+                let name = &self.source_names[source];
+                return Err(Error::Execution(format!("source '{name}': {e}")));
+            }
+        };
+        self.forward(emitted).await?;
+        // After the rows the last catching-up batch produced, so the sink has seen them.
+        if self.catch_up.take_complete() {
+            self.send(0, ToSink::CaughtUp).await?;
+        }
+        self.send_rejected(source).await?;
+        let watermark = self.executor.output_watermark(0);
+        self.metrics.watermark.store(watermark, Ordering::Relaxed);
+        let done = self.ended == self.executor.source_count() || self.executor.output_ended(0);
+        Ok(if done { Flow::Done } else { Flow::Continue })
+    }
+
+    /// Asks the sinks to confirm what they have, and refreshes the operator stats.
+    async fn on_tick(&mut self) -> Result<()> {
+        self.tracker.report();
+        self.refresh_stats();
+        self.ask_confirmation(false).await
+    }
+
+    async fn ask_confirmation(&mut self, last: bool) -> Result<()> {
+        let asked = self.tracker.ask(
+            self.executor.epoch(),
+            self.executor.output_watermark(0),
+            self.executor.retained_epoch(),
+            last,
+        );
+        if let Some(number) = asked {
+            for index in 0..self.sinks.len() {
+                self.send(index, ToSink::Confirm(number)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn refresh_stats(&self) {
+        self.metrics
+            .update_operators(|stats| self.executor.refresh_stats(stats));
+    }
+
+    /// Sends the graph's output batches to their sinks.
+    async fn forward(&mut self, emitted: Vec<(usize, Message)>) -> Result<()> {
+        for (index, message) in emitted {
+            if let Message::Batch(batch) = message {
+                let rows = if index == 0 {
+                    batch.into_output(self.updating)?
+                } else {
+                    batch.rows
+                };
+                self.send(index, ToSink::Rows(rows)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts the rows operators rejected while handling `source`'s event, and sends them
+    /// to the dead-letter sink.
+    async fn send_rejected(&mut self, source: usize) -> Result<()> {
+        let rejected = self.executor.take_rejected();
+        if rejected.is_empty() {
+            return Ok(());
+        }
+        let name = &self.source_names[source];
+        let letters = self.rejections.take(rejected, name, &self.metrics)?;
+        if let Some(index) = self.rejections.sink {
+            for batch in letters {
+                self.send(index, ToSink::Rows(batch)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn send(&self, sink: usize, message: ToSink) -> Result<()> {
+        self.sinks[sink]
+            .send(message)
+            .await
+            .map_err(|_| Error::Execution("a sink task stopped".into()))
+    }
+
+    /// Lets the sinks write out and confirm everything already emitted (unless something
+    /// failed), tells the sources what they may acknowledge, and joins every task.
+    async fn shutdown(
+        mut self,
+        outcome: Result<()>,
+        events: mpsc::Receiver<FromSource>,
+        tasks: Tasks,
+    ) -> Result<()> {
+        let mut failure = outcome.err();
+        if failure.is_none()
+            && let Err(e) = self.ask_confirmation(true).await
+        {
+            failure = Some(e);
+        }
+        self.refresh_stats();
+        self.sinks.clear();
+        for task in tasks.sinks {
+            let result = match task.await {
+                Ok(result) => result.map_err(Error::Connector),
+                Err(e) => Err(Error::Execution(format!("sink task failed: {e}"))),
+            };
+            if let Err(e) = result {
+                failure.get_or_insert(e);
+            }
+        }
+        self.tracker.report();
+        self.tracker.finish();
+        // Sources blocked on a full channel see it close and end.
+        drop(events);
+        for task in tasks.sources {
+            let _ = task.await;
+        }
+        failure.map_or(Ok(()), Err)
+    }
+}
