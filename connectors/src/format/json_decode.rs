@@ -40,8 +40,8 @@ const SUSPICIOUS_EPOCH_MILLIS: i64 = 100_000_000_000;
 /// the representable range; numbers and booleans in a TEXT field are kept as their JSON text.
 ///
 /// Records decode in one arrow-json pass, fed one by one so that each is seen to hold exactly
-/// one whole object; only when that fails are they decoded one at a time to find the bad
-/// ones, so clean input pays nothing for error handling.
+/// one whole object. A bad record splits the pass around itself (see `decode_runs`), so clean
+/// input pays nothing for error handling and a bad line costs about one line.
 #[derive(Debug)]
 pub struct JsonDecoder {
     schema: SchemaRef,
@@ -125,61 +125,99 @@ impl JsonDecoder {
         buf: &[u8],
         starts: &[usize],
     ) -> Result<(Option<RecordBatch>, Vec<BadRecord>), ConnectorError> {
-        let records = || {
-            starts.iter().enumerate().map(|(index, &start)| {
+        let records: Vec<(usize, &[u8])> = starts
+            .iter()
+            .enumerate()
+            .map(|(index, &start)| {
                 let end = starts.get(index + 1).copied().unwrap_or(buf.len());
                 (index, &buf[start..end])
             })
-        };
-        if let Some(wire) = self.decode_separately_whole(records())? {
-            let (rows, bad) = self.to_declared(wire)?;
-            return Ok((Some(rows).filter(|r| r.num_rows() > 0), bad));
-        }
-        self.decode_each(records())
-    }
-
-    /// Decodes every record in one pass; `None` when some record is not exactly one object or
-    /// some value does not decode, and the records must be looked at one by one.
-    fn decode_separately_whole<'a>(
-        &self,
-        records: impl ExactSizeIterator<Item = (usize, &'a [u8])>,
-    ) -> Result<Option<RecordBatch>, ConnectorError> {
-        let count = records.len();
-        let mut decoder = self.decoder(count.max(1))?;
-        for (index, record) in records {
-            if !feed(&mut decoder, record) || decoder.len() != index + 1 {
-                return Ok(None);
-            }
-        }
-        Ok(decoder.flush().ok().flatten())
-    }
-
-    /// Decodes records one by one: one row per good record, and the bad ones by index.
-    fn decode_each<'a>(
-        &self,
-        records: impl Iterator<Item = (usize, &'a [u8])>,
-    ) -> Result<(Option<RecordBatch>, Vec<BadRecord>), ConnectorError> {
+            .collect();
         let mut good = Vec::new();
         let mut bad = Vec::new();
-        for (index, record) in records {
-            let error = match self.decode_one(record) {
-                Ok(batch) => match self.to_declared(batch)? {
-                    (rows, errors) if errors.is_empty() => {
-                        good.push(rows);
-                        continue;
-                    }
-                    (_, mut errors) => errors.swap_remove(0).error,
-                },
-                Err(error) => error,
-            };
-            bad.push(BadRecord { index, error });
-        }
+        self.decode_runs(&records, &mut good, &mut bad)?;
         let rows = match good.as_slice() {
             [] => None,
             [one] => Some(one.clone()),
             many => Some(concat_batches(&self.schema, many)?),
         };
-        Ok((rows, bad))
+        Ok((rows.filter(|r| r.num_rows() > 0), bad))
+    }
+
+    /// Decodes `records` in as few passes as their bad records allow: one pass up to the
+    /// first record that is not exactly one object, that record alone, then the rest the
+    /// same way. A pass whose values fail to decode is halved until the culprits stand
+    /// alone. A bad record costs a pass over its run, not a record-by-record decode.
+    fn decode_runs(
+        &self,
+        records: &[(usize, &[u8])],
+        good: &mut Vec<RecordBatch>,
+        bad: &mut Vec<BadRecord>,
+    ) -> Result<(), ConnectorError> {
+        let mut rest = records;
+        while !rest.is_empty() {
+            match self.decode_pass(rest)? {
+                Pass::Whole(wire) => {
+                    let (rows, row_errors) = self.to_declared(wire)?;
+                    good.push(rows);
+                    bad.extend(row_errors.into_iter().map(|e| BadRecord {
+                        index: rest[e.index].0,
+                        error: e.error,
+                    }));
+                    return Ok(());
+                }
+                Pass::NotOneObject(at) => {
+                    self.decode_runs(&rest[..at], good, bad)?;
+                    self.decode_alone(rest[at], good, bad)?;
+                    rest = &rest[at + 1..];
+                }
+                Pass::ValuesFailed if rest.len() == 1 => {
+                    return self.decode_alone(rest[0], good, bad);
+                }
+                Pass::ValuesFailed => {
+                    let (left, right) = rest.split_at(rest.len() / 2);
+                    self.decode_runs(left, good, bad)?;
+                    rest = right;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One arrow-json pass over `records`.
+    fn decode_pass(&self, records: &[(usize, &[u8])]) -> Result<Pass, ConnectorError> {
+        let mut decoder = self.decoder(records.len().max(1))?;
+        for (i, (_, record)) in records.iter().enumerate() {
+            if !feed(&mut decoder, record) || decoder.len() != i + 1 {
+                return Ok(Pass::NotOneObject(i));
+            }
+        }
+        Ok(match decoder.flush() {
+            Ok(Some(wire)) => Pass::Whole(wire),
+            Ok(None) => Pass::Whole(RecordBatch::new_empty(Arc::clone(&self.wire_schema))),
+            Err(_) => Pass::ValuesFailed,
+        })
+    }
+
+    /// Decodes one record by itself: a row, or a bad record.
+    fn decode_alone(
+        &self,
+        (index, record): (usize, &[u8]),
+        good: &mut Vec<RecordBatch>,
+        bad: &mut Vec<BadRecord>,
+    ) -> Result<(), ConnectorError> {
+        let error = match self.decode_one(record) {
+            Ok(wire) => match self.to_declared(wire)? {
+                (rows, errors) if errors.is_empty() => {
+                    good.push(rows);
+                    return Ok(());
+                }
+                (_, mut errors) => errors.swap_remove(0).error,
+            },
+            Err(error) => error,
+        };
+        bad.push(BadRecord { index, error });
+        Ok(())
     }
 
     /// One record as one wire row, or why it is not one.
@@ -277,6 +315,16 @@ impl JsonDecoder {
     }
 }
 
+/// How one arrow-json pass over a run of records went.
+enum Pass {
+    /// Every record was one object and every value decoded.
+    Whole(RecordBatch),
+    /// The record at this position was not exactly one object; those before it were.
+    NotOneObject(usize),
+    /// Some value did not decode; which record is not known.
+    ValuesFailed,
+}
+
 /// Feeds one record to `decoder`; false when the decoder did not take it whole or was left
 /// part way through an object (a record holding part of one).
 fn feed(decoder: &mut Decoder, record: &[u8]) -> bool {
@@ -367,7 +415,7 @@ fn unfit_message(wire: &ArrayRef, field: &Field, i: usize) -> String {
 mod tests {
     use super::*;
     use datafusion::arrow::array::{AsArray, Float64Array};
-    use datafusion::arrow::datatypes::{Int64Type, TimestampNanosecondType};
+    use datafusion::arrow::datatypes::{Float64Type, Int64Type, TimestampNanosecondType};
 
     fn decoder() -> JsonDecoder {
         let schema = Arc::new(Schema::new(vec![
@@ -525,5 +573,36 @@ mod tests {
             bad.iter().map(|b| b.index).collect::<Vec<_>>(),
             vec![1, 2, 3]
         );
+    }
+
+    #[test]
+    fn bad_lines_anywhere_in_a_long_chunk_cost_only_themselves() {
+        // Bad first, last, adjacent, and of both kinds: not one object, and a value that
+        // does not decode.
+        let bad_at = [0, 1, 2, 500, 501, 2047, 4095];
+        let mut input = String::new();
+        for i in 0..4096 {
+            match bad_at.iter().position(|&b| b == i) {
+                Some(k) if k % 2 == 0 => input.push_str("{\"id\":\"x\",\"v\":\n"),
+                Some(_) => input.push_str("{\"id\":\"x\",\"v\":[1]}\n"),
+                None => input.push_str(&format!("{{\"id\":\"{i}\",\"v\":{i}}}\n")),
+            }
+        }
+        let (batches, bad) = JsonDecoder::new(decoder().schema().clone(), 1024)
+            .decode(input.as_bytes())
+            .unwrap();
+        assert_eq!(
+            bad.iter().map(|b| b.index).collect::<Vec<_>>(),
+            bad_at.to_vec()
+        );
+        let values: Vec<f64> = batches
+            .iter()
+            .flat_map(|b| b.column(1).as_primitive::<Float64Type>().values().to_vec())
+            .collect();
+        let expected: Vec<f64> = (0..4096u32)
+            .filter(|i| !bad_at.contains(&(*i as usize)))
+            .map(f64::from)
+            .collect();
+        assert_eq!(values, expected);
     }
 }
