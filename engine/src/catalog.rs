@@ -16,6 +16,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::optimizer::Optimizer;
+use datafusion::optimizer::optimize_projections::OptimizeProjections;
 use datafusion::optimizer::simplify_expressions::{ExprSimplifier, SimplifyExpressions};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::sql::parser::Statement as DFStatement;
@@ -387,6 +388,17 @@ impl Catalog {
             .execute_and_check(plan, state.config_options(), |_, _| {})?;
         let simplify = Optimizer::with_rules(vec![Arc::new(SimplifyExpressions::new())]);
         simplify.optimize(plan, &state, |_, _| {})
+    }
+
+    /// `plan` with each table scan narrowed to the columns read above it, by DataFusion's
+    /// `OptimizeProjections`: for learning what sources must decode, not for lowering.
+    pub(crate) fn prune_columns(
+        &self,
+        plan: LogicalPlan,
+    ) -> std::result::Result<LogicalPlan, DataFusionError> {
+        let state = self.ctx.state();
+        let prune = Optimizer::with_rules(vec![Arc::new(OptimizeProjections::new())]);
+        prune.optimize(plan, &state, |_, _| {})
     }
 
     async fn columns_schema(&self, columns: &[ast::ColumnDef]) -> Result<SchemaRef> {

@@ -199,6 +199,7 @@ impl Engine {
                     batch_size: self.config.batch_size,
                     query: String::new(),
                     delivered: Arc::default(),
+                    read_columns: None,
                 };
                 factory.create_source(&def.options, Arc::clone(&def.schema), ctx)?;
                 let name = def.name.clone();
@@ -414,6 +415,7 @@ impl Engine {
                     batch_size: self.config.batch_size,
                     query: query.name.clone(),
                     delivered: Arc::clone(delivered),
+                    read_columns: binding.read_columns.clone(),
                 };
                 let factory = self.registry.factory(&def.options)?;
                 Ok(factory.create_source(&def.options, Arc::clone(&def.schema), ctx)?)

@@ -51,7 +51,8 @@ impl ConnectorFactory for FileFactory {
         let dead_letters = r.take("dead_letter_path");
         let unit = timestamp_unit(r.take("timestamp_unit"))?;
         r.finish()?;
-        let decoder = JsonDecoder::with_timestamp_unit(schema, ctx.batch_size, unit);
+        let read = ctx.reads(schema.fields().len());
+        let decoder = JsonDecoder::reading(schema, ctx.batch_size, unit, &read);
         Ok(Box::new(FileSource::new(
             path.into(),
             dead_letters.map(Into::into),

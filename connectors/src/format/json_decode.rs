@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use arrow_json::ReaderBuilder;
 use arrow_json::reader::Decoder;
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, RecordBatchOptions,
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, RecordBatchOptions, new_null_array,
 };
 use datafusion::arrow::compute::kernels::boolean::{and, is_not_null, is_null, or};
 use datafusion::arrow::compute::{cast, concat_batches, filter_record_batch, min};
@@ -48,7 +48,11 @@ pub struct JsonDecoder {
     /// The declared schema with every field nullable: rows being converted may hold nulls
     /// where a value did not fit, until they are filtered out.
     lenient_schema: SchemaRef,
+    /// The fields decoded from JSON (those the query reads, and those that may not be
+    /// null), as arrow-json reads them.
     wire_schema: SchemaRef,
+    /// The index in `schema` of each field of `wire_schema`.
+    decoded: Vec<usize>,
     batch_size: usize,
     timestamp_unit: TimeUnit,
     warned_epoch_unit: AtomicBool,
@@ -62,13 +66,30 @@ impl JsonDecoder {
 
     /// A decoder producing rows of `schema`, reading epoch numbers in timestamp fields in `unit`.
     pub fn with_timestamp_unit(schema: SchemaRef, batch_size: usize, unit: TimeUnit) -> Self {
-        let fields: Vec<Field> = schema
+        let all = vec![true; schema.fields().len()];
+        Self::reading(schema, batch_size, unit, &all)
+    }
+
+    /// A decoder that decodes only the fields marked in `read` (by index in `schema`), and
+    /// the fields that may not be null; the others are left null without being looked at,
+    /// for a query that never reads them.
+    pub fn reading(schema: SchemaRef, batch_size: usize, unit: TimeUnit, read: &[bool]) -> Self {
+        let mut decoded: Vec<usize> = schema
             .fields()
             .iter()
-            .map(|f| {
-                f.as_ref()
-                    .clone()
-                    .with_data_type(wire_type(f.data_type(), unit))
+            .enumerate()
+            .filter(|(i, f)| read.get(*i).copied().unwrap_or(true) || !f.is_nullable())
+            .map(|(i, _)| i)
+            .collect();
+        // At least one field, so that decoded batches know their row count.
+        if decoded.is_empty() && !schema.fields().is_empty() {
+            decoded.push(0);
+        }
+        let fields: Vec<Field> = decoded
+            .iter()
+            .map(|&i| {
+                let f = schema.field(i);
+                f.clone().with_data_type(wire_type(f.data_type(), unit))
             })
             .collect();
         let lenient: Vec<Field> = schema
@@ -80,6 +101,7 @@ impl JsonDecoder {
             lenient_schema: Arc::new(Schema::new(lenient)),
             schema,
             wire_schema: Arc::new(Schema::new(fields)),
+            decoded,
             batch_size: batch_size.max(1),
             timestamp_unit: unit,
             warned_epoch_unit: AtomicBool::new(false),
@@ -251,21 +273,29 @@ impl JsonDecoder {
         &self,
         wire: RecordBatch,
     ) -> Result<(RecordBatch, Vec<BadRecord>), ConnectorError> {
-        let mut columns = Vec::with_capacity(wire.num_columns());
+        let rows = wire.num_rows();
+        let mut columns: Vec<Option<ArrayRef>> = vec![None; self.schema.fields().len()];
         let mut bad: Option<Vec<Option<String>>> = None;
-        for (column, field) in wire.columns().iter().zip(self.schema.fields()) {
+        for (column, &index) in wire.columns().iter().zip(&self.decoded) {
+            let field = self.schema.field(index);
             let declared = convert(column, field.data_type())?;
             self.warn_on_epoch_seconds(column, field);
             if let Some(problem) = unfit_values(column, &declared) {
-                let errors = bad.get_or_insert_with(|| vec![None; wire.num_rows()]);
+                let errors = bad.get_or_insert_with(|| vec![None; rows]);
                 for (i, error) in errors.iter_mut().enumerate() {
                     if error.is_none() && problem.value(i) {
                         *error = Some(unfit_message(column, field, i));
                     }
                 }
             }
-            columns.push(declared);
+            columns[index] = Some(declared);
         }
+        // The fields the query does not read: nulls, which cost no decoding.
+        let columns: Vec<ArrayRef> = columns
+            .into_iter()
+            .zip(self.schema.fields())
+            .map(|(c, f)| c.unwrap_or_else(|| new_null_array(f.data_type(), rows)))
+            .collect();
         let Some(errors) = bad else {
             return Ok((
                 RecordBatch::try_new(Arc::clone(&self.schema), columns)?,
@@ -604,5 +634,20 @@ mod tests {
             .map(f64::from)
             .collect();
         assert_eq!(values, expected);
+    }
+
+    #[test]
+    fn fields_the_query_does_not_read_are_left_null_unchecked() {
+        let schema = decoder().schema().clone();
+        let reading_v = JsonDecoder::reading(schema, 16, TimeUnit::Millisecond, &[false, true]);
+        // "id" is not read: its value is not even looked at, so a number there is no error.
+        let (batches, bad) = reading_v
+            .decode(b"{\"id\":\"a\",\"v\":1}\n{\"id\":[1,2],\"v\":2}\n")
+            .unwrap();
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(batches[0].num_rows(), 2);
+        assert_eq!(batches[0].column(0).null_count(), 2);
+        let v = batches[0].column(1).as_primitive::<Float64Type>();
+        assert_eq!(v.values().to_vec(), vec![1.0, 2.0]);
     }
 }

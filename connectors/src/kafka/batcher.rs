@@ -77,24 +77,36 @@ pub struct BatchLayout {
 impl BatchLayout {
     /// The layout of `schema`: payload fields decoded from JSON (epoch numbers in timestamp
     /// fields read in `unit`), metadata columns by name.
+    #[cfg(test)]
     pub fn new(schema: SchemaRef, batch_size: usize, unit: TimeUnit) -> Self {
+        let all = vec![true; schema.fields().len()];
+        Self::reading(schema, batch_size, unit, &all)
+    }
+
+    /// The same, decoding only the payload fields marked in `read` (by index in `schema`)
+    /// and those that may not be null.
+    pub fn reading(schema: SchemaRef, batch_size: usize, unit: TimeUnit, read: &[bool]) -> Self {
         let mut payload_fields: Vec<Field> = Vec::new();
+        let mut payload_read = Vec::new();
         let columns: Vec<ColumnSource> = schema
             .fields()
             .iter()
-            .map(|f| match ColumnSource::of(f.name()) {
+            .enumerate()
+            .map(|(i, f)| match ColumnSource::of(f.name()) {
                 Some((source, _)) => source,
                 None => {
                     payload_fields.push(f.as_ref().clone());
+                    payload_read.push(read.get(i).copied().unwrap_or(true));
                     ColumnSource::Payload(payload_fields.len() - 1)
                 }
             })
             .collect();
         Self {
-            decoder: JsonDecoder::with_timestamp_unit(
+            decoder: JsonDecoder::reading(
                 Arc::new(Schema::new(payload_fields)),
                 batch_size,
                 unit,
+                &payload_read,
             ),
             wants_timestamp: columns.contains(&ColumnSource::Timestamp),
             columns,

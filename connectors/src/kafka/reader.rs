@@ -226,7 +226,12 @@ impl Reader {
         Ok(Self {
             consumer,
             state: State {
-                layout: BatchLayout::new(schema, ctx.batch_size, config.timestamp_unit),
+                layout: BatchLayout::reading(
+                    Arc::clone(&schema),
+                    ctx.batch_size,
+                    config.timestamp_unit,
+                    &ctx.reads(schema.fields().len()),
+                ),
                 batch_size: ctx.batch_size.max(1),
                 config,
                 settings,

@@ -131,6 +131,20 @@ pub struct SourceContext {
     /// How many of this source's batches have had every effect reach the sinks; a source
     /// that can acknowledge input (Kafka offsets) acknowledges only those.
     pub delivered: Arc<Delivered>,
+    /// The columns the query reads, by index in the source's schema, when it reads only
+    /// some: a source may leave the other (nullable) columns null instead of decoding them.
+    /// `None`: every column.
+    pub read_columns: Option<Vec<usize>>,
+}
+
+impl SourceContext {
+    /// Per column of a `width`-column schema, whether the query reads it.
+    pub fn reads(&self, width: usize) -> Vec<bool> {
+        match &self.read_columns {
+            None => vec![true; width],
+            Some(columns) => (0..width).map(|i| columns.contains(&i)).collect(),
+        }
+    }
 }
 
 /// Builds sources and sinks of one connector type.

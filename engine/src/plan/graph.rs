@@ -35,6 +35,9 @@ pub struct SourceBinding {
     pub def: Arc<SourceDef>,
     /// The node its rows enter.
     pub node: NodeId,
+    /// The columns the query reads (by index in the source's schema, in order), when it
+    /// reads only some: a source may leave the others null. `None`: every column.
+    pub read_columns: Option<Vec<usize>>,
 }
 
 /// Late events of a window operator going to a declared sink.
@@ -119,7 +122,17 @@ impl OperatorGraph {
 
     fn explain_node(&self, id: NodeId, depth: usize, out: &mut String) {
         let node = &self.nodes[id];
-        let detail = node.operator.describe();
+        let mut detail = node.operator.describe();
+        for binding in self.sources.iter().filter(|s| s.node == id) {
+            if let Some(columns) = &binding.read_columns {
+                let schema = &binding.def.schema;
+                let names: Vec<&str> = columns
+                    .iter()
+                    .map(|&i| schema.field(i).name().as_str())
+                    .collect();
+                detail.push_str(&format!(" reads=[{}]", names.join(", ")));
+            }
+        }
         let pad = "  ".repeat(depth);
         if detail.is_empty() {
             let _ = writeln!(out, "{pad}{}", node.operator.name());

@@ -23,6 +23,7 @@ use super::graph::{
     Edge, GraphNode, LateOutput, NodeId, OperatorGraph, PlanWarning, SourceBinding, WarningKind,
 };
 use super::panes::hop_by_panes;
+use super::read_columns::read_columns;
 use super::window_table::WindowTable;
 use crate::catalog::{Catalog, SourceTable};
 use crate::error::{Error, Result};
@@ -47,9 +48,21 @@ pub fn lower_query(catalog: &Catalog, plan: &LogicalPlan) -> Result<OperatorGrap
         panes: None,
     };
     let out = lowering.lower(plan)?;
+    let mut sources = lowering.sources;
+    if let Some(read) = read_columns(catalog, plan) {
+        for binding in &mut sources {
+            let width = binding.def.schema.fields().len();
+            // Late events go to their sink whole.
+            let whole = binding.def.late_sink.is_some();
+            binding.read_columns = read
+                .get(&binding.def.name)
+                .filter(|columns| columns.len() < width && !whole)
+                .map(|columns| columns.iter().copied().collect());
+        }
+    }
     Ok(OperatorGraph {
         nodes: lowering.nodes,
-        sources: lowering.sources,
+        sources,
         output: out.node,
         schema: arrow_schema(plan.schema()),
         updating: out.updating.is_some(),
@@ -328,6 +341,7 @@ impl Lowering<'_> {
             self.sources.push(SourceBinding {
                 def: Arc::clone(&def),
                 node,
+                read_columns: None,
             });
             let partitioning = match (&def.partitioned_by, def.shared_splits) {
                 (_, false) => Partitioning::Whole,

@@ -3,6 +3,7 @@
 mod graph;
 mod lower;
 mod panes;
+mod read_columns;
 pub mod window_table;
 
 pub use graph::{

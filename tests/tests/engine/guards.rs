@@ -161,7 +161,11 @@ async fn planning_errors_point_at_the_clause_they_are_about() {
         ("SELECT upper(k, k) FROM s", (1, 8)),
     ];
     for (sql, (line, column)) in cases {
-        let error = engine.execute(sql).await.err().expect("an error");
+        let error = engine
+            .execute(sql)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("no error for {sql}"));
         let location = error
             .as_sql()
             .and_then(|e| e.location)

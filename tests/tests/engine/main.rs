@@ -5,4 +5,5 @@ mod fuzz;
 mod guards;
 mod oracle;
 mod payment_due;
+mod read_columns;
 mod snapshot;
