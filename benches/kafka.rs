@@ -4,7 +4,8 @@
 //! produces `VIGIL_BENCH_EVENTS` sensor readings (default 2,000,000) as JSON to a 4-partition
 //! topic, then measures, each from the start of the topic:
 //!
-//! - raw: a librdkafka consumer alone, polling every message (no decoding);
+//! - raw: a librdkafka consumer alone, polling every message (no decoding), with the same
+//!   fetch settings as Vigil's sources (`CONSUMER_DEFAULTS`);
 //! - Q1: the sensor threshold rule (`queries/sensor_threshold.sql`), alerts to a topic;
 //! - Q2: 1-minute tumbling count/avg/max per sensor, results to a topic.
 //!
@@ -110,10 +111,14 @@ async fn produce(broker: &Broker, events: u64) {
     }
 }
 
-/// Time for a plain consumer to poll every message of the topic.
+/// Time for a plain consumer, with the fetch settings Vigil's consumers use, to poll every
+/// message of the topic.
 fn raw_consume(broker: &Broker, events: u64) -> Duration {
-    let consumer: BaseConsumer = broker
-        .config()
+    let mut config = broker.config();
+    for (name, value) in vigil_connectors::kafka::CONSUMER_DEFAULTS {
+        config.set(name, value);
+    }
+    let consumer: BaseConsumer = config
         .set("group.id", "bench-raw")
         .create()
         .expect("consumer");

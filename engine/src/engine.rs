@@ -192,7 +192,7 @@ impl Engine {
             Statement::CreateSource(src) => {
                 let mut def = self.catalog.plan_source(&src, &sql, location).await?;
                 let factory = self.registry.factory(&def.options)?;
-                def.shared_splits = factory.shares_splits();
+                def.shared_splits = factory.shares_splits(&def.options);
                 let ctx = SourceContext {
                     name: def.name.clone(),
                     metrics: Arc::new(QueryMetrics::default()),

@@ -3,31 +3,37 @@
 --   --brokers (default localhost:9092), never from this file. Input topics: sensors,
 --   payments, dues, logins, each keyed by the id the rules group by (sensor_id,
 --   account_id, user_id) so several processes can share a rule. Malformed messages go to
---   the topic dead_letters. `vigil demo --kafka` creates the topics and feeds them.
+--   the topic dead_letters. Every source reads through a consumer group (group_id), so
+--   a restarted rule resumes from its committed offsets and several processes share a
+--   rule's partitions. `vigil demo --kafka` creates the topics and feeds them.
 
 CREATE SOURCE sensors (
     sensor_id TEXT, temperature DOUBLE, humidity DOUBLE, ts TIMESTAMP,
     WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
 ) WITH (connector = 'kafka', topic = 'sensors', format = 'json',
-    partitioned_by = 'sensor_id', dead_letter_topic = 'dead_letters');
+    partitioned_by = 'sensor_id', dead_letter_topic = 'dead_letters',
+    group_id = 'vigil');
 
 CREATE SOURCE payments (
     account_id BIGINT, amount DOUBLE, ts TIMESTAMP,
     WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
 ) WITH (connector = 'kafka', topic = 'payments', format = 'json',
-    partitioned_by = 'account_id', dead_letter_topic = 'dead_letters');
+    partitioned_by = 'account_id', dead_letter_topic = 'dead_letters',
+    group_id = 'vigil');
 
 CREATE SOURCE dues (
     account_id BIGINT, amount DOUBLE, ts TIMESTAMP,
     WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
 ) WITH (connector = 'kafka', topic = 'dues', format = 'json',
-    partitioned_by = 'account_id', dead_letter_topic = 'dead_letters');
+    partitioned_by = 'account_id', dead_letter_topic = 'dead_letters',
+    group_id = 'vigil');
 
 CREATE SOURCE logins (
     user_id TEXT, event_type TEXT, ip TEXT, ts TIMESTAMP,
     WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
 ) WITH (connector = 'kafka', topic = 'logins', format = 'json',
-    partitioned_by = 'user_id', dead_letter_topic = 'dead_letters');
+    partitioned_by = 'user_id', dead_letter_topic = 'dead_letters',
+    group_id = 'vigil');
 
 CREATE SINK sensor_alerts WITH (connector = 'kafka', topic = 'sensor_alerts', key = 'sensor_id');
 CREATE SINK sensor_stats_1m WITH (connector = 'kafka', topic = 'sensor_stats_1m', key = 'sensor_id');

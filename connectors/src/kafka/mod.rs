@@ -28,7 +28,7 @@ use vigil_engine::sql::Options;
 
 pub use batcher::{KEY_COLUMN, OFFSET_COLUMN, PARTITION_COLUMN, TIMESTAMP_COLUMN};
 pub use client::{BROKERS_ENV, KafkaSettings, check_brokers, create_topics};
-pub use config::{IdleAdvance, SinkConfig, SourceConfig, StartFrom};
+pub use config::{CONSUMER_DEFAULTS, IdleAdvance, SinkConfig, SourceConfig, StartFrom};
 pub use dead_letter::{
     HEADER_ERROR, HEADER_OFFSET, HEADER_OPERATOR, HEADER_PARTITION, HEADER_QUERY, HEADER_SOURCE,
     HEADER_TOPIC,
@@ -63,8 +63,10 @@ impl ConnectorFactory for KafkaFactory {
         "kafka"
     }
 
-    fn shares_splits(&self) -> bool {
-        true
+    /// Through a consumer group; a source that assigns its partitions itself shares
+    /// nothing, or (with `partitions`) is split by hand, in no way Vigil knows.
+    fn shares_splits(&self, options: &Options) -> bool {
+        options.get("group_id").is_some() || options.get("partitions").is_some()
     }
 
     fn create_source(

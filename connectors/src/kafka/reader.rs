@@ -22,7 +22,7 @@ use vigil_engine::connector::{SourceContext, SplitStatus};
 use super::KafkaSettings;
 use super::batcher::{BadMessage, BatchLayout, PartitionBuffer};
 use super::client::{METADATA_TIMEOUT, topic_partitions, unreachable};
-use super::config::{IdleAdvance, SourceConfig, StartFrom};
+use super::config::{CONSUMER_DEFAULTS, IdleAdvance, SourceConfig, StartFrom};
 use super::dead_letter::DeadLetters;
 use super::offsets::PartitionId;
 use super::progress::ProgressStore;
@@ -187,7 +187,11 @@ impl Reader {
                 DeadLetters::new(&settings, topic, ctx.name.clone(), Arc::clone(&ctx.metrics))
             })
             .transpose()?;
-        let group = format!("{}.{}.{}", config.group_id, ctx.query, ctx.name);
+        let group = (config.group_id.as_ref()).map(|g| format!("{g}.{}.{}", ctx.query, ctx.name));
+        let progress = group
+            .as_ref()
+            .map(|group| ProgressStore::new(&settings, group))
+            .transpose()?;
         let context = ReaderContext::new(
             ctx.name.clone(),
             config.topics.clone(),
@@ -195,11 +199,17 @@ impl Reader {
             Arc::clone(&ctx.delivered),
             dead_letters,
             Arc::clone(&ctx.metrics),
-            ProgressStore::new(&settings, &group)?,
+            progress,
         );
         let mut client = settings.client_config();
+        for (name, value) in CONSUMER_DEFAULTS {
+            client.set(name, value);
+        }
+        // librdkafka's `assign` wants a group id even when it joins no group: a name that
+        // is never joined nor committed to.
+        let direct = format!("vigil.direct.{}.{}", ctx.query, ctx.name);
+        client.set("group.id", group.as_ref().unwrap_or(&direct));
         client
-            .set("group.id", &group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             // Statistics feed the consumer-lag gauge (see `ReaderContext::stats`).
@@ -296,23 +306,31 @@ impl Reader {
         let mut topics = config.topics.clone();
         topics.extend(config.dead_letter_topic.clone());
         let partitions = topic_partitions(self.consumer.client(), &brokers, &topics)?;
-        if !config.bounded {
+        if !config.bounded && config.group_id.is_some() {
             let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
             return self
                 .consumer
                 .subscribe(&topics)
                 .map_err(|e| unreachable(&brokers, e));
         }
+        // Bounded, or without a group: the source assigns its partitions itself.
         let mut assignment = TopicPartitionList::new();
         for (index, topic) in config.topics.iter().enumerate() {
-            for &partition in &partitions[index] {
-                let (low, high) = self
-                    .consumer
-                    .fetch_watermarks(topic, partition, METADATA_TIMEOUT)
-                    .map_err(|e| unreachable(&brokers, e))?;
-                tracing::debug!(topic, partition, low, high, "bounded read");
-                let mut owned = OwnedPartition::new(partition, Some(high));
-                owned.finished = high <= low || config.start == StartFrom::Latest;
+            for partition in
+                chosen_partitions(&partitions[index], config.partitions.as_deref(), topic)?
+            {
+                let owned = if config.bounded {
+                    let (low, high) = self
+                        .consumer
+                        .fetch_watermarks(topic, partition, METADATA_TIMEOUT)
+                        .map_err(|e| unreachable(&brokers, e))?;
+                    tracing::debug!(topic, partition, low, high, "bounded read");
+                    let mut owned = OwnedPartition::new(partition, Some(high));
+                    owned.finished = high <= low || config.start == StartFrom::Latest;
+                    owned
+                } else {
+                    OwnedPartition::new(partition, None)
+                };
                 self.state.partitions.insert((index, partition), owned);
                 assignment
                     .add_partition_offset(topic, partition, Offset::Invalid)
@@ -397,6 +415,24 @@ impl Reader {
             dead_letters.flush();
         }
         context.commit_delivered(&self.consumer, CommitMode::Sync);
+    }
+}
+
+/// The partitions of `topic` to read: `chosen` (each must exist), or all of `existing`.
+fn chosen_partitions(
+    existing: &[i32],
+    chosen: Option<&[i32]>,
+    topic: &str,
+) -> Result<Vec<i32>, ConnectorError> {
+    let Some(chosen) = chosen else {
+        return Ok(existing.to_vec());
+    };
+    match chosen.iter().find(|p| !existing.contains(p)) {
+        Some(missing) => Err(ConnectorError::External(format!(
+            "topic '{topic}' has no partition {missing} (it has {})",
+            existing.len()
+        ))),
+        None => Ok(chosen.to_vec()),
     }
 }
 

@@ -37,7 +37,8 @@ pub struct ReaderContext {
     /// Partitions started in this process, so `start` applies only to a first assignment.
     started: Mutex<HashSet<PartitionId>>,
     /// Where the watermark of delivered windows is saved with each commit.
-    progress: ProgressStore,
+    /// `None` without a consumer group: nothing is committed, nor resumed.
+    progress: Option<ProgressStore>,
     /// Set at a first assignment from committed offsets when an earlier run saved a
     /// watermark: the windows it covers were delivered. Taken once by the reader.
     resume: Mutex<Option<Timestamp>>,
@@ -58,7 +59,7 @@ impl ReaderContext {
         delivered: Arc<Delivered>,
         dead_letters: Option<DeadLetters>,
         metrics: Arc<QueryMetrics>,
-        progress: ProgressStore,
+        progress: Option<ProgressStore>,
     ) -> Self {
         Self {
             source,
@@ -105,7 +106,10 @@ impl ReaderContext {
     /// At a first assignment from committed offsets: the watermark an earlier run saved for
     /// the partitions of `tpl` (the lowest), to resume from.
     pub fn read_resume_point(&self, tpl: &TopicPartitionList) {
-        match self.progress.load(tpl) {
+        let Some(progress) = &self.progress else {
+            return;
+        };
+        match progress.load(tpl) {
             Ok(Some(watermark)) => {
                 let mut resume = lock(&self.resume);
                 *resume = Some(resume.map_or(watermark, |r| r.min(watermark)));
@@ -159,6 +163,10 @@ impl ReaderContext {
     /// committed offset never skips a malformed message that was not stored.
     pub fn commit_delivered(&self, consumer: &BaseConsumer<ReaderContext>, mode: CommitMode) {
         let offsets = self.ledger().take_delivered(self.delivered.done());
+        let Some(progress) = &self.progress else {
+            // Without a group there is nowhere to commit: delivered offsets are only forgotten.
+            return;
+        };
         if offsets.is_empty() {
             return;
         }
@@ -174,7 +182,7 @@ impl ReaderContext {
             }
         }
         // The delivered watermark first: saved ahead of its offsets, it can only be ahead.
-        if let Err(e) = self.progress.save(&tpl, self.delivered.watermark()) {
+        if let Err(e) = progress.save(&tpl, self.delivered.watermark()) {
             self.commit_failed(&e, &offsets);
             return;
         }

@@ -169,10 +169,11 @@ pub trait ConnectorFactory: Send + Sync {
         )))
     }
 
-    /// True when processes running the same query share this connector's splits, each
-    /// reading some of them (Kafka consumer groups). The planner then checks that keyed
-    /// aggregates read sources partitioned by their key.
-    fn shares_splits(&self) -> bool {
+    /// True when processes running the same query over a source with these options share
+    /// its splits, each reading some of them (Kafka consumer groups). The planner then
+    /// checks that keyed aggregates read sources partitioned by their key.
+    fn shares_splits(&self, options: &Options) -> bool {
+        let _ = options;
         false
     }
 

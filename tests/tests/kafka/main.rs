@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod delivery;
+mod direct;
 mod restart;
 mod rules;
 mod scale_out;
