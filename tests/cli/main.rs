@@ -298,7 +298,7 @@ fn explain_warns_when_a_keyed_rule_reads_a_shared_topic_not_partitioned_by_its_k
     let source = |name: &str, partitioned: &str| {
         format!(
             "CREATE SOURCE {name} (account_id BIGINT, note TEXT, amount DOUBLE, ts TIMESTAMP) \
-             WITH (connector = 'kafka', topic = '{name}'{partitioned});\n"
+             WITH (connector = 'kafka', topic = '{name}', group_id = 'vigil'{partitioned});\n"
         )
     };
     let keyed = ", partitioned_by = 'account_id'";
@@ -463,7 +463,7 @@ impl Served {
     }
 
     /// SIGTERM; returns whether it exited 0, and what it printed meanwhile.
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+    fn terminate(&mut self) -> (std::process::ExitStatus, String) {
         use std::io::Read;
         let killed = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -477,11 +477,19 @@ impl Served {
     }
 }
 
+/// A test that fails half way leaves no server running.
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn serve_deploys_the_rules_answers_and_stops_cleanly_on_sigterm() {
     use std::io::{Read, Write};
     let queries = workspace().join("queries").display().to_string();
-    let served = Served::start(&workspace(), &["--queries", &queries]);
+    let mut served = Served::start(&workspace(), &["--queries", &queries]);
     let report = &served.report;
     // Each rule file is reported with what it started.
     assert!(
@@ -509,7 +517,7 @@ fn serve_deploys_the_rules_answers_and_stops_cleanly_on_sigterm() {
 #[test]
 fn explain_analyze_shows_a_served_query_with_live_counters() {
     let queries = workspace().join("queries").display().to_string();
-    let served = Served::start(&workspace(), &["--queries", &queries]);
+    let mut served = Served::start(&workspace(), &["--queries", &queries]);
     // Rules deploy in name order: query 1 is brute_force.sql's, on the login generator.
     let analyze = |id: &str| {
         vigil(

@@ -258,7 +258,7 @@ fn fmt_rewrites_a_sloppy_rule_and_check_mode_fails_until_it_is_formatted() {
 fn deploy_shows_the_plan_and_applies_it_to_a_running_server() {
     let dir = rules_copy("deploy");
     let root = dir.parent().unwrap().to_path_buf();
-    let served = Served::start(&root, &["--queries", "rules"]);
+    let mut served = Served::start(&root, &["--queries", "rules"]);
     let deploy = |apply: bool| {
         let mut args = vec!["deploy", "rules", "--server", served.url.as_str()];
         if apply {

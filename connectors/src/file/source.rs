@@ -13,8 +13,9 @@ use vigil_engine::connector::{Source, SourceContext, SourceEvent};
 use crate::ConnectorError;
 use crate::format::JsonDecoder;
 
-/// Bytes read per chunk; decoding works on whole chunks.
-const CHUNK_BYTES: usize = 4 << 20;
+/// Bytes read per chunk; decoding works on whole chunks. About a batch of lines: a chunk
+/// and the rows decoded from it are held at once, per source.
+const CHUNK_BYTES: usize = 1 << 20;
 
 /// Reads a JSON-lines file to its end. Malformed lines are counted, logged with file and line
 /// number, written to the dead-letter file when there is one, and skipped.
