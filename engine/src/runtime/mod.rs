@@ -81,10 +81,11 @@ impl RunningQuery {
     /// Starts `graph` with its sources and sinks.
     pub fn start(graph: OperatorGraph, io: QueryIo, metrics: Arc<QueryMetrics>) -> Self {
         let (stop, stop_rx) = watch::channel(false);
-        let handle = launch(graph, io, Arc::clone(&metrics), stop_rx);
+        let stop = StopHandle(Arc::new(stop));
+        let handle = launch(graph, io, Arc::clone(&metrics), (stop.clone(), stop_rx));
         Self {
             metrics,
-            stop: StopHandle(Arc::new(stop)),
+            stop,
             handle,
         }
     }
@@ -164,7 +165,7 @@ fn launch(
     graph: OperatorGraph,
     io: QueryIo,
     metrics: Arc<QueryMetrics>,
-    stop: watch::Receiver<bool>,
+    (stop_handle, stop): (StopHandle, watch::Receiver<bool>),
 ) -> JoinHandle<Result<()>> {
     let mut outputs = vec![OutputPort {
         node: graph.output,
@@ -215,10 +216,12 @@ fn launch(
         tracker,
         rejections,
         ended: 0,
+        sink_gone: false,
     };
     let tasks = Tasks {
         sources,
         sinks: sink_tasks,
+        stop: stop_handle,
     };
     on_graph_thread(&io.query, move || query_loop.run(events, tasks))
 }

@@ -3,9 +3,10 @@
 //! confirm delivery and refreshes the operator stats.
 //!
 //! Every way out, the end of input, a stop, a failed source, operator or sink, goes through
-//! one [`QueryLoop::shutdown`]: the sinks flush and confirm what they received (only when
-//! nothing failed, so no source acknowledges input whose results may be lost), every task is
-//! joined, and the first error is the query's.
+//! one [`QueryLoop::shutdown`]: the sinks flush what they received and confirm it (only when
+//! nothing failed, so that no source acknowledges input whose results may be incomplete:
+//! after a failure the input is read again), the sources learn what was delivered and are
+//! stopped, every task is joined, and the first error is the query's.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use super::delivery::{CatchUp, DeliveryTracker};
 use super::rejections::Rejections;
-use super::{DELIVERY_INTERVAL, FromSource, GraphExecutor, QueryMetrics, ToSink};
+use super::{DELIVERY_INTERVAL, FromSource, GraphExecutor, QueryMetrics, StopHandle, ToSink};
 use crate::batch::ChangeBatch;
 use crate::connector::ConnectorError;
 use crate::error::{Error, Result};
@@ -42,12 +43,16 @@ pub(super) struct QueryLoop {
     pub catch_up: CatchUp,
     /// Sources that have ended.
     pub ended: usize,
+    /// A send found a sink task gone: its own error, when it has one, is the query's.
+    pub sink_gone: bool,
 }
 
 /// The tasks a query loop waits for when it shuts down.
 pub(super) struct Tasks {
     pub sources: Vec<JoinHandle<()>>,
     pub sinks: Vec<JoinHandle<std::result::Result<(), ConnectorError>>>,
+    /// Stops the sources.
+    pub stop: StopHandle,
 }
 
 impl QueryLoop {
@@ -193,11 +198,12 @@ impl QueryLoop {
         Ok(())
     }
 
-    async fn send(&self, sink: usize, message: ToSink) -> Result<()> {
-        self.sinks[sink]
-            .send(message)
-            .await
-            .map_err(|_| Error::Execution("a sink task stopped".into()))
+    async fn send(&mut self, sink: usize, message: ToSink) -> Result<()> {
+        if self.sinks[sink].send(message).await.is_err() {
+            self.sink_gone = true;
+            return Err(Error::Execution("a sink task stopped".into()));
+        }
+        Ok(())
     }
 
     /// Lets the sinks write out and confirm everything already emitted (unless something
@@ -222,12 +228,17 @@ impl QueryLoop {
                 Err(e) => Err(Error::Execution(format!("sink task failed: {e}"))),
             };
             if let Err(e) = result {
-                failure.get_or_insert(e);
+                // Why the sink stopped says more than that it did.
+                if failure.is_none() || std::mem::take(&mut self.sink_gone) {
+                    failure = Some(e);
+                }
             }
         }
         self.tracker.report();
         self.tracker.finish();
-        // Sources blocked on a full channel see it close and end.
+        // Only now, so that a source acknowledging its input as it closes (Kafka commits)
+        // knows everything delivered. Sources blocked on a full channel see it close.
+        tasks.stop.stop();
         drop(events);
         for task in tasks.sources {
             let _ = task.await;

@@ -1,6 +1,7 @@
 //! Engine tests in Rust: the payment-due example and the runtime with real connectors.
 
 mod bad_rows;
+mod failures;
 mod fuzz;
 mod guards;
 mod oracle;
