@@ -15,7 +15,9 @@ use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::expr::{AggregateFunction, Sort};
 use datafusion::logical_expr::logical_plan::{FetchType, SkipType};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, TableScan};
+use datafusion::logical_expr::{
+    Aggregate, Expr, Limit, LogicalPlan, Projection, SubqueryAlias, TableScan, Union,
+};
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 
@@ -28,8 +30,9 @@ use super::window_table::WindowTable;
 use crate::catalog::{Catalog, SourceTable};
 use crate::error::{Error, Result};
 use crate::operators::{
-    AggregateCall, AggregateSpec, Filter, Limit, MAIN_PORT, Operator, OutputColumn, Project,
-    SourceScan, Union, UpdatingAggregate, WatermarkAssign, WindowAggregate, WindowAssign,
+    AggregateCall, AggregateSpec, Filter, Limit as LimitOperator, MAIN_PORT, Operator,
+    OutputColumn, Project, SourceScan, Union as UnionOperator, UpdatingAggregate, WatermarkAssign,
+    WindowAggregate, WindowAssign,
 };
 use crate::time::WindowSpec;
 
@@ -180,42 +183,8 @@ impl Lowering<'_> {
     fn lower(&mut self, plan: &LogicalPlan) -> Result<Stream> {
         match plan {
             LogicalPlan::TableScan(scan) => self.lower_scan(scan),
-            LogicalPlan::SubqueryAlias(alias) => {
-                let mut stream = self.lower(&alias.input)?;
-                if stream.updating.is_some() {
-                    let name = alias.alias.table();
-                    let kind = if self.catalog.views().contains_key(name) {
-                        "view"
-                    } else {
-                        "subquery"
-                    };
-                    stream.updating = Some(format!("the updating {kind} '{name}'"));
-                }
-                Ok(stream)
-            }
-            LogicalPlan::Projection(p) => {
-                let input = self.lower(&p.input)?;
-                let exprs = self.physical_exprs(&p.expr, p.input.schema())?;
-                let pos = |idx: usize| {
-                    p.expr
-                        .iter()
-                        .position(|e| column_index(e, p.input.schema()) == Some(idx))
-                };
-                let window = input
-                    .window
-                    .and_then(|(start, end)| Some((pos(start)?, pos(end)?)));
-                let partitioning = input.partitioning.remap(pos);
-                let node = self.add_after(
-                    Box::new(Project::new(exprs, arrow_schema(&p.schema))),
-                    &input,
-                );
-                Ok(Stream {
-                    node,
-                    window,
-                    partitioning,
-                    ..input
-                })
-            }
+            LogicalPlan::SubqueryAlias(alias) => self.lower_alias(alias),
+            LogicalPlan::Projection(p) => self.lower_projection(p),
             LogicalPlan::Filter(f) => {
                 self.check_having(f);
                 let input = self.lower(&f.input)?;
@@ -224,51 +193,8 @@ impl Lowering<'_> {
                 Ok(Stream { node, ..input })
             }
             LogicalPlan::Aggregate(agg) => self.lower_aggregate(agg),
-            LogicalPlan::Union(u) => {
-                let inputs = u
-                    .inputs
-                    .iter()
-                    .map(|i| self.lower(i))
-                    .collect::<Result<Vec<_>>>()?;
-                let edges = inputs
-                    .iter()
-                    .map(|s| Edge {
-                        from: s.node,
-                        port: MAIN_PORT,
-                    })
-                    .collect();
-                let window = inputs[0]
-                    .window
-                    .filter(|w| inputs.iter().all(|s| s.window == Some(*w)));
-                let updating = inputs.iter().find_map(|s| s.updating.clone());
-                let partitioning = Partitioning::union(
-                    &inputs.iter().map(|s| &s.partitioning).collect::<Vec<_>>(),
-                );
-                let node = self.add(Box::new(Union::new(arrow_schema(&u.schema))), edges);
-                Ok(Stream {
-                    node,
-                    window,
-                    updating,
-                    partitioning,
-                })
-            }
-            LogicalPlan::Limit(limit) => {
-                let input = self.lower(&limit.input)?;
-                let skip = match limit.get_skip_type()? {
-                    SkipType::Literal(n) => n,
-                    SkipType::UnsupportedExpr => {
-                        return Err(Error::Unsupported("OFFSET must be a number".into()));
-                    }
-                };
-                let fetch = match limit.get_fetch_type()? {
-                    FetchType::Literal(n) => n,
-                    FetchType::UnsupportedExpr => {
-                        return Err(Error::Unsupported("LIMIT must be a number".into()));
-                    }
-                };
-                let node = self.add_after(Box::new(Limit::new(skip, fetch)), &input);
-                Ok(Stream { node, ..input })
-            }
+            LogicalPlan::Union(u) => self.lower_union(u),
+            LogicalPlan::Limit(limit) => self.lower_limit(limit),
             LogicalPlan::Sort(_) => Err(Error::Plan(ORDER_BY_ON_A_STREAM.into())),
             LogicalPlan::Join(_) => Err(Error::Unsupported("joins of streams".into())),
             LogicalPlan::Window(_) => Err(Error::Unsupported(
@@ -284,6 +210,89 @@ impl Lowering<'_> {
                 Err(Error::Unsupported(format!("{kind} in a streaming query")))
             }
         }
+    }
+
+    /// A view or subquery: an updating one is named after it in errors.
+    fn lower_alias(&mut self, alias: &SubqueryAlias) -> Result<Stream> {
+        let mut stream = self.lower(&alias.input)?;
+        if stream.updating.is_some() {
+            let name = alias.alias.table();
+            let kind = if self.catalog.views().contains_key(name) {
+                "view"
+            } else {
+                "subquery"
+            };
+            stream.updating = Some(format!("the updating {kind} '{name}'"));
+        }
+        Ok(stream)
+    }
+
+    fn lower_projection(&mut self, p: &Projection) -> Result<Stream> {
+        let input = self.lower(&p.input)?;
+        let exprs = self.physical_exprs(&p.expr, p.input.schema())?;
+        let pos = |idx: usize| {
+            p.expr
+                .iter()
+                .position(|e| column_index(e, p.input.schema()) == Some(idx))
+        };
+        let window = input
+            .window
+            .and_then(|(start, end)| Some((pos(start)?, pos(end)?)));
+        let partitioning = input.partitioning.remap(pos);
+        let project = Project::new(exprs, arrow_schema(&p.schema));
+        let node = self.add_after(Box::new(project), &input);
+        Ok(Stream {
+            node,
+            window,
+            partitioning,
+            ..input
+        })
+    }
+
+    fn lower_union(&mut self, u: &Union) -> Result<Stream> {
+        let inputs = u
+            .inputs
+            .iter()
+            .map(|i| self.lower(i))
+            .collect::<Result<Vec<_>>>()?;
+        let edges = inputs
+            .iter()
+            .map(|s| Edge {
+                from: s.node,
+                port: MAIN_PORT,
+            })
+            .collect();
+        let window = inputs[0]
+            .window
+            .filter(|w| inputs.iter().all(|s| s.window == Some(*w)));
+        let updating = inputs.iter().find_map(|s| s.updating.clone());
+        let partitioning =
+            Partitioning::union(&inputs.iter().map(|s| &s.partitioning).collect::<Vec<_>>());
+        let node = self.add(Box::new(UnionOperator::new(arrow_schema(&u.schema))), edges);
+        Ok(Stream {
+            node,
+            window,
+            updating,
+            partitioning,
+        })
+    }
+
+    fn lower_limit(&mut self, limit: &Limit) -> Result<Stream> {
+        let input = self.lower(&limit.input)?;
+        let skip = match limit.get_skip_type()? {
+            SkipType::Literal(n) => n,
+            SkipType::UnsupportedExpr => {
+                return Err(Error::Unsupported("OFFSET must be a number".into()));
+            }
+        };
+        let fetch = match limit.get_fetch_type()? {
+            FetchType::Literal(n) => n,
+            FetchType::UnsupportedExpr => {
+                return Err(Error::Unsupported("LIMIT must be a number".into()));
+            }
+        };
+        let node = self.add_after(Box::new(LimitOperator::new(skip, fetch)), &input);
+        Ok(Stream { node, ..input })
     }
 
     fn lower_scan(&mut self, scan: &TableScan) -> Result<Stream> {
@@ -426,15 +435,7 @@ impl Lowering<'_> {
     }
 
     fn lower_aggregate(&mut self, agg: &Aggregate) -> Result<Stream> {
-        let outer_panes = self.panes.take();
-        if hop_by_panes(agg) {
-            self.panes = Some(None);
-        }
-        let input = self.lower(&agg.input);
-        let panes = std::mem::replace(&mut self.panes, outer_panes).flatten();
-        let input = input?;
-        let input_schema = agg.input.schema();
-        let arrow_input = arrow_schema(input_schema);
+        let (input, panes) = self.lower_aggregate_input(agg)?;
         if agg
             .group_expr
             .iter()
@@ -443,31 +444,9 @@ impl Lowering<'_> {
             return Err(Error::Unsupported("GROUPING SETS, CUBE and ROLLUP".into()));
         }
         let partitioning = self.check_partitioning(agg, &input);
-        let mut layout = Vec::new();
-        let mut keys = Vec::new();
-        for expr in &agg.group_expr {
-            let idx = column_index(expr, input_schema);
-            match (input.window, idx) {
-                (Some((start, _)), Some(i)) if i == start => layout.push(OutputColumn::WindowStart),
-                (Some((_, end)), Some(i)) if i == end => layout.push(OutputColumn::WindowEnd),
-                _ => {
-                    layout.push(OutputColumn::Key(keys.len()));
-                    keys.push(self.physical_expr(expr, input_schema)?);
-                }
-            }
-        }
-        let calls = agg
-            .aggr_expr
-            .iter()
-            .map(|e| self.aggregate_call(e, input_schema, &arrow_input))
-            .collect::<Result<Vec<_>>>()?;
-        let spec = AggregateSpec {
-            keys,
-            calls,
-            layout: layout.clone(),
-            schema: arrow_schema(&agg.schema),
-        };
-
+        let spec = self.aggregate_spec(agg, &input)?;
+        let arrow_input = arrow_schema(agg.input.schema());
+        let layout = spec.layout.clone();
         let has_start = layout.contains(&OutputColumn::WindowStart);
         let has_end = layout.contains(&OutputColumn::WindowEnd);
         if let Some((start, end)) = input.window.filter(|_| has_start || has_end) {
@@ -499,6 +478,48 @@ impl Lowering<'_> {
             window: None,
             updating: Some(format!("the updating GROUP BY ({})", keys.join(", "))),
             partitioning,
+        })
+    }
+
+    /// Lowers the aggregate's input, by panes when its `HOP` may be (see [`hop_by_panes`]):
+    /// then also the window the panes make.
+    fn lower_aggregate_input(&mut self, agg: &Aggregate) -> Result<(Stream, Option<WindowSpec>)> {
+        let outer = self.panes.take();
+        if hop_by_panes(agg) {
+            self.panes = Some(None);
+        }
+        let input = self.lower(&agg.input);
+        let panes = std::mem::replace(&mut self.panes, outer).flatten();
+        Ok((input?, panes))
+    }
+
+    /// The group keys (window columns apart), the aggregate calls and the output layout.
+    fn aggregate_spec(&self, agg: &Aggregate, input: &Stream) -> Result<AggregateSpec> {
+        let input_schema = agg.input.schema();
+        let arrow_input = arrow_schema(input_schema);
+        let mut layout = Vec::new();
+        let mut keys = Vec::new();
+        for expr in &agg.group_expr {
+            let idx = column_index(expr, input_schema);
+            match (input.window, idx) {
+                (Some((start, _)), Some(i)) if i == start => layout.push(OutputColumn::WindowStart),
+                (Some((_, end)), Some(i)) if i == end => layout.push(OutputColumn::WindowEnd),
+                _ => {
+                    layout.push(OutputColumn::Key(keys.len()));
+                    keys.push(self.physical_expr(expr, input_schema)?);
+                }
+            }
+        }
+        let calls = agg
+            .aggr_expr
+            .iter()
+            .map(|e| self.aggregate_call(e, input_schema, &arrow_input))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(AggregateSpec {
+            keys,
+            calls,
+            layout,
+            schema: arrow_schema(&agg.schema),
         })
     }
 

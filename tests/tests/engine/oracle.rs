@@ -80,6 +80,29 @@ fn source_batch(schema: &Arc<Schema>, e: &Events) -> RecordBatch {
     .unwrap()
 }
 
+/// An engine that plans without starting queries, cutting input into `batch_size` rows.
+fn test_engine(batch_size: usize) -> Engine {
+    Engine::with_config(
+        vigil_connectors::registry(),
+        EngineConfig {
+            batch_size,
+            start_queries: false,
+            ..EngineConfig::default()
+        },
+    )
+}
+
+/// DataFusion over `batch` as table `events`.
+fn datafusion_over(schema: Arc<Schema>, batch: RecordBatch) -> SessionContext {
+    let ctx = SessionContext::new();
+    ctx.register_table(
+        "events",
+        Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
+    )
+    .unwrap();
+    ctx
+}
+
 /// DataFusion's batch answer: each event copied into each of its windows, copies whose
 /// window ended before the event arrived dropped, then GROUP BY.
 async fn oracle(e: &Events, slide: i64, size: i64) -> Vec<Vec<String>> {
@@ -99,12 +122,7 @@ async fn oracle(e: &Events, slide: i64, size: i64) -> Vec<Vec<String>> {
         ],
     )
     .unwrap();
-    let ctx = SessionContext::new();
-    ctx.register_table(
-        "events",
-        Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
-    )
-    .unwrap();
+    let ctx = datafusion_over(schema, batch);
     let copies = (0..size / slide)
         .map(|j| format!("({j})"))
         .collect::<Vec<_>>()
@@ -121,14 +139,7 @@ async fn oracle(e: &Events, slide: i64, size: i64) -> Vec<Vec<String>> {
 }
 
 async fn streamed(e: &Events, window: &str, batch_size: usize) -> Vec<Vec<String>> {
-    let mut engine = Engine::with_config(
-        vigil_connectors::registry(),
-        EngineConfig {
-            batch_size,
-            start_queries: false,
-            ..EngineConfig::default()
-        },
-    );
+    let mut engine = test_engine(batch_size);
     engine
         .execute("CREATE SOURCE events (k TEXT, v BIGINT, ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND) WITH (connector = 'memory')")
         .await
@@ -216,12 +227,7 @@ async fn nested_oracle(e: &Events) -> Vec<Vec<String>> {
         ],
     )
     .unwrap();
-    let ctx = SessionContext::new();
-    ctx.register_table(
-        "events",
-        Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
-    )
-    .unwrap();
+    let ctx = datafusion_over(schema, batch);
     ctx.sql(&format!("CREATE VIEW balances AS {NESTED_INNER}"))
         .await
         .unwrap();
@@ -233,14 +239,7 @@ async fn nested_oracle(e: &Events) -> Vec<Vec<String>> {
 }
 
 async fn nested_streamed(e: &Events, batch_size: usize) -> Vec<Vec<String>> {
-    let mut engine = Engine::with_config(
-        vigil_connectors::registry(),
-        EngineConfig {
-            batch_size,
-            start_queries: false,
-            ..EngineConfig::default()
-        },
-    );
+    let mut engine = test_engine(batch_size);
     engine
         .execute(
             "CREATE SOURCE events (k TEXT, v BIGINT, ts TIMESTAMP) WITH (connector = 'memory')",

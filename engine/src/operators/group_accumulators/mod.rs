@@ -91,7 +91,9 @@ pub fn create(
     let accumulator: Option<Box<dyn GroupAccumulator>> = match (name.as_str(), distinct) {
         ("count", false) => Some(Box::new(count::Count::default())),
         ("sum", false) => sum::create_sum(&output),
-        ("avg", false) if output == DataType::Float64 => Some(Box::new(sum::Average::default())),
+        ("avg", false) if output == DataType::Float64 => {
+            Some(Box::new(sum::Average::new(&DataType::Float64)))
+        }
         ("min" | "max", false) if updating => Some(Box::new(multiset::Multiset::new(
             multiset::Reading::extreme(name == "max"),
             argument.unwrap_or(output),

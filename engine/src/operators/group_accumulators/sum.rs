@@ -3,6 +3,7 @@
 //! Integer and decimal sums wrap as DataFusion's do, which also makes taking a value back
 //! exact whatever came between. A float sum subtracts, exact up to rounding, as in Flink.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, PrimitiveArray};
@@ -117,23 +118,57 @@ impl<T: ArrowPrimitiveType> Totals<T> {
     }
 }
 
-/// `sum(x)`, NULL for a group without a non-null value.
-#[derive(Debug)]
-pub struct Sum<T: ArrowPrimitiveType> {
-    output: DataType,
-    totals: Totals<T>,
+/// What a running total reads as.
+pub trait TotalReading<T: ArrowPrimitiveType>: Send {
+    /// The value of groups with `totals` (sum and count of values; `None`: no value).
+    fn read(totals: impl Iterator<Item = Option<(T::Native, i64)>>, output: &DataType) -> ArrayRef;
 }
 
-impl<T: ArrowPrimitiveType> Sum<T> {
-    fn new(output: &DataType) -> Self {
+/// `sum(x)`, NULL for a group without a non-null value.
+pub struct SumOf;
+
+impl<T: ArrowPrimitiveType> TotalReading<T> for SumOf {
+    fn read(totals: impl Iterator<Item = Option<(T::Native, i64)>>, output: &DataType) -> ArrayRef {
+        let sums: PrimitiveArray<T> = totals.map(|t| t.map(|(sum, _)| sum)).collect();
+        Arc::new(sums.with_data_type(output.clone()))
+    }
+}
+
+/// `avg(x)` as a DOUBLE: sum over count.
+pub struct MeanOf;
+
+impl TotalReading<Float64Type> for MeanOf {
+    fn read(totals: impl Iterator<Item = Option<(f64, i64)>>, _: &DataType) -> ArrayRef {
+        let means: Float64Array = totals.map(|t| t.map(|(sum, n)| sum / n as f64)).collect();
+        Arc::new(means)
+    }
+}
+
+/// A running sum and count per group, read as `R`.
+pub struct Running<T: ArrowPrimitiveType, R> {
+    /// The type values are summed in, and (for a sum) the output's.
+    output: DataType,
+    totals: Totals<T>,
+    reading: PhantomData<R>,
+}
+
+/// `sum` with output type `output`.
+pub type Sum<T> = Running<T, SumOf>;
+/// `avg` over numbers.
+pub type Average = Running<Float64Type, MeanOf>;
+
+impl<T: ArrowPrimitiveType, R> Running<T, R> {
+    /// Totals summed in type `output`.
+    pub fn new(output: &DataType) -> Self {
         Self {
             output: output.clone(),
             totals: Totals::default(),
+            reading: PhantomData,
         }
     }
 }
 
-impl<T: ArrowPrimitiveType> GroupAccumulator for Sum<T> {
+impl<T: ArrowPrimitiveType, R: TotalReading<T>> GroupAccumulator for Running<T, R> {
     fn update(&mut self, rows: &GroupRows<'_>) -> Result<()> {
         let values = cast(&rows.values[0], &self.output)?;
         self.totals.update(values.as_primitive::<T>(), rows);
@@ -141,11 +176,8 @@ impl<T: ArrowPrimitiveType> GroupAccumulator for Sum<T> {
     }
 
     fn evaluate(&mut self, groups: &[usize]) -> Result<ArrayRef> {
-        let sums: PrimitiveArray<T> = groups
-            .iter()
-            .map(|&g| self.totals.get(g).map(|(sum, _)| sum))
-            .collect();
-        Ok(Arc::new(sums.with_data_type(self.output.clone())))
+        let totals = groups.iter().map(|&g| self.totals.get(g));
+        Ok(R::read(totals, &self.output))
     }
 
     fn reset(&mut self, groups: &[usize]) {
@@ -162,50 +194,6 @@ impl<T: ArrowPrimitiveType> GroupAccumulator for Sum<T> {
 
     fn state(&mut self, groups: usize) -> Result<Vec<ArrayRef>> {
         self.totals.state(groups, &self.output)
-    }
-
-    fn restore(&mut self, state: &[ArrayRef], groups: &[usize], total: usize) -> Result<()> {
-        self.totals.restore(state, groups, total);
-        Ok(())
-    }
-}
-
-/// `avg(x)` as a DOUBLE: sum over count.
-#[derive(Debug, Default)]
-pub struct Average {
-    totals: Totals<Float64Type>,
-}
-
-impl GroupAccumulator for Average {
-    fn update(&mut self, rows: &GroupRows<'_>) -> Result<()> {
-        let values = cast(&rows.values[0], &DataType::Float64)?;
-        self.totals
-            .update(values.as_primitive::<Float64Type>(), rows);
-        Ok(())
-    }
-
-    fn evaluate(&mut self, groups: &[usize]) -> Result<ArrayRef> {
-        let averages: Float64Array = groups
-            .iter()
-            .map(|&g| self.totals.get(g).map(|(sum, n)| sum / n as f64))
-            .collect();
-        Ok(Arc::new(averages))
-    }
-
-    fn reset(&mut self, groups: &[usize]) {
-        self.totals.reset(groups);
-    }
-
-    fn compact(&mut self, keep: &[usize]) {
-        self.totals.compact(keep);
-    }
-
-    fn size(&self) -> usize {
-        self.totals.size()
-    }
-
-    fn state(&mut self, groups: usize) -> Result<Vec<ArrayRef>> {
-        self.totals.state(groups, &DataType::Float64)
     }
 
     fn restore(&mut self, state: &[ArrayRef], groups: &[usize], total: usize) -> Result<()> {
