@@ -162,15 +162,15 @@ pub(crate) fn compact_vec<T: Clone>(values: &mut Vec<T>, keep: &[usize]) {
     *values = keep.iter().map(|&g| values[g].clone()).collect();
 }
 
-/// A weighted row mask: `0` where `filter` is not true, the row's weight otherwise.
+/// The weights of a call with `filter`: `0` where it is not true, the row's weight (from
+/// `base`) otherwise. `None` without a filter: the base weights stand as they are.
 pub fn weights(
     base: Option<&[i64]>,
     filter: Option<&BooleanArray>,
     rows: usize,
 ) -> Option<Vec<i64>> {
     match (base, filter) {
-        (None, None) => None,
-        (Some(w), None) => Some(w.to_vec()),
+        (_, None) => None,
         (base, Some(mask)) => Some(
             (0..rows)
                 .map(|i| {
