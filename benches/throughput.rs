@@ -264,13 +264,7 @@ fn run_file_case(case: &Case, events: u64) {
         .enable_all()
         .build()
         .expect("runtime");
-    let mut engine = Engine::with_config(
-        vigil_connectors::registry(),
-        EngineConfig {
-            batch_size: BATCH,
-            ..EngineConfig::default()
-        },
-    );
+    let mut engine = bench_engine(true);
     let started = Instant::now();
     let rows_out = runtime.block_on(async {
         engine.execute(&profile).await.expect("profile");
@@ -354,19 +348,25 @@ fn shifted(batch: &RecordBatch, shift: i64) -> RecordBatch {
     RecordBatch::try_new(batch.schema(), columns).expect("same schema")
 }
 
+/// An engine cutting batches of `BATCH` rows; `start_queries` as `vigil run` (true) or to
+/// plan graphs the bench drives itself (false).
+fn bench_engine(start_queries: bool) -> Engine {
+    Engine::with_config(
+        vigil_connectors::registry(),
+        EngineConfig {
+            batch_size: BATCH,
+            start_queries,
+            ..EngineConfig::default()
+        },
+    )
+}
+
 fn run_case(case: &Case, json: bool, events: u64) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let mut engine = Engine::with_config(
-        vigil_connectors::registry(),
-        EngineConfig {
-            batch_size: BATCH,
-            start_queries: false,
-            ..EngineConfig::default()
-        },
-    );
+    let mut engine = bench_engine(false);
     let mut graph = None;
     runtime.block_on(async {
         engine.execute(PROFILE).await.expect("profile");
