@@ -280,30 +280,27 @@ struct WindowRows {
 
 impl WindowRows {
     fn filter(&self, mask: &BooleanArray) -> Result<Self> {
-        let keep = |a: &dyn Array| filter(a, mask);
-        Ok(Self {
-            starts: keep(&self.starts)?.as_primitive::<Int64Type>().clone(),
-            ends: keep(&self.ends)?.as_primitive::<Int64Type>().clone(),
-            keys: self
-                .keys
-                .iter()
-                .map(|k| keep(k.as_ref()))
-                .collect::<std::result::Result<_, _>>()?,
-            args: map_args(&self.args, |a| filter(a, mask))?,
-        })
+        self.map(|a| filter(a, mask))
     }
 
     fn take(&self, indices: &UInt32Array) -> Result<Self> {
-        let pick = |a: &dyn Array| take(a, indices, None);
+        self.map(|a| take(a, indices, None))
+    }
+
+    /// Every column through `f` (a kernel that picks rows).
+    fn map(
+        &self,
+        f: impl Fn(&dyn Array) -> std::result::Result<ArrayRef, ArrowError>,
+    ) -> Result<Self> {
         Ok(Self {
-            starts: pick(&self.starts)?.as_primitive::<Int64Type>().clone(),
-            ends: pick(&self.ends)?.as_primitive::<Int64Type>().clone(),
+            starts: f(&self.starts)?.as_primitive::<Int64Type>().clone(),
+            ends: f(&self.ends)?.as_primitive::<Int64Type>().clone(),
             keys: self
                 .keys
                 .iter()
-                .map(|k| pick(k.as_ref()))
+                .map(|k| f(k.as_ref()))
                 .collect::<std::result::Result<_, _>>()?,
-            args: map_args(&self.args, |a| take(a, indices, None))?,
+            args: map_args(&self.args, &f)?,
         })
     }
 
