@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use vigil_connectors::generator::Kind;
 use vigil_connectors::kafka::KafkaSettings;
 use vigil_connectors::stdout::{StdoutFormat, StdoutSink};
+use vigil_engine::checkpoint::{StateConfig, StateLocation};
 use vigil_engine::runtime::RunningQuery;
 use vigil_engine::sql::{Statement, StreamParser};
 use vigil_engine::{Engine, EngineConfig, StatementOutcome};
@@ -32,6 +33,42 @@ struct Cli {
     command: Command,
 }
 
+/// Durable state: where queries writing to sinks checkpoint, and how often.
+#[derive(clap::Args)]
+struct StateArgs {
+    /// Checkpoint every query that writes to a sink here and resume from it after a restart
+    /// (a directory). Without it, state lives in memory only.
+    #[arg(long, env = "VIGIL_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<String>,
+    /// Time between two checkpoints of a query: 10s, 500ms, 2m.
+    #[arg(long, default_value = "10s", value_parser = parse_interval, value_name = "DURATION")]
+    checkpoint_interval: Duration,
+    /// Delete the queries' checkpoints and read their sources from their configured start.
+    #[arg(long, requires = "state_dir")]
+    reset_state: bool,
+}
+
+impl StateArgs {
+    /// The engine's state settings; `None` without a state dir.
+    fn config(&self) -> Result<Option<StateConfig>> {
+        let Some(dir) = &self.state_dir else {
+            return Ok(None);
+        };
+        let location = StateLocation::parse(dir)?;
+        Ok(Some(StateConfig {
+            location,
+            interval: self.checkpoint_interval,
+            reset: self.reset_state,
+        }))
+    }
+}
+
+fn parse_interval(text: &str) -> std::result::Result<Duration, String> {
+    vigil_engine::sql::parse_duration(text)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("'{text}' is not a duration such as 10s, 500ms or 2m"))
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run SQL files in order: declare sources and sinks, start every rule, stream until the
@@ -46,6 +83,8 @@ enum Command {
         /// Rows per batch read from sources.
         #[arg(long, default_value_t = 8192)]
         batch_size: usize,
+        #[command(flatten)]
+        state: StateArgs,
     },
     /// Print the operator graph of every query in the files, without running anything; or,
     /// with --analyze, a running query's operators with live counters from a server.
@@ -115,6 +154,8 @@ enum Command {
         /// The only directory file sources and sinks may use (default: data).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        state: StateArgs,
     },
     /// Check rule files without running or connecting to anything: every problem as
     /// file:line:column, with warnings for likely mistakes.
@@ -220,11 +261,13 @@ async fn run(cli: Cli) -> Result<()> {
             files,
             json,
             batch_size,
+            state,
         } => {
             let mut engine = Engine::with_config(
                 vigil_connectors::registry_with(kafka),
                 EngineConfig {
                     batch_size,
+                    state: state.config()?,
                     ..EngineConfig::default()
                 },
             );
@@ -302,6 +345,7 @@ async fn run(cli: Cli) -> Result<()> {
             profile,
             keep_going,
             data_dir,
+            state,
         } => {
             let mut config = vigil_server::ServerConfig::from_env()?;
             if let Some(bind) = bind {
@@ -311,7 +355,7 @@ async fn run(cli: Cli) -> Result<()> {
                 config.data_dir = dir;
             }
             let rules = queries.map(|dir| (dir, profile));
-            serve::run(kafka, config, rules, keep_going).await
+            serve::run(kafka, config, rules, keep_going, state.config()?).await
         }
         Command::Check {
             paths,

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use vigil_connectors::kafka::KafkaSettings;
-use vigil_engine::Engine;
+use vigil_engine::checkpoint::StateConfig;
+use vigil_engine::{Engine, EngineConfig};
 use vigil_server::{ApiError, Server, ServerConfig, StatementResult};
 
 /// Binds, deploys the rules of `rules` (directory and profile) and serves.
@@ -15,8 +16,15 @@ pub async fn run(
     config: ServerConfig,
     rules: Option<(PathBuf, String)>,
     keep_going: bool,
+    state: Option<StateConfig>,
 ) -> Result<()> {
-    let new_engine = Arc::new(move || Engine::new(vigil_connectors::registry_with(kafka.clone())));
+    let new_engine = Arc::new(move || {
+        let config = EngineConfig {
+            state: state.clone(),
+            ..EngineConfig::default()
+        };
+        Engine::with_config(vigil_connectors::registry_with(kafka.clone()), config)
+    });
     let server = Server::bind(config, new_engine).await?;
     if let Some((dir, profile)) = rules {
         deploy(&server, &dir, &profile, keep_going).await?;

@@ -24,6 +24,9 @@ pub struct EngineConfig {
     pub start_queries: bool,
     /// The most windows a `HOP` may put one event in.
     pub max_windows_per_event: usize,
+    /// Where queries checkpoint their state and resume from it; `None` keeps state in
+    /// memory only (after a restart, sources resume from what they acknowledged).
+    pub state: Option<crate::checkpoint::StateConfig>,
 }
 
 impl Default for EngineConfig {
@@ -32,6 +35,7 @@ impl Default for EngineConfig {
             batch_size: 8192,
             start_queries: true,
             max_windows_per_event: crate::catalog::DEFAULT_MAX_WINDOWS_PER_EVENT,
+            state: None,
         }
     }
 }
@@ -430,6 +434,9 @@ impl Engine {
             })
             .collect::<Result<Vec<_>>>()?;
         let dead_letters = self.dead_letter_sink(&graph)?;
+        // Queries writing to a declared sink are durable; an interactive SELECT is not.
+        let durable = self.catalog.sinks().contains_key(&query.name);
+        let state = self.config.state.clone().filter(|_| durable);
         let running = RunningQuery::start(
             graph,
             QueryIo {
@@ -441,6 +448,7 @@ impl Engine {
                 dead_letters,
             },
             metrics,
+            state,
         );
         self.running
             .lock()

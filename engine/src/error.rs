@@ -37,6 +37,9 @@ pub enum Error {
     /// An Arrow compute error.
     #[error(transparent)]
     Arrow(#[from] ArrowError),
+    /// Checkpointed state could not be written, read or used.
+    #[error("state: {0}")]
+    State(String),
     /// A connector failed.
     #[error(transparent)]
     Connector(#[from] ConnectorError),

@@ -22,6 +22,7 @@
 //! - [`functions`]: scalar functions that grow with an argument, bounded per value.
 //! - [`batch`]: [`ChangeBatch`], rows with their change kinds.
 //! - [`time`]: timestamps, watermarks and window arithmetic.
+//! - [`checkpoint`]: durable state: checkpoint epochs of running queries and their restore.
 //! - [`runtime`]: tasks, channels and the synchronous [`runtime::GraphExecutor`].
 //! - [`connector`]: the [`connector::Source`] / [`connector::Sink`] contracts and registry.
 //! - [`engine`]: [`Engine`], the API the CLI, REPL and server use.
@@ -29,6 +30,7 @@
 
 pub mod batch;
 pub mod catalog;
+pub mod checkpoint;
 pub mod connector;
 mod deep_stack;
 pub mod engine;

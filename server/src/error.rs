@@ -83,6 +83,8 @@ impl From<EngineError> for ApiError {
                 (StatusCode::BAD_REQUEST, "plan_error")
             }
             EngineError::Execution(_) => (StatusCode::INTERNAL_SERVER_ERROR, "execution_error"),
+            // A checkpoint of another plan, or a state dir that cannot be read.
+            EngineError::State(_) => (StatusCode::CONFLICT, "state_error"),
             EngineError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         };
         let location = e.as_sql().and_then(|s| s.location);

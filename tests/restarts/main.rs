@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use vigil_tests::kafka::{Broker, window_counts};
 
+mod durable;
+
 /// An empty scratch directory for the runs.
 fn scratch(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("vigil-{name}-{}", std::process::id()));

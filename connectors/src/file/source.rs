@@ -2,13 +2,13 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
-use vigil_engine::connector::{Source, SourceContext, SourceEvent};
+use vigil_engine::connector::{Source, SourceContext, SourceEvent, SourcePosition};
 
 use crate::ConnectorError;
 use crate::format::JsonDecoder;
@@ -30,6 +30,8 @@ pub struct FileSource {
     carry: Vec<u8>,
     /// Lines before `carry`.
     line_base: usize,
+    /// Bytes read from the file; the lines decoded so far end `carry.len()` before.
+    read_to: u64,
     ready: VecDeque<RecordBatch>,
     /// Whether the file's first bytes were read (and a byte-order mark skipped).
     started: bool,
@@ -56,6 +58,7 @@ impl FileSource {
             dead_letters: None,
             carry: Vec::new(),
             line_base: 0,
+            read_to: 0,
             ready: VecDeque::new(),
             started: false,
             eof: false,
@@ -83,6 +86,7 @@ impl FileSource {
             .read(&mut buf[start..])
             .map_err(|e| ConnectorError::io(format!("reading '{}'", self.path.display()), e))?;
         buf.truncate(start + read);
+        self.read_to += read as u64;
         if !self.started {
             // A byte-order mark is no part of the first record.
             self.started = true;
@@ -146,6 +150,29 @@ impl FileSource {
     }
 }
 
+/// Newlines in the first `bytes` bytes of `file`, which must have that many.
+fn count_lines(file: &File, bytes: u64) -> std::io::Result<usize> {
+    let mut reader = BufReader::with_capacity(CHUNK_BYTES, file.take(bytes));
+    let (mut lines, mut seen) = (0, 0u64);
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            break;
+        }
+        lines += buf.iter().filter(|b| **b == b'\n').count();
+        seen += buf.len() as u64;
+        let n = buf.len();
+        reader.consume(n);
+    }
+    if seen < bytes {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("the file has {seen} bytes, fewer than the {bytes} already read"),
+        ));
+    }
+    Ok(lines)
+}
+
 #[async_trait]
 impl Source for FileSource {
     async fn next_batch(&mut self, _max_wait: Duration) -> Result<SourceEvent, ConnectorError> {
@@ -156,5 +183,30 @@ impl Source for FileSource {
             .ready
             .pop_front()
             .map_or(SourceEvent::End, SourceEvent::Batch))
+    }
+
+    /// The end of the last chunk, once its last batch was returned: checkpoints are taken
+    /// at chunk boundaries.
+    fn position(&self) -> Option<SourcePosition> {
+        self.ready
+            .is_empty()
+            .then(|| SourcePosition::single((self.read_to - self.carry.len() as u64) as i64))
+    }
+
+    async fn restore(&mut self, position: SourcePosition) -> Result<(), ConnectorError> {
+        let offset = position.splits.get(&0).copied().unwrap_or(0).max(0) as u64;
+        self.open()?;
+        let path = self.path.display().to_string();
+        let file = self.file.as_mut().expect("opened above");
+        let resumed = count_lines(file, offset).and_then(|lines| {
+            file.seek(SeekFrom::Start(offset))?;
+            Ok(lines)
+        });
+        self.line_base = resumed
+            .map_err(|e| ConnectorError::io(format!("resuming '{path}' at byte {offset}"), e))?;
+        self.read_to = offset;
+        // Past the start, a byte-order mark was already skipped.
+        self.started = offset > 0;
+        Ok(())
     }
 }

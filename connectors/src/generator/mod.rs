@@ -33,7 +33,9 @@ use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use tokio::time::Instant;
-use vigil_engine::connector::{ConnectorFactory, Source, SourceContext, SourceEvent};
+use vigil_engine::connector::{
+    ConnectorFactory, Source, SourceContext, SourceEvent, SourcePosition,
+};
 use vigil_engine::sql::Options;
 
 pub use kinds::Kind;
@@ -245,6 +247,16 @@ impl GeneratorSource {
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 
+    /// The next `n` events of an unpaced generator, whose event time steps by `step_ms`.
+    fn make_stepped(&mut self, n: usize) -> Result<RecordBatch, ConnectorError> {
+        let first = self.produced as i64;
+        let (start, step) = (
+            self.config.start_ms * 1_000_000,
+            self.config.step_ms * 1_000_000,
+        );
+        self.make_batch(n, (first..).map(|i| start + i * step))
+    }
+
     fn remaining(&self) -> u64 {
         self.config
             .count
@@ -261,13 +273,7 @@ impl Source for GeneratorSource {
         }
         let Some(rate) = self.config.rate else {
             let n = (self.batch_size as u64).min(remaining) as usize;
-            let first = self.produced as i64;
-            let (start, step) = (
-                self.config.start_ms * 1_000_000,
-                self.config.step_ms * 1_000_000,
-            );
-            let batch = self.make_batch(n, (first..).map(|i| start + i * step))?;
-            return Ok(SourceEvent::Batch(batch));
+            return Ok(SourceEvent::Batch(self.make_stepped(n)?));
         };
         // Paced: emit what the rate allows since start, waiting at most `max_wait`.
         let started = *self.started.get_or_insert_with(Instant::now);
@@ -292,6 +298,27 @@ impl Source for GeneratorSource {
             * 1_000_000;
         let batch = self.make_batch(n, std::iter::repeat(now))?;
         Ok(SourceEvent::Batch(batch))
+    }
+
+    /// The number of events made.
+    fn position(&self) -> Option<SourcePosition> {
+        Some(SourcePosition::single(self.produced as i64))
+    }
+
+    /// Makes (and drops) the events an earlier run made, in batches of the same size (the
+    /// pseudo-random draws follow the batches), so the sequence continues where it stood;
+    /// a paced generator then keeps its pace from there.
+    async fn restore(&mut self, position: SourcePosition) -> Result<(), ConnectorError> {
+        let target = position.splits.get(&0).copied().unwrap_or(0).max(0) as u64;
+        while self.produced < target {
+            let n = (target - self.produced).min(self.batch_size as u64) as usize;
+            self.make_stepped(n)?;
+        }
+        if let Some(rate) = self.config.rate {
+            let made_for = Duration::from_secs_f64(self.produced as f64 / rate);
+            self.started = Instant::now().checked_sub(made_for);
+        }
+        Ok(())
     }
 }
 

@@ -38,6 +38,8 @@ pub enum ReaderEvent {
         split: u32,
         /// The rows.
         rows: RecordBatch,
+        /// The partition's offset after them.
+        next_offset: i64,
     },
     /// Which partitions hold the watermark back.
     Splits(SplitStatus),
@@ -69,6 +71,11 @@ pub fn split_id((topic, partition): PartitionId) -> u32 {
     ((topic as u32) << 16) | (partition as u32 & 0xFFFF)
 }
 
+/// The partition of a split id (see [`split_id`]).
+pub fn partition_of(split: u32) -> PartitionId {
+    ((split >> 16) as usize, (split & 0xFFFF) as i32)
+}
+
 /// Everything a reader thread needs.
 pub struct ReaderSetup {
     /// Brokers.
@@ -79,6 +86,8 @@ pub struct ReaderSetup {
     pub schema: SchemaRef,
     /// The source's context in the query.
     pub ctx: SourceContext,
+    /// Where a checkpoint left each partition: read from there when first assigned.
+    pub resume: BTreeMap<PartitionId, i64>,
 }
 
 /// Runs a reader on a new thread. It stops when `stop` is set or the receiver is dropped,
@@ -179,6 +188,7 @@ impl Reader {
             config,
             schema,
             ctx,
+            resume,
         } = setup;
         let dead_letters = config
             .dead_letter_topic
@@ -200,7 +210,8 @@ impl Reader {
             dead_letters,
             Arc::clone(&ctx.metrics),
             progress,
-        );
+        )
+        .resuming_at(resume);
         let mut client = settings.client_config();
         for (name, value) in CONSUMER_DEFAULTS {
             client.set(name, value);
@@ -326,7 +337,10 @@ impl Reader {
                         .map_err(|e| unreachable(&brokers, e))?;
                     tracing::debug!(topic, partition, low, high, "bounded read");
                     let mut owned = OwnedPartition::new(partition, Some(high));
-                    owned.finished = high <= low || config.start == StartFrom::Latest;
+                    let resumed = self.consumer.context().resume_offset((index, partition));
+                    owned.finished = high <= low
+                        || config.start == StartFrom::Latest
+                        || resumed.is_some_and(|offset| offset >= high);
                     owned
                 } else {
                     OwnedPartition::new(partition, None)
@@ -555,6 +569,7 @@ impl State {
         self.send(ReaderEvent::Batch {
             split: split_id(id),
             rows: decoded.rows,
+            next_offset: decoded.next_offset,
         })
     }
 

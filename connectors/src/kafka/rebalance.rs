@@ -42,6 +42,9 @@ pub struct ReaderContext {
     /// Set at a first assignment from committed offsets when an earlier run saved a
     /// watermark: the windows it covers were delivered. Taken once by the reader.
     resume: Mutex<Option<Timestamp>>,
+    /// Where a checkpoint left partitions: the offset to read from at their first
+    /// assignment in this process.
+    resume_offsets: BTreeMap<PartitionId, i64>,
     /// Partitions revoked since the reader last looked.
     revoked: Mutex<BTreeSet<PartitionId>>,
     /// Partitions whose read position had reached their end offset at the last statistics
@@ -71,6 +74,7 @@ impl ReaderContext {
             ledger: Mutex::default(),
             started: Mutex::default(),
             progress,
+            resume_offsets: BTreeMap::new(),
             resume: Mutex::default(),
             revoked: Mutex::default(),
             caught_up: Mutex::default(),
@@ -122,6 +126,17 @@ impl ReaderContext {
         }
     }
 
+    /// Reads partitions first assigned from where a checkpoint left them.
+    pub fn resuming_at(mut self, offsets: BTreeMap<PartitionId, i64>) -> Self {
+        self.resume_offsets = offsets;
+        self
+    }
+
+    /// Where a checkpoint left `partition`, if it did.
+    pub fn resume_offset(&self, partition: PartitionId) -> Option<i64> {
+        self.resume_offsets.get(&partition).copied()
+    }
+
     /// The index of `topic` among the source's topics.
     pub fn topic_index(&self, topic: &str) -> Option<usize> {
         self.topics.iter().position(|t| t == topic)
@@ -146,7 +161,9 @@ impl ReaderContext {
             if first_time {
                 first_assigned = true;
             }
+            let resumed = self.resume_offsets.get(&(index, partition)).copied();
             let offset = match (first_time, self.start) {
+                (true, _) if let Some(offset) = resumed => Offset::Offset(offset),
                 (true, StartFrom::Earliest) => Offset::Beginning,
                 (true, StartFrom::Latest) => Offset::End,
                 // The committed offset; `auto.offset.reset` covers partitions without one.

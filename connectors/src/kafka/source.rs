@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
+use std::collections::BTreeMap;
 use tokio::sync::{mpsc, oneshot};
-use vigil_engine::connector::{Source, SourceContext, SourceEvent};
+
+use vigil_engine::connector::{Source, SourceContext, SourceEvent, SourcePosition};
 
 use super::KafkaSettings;
 use super::config::SourceConfig;
@@ -28,6 +30,8 @@ pub struct KafkaSource {
     events: Option<mpsc::Receiver<ReaderEvent>>,
     stop: Arc<AtomicBool>,
     exited: Option<oneshot::Receiver<()>>,
+    /// Per owned partition (as a split id), the offset after the last batch returned.
+    position: BTreeMap<u32, i64>,
 }
 
 impl KafkaSource {
@@ -45,10 +49,12 @@ impl KafkaSource {
                 config,
                 schema,
                 ctx,
+                resume: BTreeMap::new(),
             }),
             events: None,
             stop: Arc::new(AtomicBool::new(false)),
             exited: None,
+            position: BTreeMap::new(),
         })
     }
 
@@ -76,8 +82,21 @@ impl Source for KafkaSource {
             Ok(event) => event,
         };
         match event {
-            Some(ReaderEvent::Batch { split, rows }) => Ok(SourceEvent::SplitBatch { split, rows }),
-            Some(ReaderEvent::Splits(status)) => Ok(SourceEvent::Splits(status)),
+            Some(ReaderEvent::Batch {
+                split,
+                rows,
+                next_offset,
+            }) => {
+                self.position.insert(split, next_offset);
+                Ok(SourceEvent::SplitBatch { split, rows })
+            }
+            Some(ReaderEvent::Splits(status)) => {
+                // A revoked partition's position is its new owner's to record.
+                let owned =
+                    |split: &u32| status.active.contains(split) || status.idle.contains(split);
+                self.position.retain(|split, _| owned(split));
+                Ok(SourceEvent::Splits(status))
+            }
             Some(ReaderEvent::Resume(watermark)) => Ok(SourceEvent::Resume(watermark)),
             Some(ReaderEvent::CaughtUp) => Ok(SourceEvent::CaughtUp),
             Some(ReaderEvent::End) => Ok(SourceEvent::End),
@@ -86,6 +105,28 @@ impl Source for KafkaSource {
                 "the Kafka reader stopped unexpectedly".into(),
             )),
         }
+    }
+
+    /// Each owned partition's next offset.
+    fn position(&self) -> Option<SourcePosition> {
+        Some(SourcePosition {
+            splits: self.position.clone(),
+        })
+    }
+
+    async fn restore(&mut self, position: SourcePosition) -> Result<(), ConnectorError> {
+        let Some(setup) = self.setup.as_mut() else {
+            return Err(ConnectorError::Unsupported(
+                "a Kafka source resumes only before its first read".into(),
+            ));
+        };
+        setup.resume = position
+            .splits
+            .iter()
+            .map(|(&split, &offset)| (reader::partition_of(split), offset))
+            .collect();
+        self.position = position.splits;
+        Ok(())
     }
 
     async fn close(&mut self) -> Result<(), ConnectorError> {

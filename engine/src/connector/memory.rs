@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 
-use super::{ConnectorError, ConnectorFactory, Sink, Source, SourceContext, SourceEvent};
+use super::{
+    ConnectorError, ConnectorFactory, Sink, Source, SourceContext, SourceEvent, SourcePosition,
+};
 use crate::sql::Options;
 
 /// Batches that a `memory` source with a given name will produce, then end.
@@ -76,6 +78,7 @@ impl ConnectorFactory for MemoryFactory {
             .unwrap_or_default();
         Ok(Box::new(MemorySource {
             batches: batches.into(),
+            taken: 0,
         }))
     }
 
@@ -93,15 +96,31 @@ impl ConnectorFactory for MemoryFactory {
 
 struct MemorySource {
     batches: VecDeque<RecordBatch>,
+    /// Batches handed out.
+    taken: u64,
 }
 
 #[async_trait]
 impl Source for MemorySource {
     async fn next_batch(&mut self, _max_wait: Duration) -> Result<SourceEvent, ConnectorError> {
-        Ok(self
-            .batches
-            .pop_front()
-            .map_or(SourceEvent::End, SourceEvent::Batch))
+        let Some(batch) = self.batches.pop_front() else {
+            return Ok(SourceEvent::End);
+        };
+        self.taken += 1;
+        Ok(SourceEvent::Batch(batch))
+    }
+
+    /// The number of batches handed out.
+    fn position(&self) -> Option<SourcePosition> {
+        Some(SourcePosition::single(self.taken as i64))
+    }
+
+    async fn restore(&mut self, position: SourcePosition) -> Result<(), ConnectorError> {
+        let skip = position.splits.get(&0).copied().unwrap_or(0).max(0) as u64;
+        while self.taken < skip && self.batches.pop_front().is_some() {
+            self.taken += 1;
+        }
+        Ok(())
     }
 }
 

@@ -78,6 +78,25 @@ pub struct SplitStatus {
     pub quiet_for: Option<Duration>,
 }
 
+/// Where a source stands in its input after the batch it returned last: per split, the
+/// offset to resume reading at. Kafka: each partition's next offset; a file: split 0, the
+/// byte after the last line read; the generator: split 0, the events made. Checkpoints store
+/// it and hand it back to [`Source::restore`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourcePosition {
+    /// Split to offset.
+    pub splits: BTreeMap<u32, i64>,
+}
+
+impl SourcePosition {
+    /// A position with one split, `0`, at `offset`.
+    pub fn single(offset: i64) -> Self {
+        Self {
+            splits: BTreeMap::from([(0, offset)]),
+        }
+    }
+}
+
 /// A stream of rows from outside.
 ///
 /// Contract: `next_batch` returns within about `max_wait`, with [`SourceEvent::Idle`] when
@@ -88,6 +107,23 @@ pub struct SplitStatus {
 pub trait Source: Send {
     /// Reads the next batch.
     async fn next_batch(&mut self, max_wait: Duration) -> Result<SourceEvent, ConnectorError>;
+
+    /// Where the source stands after the batch it returned last, when a checkpoint may be
+    /// taken there (see [`SourcePosition`]). `None` when it cannot say, or not now (a file
+    /// source in the middle of a chunk): checkpoints wait for a position. Sources that
+    /// never give one make their queries impossible to checkpoint.
+    fn position(&self) -> Option<SourcePosition> {
+        None
+    }
+
+    /// Resumes at `position`, which an earlier [`Source::position`] returned, before the
+    /// first [`Source::next_batch`].
+    async fn restore(&mut self, position: SourcePosition) -> Result<(), ConnectorError> {
+        let _ = position;
+        Err(ConnectorError::Unsupported(
+            "this source cannot resume from a checkpoint".into(),
+        ))
+    }
 
     /// Called once when the query is done with the source, after the last
     /// [`Delivered`] update: acknowledge what was delivered and release connections.
@@ -113,6 +149,30 @@ pub trait Sink: Send {
     /// hold every key its state holds. A sink that writes over what an earlier run wrote (an
     /// upsert topic) may now remove the keys this run did not write again.
     async fn caught_up(&mut self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+
+    /// A checkpoint is being taken: makes everything written so far durable and says where
+    /// the sink stands (a file's length), for [`Sink::restore`] after a crash. The default
+    /// flushes and has no position.
+    async fn pre_commit(&mut self) -> Result<Option<u64>, ConnectorError> {
+        self.flush().await?;
+        Ok(None)
+    }
+
+    /// The checkpoint `epoch` whose [`Sink::pre_commit`] came last is complete: a sink
+    /// holding output back until its checkpoint (a Kafka transaction) releases it now.
+    async fn commit(&mut self, epoch: u64) -> Result<(), ConnectorError> {
+        let _ = epoch;
+        Ok(())
+    }
+
+    /// The query resumes from a checkpoint at which this sink's [`Sink::pre_commit`]
+    /// returned `position`: a sink that can (a file) drops what it wrote after it, so that
+    /// the output holds every result once. Called before the first write. A sink that
+    /// cannot gives at-least-once output: results after the checkpoint are written again.
+    async fn restore(&mut self, position: Option<u64>) -> Result<(), ConnectorError> {
+        let _ = position;
         Ok(())
     }
 }

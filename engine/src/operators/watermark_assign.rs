@@ -1,11 +1,13 @@
 //! [`WatermarkAssign`]: turns a source's `WATERMARK FOR` declaration into watermarks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, Int64Array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, UInt32Array,
+};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, TimeUnit, UInt32Type};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::{Context, Operator, evaluate_or_reject};
@@ -13,6 +15,11 @@ use crate::batch::ChangeBatch;
 use crate::connector::SplitStatus;
 use crate::error::Result;
 use crate::time::{Timestamp, WATERMARK_MAX, WATERMARK_MIN};
+
+/// Snapshot metadata: the source's watermark.
+const CURRENT_KEY: &str = "vigil.watermark";
+/// Snapshot metadata: the highest watermark any split reached.
+const HIGHEST_KEY: &str = "vigil.highest";
 
 /// The watermark of a source: per split, the largest value of the watermark expression seen
 /// so far (so `max(ts) - delay`); over splits, the minimum of the active ones. It never goes
@@ -182,13 +189,53 @@ impl Operator for WatermarkAssign {
         Ok(())
     }
 
-    fn snapshot(&mut self) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>> {
-        super::watermark_state(self.current)
+    /// One batch, a row per split (`split`, `watermark`, `active`); the schema's metadata
+    /// holds the source's watermark and the highest any split reached.
+    fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
+        let metadata = HashMap::from([
+            (CURRENT_KEY.to_string(), self.current.to_string()),
+            (HIGHEST_KEY.to_string(), self.highest.to_string()),
+        ]);
+        let schema = Schema::new(vec![
+            Field::new("split", DataType::UInt32, false),
+            Field::new("watermark", DataType::Int64, false),
+            Field::new("active", DataType::Boolean, false),
+        ])
+        .with_metadata(metadata);
+        let splits: UInt32Array = self.splits.keys().copied().collect::<Vec<_>>().into();
+        let marks: Int64Array = self
+            .splits
+            .values()
+            .map(|m| m.watermark)
+            .collect::<Vec<_>>()
+            .into();
+        let active: BooleanArray = self.splits.values().map(|m| Some(m.active)).collect();
+        let columns: Vec<ArrayRef> = vec![Arc::new(splits), Arc::new(marks), Arc::new(active)];
+        Ok(vec![RecordBatch::try_new(Arc::new(schema), columns)?])
     }
 
-    fn restore(&mut self, state: Vec<datafusion::arrow::record_batch::RecordBatch>) -> Result<()> {
-        if let Some(watermark) = super::restore_watermark(&state)? {
-            self.current = watermark;
+    fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
+        let Some(batch) = state.first() else {
+            return Ok(());
+        };
+        let metadata = batch.schema_ref().metadata();
+        let number = |key: &str| -> Result<Timestamp> {
+            metadata
+                .get(key)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| crate::Error::State(format!("watermark state without '{key}'")))
+        };
+        self.current = number(CURRENT_KEY)?;
+        self.highest = number(HIGHEST_KEY)?;
+        let splits = batch.column(0).as_primitive::<UInt32Type>();
+        let marks = batch.column(1).as_primitive::<Int64Type>();
+        let active = batch.column(2).as_boolean();
+        for i in 0..batch.num_rows() {
+            let mark = SplitMark {
+                watermark: marks.value(i),
+                active: active.value(i),
+            };
+            self.splits.insert(splits.value(i), mark);
         }
         Ok(())
     }

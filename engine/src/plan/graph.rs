@@ -97,6 +97,39 @@ impl std::fmt::Display for PlanWarning {
 }
 
 impl OperatorGraph {
+    /// A digest of what the query's state depends on: every node's operator, what it does
+    /// and its inputs, the sources and their schemas, the result's schema. Checkpointed
+    /// state is restored only into a plan with the same fingerprint.
+    pub fn fingerprint(&self) -> String {
+        let mut text = String::new();
+        for (id, node) in self.nodes.iter().enumerate() {
+            let inputs: Vec<String> = node
+                .inputs
+                .iter()
+                .map(|e| format!("{}:{}", e.from, e.port))
+                .collect();
+            let (name, detail) = (node.operator.name(), node.operator.describe());
+            let _ = writeln!(text, "{id} {name} [{}] {detail}", inputs.join(","));
+        }
+        for source in &self.sources {
+            let _ = writeln!(
+                text,
+                "source {} @{} {:?}",
+                source.def.name,
+                source.node,
+                source.def.schema.fields()
+            );
+        }
+        let _ = writeln!(
+            text,
+            "output {} {:?} {}",
+            self.output,
+            self.schema.fields(),
+            self.updating
+        );
+        crate::checkpoint::sha256_hex(text.as_bytes())[..32].to_string()
+    }
+
     /// The graph as an indented tree from the result down to the sources, as EXPLAIN prints it.
     pub fn explain(&self) -> String {
         let mut out = String::new();

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 
 use super::OperatorStats;
 use crate::batch::{ChangeBatch, RejectedRows};
+use crate::checkpoint::NodeSnapshot;
 use crate::connector::SplitStatus;
 use crate::error::Result;
 use crate::operators::{Context, MAIN_PORT, Message, Operator, OperatorCounters};
@@ -30,17 +31,6 @@ struct NodeState {
     watermark: Timestamp,
     finished: bool,
     counters: OperatorCounters,
-}
-
-/// The state of one node: its operator's batches and the watermarks it has seen.
-#[derive(Debug, Clone)]
-pub struct NodeSnapshot {
-    /// What [`Operator::snapshot`] returned.
-    pub operator: Vec<datafusion::arrow::record_batch::RecordBatch>,
-    /// The watermark of each input.
-    pub input_watermarks: Vec<Timestamp>,
-    /// The merged input watermark.
-    pub watermark: Timestamp,
 }
 
 /// Pushes messages through an [`OperatorGraph`].
@@ -238,9 +228,13 @@ impl GraphExecutor {
             .iter_mut()
             .map(|n| {
                 Ok(NodeSnapshot {
+                    name: n.operator.name().to_string(),
                     operator: n.operator.snapshot()?,
                     input_watermarks: n.input_watermarks.clone(),
                     watermark: n.watermark,
+                    rows_in: n.counters.rows_in,
+                    rows_out: n.counters.rows_out,
+                    late_rows: n.counters.late_rows,
                 })
             })
             .collect()
@@ -252,9 +246,15 @@ impl GraphExecutor {
             return Err(crate::Error::Internal("snapshot of another plan".into()));
         }
         for (node, state) in self.nodes.iter_mut().zip(snapshot) {
+            if state.input_watermarks.len() != node.input_watermarks.len() {
+                return Err(crate::Error::Internal("snapshot of another plan".into()));
+            }
             node.operator.restore(state.operator)?;
             node.input_watermarks = state.input_watermarks;
             node.watermark = state.watermark;
+            node.counters.rows_in = state.rows_in;
+            node.counters.rows_out = state.rows_out;
+            node.counters.late_rows = state.late_rows;
         }
         Ok(())
     }

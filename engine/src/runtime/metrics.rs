@@ -28,8 +28,12 @@ pub struct QueryMetrics {
     pub state_bytes: AtomicU64,
     /// Errors a connector recovered from by retrying (broker unreachable, failed commit).
     pub connector_errors: AtomicU64,
+    /// Checkpoints that could not be written (the query went on).
+    pub checkpoint_failures: AtomicU64,
     /// Per operator of the running graph, as of the last message it processed.
     operators: Mutex<Vec<OperatorStats>>,
+    /// The last checkpoint written or restored, with a state dir.
+    checkpoint: Mutex<Option<CheckpointReport>>,
     /// Per source, messages its broker holds that it has not read yet, where known.
     consumer_lag: Mutex<BTreeMap<String, u64>>,
 }
@@ -71,7 +75,9 @@ impl Default for QueryMetrics {
             state_rows: AtomicU64::new(0),
             state_bytes: AtomicU64::new(0),
             connector_errors: AtomicU64::new(0),
+            checkpoint_failures: AtomicU64::new(0),
             operators: Mutex::default(),
+            checkpoint: Mutex::default(),
             consumer_lag: Mutex::default(),
         }
     }
@@ -124,6 +130,17 @@ impl QueryMetrics {
         }
     }
 
+    /// Records the last checkpoint.
+    pub fn set_checkpoint(&self, report: CheckpointReport) {
+        *self.checkpoint.lock().expect("checkpoint lock") = Some(report);
+    }
+
+    /// The last checkpoint written (or restored at the start); `None` without a state dir
+    /// or before the first.
+    pub fn last_checkpoint(&self) -> Option<CheckpointReport> {
+        *self.checkpoint.lock().expect("checkpoint lock")
+    }
+
     /// Counts one error a connector recovered from.
     pub fn add_connector_error(&self) {
         self.connector_errors.fetch_add(1, Ordering::Relaxed);
@@ -169,6 +186,32 @@ impl QueryMetrics {
     pub fn add_dead_letter(&self) -> bool {
         let count = self.dead_letters.fetch_add(1, Ordering::Relaxed) + 1;
         count <= 10 || count.is_multiple_of(1000)
+    }
+}
+
+/// The last checkpoint of a query, for status and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CheckpointReport {
+    /// Its number.
+    pub epoch: u64,
+    /// When it was taken, milliseconds since the Unix epoch (0 when only restored).
+    pub taken_at_ms: i64,
+    /// Bytes written.
+    pub bytes: u64,
+    /// How long writing it took.
+    pub duration_ms: u64,
+    /// True when this is the checkpoint the query restored at its start.
+    pub restored: bool,
+}
+
+impl CheckpointReport {
+    /// The checkpoint a query restored at its start.
+    pub fn restored(epoch: u64) -> Self {
+        Self {
+            epoch,
+            restored: true,
+            ..Self::default()
+        }
     }
 }
 

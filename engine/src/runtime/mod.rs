@@ -2,6 +2,7 @@
 //! and one task per sink, linked by bounded channels. Full channels make a slow sink slow the
 //! sources down instead of filling memory.
 
+mod checkpointer;
 mod delivery;
 mod executor;
 mod metrics;
@@ -16,14 +17,19 @@ use datafusion::arrow::record_batch::RecordBatch;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-pub use executor::{GraphExecutor, NodeSnapshot, OutputPort};
-pub use metrics::{MetricsSnapshot, OperatorStats, QueryMetrics};
+pub use crate::checkpoint::NodeSnapshot;
+pub use executor::{GraphExecutor, OutputPort};
+pub use metrics::{CheckpointReport, MetricsSnapshot, OperatorStats, QueryMetrics};
 
-use crate::connector::{ConnectorError, Delivered, Sink, Source, SourceEvent, SplitStatus};
+use crate::checkpoint::StateConfig;
+use crate::connector::{
+    ConnectorError, Delivered, Sink, Source, SourceEvent, SourcePosition, SplitStatus,
+};
 use crate::error::{Error, Result};
 use crate::operators::{LATE_PORT, MAIN_PORT};
 use crate::plan::OperatorGraph;
 use crate::time::Timestamp;
+use checkpointer::Checkpointer;
 use delivery::{CatchUp, DeliveryTracker};
 use query_loop::{QueryLoop, Tasks};
 use rejections::Rejections;
@@ -78,11 +84,23 @@ impl StopHandle {
 }
 
 impl RunningQuery {
-    /// Starts `graph` with its sources and sinks.
-    pub fn start(graph: OperatorGraph, io: QueryIo, metrics: Arc<QueryMetrics>) -> Self {
+    /// Starts `graph` with its sources and sinks; with `state`, it checkpoints there and
+    /// resumes from its last checkpoint.
+    pub fn start(
+        graph: OperatorGraph,
+        io: QueryIo,
+        metrics: Arc<QueryMetrics>,
+        state: Option<StateConfig>,
+    ) -> Self {
         let (stop, stop_rx) = watch::channel(false);
         let stop = StopHandle(Arc::new(stop));
-        let handle = launch(graph, io, Arc::clone(&metrics), (stop.clone(), stop_rx));
+        let handle = launch(
+            graph,
+            io,
+            state,
+            Arc::clone(&metrics),
+            (stop.clone(), stop_rx),
+        );
         Self {
             metrics,
             stop,
@@ -121,12 +139,14 @@ impl RunningQuery {
 
 /// What a source task sends to the graph task.
 enum FromSource {
-    /// The source's `seq`-th batch (counted from 0), from `split` when it has several.
+    /// The source's `seq`-th batch (counted from 0), from `split` when it has several,
+    /// after which the source stands at `position` (see [`Source::position`]).
     Batch {
         source: usize,
         seq: u64,
         split: Option<u32>,
         rows: RecordBatch,
+        position: Option<SourcePosition>,
     },
     Splits(usize, SplitStatus),
     /// Windows ending at or before this were delivered by an earlier run.
@@ -157,6 +177,12 @@ enum ToSink {
     Confirm(u64),
     /// Every source has caught up (see [`Sink::caught_up`]).
     CaughtUp,
+    /// Resume where a checkpoint left the sink (see [`Sink::restore`]); sent first.
+    Restore(Option<u64>),
+    /// A checkpoint is being taken: pre-commit and answer with the sink's position.
+    PreCommit(tokio::sync::oneshot::Sender<Result<Option<u64>, ConnectorError>>),
+    /// The checkpoint is complete (see [`Sink::commit`]).
+    Commit(u64),
 }
 
 /// Starts the source and sink tasks on the current tokio runtime, and the graph on a thread
@@ -164,6 +190,7 @@ enum ToSink {
 fn launch(
     graph: OperatorGraph,
     io: QueryIo,
+    state: Option<StateConfig>,
     metrics: Arc<QueryMetrics>,
     (stop_handle, stop): (StopHandle, watch::Receiver<bool>),
 ) -> JoinHandle<Result<()>> {
@@ -177,15 +204,31 @@ fn launch(
     }));
     let updating = graph.updating;
     let source_names: Vec<String> = graph.sources.iter().map(|s| s.def.name.clone()).collect();
+    let checkpoints = state.map(|config| {
+        let fingerprint = graph.fingerprint();
+        let delivered = io.delivered.clone();
+        Checkpointer::new(
+            config,
+            &io.query,
+            fingerprint,
+            source_names.clone(),
+            delivered,
+        )
+    });
     let executor = GraphExecutor::new(graph, outputs);
     metrics.update_operators(|stats| *stats = executor.operator_stats());
 
     let (tx, events) = mpsc::channel(CHANNEL_CAPACITY);
+    let mut starts = Vec::new();
     let sources = io
         .sources
         .into_iter()
         .enumerate()
-        .map(|(i, source)| tokio::spawn(read_source(i, source, tx.clone(), stop.clone())))
+        .map(|(i, source)| {
+            let (start, started) = tokio::sync::oneshot::channel();
+            starts.push(start);
+            tokio::spawn(read_source(i, source, tx.clone(), stop.clone(), started))
+        })
         .collect();
     drop(tx);
 
@@ -217,6 +260,8 @@ fn launch(
         rejections,
         ended: 0,
         sink_gone: false,
+        checkpoints,
+        starts,
     };
     let tasks = Tasks {
         sources,
@@ -252,13 +297,26 @@ fn on_graph_thread<F: Future<Output = Result<()>>>(
     })
 }
 
+/// Reads a source into the graph's channel, from where `start` says once the query has
+/// looked at its checkpoints (a dropped `start`: the query did not start).
 async fn read_source(
     index: usize,
     mut source: Box<dyn Source>,
     tx: mpsc::Sender<FromSource>,
     stop: watch::Receiver<bool>,
+    start: tokio::sync::oneshot::Receiver<Option<SourcePosition>>,
 ) {
-    pump_source(index, source.as_mut(), tx, stop).await;
+    let resumed = match start.await {
+        Ok(Some(position)) => source.restore(position).await,
+        Ok(None) => Ok(()),
+        Err(_) => return,
+    };
+    match resumed {
+        Ok(()) => pump_source(index, source.as_mut(), tx, stop).await,
+        Err(e) => {
+            let _ = tx.send(FromSource::Failed(index, e)).await;
+        }
+    }
     // The sender is gone now, so the query can finish and report what was delivered.
     if let Err(e) = source.close().await {
         tracing::warn!(source = index, error = %e, "closing a source failed");
@@ -316,6 +374,7 @@ async fn pump_source(
             seq,
             split,
             rows,
+            position: source.position(),
         };
         seq += 1;
         if !send(&tx, &mut stop, message).await {
@@ -359,6 +418,12 @@ async fn write_sink(
                 }
             }
             ToSink::CaughtUp => sink.caught_up().await?,
+            ToSink::Restore(position) => sink.restore(position).await?,
+            ToSink::PreCommit(reply) => {
+                unflushed = false;
+                let _ = reply.send(sink.pre_commit().await);
+            }
+            ToSink::Commit(epoch) => sink.commit(epoch).await?,
             ToSink::Confirm(epoch) => {
                 if unflushed {
                     sink.flush().await?;

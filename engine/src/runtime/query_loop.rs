@@ -14,11 +14,12 @@ use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::checkpointer::Checkpointer;
 use super::delivery::{CatchUp, DeliveryTracker};
 use super::rejections::Rejections;
 use super::{DELIVERY_INTERVAL, FromSource, GraphExecutor, QueryMetrics, StopHandle, ToSink};
 use crate::batch::ChangeBatch;
-use crate::connector::ConnectorError;
+use crate::connector::{ConnectorError, SourcePosition};
 use crate::error::{Error, Result};
 use crate::operators::Message;
 
@@ -45,6 +46,10 @@ pub(super) struct QueryLoop {
     pub ended: usize,
     /// A send found a sink task gone: its own error, when it has one, is the query's.
     pub sink_gone: bool,
+    /// With a state dir: checkpoints, which then also decide what sources acknowledge.
+    pub checkpoints: Option<Checkpointer>,
+    /// Per source, where to start it; sent once the checkpoints were looked at.
+    pub starts: Vec<tokio::sync::oneshot::Sender<Option<SourcePosition>>>,
 }
 
 /// The tasks a query loop waits for when it shuts down.
@@ -59,12 +64,48 @@ impl QueryLoop {
     /// Runs until the input ends, the query is stopped (the source tasks end) or something
     /// fails; then shuts down.
     pub async fn run(mut self, mut events: mpsc::Receiver<FromSource>, tasks: Tasks) -> Result<()> {
-        let outcome = self.process(&mut events).await;
+        let outcome = match self.begin().await {
+            Ok(()) => self.process(&mut events).await,
+            Err(e) => Err(e),
+        };
         self.shutdown(outcome, events, tasks).await
     }
 
+    /// Restores the last checkpoint, if any, then starts the sources where it left them
+    /// and tells the sinks where they stood.
+    async fn begin(&mut self) -> Result<()> {
+        let starts = std::mem::take(&mut self.starts);
+        let Some(checkpoints) = &mut self.checkpoints else {
+            for start in starts {
+                let _ = start.send(None);
+            }
+            return Ok(());
+        };
+        let resumption = checkpoints
+            .restore(&mut self.executor, &self.metrics)
+            .await?;
+        if let Some(sinks) = resumption.sinks {
+            for (index, position) in sinks.into_iter().enumerate().take(self.sinks.len()) {
+                self.send(index, ToSink::Restore(position)).await?;
+            }
+        }
+        for (start, position) in starts.into_iter().zip(resumption.sources) {
+            let _ = start.send(position);
+        }
+        self.refresh_stats();
+        Ok(())
+    }
+
+    fn restored(&self) -> bool {
+        self.checkpoints.as_ref().is_some_and(|c| c.restored)
+    }
+
     async fn process(&mut self, events: &mut mpsc::Receiver<FromSource>) -> Result<()> {
-        let mut ticker = tokio::time::interval(DELIVERY_INTERVAL);
+        let period = match &self.checkpoints {
+            Some(checkpoints) => checkpoints.interval().min(DELIVERY_INTERVAL),
+            None => DELIVERY_INTERVAL,
+        };
+        let mut ticker = tokio::time::interval(period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -89,6 +130,7 @@ impl QueryLoop {
                 seq,
                 split,
                 rows,
+                position,
             } => {
                 self.metrics
                     .events_in
@@ -98,12 +140,17 @@ impl QueryLoop {
                     Some(split) => self.executor.push_split_batch(source, split, batch)?,
                     None => self.executor.push_source(source, Message::Batch(batch))?,
                 };
-                self.tracker.pushed(source, self.executor.epoch(), seq);
+                match &mut self.checkpoints {
+                    Some(checkpoints) => checkpoints.took(source, seq, position),
+                    None => self.tracker.pushed(source, self.executor.epoch(), seq),
+                }
                 emitted
             }
             FromSource::Splits(source, status) => {
                 self.executor.push_split_status(source, &status)?
             }
+            // Restored state knows exactly which windows were emitted.
+            FromSource::Resume(..) if self.restored() => Vec::new(),
             FromSource::Resume(source, emitted_until) => {
                 tracing::info!(
                     source = %self.source_names[source],
@@ -129,7 +176,8 @@ impl QueryLoop {
         };
         self.forward(emitted).await?;
         // After the rows the last catching-up batch produced, so the sink has seen them.
-        if self.catch_up.take_complete() {
+        // Restored state was not rebuilt from the input: the sink keeps what it holds.
+        if self.catch_up.take_complete() && !self.restored() {
             self.send(0, ToSink::CaughtUp).await?;
         }
         self.send_rejected(source).await?;
@@ -141,9 +189,44 @@ impl QueryLoop {
 
     /// Asks the sinks to confirm what they have, and refreshes the operator stats.
     async fn on_tick(&mut self) -> Result<()> {
-        self.tracker.report();
         self.refresh_stats();
+        if let Some(checkpoints) = &mut self.checkpoints {
+            if checkpoints.due() {
+                self.checkpoint().await?;
+            }
+            return Ok(());
+        }
+        self.tracker.report();
         self.ask_confirmation(false).await
+    }
+
+    /// Takes a checkpoint: the graph's state, then each sink's pre-commit; once it is
+    /// written, the sinks commit and the sources may acknowledge what it covers.
+    async fn checkpoint(&mut self) -> Result<()> {
+        let nodes = self.executor.snapshot()?;
+        let mut replies = Vec::with_capacity(self.sinks.len());
+        for index in 0..self.sinks.len() {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            self.send(index, ToSink::PreCommit(reply)).await?;
+            replies.push(answer);
+        }
+        let mut positions = Vec::with_capacity(replies.len());
+        for answer in replies {
+            let Ok(position) = answer.await else {
+                self.sink_gone = true;
+                return Err(Error::Execution("a sink task stopped".into()));
+            };
+            positions.push(position?);
+        }
+        let watermark = self.executor.output_watermark(0);
+        let checkpoints = self.checkpoints.as_mut().expect("checkpointing");
+        let checkpoint = checkpoints.checkpoint(nodes, positions, watermark, &self.metrics);
+        if checkpoints.save(&checkpoint, &self.metrics).await {
+            for index in 0..self.sinks.len() {
+                self.send(index, ToSink::Commit(checkpoint.epoch)).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn ask_confirmation(&mut self, last: bool) -> Result<()> {
@@ -206,6 +289,16 @@ impl QueryLoop {
         Ok(())
     }
 
+    /// The last checkpoint, when one can be taken where the query stopped, or else the
+    /// last delivery confirmation.
+    async fn last_delivery(&mut self) -> Result<()> {
+        match self.checkpoints.as_mut().map(Checkpointer::ready) {
+            Some(true) => self.checkpoint().await,
+            Some(false) => Ok(()),
+            None => self.ask_confirmation(true).await,
+        }
+    }
+
     /// Lets the sinks write out and confirm everything already emitted (unless something
     /// failed), tells the sources what they may acknowledge, and joins every task.
     async fn shutdown(
@@ -216,7 +309,7 @@ impl QueryLoop {
     ) -> Result<()> {
         let mut failure = outcome.err();
         if failure.is_none()
-            && let Err(e) = self.ask_confirmation(true).await
+            && let Err(e) = self.last_delivery().await
         {
             failure = Some(e);
         }

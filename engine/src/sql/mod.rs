@@ -9,7 +9,7 @@ mod parser;
 pub mod unsupported;
 
 pub use keywords::KEYWORDS;
-pub use options::{OptionReader, Options};
+pub use options::{OptionReader, Options, parse_duration};
 pub use parser::{
     CreateSink, CreateSource, CreateView, ParsedStatement, Statement, StreamParser, WatermarkDef,
 };

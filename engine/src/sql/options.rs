@@ -60,7 +60,7 @@ impl Options {
 }
 
 /// Parses `500ms`, `5s`, `5 seconds`, `2m`, `1h`; a bare number is seconds.
-fn parse_duration(raw: &str) -> Option<Duration> {
+pub fn parse_duration(raw: &str) -> Option<Duration> {
     let raw = raw.trim();
     let split = raw
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

@@ -7,4 +7,5 @@ mod guards;
 mod oracle;
 mod payment_due;
 mod read_columns;
+mod restore;
 mod snapshot;

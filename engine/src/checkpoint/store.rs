@@ -1,0 +1,393 @@
+//! [`QueryCheckpoints`]: one query's checkpoint epochs in a [`StateLocation`].
+
+use datafusion::object_store::path::Path;
+use datafusion::object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use futures_util::TryStreamExt;
+
+use super::manifest::{FORMAT, FileEntry, Manifest, NodeManifest, sha256_hex};
+use super::{Checkpoint, KEEP_EPOCHS, NodeSnapshot, StateLocation, frames};
+use crate::error::{Error, Result};
+
+const STATE_FILE: &str = "state.arrows";
+const MANIFEST_FILE: &str = "manifest.json";
+/// Digits of an epoch in file names: zero-padded, so that names sort as numbers.
+const EPOCH_DIGITS: usize = 20;
+
+/// The checkpoints of one query.
+#[derive(Debug, Clone)]
+pub struct QueryCheckpoints {
+    location: StateLocation,
+    query: String,
+    dir: Path,
+}
+
+/// What writing a checkpoint cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SavedCheckpoint {
+    /// Its number.
+    pub epoch: u64,
+    /// Bytes written (state and manifest).
+    pub bytes: u64,
+}
+
+/// A checkpoint read back.
+#[derive(Debug)]
+pub struct Restored {
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Per graph node, its state.
+    pub nodes: Vec<NodeSnapshot>,
+}
+
+/// What looking for the newest usable checkpoint found.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The newest complete and intact epoch, if any.
+    pub restored: Option<Restored>,
+    /// Newer epochs that could not be used, with why: restoring fell back past them.
+    pub skipped: Vec<(u64, String)>,
+}
+
+impl QueryCheckpoints {
+    /// The checkpoints of `query` under `location`.
+    pub fn new(location: &StateLocation, query: &str) -> Self {
+        Self {
+            dir: location.path(&["queries", query, "checkpoints"]),
+            location: location.clone(),
+            query: query.to_string(),
+        }
+    }
+
+    /// Where they are, for messages.
+    pub fn describe(&self) -> String {
+        format!("{}/{}", self.location, self.dir)
+    }
+
+    /// Writes `checkpoint`: the state file, then the manifest, which makes it complete;
+    /// then deletes epochs older than the last [`KEEP_EPOCHS`].
+    pub async fn save(&self, checkpoint: &Checkpoint) -> Result<SavedCheckpoint> {
+        let batches: Vec<&[_]> = checkpoint
+            .nodes
+            .iter()
+            .map(|n| n.operator.as_slice())
+            .collect();
+        let state = frames::encode(&batches)?;
+        let manifest = manifest_of(&self.query, checkpoint, &state);
+        let manifest = manifest.to_json();
+        let bytes = (state.len() + manifest.len()) as u64;
+        let store = self.location.store();
+        store
+            .put(&self.file(checkpoint.epoch, STATE_FILE), state.into())
+            .await
+            .map_err(|e| self.failed("writing state", e))?;
+        let create = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        store
+            .put_opts(
+                &self.file(checkpoint.epoch, MANIFEST_FILE),
+                PutPayload::from(manifest),
+                create,
+            )
+            .await
+            .map_err(|e| self.failed("writing the manifest", e))?;
+        self.prune(checkpoint.epoch).await;
+        Ok(SavedCheckpoint {
+            epoch: checkpoint.epoch,
+            bytes,
+        })
+    }
+
+    /// Every epoch with a file present, complete or not, in ascending order.
+    pub async fn epochs(&self) -> Result<Vec<u64>> {
+        let mut epochs: Vec<u64> = self
+            .files()
+            .await?
+            .iter()
+            .filter_map(|p| epoch_of(p.filename()?))
+            .collect();
+        epochs.sort_unstable();
+        epochs.dedup();
+        Ok(epochs)
+    }
+
+    /// Every file of every epoch.
+    async fn files(&self) -> Result<Vec<Path>> {
+        self.location
+            .store()
+            .list(Some(&self.dir))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+            .map_err(|e| self.failed("listing checkpoints", e))
+    }
+
+    /// The newest epoch that is complete and intact, falling back past damaged ones
+    /// (named in [`Loaded::skipped`]).
+    pub async fn load_latest(&self) -> Result<Loaded> {
+        let mut loaded = Loaded::default();
+        for epoch in self.epochs().await?.into_iter().rev() {
+            match self.load(epoch).await {
+                Ok(Some((manifest, nodes))) => {
+                    loaded.restored = Some(Restored { manifest, nodes });
+                    break;
+                }
+                // Never completed: a crash while it was written.
+                Ok(None) => {}
+                Err(e) => loaded.skipped.push((epoch, e.to_string())),
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Deletes every epoch.
+    pub async fn clear(&self) -> Result<()> {
+        for epoch in self.epochs().await? {
+            self.delete(epoch).await?;
+        }
+        Ok(())
+    }
+
+    /// Epoch `epoch`: `None` without a manifest, an error when its files do not match it.
+    async fn load(&self, epoch: u64) -> Result<Option<(Manifest, Vec<NodeSnapshot>)>> {
+        let Some(manifest) = self.read(epoch, MANIFEST_FILE).await? else {
+            return Ok(None);
+        };
+        let manifest = Manifest::from_json(&manifest)?;
+        let entry = manifest
+            .files
+            .iter()
+            .find(|f| f.name == STATE_FILE)
+            .ok_or_else(|| Error::State("the manifest lists no state file".into()))?;
+        let state = self
+            .read(epoch, STATE_FILE)
+            .await?
+            .ok_or_else(|| Error::State(format!("{STATE_FILE} is missing")))?;
+        if state.len() as u64 != entry.bytes || sha256_hex(&state) != entry.sha256 {
+            return Err(Error::State(format!(
+                "{STATE_FILE} does not match its checksum ({} bytes, the manifest says {})",
+                state.len(),
+                entry.bytes
+            )));
+        }
+        let batches = frames::decode(&state, manifest.nodes.len())?;
+        let nodes = manifest
+            .nodes
+            .iter()
+            .zip(batches)
+            .map(|(node, operator)| NodeSnapshot {
+                name: node.operator.clone(),
+                operator,
+                input_watermarks: node.input_watermarks.clone(),
+                watermark: node.watermark,
+                rows_in: node.rows_in,
+                rows_out: node.rows_out,
+                late_rows: node.late_rows,
+            })
+            .collect();
+        Ok(Some((manifest, nodes)))
+    }
+
+    async fn read(&self, epoch: u64, name: &str) -> Result<Option<Vec<u8>>> {
+        let got = self.location.store().get(&self.file(epoch, name)).await;
+        match got {
+            Ok(got) => {
+                let bytes = got
+                    .bytes()
+                    .await
+                    .map_err(|e| self.failed("reading a checkpoint", e))?;
+                Ok(Some(bytes.to_vec()))
+            }
+            Err(datafusion::object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.failed("reading a checkpoint", e)),
+        }
+    }
+
+    /// Deletes epochs before the last [`KEEP_EPOCHS`] up to `newest`; a failure is only
+    /// logged: old epochs cost space, not correctness.
+    async fn prune(&self, newest: u64) {
+        let keep_from = newest.saturating_sub(KEEP_EPOCHS - 1);
+        let old = match self.epochs().await {
+            Ok(epochs) => epochs.into_iter().filter(|e| *e < keep_from),
+            Err(e) => {
+                tracing::warn!(query = %self.query, error = %e, "cannot list old checkpoints");
+                return;
+            }
+        };
+        for epoch in old {
+            if let Err(e) = self.delete(epoch).await {
+                tracing::warn!(query = %self.query, epoch, error = %e, "cannot delete an old checkpoint");
+            }
+        }
+    }
+
+    /// Deletes an epoch, its manifest first: a half-deleted epoch is then incomplete, not
+    /// damaged.
+    async fn delete(&self, epoch: u64) -> Result<()> {
+        let store = self.location.store();
+        for name in [MANIFEST_FILE, STATE_FILE] {
+            match store.delete(&self.file(epoch, name)).await {
+                Ok(()) | Err(datafusion::object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.failed("deleting a checkpoint", e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// `<epoch>-<name>` in the query's checkpoint directory: flat, because object stores
+    /// have no directories to remove.
+    fn file(&self, epoch: u64, name: &str) -> Path {
+        let file = format!("{epoch:0width$}-{name}", width = EPOCH_DIGITS);
+        self.dir.clone().join(file.as_str())
+    }
+
+    fn failed(&self, doing: &str, e: datafusion::object_store::Error) -> Error {
+        Error::State(format!("{doing} in {}: {e}", self.describe()))
+    }
+}
+
+/// The epoch a checkpoint file belongs to.
+fn epoch_of(file: &str) -> Option<u64> {
+    let (epoch, _) = file.split_once('-')?;
+    (epoch.len() == EPOCH_DIGITS).then(|| epoch.parse().ok())?
+}
+
+fn manifest_of(query: &str, checkpoint: &Checkpoint, state: &[u8]) -> Manifest {
+    let nodes = checkpoint
+        .nodes
+        .iter()
+        .map(|n| NodeManifest {
+            operator: n.name.clone(),
+            batches: n.operator.len(),
+            input_watermarks: n.input_watermarks.clone(),
+            watermark: n.watermark,
+            rows_in: n.rows_in,
+            rows_out: n.rows_out,
+            late_rows: n.late_rows,
+        })
+        .collect();
+    Manifest {
+        format: FORMAT,
+        query: query.to_string(),
+        epoch: checkpoint.epoch,
+        fingerprint: checkpoint.fingerprint.clone(),
+        taken_at_ms: checkpoint.taken_at_ms,
+        watermark: checkpoint.watermark,
+        sources: checkpoint.sources.clone(),
+        sinks: checkpoint.sinks.clone(),
+        nodes,
+        metrics: checkpoint.metrics,
+        files: vec![FileEntry {
+            name: STATE_FILE.to_string(),
+            bytes: state.len() as u64,
+            sha256: sha256_hex(state),
+        }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Int64Array, RecordBatch};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::checkpoint::{MetricsManifest, SourceManifest};
+
+    fn location(name: &str) -> StateLocation {
+        let dir = std::env::temp_dir().join(format!("vigil-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        StateLocation::local(&dir).unwrap()
+    }
+
+    fn checkpoint(epoch: u64) -> Checkpoint {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        let values = Int64Array::from(vec![epoch as i64; 3]);
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(values)]).unwrap();
+        Checkpoint {
+            epoch,
+            fingerprint: "plan".into(),
+            nodes: vec![
+                NodeSnapshot::default(),
+                NodeSnapshot {
+                    name: "WindowAggregate".into(),
+                    operator: vec![batch],
+                    input_watermarks: vec![7],
+                    watermark: 7,
+                    rows_in: 3,
+                    ..NodeSnapshot::default()
+                },
+            ],
+            sources: vec![SourceManifest {
+                name: "events".into(),
+                position: BTreeMap::from([(0, epoch as i64 * 10)]),
+            }],
+            sinks: vec![Some(epoch * 100)],
+            watermark: 7,
+            metrics: MetricsManifest::default(),
+            taken_at_ms: 0,
+        }
+    }
+
+    fn state_file(location: &StateLocation, epoch: u64) -> std::path::PathBuf {
+        let shown = location.to_string();
+        std::path::Path::new(&shown)
+            .join("queries/q/checkpoints")
+            .join(format!("{epoch:020}-{STATE_FILE}"))
+    }
+
+    #[tokio::test]
+    async fn the_newest_epoch_comes_back_and_only_the_last_three_are_kept() {
+        let location = location("keep");
+        let store = QueryCheckpoints::new(&location, "q");
+        for epoch in 1..=5 {
+            store.save(&checkpoint(epoch)).await.unwrap();
+        }
+        assert_eq!(store.epochs().await.unwrap(), vec![3, 4, 5]);
+        let loaded = store.load_latest().await.unwrap();
+        assert!(loaded.skipped.is_empty());
+        let restored = loaded.restored.unwrap();
+        assert_eq!(restored.manifest.epoch, 5);
+        assert_eq!(restored.manifest.sinks, vec![Some(500)]);
+        assert_eq!(restored.nodes[1].operator, checkpoint(5).nodes[1].operator);
+        assert_eq!(restored.nodes[1].rows_in, 3);
+    }
+
+    #[tokio::test]
+    async fn a_damaged_or_unfinished_epoch_falls_back_to_the_one_before() {
+        let location = location("damaged");
+        let store = QueryCheckpoints::new(&location, "q");
+        for epoch in 1..=3 {
+            store.save(&checkpoint(epoch)).await.unwrap();
+        }
+        // Epoch 3's state loses its tail; epoch 4 has state but no manifest (a crash).
+        let path = state_file(&location, 3);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
+        std::fs::write(state_file(&location, 4), b"half").unwrap();
+        let restored = store.load_latest().await.unwrap().unwrap();
+        assert_eq!(restored.manifest.epoch, 2);
+        assert_eq!(restored.skipped.len(), 1);
+        assert_eq!(restored.skipped[0].0, 3);
+        assert!(
+            restored.skipped[0].1.contains("checksum"),
+            "{:?}",
+            restored.skipped
+        );
+        // The next epoch is numbered past every file, damaged or not.
+        assert_eq!(store.epochs().await.unwrap().last(), Some(&4));
+    }
+
+    #[tokio::test]
+    async fn clearing_leaves_nothing_to_restore() {
+        let location = location("clear");
+        let store = QueryCheckpoints::new(&location, "q");
+        store.save(&checkpoint(1)).await.unwrap();
+        store.clear().await.unwrap();
+        assert!(store.load_latest().await.unwrap().restored.is_none());
+        assert!(store.epochs().await.unwrap().is_empty());
+    }
+}
