@@ -368,15 +368,11 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
         std::fs::write(state_file(&location, 4), b"half").unwrap();
-        let restored = store.load_latest().await.unwrap().unwrap();
-        assert_eq!(restored.manifest.epoch, 2);
-        assert_eq!(restored.skipped.len(), 1);
-        assert_eq!(restored.skipped[0].0, 3);
-        assert!(
-            restored.skipped[0].1.contains("checksum"),
-            "{:?}",
-            restored.skipped
-        );
+        let loaded = store.load_latest().await.unwrap();
+        assert_eq!(loaded.restored.unwrap().manifest.epoch, 2);
+        assert_eq!(loaded.skipped.len(), 1);
+        assert_eq!(loaded.skipped[0].0, 3);
+        assert!(loaded.skipped[0].1.contains("checksum"), "{:?}", loaded.skipped);
         // The next epoch is numbered past every file, damaged or not.
         assert_eq!(store.epochs().await.unwrap().last(), Some(&4));
     }
