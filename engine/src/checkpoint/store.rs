@@ -372,7 +372,11 @@ mod tests {
         assert_eq!(loaded.restored.unwrap().manifest.epoch, 2);
         assert_eq!(loaded.skipped.len(), 1);
         assert_eq!(loaded.skipped[0].0, 3);
-        assert!(loaded.skipped[0].1.contains("checksum"), "{:?}", loaded.skipped);
+        assert!(
+            loaded.skipped[0].1.contains("checksum"),
+            "{:?}",
+            loaded.skipped
+        );
         // The next epoch is numbered past every file, damaged or not.
         assert_eq!(store.epochs().await.unwrap().last(), Some(&4));
     }

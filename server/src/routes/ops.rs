@@ -32,6 +32,38 @@ type Counter = (
     fn(&vigil_engine::runtime::MetricsSnapshot) -> u64,
 );
 
+/// The last checkpoint of each query that has one: epoch, size, how long it took.
+fn checkpoint_metrics(queries: &[Arc<QueryEntry>], out: &mut String) {
+    type Read = fn(&vigil_engine::runtime::CheckpointReport) -> f64;
+    let gauges: [(&str, &str, Read); 3] = [
+        (
+            "vigil_query_checkpoint_epoch",
+            "The last checkpoint's number.",
+            |c| c.epoch as f64,
+        ),
+        (
+            "vigil_query_checkpoint_bytes",
+            "Bytes the last checkpoint wrote.",
+            |c| c.bytes as f64,
+        ),
+        (
+            "vigil_query_checkpoint_duration_seconds",
+            "How long writing the last checkpoint took.",
+            |c| c.duration_ms as f64 / 1e3,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for query in queries {
+            if let Some(report) = query.metrics.last_checkpoint() {
+                let labels = labels(query.id, &query.name);
+                let _ = writeln!(out, "{name}{{{labels}}} {}", value(&report));
+            }
+        }
+    }
+}
+
 /// `GET /metrics`: Prometheus text format, per query.
 pub async fn metrics(State(service): State<Arc<Service>>) -> impl IntoResponse {
     let queries = service.queries.all();
@@ -97,6 +129,7 @@ pub async fn metrics(State(service): State<Arc<Service>>) -> impl IntoResponse {
             let _ = writeln!(out, "{name}{{{labels}}} {}", value(m));
         }
     }
+    checkpoint_metrics(&queries, &mut out);
     let _ = writeln!(
         out,
         "# HELP vigil_query_watermark_seconds The query's output watermark."

@@ -49,6 +49,37 @@ pub struct MetricsView {
     connector_errors: u64,
     /// Messages in the query's Kafka partitions not yet read, per source, where known.
     consumer_lag: std::collections::BTreeMap<String, u64>,
+    /// The last checkpoint, with a state dir.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkpoint: Option<CheckpointView>,
+    checkpoint_failures: u64,
+}
+
+/// The last checkpoint of a query.
+#[derive(Debug, Serialize)]
+pub struct CheckpointView {
+    epoch: u64,
+    /// When it was taken (RFC 3339); absent for the checkpoint restored at the start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    taken_at: Option<String>,
+    bytes: u64,
+    duration_ms: u64,
+    /// True when this is the checkpoint the query resumed from.
+    restored: bool,
+}
+
+impl CheckpointView {
+    fn of(report: vigil_engine::runtime::CheckpointReport) -> Self {
+        Self {
+            epoch: report.epoch,
+            taken_at: (!report.restored)
+                .then(|| format_rfc3339(report.taken_at_ms.saturating_mul(1_000_000)))
+                .flatten(),
+            bytes: report.bytes,
+            duration_ms: report.duration_ms,
+            restored: report.restored,
+        }
+    }
 }
 
 impl QueryView {
@@ -80,6 +111,11 @@ impl QueryView {
                 state_bytes: m.state_bytes,
                 connector_errors: m.connector_errors,
                 consumer_lag: entry.metrics.consumer_lags(),
+                checkpoint: entry.metrics.last_checkpoint().map(CheckpointView::of),
+                checkpoint_failures: entry
+                    .metrics
+                    .checkpoint_failures
+                    .load(std::sync::atomic::Ordering::Relaxed),
             },
         }
     }

@@ -7,7 +7,8 @@ use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use vigil_connectors::kafka::KafkaSettings;
-use vigil_engine::Engine;
+use vigil_engine::checkpoint::{StateConfig, StateLocation};
+use vigil_engine::{Engine, EngineConfig};
 use vigil_server::{Server, ServerConfig};
 
 /// A paced generator, so a query is still running while the test looks at it.
@@ -26,16 +27,24 @@ struct Running {
 
 impl Running {
     async fn start(config: ServerConfig) -> Self {
+        Self::with_state(config, None).await
+    }
+
+    /// A server whose queries checkpoint to `state`.
+    async fn with_state(config: ServerConfig, state: Option<StateConfig>) -> Self {
         let config = ServerConfig {
             bind: "127.0.0.1:0".parse().unwrap(),
             data_dir: std::env::temp_dir().join("vigil-server-data"),
             ..config
         };
         let token = config.token.clone();
-        let new_engine = Arc::new(|| {
-            Engine::new(vigil_connectors::registry_with(KafkaSettings::from_env(
-                None,
-            )))
+        let new_engine = Arc::new(move || {
+            let registry = vigil_connectors::registry_with(KafkaSettings::from_env(None));
+            let config = EngineConfig {
+                state: state.clone(),
+                ..EngineConfig::default()
+            };
+            Engine::with_config(registry, config)
         });
         let server = Server::bind(config, new_engine).await.expect("binds");
         let base = format!("http://{}", server.local_addr());
@@ -836,5 +845,59 @@ async fn generated_requests_never_get_a_server_error() {
         .await
         .unwrap();
     assert_eq!(health.status(), StatusCode::OK);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_metrics_show_the_last_checkpoint() {
+    let dir = std::env::temp_dir().join(format!("vigil-server-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let state = StateConfig {
+        interval: Duration::from_millis(100),
+        ..StateConfig::new(StateLocation::local(&dir).unwrap())
+    };
+    let server = Running::with_state(ServerConfig::default(), Some(state)).await;
+    let (status, body) = server.sql("/v1/statements", PACED_SOURCE).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let output = std::env::temp_dir().join("vigil-server-data/counts.jsonl");
+    let sql = format!(
+        "CREATE SINK counts WITH (connector = 'file', path = '{}');
+         CREATE SINK counts AS SELECT sensor_id, count(*) AS n FROM sensors GROUP BY sensor_id;",
+        output.display()
+    );
+    let (status, body) = server.sql("/v1/statements", &sql).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let id = body["results"][1]["query_id"].as_u64().expect("a query id");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let checkpoint = loop {
+        let (_, view) = server.get_json(&format!("/v1/queries/{id}")).await;
+        let checkpoint = view["metrics"]["checkpoint"].clone();
+        if checkpoint["epoch"].as_u64().unwrap_or(0) >= 2 {
+            break checkpoint;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(checkpoint["bytes"].as_u64().unwrap() > 0, "{checkpoint}");
+    assert_eq!(checkpoint["restored"], json!(false));
+    assert!(checkpoint["taken_at"].as_str().is_some(), "{checkpoint}");
+    let metrics = server
+        .request(reqwest::Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let epoch = metrics
+        .lines()
+        .find(|l| l.starts_with("vigil_query_checkpoint_epoch{") && l.contains("counts"))
+        .unwrap_or_else(|| panic!("no checkpoint gauge in {metrics}"));
+    let epoch: f64 = epoch.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(epoch >= 2.0, "{epoch}");
+    assert!(dir.join("queries/counts/checkpoints").is_dir());
     server.stop().await;
 }
