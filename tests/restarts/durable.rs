@@ -88,7 +88,7 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-fn start(dir: &Path, args: &[&str]) -> Run {
+pub(super) fn start(dir: &Path, args: &[&str]) -> Run {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -106,7 +106,7 @@ fn start(dir: &Path, args: &[&str]) -> Run {
 }
 
 /// Waits for a run to finish by itself.
-fn finish(mut run: Run) {
+pub(super) fn finish(mut run: Run) {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         if let Some(status) = run.0.try_wait().unwrap() {
@@ -120,16 +120,16 @@ fn finish(mut run: Run) {
 
 /// What a kill loop found.
 #[derive(Debug, Default)]
-struct Tally {
-    kills: usize,
+pub(super) struct Tally {
+    pub kills: usize,
     /// Kills that came while a checkpoint epoch was half written.
-    mid_checkpoint: usize,
+    pub mid_checkpoint: usize,
 }
 
 /// Runs `args` in `dir` and kills it `KILLS` times, then lets a last run finish. Each run
 /// is killed after it wrote a checkpoint, so every run moves the output on: at once, a
 /// little later, or as soon as it is seen writing the next checkpoint.
-fn kill_loop(dir: &Path, args: &[&str], seed: u64) -> Tally {
+pub(super) fn kill_loop(dir: &Path, args: &[&str], seed: u64) -> Tally {
     let mut rng = Rng::new(seed);
     let mut tally = Tally::default();
     let state = dir.join("state");
@@ -216,7 +216,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-fn lines(path: &Path) -> Vec<String> {
+pub(super) fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
@@ -252,7 +252,7 @@ fn applied(changes: &[String]) -> Vec<String> {
 
 /// Lines the uninterrupted run wrote that the killed ones lack, and lines they wrote more
 /// often.
-fn lost_and_duplicated(truth: &[String], actual: &[String]) -> (usize, usize) {
+pub(super) fn lost_and_duplicated(truth: &[String], actual: &[String]) -> (usize, usize) {
     let count = |lines: &[String]| {
         let mut counts = std::collections::BTreeMap::new();
         for line in lines {

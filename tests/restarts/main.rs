@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use vigil_tests::kafka::{Broker, window_counts};
 
 mod durable;
+mod exactly_once;
 
 /// An empty scratch directory for the runs.
 fn scratch(name: &str) -> std::path::PathBuf {

@@ -173,6 +173,11 @@ pub struct SinkConfig {
     pub key: Vec<String>,
     /// librdkafka properties passed through (`properties.<name>`).
     pub properties: Vec<(String, String)>,
+    /// `delivery = 'exactly_once'`: one transaction per checkpoint.
+    pub exactly_once: bool,
+    /// Where an exactly-once sink records its committed epochs (default
+    /// `vigil.<query>.epochs`).
+    pub epochs_topic: Option<String>,
 }
 
 impl SinkConfig {
@@ -205,12 +210,32 @@ impl SinkConfig {
                 ));
             }
         }
+        let exactly_once = match r.take("delivery").as_deref().map(str::to_ascii_lowercase) {
+            None => false,
+            Some(d) if d == "at_least_once" => false,
+            Some(d) if d == "exactly_once" => true,
+            Some(other) => {
+                return Err(ConnectorError::config(
+                    "delivery",
+                    format!("'{other}': use 'at_least_once' or 'exactly_once'"),
+                ));
+            }
+        };
+        let epochs_topic = r.take("epochs_topic").map(|t| t.trim().to_string());
+        if epochs_topic.is_some() && !exactly_once {
+            return Err(ConnectorError::config(
+                "epochs_topic",
+                "only an exactly-once sink records epochs: add delivery = 'exactly_once'",
+            ));
+        }
         let properties = properties(&mut r)?;
         r.finish()?;
         Ok(Self {
             topic,
             key,
             properties,
+            exactly_once,
+            epochs_topic,
         })
     }
 }

@@ -19,6 +19,7 @@ mod rebalance;
 mod sink;
 mod source;
 mod topic_keys;
+mod transactions;
 
 use std::sync::Arc;
 
@@ -33,8 +34,9 @@ pub use dead_letter::{
     HEADER_ERROR, HEADER_OFFSET, HEADER_OPERATOR, HEADER_PARTITION, HEADER_QUERY, HEADER_SOURCE,
     HEADER_TOPIC,
 };
-pub use sink::KafkaSink;
+pub use sink::{KafkaSink, Ranges};
 pub use source::KafkaSource;
+pub use transactions::EpochRecord;
 
 use crate::ConnectorError;
 

@@ -14,6 +14,7 @@ use vigil_engine::connector::{Sink, is_changelog};
 use super::KafkaSettings;
 use super::config::SinkConfig;
 use super::topic_keys::live_keys;
+use super::transactions::Transactions;
 use crate::ConnectorError;
 use crate::format::{encode_json_lines, timestamps_as_text};
 
@@ -50,7 +51,17 @@ pub struct KafkaSink {
     /// Key columns.
     key: Vec<String>,
     in_flight: VecDeque<DeliveryFuture>,
+    /// `delivery = 'exactly_once'`.
+    exactly_once: bool,
+    /// The transactions of an exactly-once sink, once the query said it checkpoints.
+    transactions: Option<Transactions>,
+    epochs_topic: Option<String>,
+    /// Exactly once: per partition, the first and last offset the open transaction wrote.
+    written: Option<Ranges>,
 }
+
+/// Per partition, the first and last offset written.
+pub type Ranges = std::collections::BTreeMap<i32, (i64, i64)>;
 
 impl KafkaSink {
     /// A sink for rows of `schema`; connects lazily.
@@ -82,17 +93,37 @@ impl KafkaSink {
             mode,
             key: config.key,
             in_flight: VecDeque::new(),
+            exactly_once: config.exactly_once,
+            transactions: None,
+            epochs_topic: config.epochs_topic,
+            written: config.exactly_once.then(Ranges::new),
         })
     }
 
-    /// Creates the producer if this is the first write.
-    fn open(&mut self) -> Result<(), ConnectorError> {
+    /// Creates the producer if this is the first write, and opens a transaction when the
+    /// sink is exactly once.
+    async fn open(&mut self) -> Result<(), ConnectorError> {
+        if self.exactly_once && self.transactions.is_none() {
+            return Err(ConnectorError::config(
+                "delivery",
+                "'exactly_once' commits at checkpoints: start Vigil with --state-dir",
+            ));
+        }
         if self.producer.is_none() {
-            let producer = self
-                .client
+            let mut client = self.client.clone();
+            if let Some(transactions) = &self.transactions {
+                transactions.configure(&mut client);
+            }
+            let producer: FutureProducer = client
                 .create()
                 .map_err(|e| ConnectorError::External(format!("Kafka producer: {e}")))?;
+            if let Some(transactions) = &mut self.transactions {
+                transactions.init(&producer).await?;
+            }
             self.producer = Some(producer);
+        }
+        if let (Some(transactions), Some(producer)) = (&mut self.transactions, &self.producer) {
+            transactions.begin(producer)?;
         }
         Ok(())
     }
@@ -119,7 +150,9 @@ impl KafkaSink {
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
-                    if !await_oldest(&mut self.in_flight, &self.topic).await? {
+                    if !await_oldest(&mut self.in_flight, &self.topic, self.written.as_mut())
+                        .await?
+                    {
                         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                     }
                 }
@@ -127,7 +160,7 @@ impl KafkaSink {
             }
         }
         if self.in_flight.len() >= MAX_IN_FLIGHT {
-            await_oldest(&mut self.in_flight, &self.topic).await?;
+            await_oldest(&mut self.in_flight, &self.topic, self.written.as_mut()).await?;
         }
         Ok(())
     }
@@ -162,16 +195,25 @@ impl KafkaSink {
     }
 }
 
-/// Waits for the oldest message in flight; false when there is none.
+/// Waits for the oldest message in flight, noting where it went in `written`; false when
+/// there is none.
 async fn await_oldest(
     in_flight: &mut VecDeque<DeliveryFuture>,
     topic: &str,
+    written: Option<&mut Ranges>,
 ) -> Result<bool, ConnectorError> {
     let Some(delivery) = in_flight.pop_front() else {
         return Ok(false);
     };
     match delivery.await {
-        Ok(Ok(_)) => Ok(true),
+        Ok(Ok(delivered)) => {
+            if let Some(written) = written {
+                let (partition, offset) = (delivered.partition, delivered.offset);
+                let range = written.entry(partition).or_insert((offset, offset));
+                *range = (range.0.min(offset), range.1.max(offset));
+            }
+            Ok(true)
+        }
         Ok(Err((e, _))) => Err(delivery_failed(topic, e)),
         Err(_) => Err(ConnectorError::External(format!(
             "Kafka producer for '{topic}' shut down before delivering"
@@ -228,7 +270,7 @@ impl Sink for KafkaSink {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        self.open()?;
+        self.open().await?;
         self.read_leftover().await?;
         let keys = self.keys(&batch)?;
         let key = |i: usize| keys.as_ref().and_then(|k| k[i].as_deref());
@@ -257,8 +299,36 @@ impl Sink for KafkaSink {
     }
 
     async fn flush(&mut self) -> Result<(), ConnectorError> {
-        while await_oldest(&mut self.in_flight, &self.topic).await? {}
+        while await_oldest(&mut self.in_flight, &self.topic, self.written.as_mut()).await? {}
         Ok(())
+    }
+
+    /// An exactly-once sink learns the query's name, which names its transactions.
+    async fn committed_epoch(&mut self, query: &str) -> Result<Option<u64>, ConnectorError> {
+        if !self.exactly_once {
+            return Ok(None);
+        }
+        let transactions = Transactions::new(&self.settings, query, self.epochs_topic.as_deref());
+        self.transactions = Some(transactions);
+        // Starting the producer settles what a crashed one left open.
+        self.open().await?;
+        let transactions = self.transactions.as_ref().expect("set above");
+        Ok(Some(transactions.committed_epoch().await?))
+    }
+
+    /// Exactly once: commits the epoch's transaction, with the epoch.
+    async fn commit(&mut self, epoch: u64) -> Result<(), ConnectorError> {
+        if !self.exactly_once {
+            return Ok(());
+        }
+        self.open().await?;
+        self.flush().await?;
+        let producer = self.producer.as_ref().expect("opened above");
+        let transactions = self.transactions.as_mut().expect("opened above");
+        let written = std::mem::take(self.written.as_mut().expect("exactly once"));
+        transactions
+            .commit(producer, epoch, &self.topic, &written)
+            .await
     }
 
     /// Upsert mode: a key an earlier run left in the topic that this run, its state rebuilt
@@ -268,7 +338,7 @@ impl Sink for KafkaSink {
         if self.mode != Mode::Upsert {
             return Ok(());
         }
-        self.open()?;
+        self.open().await?;
         self.read_leftover().await?;
         let Leftover::Keys(keys) = std::mem::replace(&mut self.leftover, Leftover::Done) else {
             return Ok(());
@@ -280,5 +350,33 @@ impl Sink for KafkaSink {
             self.produce(Some(key), None).await?;
         }
         self.flush().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use vigil_engine::sql::Options;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_exactly_once_sink_without_checkpoints_says_what_it_needs() {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let options = Options::new([("topic", "out"), ("delivery", "exactly_once")]);
+        let config = SinkConfig::from_options(&options, &schema).unwrap();
+        let settings = KafkaSettings {
+            brokers: "127.0.0.1:1".into(),
+        };
+        let mut sink = KafkaSink::new(&settings, config, Arc::clone(&schema)).unwrap();
+        let rows = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1]))]).unwrap();
+        let err = sink.write(rows).await.unwrap_err().to_string();
+        assert!(err.contains("--state-dir"), "{err}");
+        let bad = Options::new([("topic", "out"), ("delivery", "twice")]);
+        let err = SinkConfig::from_options(&bad, &Schema::empty()).unwrap_err();
+        assert!(err.to_string().contains("'exactly_once'"), "{err}");
     }
 }

@@ -92,7 +92,7 @@ impl QueryCheckpoints {
             )
             .await
             .map_err(|e| self.failed("writing the manifest", e))?;
-        self.prune(checkpoint.epoch).await;
+        self.prune().await;
         Ok(SavedCheckpoint {
             epoch: checkpoint.epoch,
             bytes,
@@ -123,11 +123,23 @@ impl QueryCheckpoints {
             .map_err(|e| self.failed("listing checkpoints", e))
     }
 
+    /// The query's name.
+    pub fn query(&self) -> &str {
+        &self.query
+    }
+
     /// The newest epoch that is complete and intact, falling back past damaged ones
     /// (named in [`Loaded::skipped`]).
     pub async fn load_latest(&self) -> Result<Loaded> {
+        self.load_latest_at_most(None).await
+    }
+
+    /// [`QueryCheckpoints::load_latest`] among the epochs up to `bound`.
+    pub async fn load_latest_at_most(&self, bound: Option<u64>) -> Result<Loaded> {
         let mut loaded = Loaded::default();
-        for epoch in self.epochs().await?.into_iter().rev() {
+        let epochs = self.epochs().await?;
+        let usable = epochs.into_iter().filter(|e| bound.is_none_or(|b| *e <= b));
+        for epoch in usable.rev() {
             match self.load(epoch).await {
                 Ok(Some((manifest, nodes))) => {
                     loaded.restored = Some(Restored { manifest, nodes });
@@ -139,6 +151,14 @@ impl QueryCheckpoints {
             }
         }
         Ok(loaded)
+    }
+
+    /// Deletes the epochs after `epoch`.
+    pub async fn delete_after(&self, epoch: u64) -> Result<()> {
+        for newer in self.epochs().await?.into_iter().filter(|e| *e > epoch) {
+            self.delete(newer).await?;
+        }
+        Ok(())
     }
 
     /// Deletes every epoch.
@@ -204,18 +224,21 @@ impl QueryCheckpoints {
         }
     }
 
-    /// Deletes epochs before the last [`KEEP_EPOCHS`] up to `newest`; a failure is only
-    /// logged: old epochs cost space, not correctness.
-    async fn prune(&self, newest: u64) {
-        let keep_from = newest.saturating_sub(KEEP_EPOCHS - 1);
-        let old = match self.epochs().await {
-            Ok(epochs) => epochs.into_iter().filter(|e| *e < keep_from),
+    /// Deletes all but the newest [`KEEP_EPOCHS`] epochs; a failure is only logged: old
+    /// epochs cost space, not correctness.
+    async fn prune(&self) {
+        let mut epochs = match self.epochs().await {
+            Ok(epochs) => epochs,
             Err(e) => {
                 tracing::warn!(query = %self.query, error = %e, "cannot list old checkpoints");
                 return;
             }
         };
-        for epoch in old {
+        // The newest ones present, not a range of numbers: epochs that were dropped (their
+        // output never committed) leave gaps.
+        let keep = (KEEP_EPOCHS as usize).min(epochs.len());
+        epochs.truncate(epochs.len() - keep);
+        for epoch in epochs {
             if let Err(e) = self.delete(epoch).await {
                 tracing::warn!(query = %self.query, epoch, error = %e, "cannot delete an old checkpoint");
             }

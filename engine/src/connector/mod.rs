@@ -152,6 +152,16 @@ pub trait Sink: Send {
         Ok(())
     }
 
+    /// The query `query` checkpoints: a sink that commits its output at checkpoints (a
+    /// transactional Kafka producer) says up to which checkpoint epoch its output was
+    /// committed (`Some(0)`: none yet), and the query resumes from that epoch rather than a
+    /// newer one whose output was never committed. Called once, before anything else. The
+    /// default commits nothing: `None`.
+    async fn committed_epoch(&mut self, query: &str) -> Result<Option<u64>, ConnectorError> {
+        let _ = query;
+        Ok(None)
+    }
+
     /// A checkpoint is being taken: makes everything written so far durable and says where
     /// the sink stands (a file's length), for [`Sink::restore`] after a crash. The default
     /// flushes and has no position.

@@ -73,24 +73,40 @@ impl Checkpointer {
         }
     }
 
+    /// The query's name.
+    pub(super) fn query(&self) -> &str {
+        self.store.query()
+    }
+
     /// Loads the newest usable checkpoint into `executor` (or, with `reset`, deletes them
-    /// all) and says where sources and sinks resume.
+    /// all) and says where sources and sinks resume. With `committed`, a sink committed its
+    /// output up to that epoch only: newer epochs are passed over (their output was never
+    /// committed), and new epochs are numbered past it.
     pub(super) async fn restore(
         &mut self,
         executor: &mut GraphExecutor,
         metrics: &QueryMetrics,
+        committed: Option<u64>,
     ) -> Result<Resumption> {
         let fresh = Resumption {
             sources: vec![None; self.source_names.len()],
             sinks: None,
         };
+        let newest = self.store.epochs().await?.last().copied().unwrap_or(0);
+        self.next_epoch = newest.max(committed.unwrap_or(0)) + 1;
         if self.config.reset {
             self.store.clear().await?;
             tracing::info!(checkpoints = %self.store.describe(), "state reset: checkpoints deleted");
             return Ok(fresh);
         }
-        self.next_epoch = self.store.epochs().await?.last().map_or(1, |e| e + 1);
-        let loaded = self.store.load_latest().await?;
+        if let Some(committed) = committed.filter(|c| *c < newest) {
+            tracing::info!(
+                committed,
+                newest,
+                "resuming from the last checkpoint whose output was committed"
+            );
+        }
+        let loaded = self.store.load_latest_at_most(committed).await?;
         for (epoch, why) in &loaded.skipped {
             let used = loaded.restored.as_ref().map(|r| r.manifest.epoch);
             tracing::warn!(epoch, error = %why, ?used, "checkpoint damaged: using the one before");

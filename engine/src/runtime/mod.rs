@@ -177,7 +177,13 @@ enum ToSink {
     Confirm(u64),
     /// Every source has caught up (see [`Sink::caught_up`]).
     CaughtUp,
-    /// Resume where a checkpoint left the sink (see [`Sink::restore`]); sent first.
+    /// Which checkpoint epoch the sink's output was committed up to (see
+    /// [`Sink::committed_epoch`]); sent first.
+    CommittedEpoch(
+        String,
+        tokio::sync::oneshot::Sender<Result<Option<u64>, ConnectorError>>,
+    ),
+    /// Resume where a checkpoint left the sink (see [`Sink::restore`]).
     Restore(Option<u64>),
     /// A checkpoint is being taken: pre-commit and answer with the sink's position.
     PreCommit(tokio::sync::oneshot::Sender<Result<Option<u64>, ConnectorError>>),
@@ -418,6 +424,9 @@ async fn write_sink(
                 }
             }
             ToSink::CaughtUp => sink.caught_up().await?,
+            ToSink::CommittedEpoch(query, reply) => {
+                let _ = reply.send(sink.committed_epoch(&query).await);
+            }
             ToSink::Restore(position) => sink.restore(position).await?,
             ToSink::PreCommit(reply) => {
                 unflushed = false;

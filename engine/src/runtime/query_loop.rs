@@ -81,8 +81,11 @@ impl QueryLoop {
             }
             return Ok(());
         };
+        let query = checkpoints.query().to_string();
+        let committed = self.committed_epoch(&query).await?;
+        let checkpoints = self.checkpoints.as_mut().expect("checked above");
         let resumption = checkpoints
-            .restore(&mut self.executor, &self.metrics)
+            .restore(&mut self.executor, &self.metrics, committed)
             .await?;
         if let Some(sinks) = resumption.sinks {
             for (index, position) in sinks.into_iter().enumerate().take(self.sinks.len()) {
@@ -94,6 +97,29 @@ impl QueryLoop {
         }
         self.refresh_stats();
         Ok(())
+    }
+
+    /// The lowest epoch up to which a sink committed its output, if any sink commits at
+    /// checkpoints.
+    async fn committed_epoch(&mut self, query: &str) -> Result<Option<u64>> {
+        let mut answers = Vec::with_capacity(self.sinks.len());
+        for index in 0..self.sinks.len() {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            self.send(index, ToSink::CommittedEpoch(query.to_string(), reply))
+                .await?;
+            answers.push(answer);
+        }
+        let mut lowest: Option<u64> = None;
+        for answer in answers {
+            let Ok(committed) = answer.await else {
+                self.sink_gone = true;
+                return Err(Error::Execution("a sink task stopped".into()));
+            };
+            if let Some(epoch) = committed? {
+                lowest = Some(lowest.map_or(epoch, |l| l.min(epoch)));
+            }
+        }
+        Ok(lowest)
     }
 
     fn restored(&self) -> bool {
