@@ -89,6 +89,11 @@ fn cases() -> Vec<Case> {
 }
 
 pub(super) fn start(dir: &Path, args: &[&str]) -> Run {
+    start_with(dir, args, &[])
+}
+
+/// [`start`] with `env` set.
+pub(super) fn start_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -97,6 +102,7 @@ pub(super) fn start(dir: &Path, args: &[&str]) -> Run {
     Command::new(env!("CARGO_BIN_EXE_vigil"))
         .current_dir(dir)
         .args(args)
+        .envs(env.iter().copied())
         .env("VIGIL_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log)
@@ -130,14 +136,54 @@ pub(super) struct Tally {
 /// is killed after it wrote a checkpoint, so every run moves the output on: at once, a
 /// little later, or as soon as it is seen writing the next checkpoint.
 pub(super) fn kill_loop(dir: &Path, args: &[&str], seed: u64) -> Tally {
+    let state = LocalState(dir.join("state"));
+    kill_loop_watching(dir, args, &[], seed, &state)
+}
+
+/// Where a kill loop sees checkpoints being written.
+pub(super) trait StateView {
+    /// The newest epoch with a manifest.
+    fn newest_epoch(&self) -> Option<u64>;
+    /// True when some epoch has its state file but not yet its manifest.
+    fn half_written(&self) -> bool;
+}
+
+/// A local state dir.
+struct LocalState(PathBuf);
+
+impl StateView for LocalState {
+    fn newest_epoch(&self) -> Option<u64> {
+        newest_epoch(&self.0)
+    }
+
+    fn half_written(&self) -> bool {
+        half_written(&self.0)
+    }
+}
+
+/// [`kill_loop`] with `env` set for every run, watching checkpoints in `state`.
+pub(super) fn kill_loop_watching(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    seed: u64,
+    state: &dyn StateView,
+) -> Tally {
     let mut rng = Rng::new(seed);
     let mut tally = Tally::default();
-    let state = dir.join("state");
     while tally.kills < KILLS {
-        let mut run = start(dir, args);
-        let seen = newest_epoch(&state);
+        let mut run = start_with(dir, args, env);
+        let seen = state.newest_epoch();
         let deadline = Instant::now() + Duration::from_secs(120);
-        while newest_epoch(&state) == seen {
+        while state.newest_epoch() == seen {
+            if let Some(status) = run.0.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "a run failed ({status}): see {}",
+                    dir.display()
+                );
+                break;
+            }
             assert!(
                 Instant::now() < deadline,
                 "no checkpoint after epoch {seen:?}"
@@ -150,7 +196,7 @@ pub(super) fn kill_loop(dir: &Path, args: &[&str], seed: u64) -> Tally {
                 std::thread::sleep(Duration::from_millis(rng.below(250) as u64));
                 false
             }
-            _ => wait_for_a_half_written_epoch(&state),
+            _ => wait_for_a_half_written_epoch(state),
         };
         if run.0.try_wait().unwrap().is_some() {
             // It finished first: the input is done.
@@ -160,7 +206,7 @@ pub(super) fn kill_loop(dir: &Path, args: &[&str], seed: u64) -> Tally {
         run.kill();
         tally.kills += 1;
     }
-    finish(start(dir, args));
+    finish(start_with(dir, args, env));
     tally
 }
 
@@ -176,10 +222,10 @@ fn newest_epoch(state: &Path) -> Option<u64> {
 }
 
 /// Polls for up to a second for an epoch being written; true when one was seen.
-fn wait_for_a_half_written_epoch(state: &Path) -> bool {
+fn wait_for_a_half_written_epoch(state: &dyn StateView) -> bool {
     let deadline = Instant::now() + Duration::from_secs(1);
     while Instant::now() < deadline {
-        if half_written(state) {
+        if state.half_written() {
             return true;
         }
         std::thread::sleep(Duration::from_micros(500));

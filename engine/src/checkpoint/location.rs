@@ -30,15 +30,37 @@ impl fmt::Display for StateLocation {
 }
 
 impl StateLocation {
-    /// Parses `--state-dir`: a local directory (created if missing) or `scheme://...`.
+    /// Parses `--state-dir`: a local directory (created if missing) or
+    /// `s3://bucket/prefix`, with credentials, region and endpoint from the environment
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT`,
+    /// `AWS_ALLOW_HTTP`, ... as the `object_store` crate reads them).
     pub fn parse(text: &str) -> Result<Self> {
-        if let Some((scheme, _)) = text.split_once("://") {
-            return Err(Error::State(format!(
-                "state dir '{text}': '{scheme}://' locations are not supported by this build; \
-                 give a local directory"
-            )));
+        match text.split_once("://") {
+            Some(("s3", rest)) => Self::s3(text, rest),
+            Some((scheme, _)) => Err(Error::State(format!(
+                "state dir '{text}': '{scheme}://' is not supported; give a local directory \
+                 or s3://bucket/prefix"
+            ))),
+            None => Self::local(std::path::Path::new(text)),
         }
-        Self::local(std::path::Path::new(text))
+    }
+
+    /// `s3://<bucket>/<prefix>`: `rest` is what follows the scheme.
+    fn s3(text: &str, rest: &str) -> Result<Self> {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(Error::State(format!("state dir '{text}': no bucket")));
+        }
+        let store = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .build()
+            .map_err(|e| Error::State(format!("state dir '{text}': {e}")))?;
+        let root = Path::from(prefix.trim_matches('/'));
+        Ok(Self::new(
+            Arc::new(store),
+            root,
+            text.trim_end_matches('/').to_string(),
+        ))
     }
 
     /// A local directory, created if missing.

@@ -112,6 +112,15 @@ impl QueryCheckpoints {
         Ok(epochs)
     }
 
+    /// The names of the files of every epoch, complete or not (for tools and tests).
+    pub async fn file_names(&self) -> Result<Vec<String>> {
+        let files = self.files().await?;
+        Ok(files
+            .iter()
+            .filter_map(|p| p.filename().map(String::from))
+            .collect())
+    }
+
     /// Every file of every epoch.
     async fn files(&self) -> Result<Vec<Path>> {
         self.location

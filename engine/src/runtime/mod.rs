@@ -288,8 +288,9 @@ fn on_graph_thread<F: Future<Output = Result<()>>>(
     let spawned = std::thread::Builder::new()
         .name(format!("vigil-query-{query}"))
         .spawn(move || {
+            // I/O too: checkpoints may go to an object store over the network.
             let outcome = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
+                .enable_all()
                 .build()
                 .map_err(|e| Error::Execution(format!("cannot start the query's runtime: {e}")))
                 .and_then(|runtime| runtime.block_on(work()));
