@@ -14,7 +14,10 @@
 //! - `json`: the same as JSON lines held in memory, decoded by the bench thread;
 //! - `file`: the same JSON lines written once to `target/bench-data/`, read by the file
 //!   source of a query the engine runs as `vigil run` does, results to a file. These files
-//!   are the input `benches/duckdb_peer.py` times DuckDB on.
+//!   are the input `benches/duckdb_peer.py` times DuckDB on. With `VIGIL_BENCH_STATE=10s`
+//!   (any interval) the file cases checkpoint to `target/bench-data/state-*` at that
+//!   interval, as `vigil run --state-dir` does (input `file+state`), and print the last
+//!   checkpoint's size and duration.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -264,9 +267,15 @@ fn run_file_case(case: &Case, events: u64) {
         .enable_all()
         .build()
         .expect("runtime");
-    let mut engine = bench_engine(true);
+    let state = bench_state(case);
+    let label = if state.is_some() {
+        "file+state"
+    } else {
+        "file"
+    };
+    let mut engine = bench_engine(true, state);
     let started = Instant::now();
-    let rows_out = runtime.block_on(async {
+    let (rows_out, checkpoint) = runtime.block_on(async {
         engine.execute(&profile).await.expect("profile");
         let mut metrics = None;
         for statement in StreamParser::parse_sql(case.rule).expect("rule parses") {
@@ -285,7 +294,8 @@ fn run_file_case(case: &Case, events: u64) {
                 metrics = Some(m);
             }
         }
-        metrics.expect("the case's sink").snapshot().rows_out
+        let metrics = metrics.expect("the case's sink");
+        (metrics.snapshot().rows_out, metrics.last_checkpoint())
     });
     let seconds = started.elapsed().as_secs_f64();
     let fed = if case.inputs.len() == 2 {
@@ -293,7 +303,27 @@ fn run_file_case(case: &Case, events: u64) {
     } else {
         events
     };
-    print_row(case, "file", fed, seconds, rows_out);
+    print_row(case, label, fed, seconds, rows_out);
+    if let Some(c) = checkpoint {
+        println!(
+            "{:<16} last checkpoint: epoch {}, {} bytes, {} ms",
+            "", c.epoch, c.bytes, c.duration_ms
+        );
+    }
+}
+
+/// `VIGIL_BENCH_STATE=<interval>`: checkpoints to a fresh state dir of the case's own.
+fn bench_state(case: &Case) -> Option<vigil_engine::checkpoint::StateConfig> {
+    let interval = std::env::var("VIGIL_BENCH_STATE").ok()?;
+    let interval =
+        vigil_engine::sql::parse_duration(&interval).expect("VIGIL_BENCH_STATE: an interval");
+    let dir = data_dir().join(format!("state-{}", case.sink));
+    let _ = std::fs::remove_dir_all(&dir);
+    let location = vigil_engine::checkpoint::StateLocation::local(&dir).expect("state dir");
+    Some(vigil_engine::checkpoint::StateConfig {
+        interval,
+        ..vigil_engine::checkpoint::StateConfig::new(location)
+    })
 }
 
 fn print_row(case: &Case, input: &str, fed: u64, seconds: f64, rows_out: u64) {
@@ -350,12 +380,16 @@ fn shifted(batch: &RecordBatch, shift: i64) -> RecordBatch {
 
 /// An engine cutting batches of `BATCH` rows; `start_queries` as `vigil run` (true) or to
 /// plan graphs the bench drives itself (false).
-fn bench_engine(start_queries: bool) -> Engine {
+fn bench_engine(
+    start_queries: bool,
+    state: Option<vigil_engine::checkpoint::StateConfig>,
+) -> Engine {
     Engine::with_config(
         vigil_connectors::registry(),
         EngineConfig {
             batch_size: BATCH,
             start_queries,
+            state,
             ..EngineConfig::default()
         },
     )
@@ -366,7 +400,7 @@ fn run_case(case: &Case, json: bool, events: u64) {
         .enable_all()
         .build()
         .expect("runtime");
-    let mut engine = bench_engine(false);
+    let mut engine = bench_engine(false, None);
     let mut graph = None;
     runtime.block_on(async {
         engine.execute(PROFILE).await.expect("profile");

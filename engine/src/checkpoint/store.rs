@@ -101,15 +101,18 @@ impl QueryCheckpoints {
 
     /// Every epoch with a file present, complete or not, in ascending order.
     pub async fn epochs(&self) -> Result<Vec<u64>> {
-        let mut epochs: Vec<u64> = self
-            .files()
-            .await?
-            .iter()
-            .filter_map(|p| epoch_of(p.filename()?))
-            .collect();
-        epochs.sort_unstable();
-        epochs.dedup();
-        Ok(epochs)
+        Ok(self.listing().await?.into_iter().map(|(e, _)| e).collect())
+    }
+
+    /// Per epoch present, in ascending order, whether it has a manifest (is complete).
+    async fn listing(&self) -> Result<Vec<(u64, bool)>> {
+        let mut epochs: std::collections::BTreeMap<u64, bool> = Default::default();
+        for path in self.files().await? {
+            if let Some((epoch, name)) = path.filename().and_then(epoch_of) {
+                *epochs.entry(epoch).or_default() |= name == MANIFEST_FILE;
+            }
+        }
+        Ok(epochs.into_iter().collect())
     }
 
     /// The names of the files of every epoch, complete or not (for tools and tests).
@@ -236,18 +239,24 @@ impl QueryCheckpoints {
     /// Deletes all but the newest [`KEEP_EPOCHS`] epochs; a failure is only logged: old
     /// epochs cost space, not correctness.
     async fn prune(&self) {
-        let mut epochs = match self.epochs().await {
-            Ok(epochs) => epochs,
+        let listing = match self.listing().await {
+            Ok(listing) => listing,
             Err(e) => {
                 tracing::warn!(query = %self.query, error = %e, "cannot list old checkpoints");
                 return;
             }
         };
-        // The newest ones present, not a range of numbers: epochs that were dropped (their
-        // output never committed) leave gaps.
-        let keep = (KEEP_EPOCHS as usize).min(epochs.len());
-        epochs.truncate(epochs.len() - keep);
-        for epoch in epochs {
+        // The newest complete epochs are kept, and whatever is newer than the oldest of
+        // them; epochs that never completed do not count, however many a crash loop left.
+        let complete: Vec<u64> = listing
+            .iter()
+            .filter(|(_, c)| *c)
+            .map(|(e, _)| *e)
+            .collect();
+        let Some(&oldest_kept) = complete.iter().rev().nth(KEEP_EPOCHS as usize - 1) else {
+            return;
+        };
+        for (epoch, _) in listing.into_iter().filter(|(e, _)| *e < oldest_kept) {
             if let Err(e) = self.delete(epoch).await {
                 tracing::warn!(query = %self.query, epoch, error = %e, "cannot delete an old checkpoint");
             }
@@ -258,8 +267,21 @@ impl QueryCheckpoints {
     /// damaged.
     async fn delete(&self, epoch: u64) -> Result<()> {
         let store = self.location.store();
-        for name in [MANIFEST_FILE, STATE_FILE] {
-            match store.delete(&self.file(epoch, name)).await {
+        let mut files: Vec<Path> = self
+            .files()
+            .await?
+            .into_iter()
+            .filter(|p| {
+                p.filename()
+                    .and_then(epoch_of)
+                    .is_some_and(|(e, _)| e == epoch)
+            })
+            .collect();
+        files.sort_by_key(|p| {
+            p.filename().and_then(epoch_of).map(|(_, n)| n) != Some(MANIFEST_FILE)
+        });
+        for file in files {
+            match store.delete(&file).await {
                 Ok(()) | Err(datafusion::object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(self.failed("deleting a checkpoint", e)),
             }
@@ -279,10 +301,11 @@ impl QueryCheckpoints {
     }
 }
 
-/// The epoch a checkpoint file belongs to.
-fn epoch_of(file: &str) -> Option<u64> {
-    let (epoch, _) = file.split_once('-')?;
-    (epoch.len() == EPOCH_DIGITS).then(|| epoch.parse().ok())?
+/// The epoch a checkpoint file belongs to, and its name without the epoch.
+fn epoch_of(file: &str) -> Option<(u64, &str)> {
+    let (epoch, name) = file.split_once('-')?;
+    let epoch = (epoch.len() == EPOCH_DIGITS).then(|| epoch.parse().ok())??;
+    Some((epoch, name))
 }
 
 fn manifest_of(query: &str, checkpoint: &Checkpoint, state: &[u8]) -> Manifest {
@@ -411,6 +434,25 @@ mod tests {
         );
         // The next epoch is numbered past every file, damaged or not.
         assert_eq!(store.epochs().await.unwrap().last(), Some(&4));
+    }
+
+    #[tokio::test]
+    async fn epochs_a_crash_loop_left_unfinished_do_not_push_complete_ones_out() {
+        let location = location("unfinished");
+        let store = QueryCheckpoints::new(&location, "q");
+        store.save(&checkpoint(1)).await.unwrap();
+        // Writes cut short before their manifests.
+        for epoch in [2, 3, 4] {
+            std::fs::write(state_file(&location, epoch), b"half").unwrap();
+        }
+        store.save(&checkpoint(5)).await.unwrap();
+        store.save(&checkpoint(6)).await.unwrap();
+        assert_eq!(store.epochs().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
+        store.save(&checkpoint(7)).await.unwrap();
+        // Three complete epochs kept; what is older goes.
+        assert_eq!(store.epochs().await.unwrap(), vec![5, 6, 7]);
+        store.delete_after(5).await.unwrap();
+        assert_eq!(store.epochs().await.unwrap(), vec![5]);
     }
 
     #[tokio::test]

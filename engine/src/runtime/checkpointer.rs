@@ -105,6 +105,9 @@ impl Checkpointer {
                 newest,
                 "resuming from the last checkpoint whose output was committed"
             );
+            // Their output was never committed: they must not push the committed one out
+            // of the epochs kept.
+            self.store.delete_after(committed).await?;
         }
         let loaded = self.store.load_latest_at_most(committed).await?;
         for (epoch, why) in &loaded.skipped {
