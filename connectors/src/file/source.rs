@@ -32,7 +32,12 @@ pub struct FileSource {
     line_base: usize,
     /// Bytes read from the file; the lines decoded so far end `carry.len()` before.
     read_to: u64,
-    ready: VecDeque<RecordBatch>,
+    /// Decoded batches, each with the file offset after its lines when it is the last of
+    /// its piece (see [`FileSource::decode_piece`]).
+    ready: VecDeque<(RecordBatch, Option<u64>)>,
+    /// Where the source stands after the batch returned last, when it can say.
+    position: Option<u64>,
+
     /// Whether the file's first bytes were read (and a byte-order mark skipped).
     started: bool,
     eof: bool,
@@ -60,6 +65,8 @@ impl FileSource {
             line_base: 0,
             read_to: 0,
             ready: VecDeque::new(),
+            position: Some(0),
+
             started: false,
             eof: false,
         }
@@ -94,10 +101,12 @@ impl FileSource {
                 buf.drain(..UTF8_BOM.len());
             }
         }
+        let mut added_newline = false;
         if read == 0 {
             self.eof = true;
             if !buf.is_empty() && buf.last() != Some(&b'\n') {
                 buf.push(b'\n');
+                added_newline = true;
             }
         }
         let complete = match buf.iter().rposition(|b| *b == b'\n') {
@@ -109,20 +118,39 @@ impl FileSource {
             }
         };
         self.carry = buf.split_off(complete);
-        let (batches, bad) = self.decoder.decode(&buf)?;
-        self.ready.extend(batches);
+        // Where the complete lines end in the file, and so where `buf` starts.
+        let end = self.read_to - self.carry.len() as u64;
+        let start = end + u64::from(added_newline) - buf.len() as u64;
+        let mut at = 0;
+        while at < buf.len() {
+            let piece = lines_end(&buf[at..], self.ctx.batch_size.max(1)) + at;
+            let piece_end = (start + piece as u64).min(end);
+            self.decode_piece(&buf[at..piece], piece_end)?;
+            at = piece;
+        }
+        Ok(())
+    }
+
+    /// Decodes up to a batch of lines ending at byte `end` of the file: the batch can then
+    /// say where the source stands after it.
+    fn decode_piece(&mut self, lines: &[u8], end: u64) -> Result<(), ConnectorError> {
+        let (batches, bad) = self.decoder.decode(lines)?;
+        let last = batches.len().saturating_sub(1);
+        for (i, batch) in batches.into_iter().enumerate() {
+            self.ready.push_back((batch, (i == last).then_some(end)));
+        }
         if !bad.is_empty() {
-            let lines: Vec<&[u8]> = buf.split(|b| *b == b'\n').collect();
+            let split: Vec<&[u8]> = lines.split(|b| *b == b'\n').collect();
             for record in &bad {
                 let line_no = self.line_base + record.index + 1;
                 self.dead_letter(
                     line_no,
                     &record.error,
-                    lines.get(record.index).copied().unwrap_or_default(),
+                    split.get(record.index).copied().unwrap_or_default(),
                 )?;
             }
         }
-        self.line_base += buf.iter().filter(|b| **b == b'\n').count();
+        self.line_base += lines.iter().filter(|b| **b == b'\n').count();
         Ok(())
     }
 
@@ -148,6 +176,16 @@ impl FileSource {
         out.write_all(format!("{record}\n").as_bytes())
             .map_err(|e| ConnectorError::io("writing a dead letter", e))
     }
+}
+
+/// The length of the first `lines` lines of `bytes` (all of it when it has fewer).
+fn lines_end(bytes: &[u8], lines: usize) -> usize {
+    bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(lines - 1)
+        .map_or(bytes.len(), |(i, _)| i + 1)
 }
 
 /// Newlines in the first `bytes` bytes of `file`, which must have that many.
@@ -179,18 +217,19 @@ impl Source for FileSource {
         while self.ready.is_empty() && !self.eof {
             self.read_chunk()?;
         }
-        Ok(self
-            .ready
-            .pop_front()
-            .map_or(SourceEvent::End, SourceEvent::Batch))
+        let Some((batch, after)) = self.ready.pop_front() else {
+            return Ok(SourceEvent::End);
+        };
+        // Lines that decoded to no row at all (blank or bad) before this batch's own were
+        // read too: the offset after them is only known at a piece's last batch.
+        self.position = after;
+        Ok(SourceEvent::Batch(batch))
     }
 
-    /// The end of the last chunk, once its last batch was returned: checkpoints are taken
-    /// at chunk boundaries.
+    /// The byte after the lines of the batch returned last (batches are decoded a batch of
+    /// lines at a time, so each knows where its lines end).
     fn position(&self) -> Option<SourcePosition> {
-        self.ready
-            .is_empty()
-            .then(|| SourcePosition::single((self.read_to - self.carry.len() as u64) as i64))
+        self.position.map(|p| SourcePosition::single(p as i64))
     }
 
     async fn restore(&mut self, position: SourcePosition) -> Result<(), ConnectorError> {
@@ -205,8 +244,78 @@ impl Source for FileSource {
         self.line_base = resumed
             .map_err(|e| ConnectorError::io(format!("resuming '{path}' at byte {offset}"), e))?;
         self.read_to = offset;
+        self.position = Some(offset);
         // Past the start, a byte-order mark was already skipped.
         self.started = offset > 0;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{AsArray, Int64Array};
+    use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+    use vigil_engine::connector::Delivered;
+    use vigil_engine::runtime::QueryMetrics;
+
+    use super::*;
+
+    fn source(path: &std::path::Path) -> FileSource {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
+        let ctx = SourceContext {
+            name: "s".into(),
+            metrics: Arc::new(QueryMetrics::default()),
+            batch_size: 3,
+            query: "q".into(),
+            delivered: Arc::new(Delivered::default()),
+            read_columns: None,
+        };
+        FileSource::new(path.to_path_buf(), None, JsonDecoder::new(schema, 3), ctx)
+    }
+
+    /// Every batch's values with the position after it.
+    async fn read_all(source: &mut FileSource) -> Vec<(Vec<i64>, Option<i64>)> {
+        let mut out = Vec::new();
+        while let SourceEvent::Batch(batch) = source.next_batch(Duration::ZERO).await.unwrap() {
+            let values: &Int64Array = batch.column(0).as_primitive::<Int64Type>();
+            let position = source.position().and_then(|p| p.splits.get(&0).copied());
+            out.push((values.values().to_vec(), position));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn every_batch_knows_where_its_lines_end_and_a_restore_continues_there() {
+        let path =
+            std::env::temp_dir().join(format!("vigil-file-pos-{}.jsonl", std::process::id()));
+        // Eight lines, one malformed and one blank, the last without a newline.
+        let text = "{\"v\":1}\n{\"v\":2}\nnot json\n{\"v\":3}\n\n{\"v\":4}\n{\"v\":5}\n{\"v\":6}";
+        std::fs::write(&path, text).unwrap();
+        let batches = read_all(&mut source(&path)).await;
+        let after = |line: usize| {
+            text.split_inclusive('\n')
+                .take(line)
+                .map(str::len)
+                .sum::<usize>() as i64
+        };
+        assert_eq!(
+            batches,
+            vec![
+                (vec![1, 2], Some(after(3))),
+                (vec![3, 4], Some(after(6))),
+                (vec![5], Some(after(7))),
+                // The last line, without its newline, once the end shows it is complete.
+                (vec![6], Some(text.len() as i64)),
+            ]
+        );
+        let mut resumed = source(&path);
+        resumed
+            .restore(SourcePosition::single(after(3)))
+            .await
+            .unwrap();
+        assert_eq!(read_all(&mut resumed).await, batches[1..].to_vec());
+        let _ = std::fs::remove_file(&path);
     }
 }

@@ -80,7 +80,7 @@ pub struct SplitStatus {
 
 /// Where a source stands in its input after the batch it returned last: per split, the
 /// offset to resume reading at. Kafka: each partition's next offset; a file: split 0, the
-/// byte after the last line read; the generator: split 0, the events made. Checkpoints store
+/// byte after the lines of the batch returned last; the generator: split 0, the events made. Checkpoints store
 /// it and hand it back to [`Source::restore`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SourcePosition {
@@ -110,8 +110,8 @@ pub trait Source: Send {
 
     /// Where the source stands after the batch it returned last, when a checkpoint may be
     /// taken there (see [`SourcePosition`]). `None` when it cannot say, or not now (a file
-    /// source in the middle of a chunk): checkpoints wait for a position. Sources that
-    /// never give one make their queries impossible to checkpoint.
+    /// batch that is not the last of the lines decoded together): checkpoints wait for a
+    /// position. Sources that never give one make their queries impossible to checkpoint.
     fn position(&self) -> Option<SourcePosition> {
         None
     }
