@@ -121,6 +121,18 @@ impl QueryView {
     }
 }
 
+/// What the last checkpoint held, as `EXPLAIN ANALYZE` shows it above the operators.
+fn checkpoint_line(c: &vigil_engine::runtime::CheckpointReport) -> String {
+    let view = CheckpointView::of(*c);
+    match view.taken_at {
+        Some(at) => format!(
+            "last checkpoint: epoch {}, {} bytes, written in {} ms at {at}\n",
+            c.epoch, c.bytes, c.duration_ms
+        ),
+        None => format!("resumed from checkpoint epoch {}\n", c.epoch),
+    }
+}
+
 /// The list of queries.
 #[derive(Debug, Serialize)]
 pub struct QueryList {
@@ -274,8 +286,13 @@ pub async fn graph(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/plain"));
     if wants_text {
+        let checkpoint = entry
+            .metrics
+            .last_checkpoint()
+            .map(|c| checkpoint_line(&c))
+            .unwrap_or_default();
         let text = format!(
-            "query {} ({}), {}\n{}",
+            "query {} ({}), {}\n{checkpoint}{}",
             entry.id,
             entry.name,
             entry.status().label(),

@@ -899,5 +899,15 @@ async fn status_and_metrics_show_the_last_checkpoint() {
     let epoch: f64 = epoch.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(epoch >= 2.0, "{epoch}");
     assert!(dir.join("queries/counts/checkpoints").is_dir());
+    let graph = server
+        .request(reqwest::Method::GET, &format!("/v1/queries/{id}/graph"))
+        .header("accept", "text/plain")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(graph.contains("last checkpoint: epoch "), "{graph}");
     server.stop().await;
 }
