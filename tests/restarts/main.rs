@@ -5,7 +5,7 @@
 //! minute, which would starve the terminal tests running beside it in `tests/cli`.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use vigil_tests::kafka::{Broker, window_counts};
@@ -89,29 +89,8 @@ impl Drop for Run {
 }
 
 fn start_run(dir: &std::path::Path, broker: &Broker) -> Run {
-    // Each run's log is kept in the scratch directory, for when the test fails.
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("runs.log"))
-        .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .current_dir(dir)
-        .args([
-            "--brokers",
-            &broker.address,
-            "run",
-            "--batch-size",
-            "16",
-            "profile.sql",
-            "rule.sql",
-        ])
-        .env("VIGIL_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map(Run)
-        .expect("vigil run starts")
+    let args = ["--brokers", &broker.address, "run", "--batch-size", "16"];
+    durable::start(dir, &[&args[..], &["profile.sql", "rule.sql"]].concat())
 }
 
 /// Waits until the output holds more windows than `seen`; returns how many it holds.

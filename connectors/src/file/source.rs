@@ -109,7 +109,7 @@ impl FileSource {
                 added_newline = true;
             }
         }
-        let complete = match buf.iter().rposition(|b| *b == b'\n') {
+        let complete = match memchr::memrchr(b'\n', &buf) {
             Some(pos) => pos + 1,
             None if self.eof => buf.len(),
             None => {
@@ -123,9 +123,11 @@ impl FileSource {
         let start = end + u64::from(added_newline) - buf.len() as u64;
         let mut at = 0;
         while at < buf.len() {
-            let piece = lines_end(&buf[at..], self.ctx.batch_size.max(1)) + at;
+            let (length, lines) = first_lines(&buf[at..], self.ctx.batch_size.max(1));
+            let piece = at + length;
             let piece_end = (start + piece as u64).min(end);
             self.decode_piece(&buf[at..piece], piece_end)?;
+            self.line_base += lines;
             at = piece;
         }
         Ok(())
@@ -150,7 +152,6 @@ impl FileSource {
                 )?;
             }
         }
-        self.line_base += lines.iter().filter(|b| **b == b'\n').count();
         Ok(())
     }
 
@@ -178,14 +179,17 @@ impl FileSource {
     }
 }
 
-/// The length of the first `lines` lines of `bytes` (all of it when it has fewer).
-fn lines_end(bytes: &[u8], lines: usize) -> usize {
-    bytes
-        .iter()
-        .enumerate()
-        .filter(|(_, b)| **b == b'\n')
-        .nth(lines - 1)
-        .map_or(bytes.len(), |(i, _)| i + 1)
+/// The first `lines` lines of `bytes`, which ends with a newline: their length and how many
+/// there are (fewer when `bytes` has fewer).
+fn first_lines(bytes: &[u8], lines: usize) -> (usize, usize) {
+    let mut seen = 0;
+    for i in memchr::memchr_iter(b'\n', bytes) {
+        seen += 1;
+        if seen == lines {
+            return (i + 1, seen);
+        }
+    }
+    (bytes.len(), seen)
 }
 
 /// Newlines in the first `bytes` bytes of `file`, which must have that many.
@@ -197,7 +201,7 @@ fn count_lines(file: &File, bytes: u64) -> std::io::Result<usize> {
         if buf.is_empty() {
             break;
         }
-        lines += buf.iter().filter(|b| **b == b'\n').count();
+        lines += memchr::memchr_iter(b'\n', buf).count();
         seen += buf.len() as u64;
         let n = buf.len();
         reader.consume(n);

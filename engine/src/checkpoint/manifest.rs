@@ -64,15 +64,14 @@ pub struct NodeManifest {
     pub late_rows: u64,
 }
 
-/// The query counters that carry over a restart.
+/// The query counters that carry over a restart (late events come back with each node's
+/// counters).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetricsManifest {
     /// Rows read from sources.
     pub events_in: u64,
     /// Rows written to the result sink.
     pub rows_out: u64,
-    /// Late events dropped.
-    pub late_events: u64,
     /// Malformed records set aside.
     pub dead_letters: u64,
     /// Rows an expression failed on.

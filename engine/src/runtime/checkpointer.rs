@@ -272,7 +272,6 @@ fn metrics_manifest(metrics: &QueryMetrics) -> MetricsManifest {
     MetricsManifest {
         events_in: now.events_in,
         rows_out: now.rows_out,
-        late_events: now.late_events,
         dead_letters: now.dead_letters,
         row_errors: now.row_errors,
     }

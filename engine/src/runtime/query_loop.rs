@@ -23,6 +23,9 @@ use crate::connector::{ConnectorError, SourcePosition};
 use crate::error::{Error, Result};
 use crate::operators::Message;
 
+/// Where a sink task answers a request of the loop.
+type Reply<T> = tokio::sync::oneshot::Sender<std::result::Result<T, ConnectorError>>;
+
 /// Whether the loop goes on after an event.
 enum Flow {
     Continue,
@@ -102,24 +105,30 @@ impl QueryLoop {
     /// The lowest epoch up to which a sink committed its output, if any sink commits at
     /// checkpoints.
     async fn committed_epoch(&mut self, query: &str) -> Result<Option<u64>> {
+        let answers = self
+            .ask_sinks(|reply| ToSink::CommittedEpoch(query.to_string(), reply))
+            .await?;
+        Ok(answers.into_iter().flatten().min())
+    }
+
+    /// Sends every sink the request `ask` makes around a reply channel, and waits for
+    /// their answers, in sink order.
+    async fn ask_sinks<T>(&mut self, ask: impl Fn(Reply<T>) -> ToSink) -> Result<Vec<T>> {
         let mut answers = Vec::with_capacity(self.sinks.len());
         for index in 0..self.sinks.len() {
             let (reply, answer) = tokio::sync::oneshot::channel();
-            self.send(index, ToSink::CommittedEpoch(query.to_string(), reply))
-                .await?;
+            self.send(index, ask(reply)).await?;
             answers.push(answer);
         }
-        let mut lowest: Option<u64> = None;
+        let mut out = Vec::with_capacity(answers.len());
         for answer in answers {
-            let Ok(committed) = answer.await else {
+            let Ok(answer) = answer.await else {
                 self.sink_gone = true;
                 return Err(Error::Execution("a sink task stopped".into()));
             };
-            if let Some(epoch) = committed? {
-                lowest = Some(lowest.map_or(epoch, |l| l.min(epoch)));
-            }
+            out.push(answer?);
         }
-        Ok(lowest)
+        Ok(out)
     }
 
     fn restored(&self) -> bool {
@@ -230,20 +239,7 @@ impl QueryLoop {
     /// written, the sinks commit and the sources may acknowledge what it covers.
     async fn checkpoint(&mut self) -> Result<()> {
         let nodes = self.executor.snapshot()?;
-        let mut replies = Vec::with_capacity(self.sinks.len());
-        for index in 0..self.sinks.len() {
-            let (reply, answer) = tokio::sync::oneshot::channel();
-            self.send(index, ToSink::PreCommit(reply)).await?;
-            replies.push(answer);
-        }
-        let mut positions = Vec::with_capacity(replies.len());
-        for answer in replies {
-            let Ok(position) = answer.await else {
-                self.sink_gone = true;
-                return Err(Error::Execution("a sink task stopped".into()));
-            };
-            positions.push(position?);
-        }
+        let positions = self.ask_sinks(ToSink::PreCommit).await?;
         let watermark = self.executor.output_watermark(0);
         let checkpoints = self.checkpoints.as_mut().expect("checkpointing");
         let checkpoint = checkpoints.checkpoint(nodes, positions, watermark, &self.metrics);

@@ -104,6 +104,14 @@ impl Running {
             .await
     }
 
+    /// The body of `GET path` asking for `accept`, as text.
+    async fn get_text(&self, path: &str, accept: &str) -> String {
+        let response = self
+            .request(reqwest::Method::GET, path)
+            .header("accept", accept);
+        response.send().await.unwrap().text().await.unwrap()
+    }
+
     async fn get_json(&self, path: &str) -> (StatusCode, Value) {
         self.call(reqwest::Method::GET, path, None).await
     }
@@ -241,14 +249,8 @@ async fn ndjson_results_of_an_updating_query_carry_change_kinds_and_end_with_the
         .start_query("SELECT user_id, count(*) AS attempts FROM logins GROUP BY user_id")
         .await;
     let text = server
-        .request(reqwest::Method::GET, &format!("/v1/queries/{id}/results"))
-        .header("accept", "application/x-ndjson")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .get_text(&format!("/v1/queries/{id}/results"), "application/x-ndjson")
+        .await;
     let lines: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -884,14 +886,7 @@ async fn status_and_metrics_show_the_last_checkpoint() {
     assert!(checkpoint["bytes"].as_u64().unwrap() > 0, "{checkpoint}");
     assert_eq!(checkpoint["restored"], json!(false));
     assert!(checkpoint["taken_at"].as_str().is_some(), "{checkpoint}");
-    let metrics = server
-        .request(reqwest::Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.get_text("/metrics", "text/plain").await;
     let epoch = metrics
         .lines()
         .find(|l| l.starts_with("vigil_query_checkpoint_epoch{") && l.contains("counts"))
@@ -900,14 +895,8 @@ async fn status_and_metrics_show_the_last_checkpoint() {
     assert!(epoch >= 2.0, "{epoch}");
     assert!(dir.join("queries/counts/checkpoints").is_dir());
     let graph = server
-        .request(reqwest::Method::GET, &format!("/v1/queries/{id}/graph"))
-        .header("accept", "text/plain")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .get_text(&format!("/v1/queries/{id}/graph"), "text/plain")
+        .await;
     assert!(graph.contains("last checkpoint: epoch "), "{graph}");
     server.stop().await;
 }
