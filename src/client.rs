@@ -48,6 +48,12 @@ impl ServerClient {
         Ok(response.json().await?)
     }
 
+    /// POST a JSON body to `path`; the JSON answer.
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value> {
+        let response = self.send(self.http.post(self.url(path)).json(body)).await?;
+        Ok(response.json().await?)
+    }
+
     /// DELETE `path`; the JSON answer.
     pub async fn delete(&self, path: &str) -> Result<Value> {
         let response = self.send(self.http.delete(self.url(path))).await?;

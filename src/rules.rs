@@ -167,6 +167,43 @@ struct RulesResponse {
     rules: Vec<DeployedRule>,
 }
 
+/// What deploying `rule` does to its sinks' checkpointed state, as the server plans it:
+/// `state kept: sink (epoch N)`, `state reset: ...`, `new state: ...`; nothing for sinks
+/// that do not checkpoint (a server without a state dir).
+async fn state_of(client: &ServerClient, name: &str, rule: Option<&Rule>) -> String {
+    let Some(rule) = rule else {
+        return String::new();
+    };
+    let body = serde_json::json!({ "sql": rule.sql });
+    let plan = match client
+        .post_json(&format!("/v1/rules/{name}/plan"), &body)
+        .await
+    {
+        Ok(plan) => plan,
+        Err(e) => return format!("does not plan: {e:#}"),
+    };
+    describe_states(&plan["sinks"])
+}
+
+/// A list of the server's sink states (`[{sink, state, epoch}]`), for people; the sinks
+/// that do not checkpoint are left out.
+fn describe_states(sinks: &serde_json::Value) -> String {
+    let sinks = sinks.as_array().map(Vec::as_slice).unwrap_or_default();
+    let described: Vec<String> = sinks
+        .iter()
+        .filter(|s| s["state"] != "not durable")
+        .map(|s| {
+            let epoch = s["epoch"]
+                .as_u64()
+                .map(|e| format!(" (epoch {e})"))
+                .unwrap_or_default();
+            let state = s["state"].as_str().unwrap_or("?");
+            format!("{state}: {}{epoch}", s["sink"].as_str().unwrap_or("?"))
+        })
+        .collect();
+    described.join("; ")
+}
+
 /// `vigil deploy DIR --server URL [--apply]`: the plan against the server's rules, carried
 /// out with --apply.
 pub async fn deploy(dir: &Path, server: &str, apply: bool) -> Result<()> {
@@ -202,7 +239,15 @@ pub async fn deploy(dir: &Path, server: &str, apply: bool) -> Result<()> {
             Change::Change => format!("{} -> {}", short(&change.deployed), short(&change.local)),
             Change::Remove | Change::Unchanged => short(&change.deployed),
         };
-        println!("  {mark} {:<24} {word:<10} {hashes}", change.name);
+        let state = match change.change {
+            Change::Add | Change::Change => {
+                let rule = local.iter().find(|r| r.name == change.name);
+                state_of(&client, &change.name, rule).await
+            }
+            Change::Remove | Change::Unchanged => String::new(),
+        };
+        let line = format!("  {mark} {:<24} {word:<10} {hashes}  {state}", change.name);
+        println!("{}", line.trim_end());
     }
     let pending = changes
         .iter()
@@ -231,10 +276,14 @@ pub async fn deploy(dir: &Path, server: &str, apply: bool) -> Result<()> {
             .with_context(|| format!("deploying {}", rule.path.display()))?;
         let queries = answer["rule"]["queries"].to_string();
         let stopped = answer["stopped"].to_string();
+        let state = match describe_states(&answer["state"]) {
+            described if described.is_empty() => described,
+            described => format!("; {described}"),
+        };
         match change.change {
-            Change::Add => println!("added {} (queries {queries})", change.name),
+            Change::Add => println!("added {} (queries {queries}{state})", change.name),
             _ => println!(
-                "changed {} (queries {queries} started, then {stopped} stopped)",
+                "changed {} (queries {queries} started, {stopped} stopped{state})",
                 change.name
             ),
         }

@@ -26,12 +26,35 @@ pub async fn run(
         Engine::with_config(vigil_connectors::registry_with(kafka.clone()), config)
     });
     let server = Server::bind(config, new_engine).await?;
+    restore(&server, keep_going).await?;
     if let Some((dir, profile)) = rules {
         deploy(&server, &dir, &profile, keep_going).await?;
     }
     eprintln!("vigil serving on http://{}", server.local_addr());
     server.serve(shutdown_signal()).await?;
     eprintln!("vigil stopped");
+    Ok(())
+}
+
+/// With a state dir: the catalog, rules and persistent queries of the last run, back.
+async fn restore(server: &Server, keep_going: bool) -> Result<()> {
+    let restored = server.service().restore_catalog().await?;
+    if restored.statements == 0 && restored.failures.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "catalog restored from the state dir: {} statement(s), {} rule(s), {} persistent          query(ies) started again",
+        restored.statements, restored.rules, restored.queries
+    );
+    for failure in &restored.failures {
+        eprintln!("restoring the catalog: error: {failure}");
+    }
+    if !restored.failures.is_empty() && !keep_going {
+        bail!(
+            "{} statement(s) of the kept catalog failed; fix their cause or start with              --keep-going",
+            restored.failures.len()
+        );
+    }
     Ok(())
 }
 

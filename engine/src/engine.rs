@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use datafusion::arrow::datatypes::SchemaRef;
 
 use crate::catalog::{Catalog, SinkDef};
+use crate::checkpoint::{QueryCheckpoints, StateConfig, StatePlan};
 use crate::connector::{ConnectorRegistry, Delivered, Sink, SourceContext};
 use crate::error::{Error, Location, Result, SqlError};
 use crate::plan::{OperatorGraph, lower_query};
@@ -89,7 +90,33 @@ pub struct PlannedQuery {
     pub sql: String,
 }
 
+/// What decides whether a query can take a checkpoint's state: its name, its plan's
+/// fingerprint and the sources it reads, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryIdentity {
+    /// The query's name.
+    pub name: String,
+    /// [`OperatorGraph::fingerprint`].
+    pub fingerprint: String,
+    /// Its sources' names.
+    pub sources: Vec<String>,
+}
+
 impl PlannedQuery {
+    /// Its [`QueryIdentity`].
+    pub fn identity(&self) -> QueryIdentity {
+        QueryIdentity {
+            name: self.name.clone(),
+            fingerprint: self.graph.fingerprint(),
+            sources: self
+                .graph
+                .sources
+                .iter()
+                .map(|s| s.def.name.clone())
+                .collect(),
+        }
+    }
+
     /// The result schema (with a leading `op` column when the query is updating).
     pub fn output_schema(&self) -> SchemaRef {
         output_schema(&self.graph)
@@ -400,6 +427,57 @@ impl Engine {
 
     /// Starts a planned query writing its results to `sink`. Needs a tokio runtime.
     pub fn start(&self, query: PlannedQuery, sink: Box<dyn Sink>) -> Result<RunningQuery> {
+        let state = self.durable_state(&query.name);
+        self.start_with_state(query, sink, state)
+    }
+
+    /// [`Engine::start`], dropping the query's checkpoints first whatever
+    /// [`StatePlan`] says: a new version of a rule deployed on purpose.
+    pub fn start_resetting_state(
+        &self,
+        query: PlannedQuery,
+        sink: Box<dyn Sink>,
+    ) -> Result<RunningQuery> {
+        let state = self.durable_state(&query.name).map(|mut state| {
+            state.reset = true;
+            state
+        });
+        self.start_with_state(query, sink, state)
+    }
+
+    /// What starting the query `identity` describes would do with the state
+    /// checkpointed under its name.
+    pub async fn state_plan(&self, identity: &QueryIdentity) -> Result<StatePlan> {
+        let Some(state) = self.durable_state(&identity.name) else {
+            return Ok(StatePlan::NotDurable);
+        };
+        let store = QueryCheckpoints::new(&state.location, &identity.name);
+        let Some(manifest) = store.latest_manifest().await? else {
+            return Ok(StatePlan::Fresh);
+        };
+        let epoch = manifest.epoch;
+        Ok(
+            if !state.reset && manifest.fits(&identity.fingerprint, &identity.sources) {
+                StatePlan::Kept { epoch }
+            } else {
+                StatePlan::Reset { epoch }
+            },
+        )
+    }
+
+    /// Where query `name` checkpoints: queries writing to a declared sink are durable when
+    /// a state dir is set; an interactive SELECT is not.
+    fn durable_state(&self, name: &str) -> Option<StateConfig> {
+        let durable = self.catalog.sinks().contains_key(name);
+        self.config.state.clone().filter(|_| durable)
+    }
+
+    fn start_with_state(
+        &self,
+        query: PlannedQuery,
+        sink: Box<dyn Sink>,
+        state: Option<StateConfig>,
+    ) -> Result<RunningQuery> {
         let metrics = Arc::new(QueryMetrics::default());
         let graph = query.graph;
         let sources_read: Vec<String> = graph.sources.iter().map(|s| s.def.name.clone()).collect();
@@ -434,9 +512,6 @@ impl Engine {
             })
             .collect::<Result<Vec<_>>>()?;
         let dead_letters = self.dead_letter_sink(&graph)?;
-        // Queries writing to a declared sink are durable; an interactive SELECT is not.
-        let durable = self.catalog.sinks().contains_key(&query.name);
-        let state = self.config.state.clone().filter(|_| durable);
         let running = RunningQuery::start(
             graph,
             QueryIo {

@@ -44,5 +44,7 @@ pub mod sql;
 pub mod time;
 
 pub use batch::{ChangeBatch, ChangeKind};
-pub use engine::{Engine, EngineConfig, PlannedQuery, StatementOutcome, output_schema};
+pub use engine::{
+    Engine, EngineConfig, PlannedQuery, QueryIdentity, StatementOutcome, output_schema,
+};
 pub use error::{Error, Location, Result, SqlError};

@@ -46,6 +46,11 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
+    /// 500 for a failure that is Vigil's, not the client's.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message)
+    }
+
     /// The body of the response, also listed by `/v1/validate`.
     pub fn body(&self) -> ErrorBody {
         ErrorBody {

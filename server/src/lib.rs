@@ -13,8 +13,10 @@
 
 mod auth;
 mod config;
+mod durable;
 mod error;
 pub mod queries;
+mod restart;
 pub mod results;
 pub mod routes;
 pub mod rules;
@@ -25,6 +27,7 @@ use std::sync::Arc;
 
 pub use config::ServerConfig;
 pub use error::{ApiError, ErrorBody, ServerError};
+pub use restart::CatalogRestore;
 pub use service::{EngineFactory, STOP_TIMEOUT, Service, StatementResult};
 
 /// A server bound to its address, not yet serving.

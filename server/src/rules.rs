@@ -5,13 +5,16 @@ use std::time::SystemTime;
 
 use axum::http::StatusCode;
 use serde::Serialize;
-use vigil_engine::sql::{Statement, StreamParser};
+use vigil_engine::StatementOutcome;
+use vigil_engine::checkpoint::StatePlan;
+use vigil_engine::sql::{ParsedStatement, Statement, StreamParser};
 use vigil_engine::time::format_rfc3339;
 use vigil_rules::layout::content_hash;
 
 use crate::error::ApiError;
 use crate::service::{
-    Catalogued, DdlEntry, STOP_TIMEOUT, Service, StatementResult, changes_catalog,
+    Catalogued, DdlEntry, STOP_TIMEOUT, Service, StateStart, StatementResult, changes_catalog,
+    persistent_query,
 };
 
 /// A rule as deployed.
@@ -63,6 +66,21 @@ impl RuleView {
     }
 }
 
+impl DeployedRule {
+    /// Rule `name` with text `sql`, deployed now, before it made anything.
+    pub(crate) fn new(name: &str, sql: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            sql: sql.to_string(),
+            hash: content_hash(sql),
+            deployed_at: SystemTime::now(),
+            queries: Vec::new(),
+            views: Vec::new(),
+            sinks: Vec::new(),
+        }
+    }
+}
+
 /// What a deploy did.
 #[derive(Debug, Serialize)]
 pub struct RuleDeployment {
@@ -74,6 +92,8 @@ pub struct RuleDeployment {
     pub stopped: Vec<u64>,
     /// What each statement did.
     pub statements: Vec<StatementResult>,
+    /// Per sink its queries write, what became of its state.
+    pub state: Vec<SinkState>,
 }
 
 impl Service {
@@ -85,8 +105,11 @@ impl Service {
 
     /// Deploys rule `name` with text `sql`, or replaces the version deployed. The new text
     /// is planned against the catalog without the old version first, so a broken rule
-    /// leaves the running one alone. A replacement starts the new queries before it stops the
-    /// old ones: alerts overlap for a moment rather than pause.
+    /// leaves the running one alone. Without a state dir a replacement starts the new
+    /// queries before it stops the old ones: alerts overlap for a moment rather than pause.
+    /// With one, the old queries stop first, writing a last checkpoint, and the new ones
+    /// resume from it when their plan is the same ("state kept") or drop it when it is not
+    /// ("state reset": they read their sources from `start`).
     pub async fn deploy_rule(&self, name: &str, sql: &str) -> Result<RuleDeployment, ApiError> {
         let hash = content_hash(sql);
         let mut state = self.engine.lock().await;
@@ -97,10 +120,73 @@ impl Service {
                 rule: RuleView::of(rule),
                 stopped: Vec::new(),
                 statements: Vec::new(),
+                state: Vec::new(),
             });
         }
         let statements = StreamParser::parse_sql(sql)?;
-        for statement in &statements {
+        self.check_rule(&state, name, &statements)?;
+        self.validate_rule(&state, name, sql).await?;
+        let hand_over = self.catalog_file.is_some();
+        let mut stopped = Vec::new();
+        if let Some(old) = previous.as_ref().filter(|_| hand_over) {
+            stopped = self.stop_queries(&old.queries).await;
+        }
+        let ran = self.run_rule(&mut state, name, sql, statements).await;
+        let ran = match (ran, previous.as_ref().filter(|_| hand_over)) {
+            (Ok(ran), _) => ran,
+            (Err(e), Some(old)) => {
+                self.bring_back(&mut state, old).await;
+                return Err(e);
+            }
+            (Err(e), None) => return Err(e),
+        };
+        forget_history(&mut state, name);
+        state.ddl.extend(ran.history);
+        let view = RuleView::of(&ran.rule);
+        state.rules.insert(name.to_string(), ran.rule);
+        self.persist(&state).await;
+        // The catalog is consistent: let other requests in while the old queries flush.
+        drop(state);
+        if let Some(old) = previous.as_ref().filter(|_| !hand_over) {
+            stopped = self.stop_queries(&old.queries).await;
+        }
+        Ok(RuleDeployment {
+            action: if previous.is_some() {
+                "changed"
+            } else {
+                "added"
+            },
+            rule: view,
+            stopped,
+            statements: ran.results,
+            state: ran.state,
+        })
+    }
+
+    /// What deploying `sql` as rule `name` would do, doing nothing: whether it is new,
+    /// changed or the same, and per sink whether its state is kept or reset.
+    pub async fn plan_rule(&self, name: &str, sql: &str) -> Result<RulePlan, ApiError> {
+        let state = self.engine.lock().await;
+        let action = match state.rules.get(name) {
+            Some(rule) if rule.hash == content_hash(sql) => "unchanged",
+            Some(_) => "changed",
+            None => "added",
+        };
+        let statements = StreamParser::parse_sql(sql)?;
+        self.check_rule(&state, name, &statements)?;
+        let sinks = self.validate_rule(&state, name, sql).await?;
+        Ok(RulePlan { action, sinks })
+    }
+
+    /// Refuses what a rule may not do: options the server does not allow, and writing a
+    /// sink another rule writes.
+    fn check_rule(
+        &self,
+        state: &Catalogued,
+        name: &str,
+        statements: &[ParsedStatement],
+    ) -> Result<(), ApiError> {
+        for statement in statements {
             self.check_options(statement)?;
             if let Statement::CreateSink(sink) = &statement.statement
                 && sink.query.is_some()
@@ -119,78 +205,101 @@ impl Service {
                 }
             }
         }
-        self.validate_rule(&state, name, sql).await?;
+        Ok(())
+    }
 
-        let mut results = Vec::new();
-        let mut rule = DeployedRule {
-            name: name.to_string(),
-            sql: sql.to_string(),
-            hash,
-            deployed_at: SystemTime::now(),
-            queries: Vec::new(),
-            views: Vec::new(),
-            sinks: Vec::new(),
+    /// Runs the statements of rule `name` on the catalog, starting its queries; on an error
+    /// stops what it started.
+    async fn run_rule(
+        &self,
+        state: &mut Catalogued,
+        name: &str,
+        sql: &str,
+        statements: Vec<ParsedStatement>,
+    ) -> Result<RanRule, ApiError> {
+        let mut ran = RanRule {
+            rule: DeployedRule::new(name, sql),
+            results: Vec::new(),
+            history: Vec::new(),
+            state: Vec::new(),
         };
-        let mut history = Vec::new();
         for mut statement in statements {
             let text = statement.sql.clone();
-            // Validated above: what it replaces can only be the previous version's.
-            match &mut statement.statement {
-                Statement::CreateView(view) => {
-                    view.or_replace = true;
-                    rule.views.push(view.name.to_string().to_ascii_lowercase());
-                }
-                Statement::CreateSink(sink) if sink.query.is_some() => {
-                    sink.or_replace = true;
-                    rule.sinks.push(sink.name.value.to_ascii_lowercase());
-                }
-                _ => {}
-            }
-            if changes_catalog(&statement.statement) {
-                history.push(text.clone());
-            }
-            let applied = async {
-                let outcome = state.engine.execute_statement(statement).await?;
-                self.apply(&state.engine, outcome, text)
-            }
-            .await;
-            match applied {
-                Ok(result) => {
-                    if let StatementResult::Started { query_id, .. } = &result {
-                        rule.queries.push(*query_id);
+            // Validated: what it replaces can only be the previous version's.
+            claim(&mut statement.statement, &mut ran.rule);
+            let is_ddl = changes_catalog(&statement.statement);
+            match self
+                .run_rule_statement(state, statement, text.clone())
+                .await
+            {
+                Ok((result, sink_state)) => {
+                    let runs = persistent_query(&result);
+                    ran.rule.queries.extend(runs);
+                    ran.state.extend(sink_state);
+                    if is_ddl {
+                        ran.history.push(DdlEntry {
+                            rule: Some(name.to_string()),
+                            sql: text,
+                            runs,
+                        });
                     }
-                    results.push(result);
+                    ran.results.push(result);
                 }
                 Err(e) => {
-                    // Planned cleanly a moment ago; undo what started and keep the old.
-                    self.stop_queries(&rule.queries).await;
+                    // Planned cleanly a moment ago; undo what started.
+                    self.stop_queries(&ran.rule.queries).await;
                     return Err(e);
                 }
             }
         }
-        forget_history(&mut state, name);
-        state.ddl.extend(history.into_iter().map(|sql| DdlEntry {
-            rule: Some(name.to_string()),
-            sql,
-        }));
-        let view = RuleView::of(&rule);
-        state.rules.insert(name.to_string(), rule);
-        // The catalog is consistent: let other requests in while the old queries flush.
-        drop(state);
-        let stopped = match &previous {
-            Some(old) => self.stop_queries(&old.queries).await,
-            None => Vec::new(),
+        Ok(ran)
+    }
+
+    /// One statement of a rule; a query it starts keeps its state when the plan is the
+    /// same and drops it otherwise.
+    async fn run_rule_statement(
+        &self,
+        state: &mut Catalogued,
+        statement: ParsedStatement,
+        text: String,
+    ) -> Result<(StatementResult, Option<SinkState>), ApiError> {
+        let outcome = state.engine.execute_statement(statement).await?;
+        let mut sink_state = None;
+        let mut on_state = StateStart::Resume;
+        let identity = match &outcome {
+            StatementOutcome::SinkPlanned { query, .. } => Some(query.identity()),
+            _ => None,
         };
-        Ok(RuleDeployment {
-            action: if previous.is_some() {
-                "changed"
-            } else {
-                "added"
-            },
-            rule: view,
-            stopped,
-            statements: results,
-        })
+        if let Some(identity) = identity {
+            let plan = state.engine.state_plan(&identity).await?;
+            if matches!(plan, StatePlan::Reset { .. }) {
+                on_state = StateStart::Reset;
+            }
+            sink_state = Some(SinkState::new(&identity.name, plan));
+        }
+        let result = self.apply(&state.engine, outcome, text, on_state)?;
+        Ok((result, sink_state))
+    }
+
+    /// A new version failed after the old one stopped: start the old one again.
+    async fn bring_back(&self, state: &mut Catalogued, old: &DeployedRule) {
+        let again = match StreamParser::parse_sql(&old.sql) {
+            Ok(statements) => self.run_rule(state, &old.name, &old.sql, statements).await,
+            Err(e) => Err(e.into()),
+        };
+        match again {
+            Ok(ran) => {
+                forget_history(state, &old.name);
+                state.ddl.extend(ran.history);
+                state.rules.insert(old.name.clone(), ran.rule);
+                self.persist(state).await;
+            }
+            Err(e) => tracing::error!(
+                rule = %old.name,
+                "the new version failed and the old one cannot start again: {}",
+                e.message
+            ),
+        }
     }
 
     /// Stops rule `name`'s queries and drops its views.
@@ -206,6 +315,7 @@ impl Service {
             }
         }
         forget_history(&mut state, name);
+        self.persist(&state).await;
         drop(state);
         self.stop_queries(&rule.queries).await;
         Ok(RuleView::of(&rule))
@@ -223,19 +333,85 @@ impl Service {
         stopped
     }
 
-    /// Plans `sql` as rule `name` on a copy of the catalog without its deployed version.
+    /// Plans `sql` as rule `name` on a copy of the catalog without its deployed version;
+    /// says per sink what would become of its state.
     async fn validate_rule(
         &self,
         state: &Catalogued,
         name: &str,
         sql: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Vec<SinkState>, ApiError> {
         let mut scratch = self.replay(state, Some(name)).await;
+        let mut sinks = Vec::new();
         for statement in StreamParser::parse_sql(sql)? {
-            scratch.execute_statement(statement).await?;
+            let identity = match scratch.execute_statement(statement).await? {
+                StatementOutcome::SinkPlanned { query, .. } => query.identity(),
+                _ => continue,
+            };
+            let plan = scratch.state_plan(&identity).await?;
+            sinks.push(SinkState::new(&identity.name, plan));
         }
-        Ok(())
+        Ok(sinks)
     }
+}
+
+/// Records in `rule` the view or sink `statement` makes, and lets it replace the version
+/// the rule made before.
+pub(crate) fn claim(statement: &mut Statement, rule: &mut DeployedRule) {
+    match statement {
+        Statement::CreateView(view) => {
+            view.or_replace = true;
+            rule.views.push(view.name.to_string().to_ascii_lowercase());
+        }
+        Statement::CreateSink(sink) if sink.query.is_some() => {
+            sink.or_replace = true;
+            rule.sinks.push(sink.name.value.to_ascii_lowercase());
+        }
+        _ => {}
+    }
+}
+
+/// What running a rule's statements made.
+struct RanRule {
+    rule: DeployedRule,
+    results: Vec<StatementResult>,
+    history: Vec<DdlEntry>,
+    state: Vec<SinkState>,
+}
+
+/// What becomes of a sink's checkpointed state when its query starts.
+#[derive(Debug, Clone, Serialize)]
+pub struct SinkState {
+    /// The sink (the query's name).
+    pub sink: String,
+    /// `not durable`, `new state`, `state kept` or `state reset`.
+    pub state: &'static str,
+    /// The checkpoint kept or dropped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+}
+
+impl SinkState {
+    fn new(sink: &str, plan: StatePlan) -> Self {
+        let epoch = match plan {
+            StatePlan::Kept { epoch } | StatePlan::Reset { epoch } => Some(epoch),
+            StatePlan::NotDurable | StatePlan::Fresh => None,
+        };
+        Self {
+            sink: sink.to_string(),
+            state: plan.label(),
+            epoch,
+        }
+    }
+}
+
+/// What deploying a rule would do.
+#[derive(Debug, Serialize)]
+pub struct RulePlan {
+    /// `added`, `changed` or `unchanged`.
+    pub action: &'static str,
+    /// Per sink its queries write, what becomes of its state.
+    pub sinks: Vec<SinkState>,
 }
 
 fn forget_history(state: &mut Catalogued, rule: &str) {

@@ -11,6 +11,7 @@ use vigil_engine::sql::{ParsedStatement, Statement, StreamParser};
 use vigil_engine::{Engine, PlannedQuery, StatementOutcome};
 
 use crate::config::ServerConfig;
+use crate::durable::CatalogFile;
 use crate::error::{ApiError, ErrorBody};
 use crate::queries::{QueryEntry, QueryTable};
 use crate::results::ResultHub;
@@ -29,6 +30,8 @@ pub struct Service {
     pub queries: QueryTable,
     pub(crate) engine: Mutex<Catalogued>,
     new_engine: EngineFactory,
+    /// Where the catalog is kept across restarts: with a state dir only.
+    pub(crate) catalog_file: Option<CatalogFile>,
 }
 
 /// The engine, the DDL that built its catalog in order (for validation to replay), and the
@@ -44,6 +47,18 @@ pub(crate) struct DdlEntry {
     /// The rule it belongs to: replacing or removing the rule takes it out of the history.
     pub(crate) rule: Option<String>,
     pub(crate) sql: String,
+    /// The persistent query it started, while nobody stopped it: a restart with a state
+    /// dir starts it again.
+    pub(crate) runs: Option<u64>,
+}
+
+/// What a starting persistent query does with a checkpoint written by another plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StateStart {
+    /// Refuse to start (the user asked for this query; `--reset-state` overrides).
+    Resume,
+    /// Drop it: a new version of a rule, deployed on purpose.
+    Reset,
 }
 
 /// What one statement did.
@@ -88,7 +103,13 @@ impl Service {
     pub fn new(config: ServerConfig, new_engine: EngineFactory) -> Self {
         let mut engine = new_engine();
         engine.config_mut().start_queries = false;
+        let catalog_file = engine
+            .config()
+            .state
+            .as_ref()
+            .map(|state| CatalogFile::new(state.location.clone()));
         Self {
+            catalog_file,
             config,
             queries: QueryTable::default(),
             engine: Mutex::new(Catalogued {
@@ -123,16 +144,61 @@ impl Service {
                     ),
                 ));
             }
-            let outcome = state.engine.execute_statement(statement).await?;
+            let outcome = state.engine.execute_statement(statement).await;
+            let result = match outcome {
+                Ok(outcome) => self.apply(&state.engine, outcome, text.clone(), StateStart::Resume),
+                Err(e) => Err(e.into()),
+            };
+            let result = match result {
+                Ok(result) => result,
+                Err(e) => {
+                    self.persist(&state).await;
+                    return Err(e);
+                }
+            };
+            if let StatementResult::Dropped {
+                stopped_queries, ..
+            } = &result
+            {
+                self.forget_runs_of(&mut state, stopped_queries);
+            }
             if is_ddl {
                 state.ddl.push(DdlEntry {
                     rule: None,
-                    sql: text.clone(),
+                    sql: text,
+                    runs: persistent_query(&result),
                 });
             }
-            results.push(self.apply(&state.engine, outcome, text)?);
+            results.push(result);
         }
+        self.persist(&state).await;
         Ok(results)
+    }
+
+    /// A persistent query was stopped on request: a restart must not start it again.
+    pub async fn forget_run(&self, query: u64) {
+        let mut state = self.engine.lock().await;
+        let mut changed = false;
+        for entry in state.ddl.iter_mut().filter(|e| e.runs == Some(query)) {
+            entry.runs = None;
+            changed = true;
+        }
+        if changed {
+            self.persist(&state).await;
+        }
+    }
+
+    /// Queries named `names` were stopped by a DROP ... CASCADE.
+    fn forget_runs_of(&self, state: &mut Catalogued, names: &[String]) {
+        for entry in &mut state.ddl {
+            let stopped = entry
+                .runs
+                .and_then(|id| self.queries.get(id))
+                .is_some_and(|query| names.contains(&query.name));
+            if stopped {
+                entry.runs = None;
+            }
+        }
     }
 
     fn starts_query(&self, statement: &Statement) -> bool {
@@ -148,6 +214,7 @@ impl Service {
         engine: &Engine,
         outcome: StatementOutcome,
         sql: String,
+        on_state: StateStart,
     ) -> Result<StatementResult, ApiError> {
         Ok(match outcome {
             StatementOutcome::Created { kind, name } => {
@@ -164,7 +231,7 @@ impl Service {
             },
             StatementOutcome::Explain(plan) => StatementResult::Explained { plan },
             StatementOutcome::SinkPlanned { name, query } => {
-                let entry = self.start_sink(engine, &name, query, sql)?;
+                let entry = self.start_sink(engine, &name, query, sql, on_state)?;
                 started(&entry)
             }
             StatementOutcome::Query(query) => {
@@ -193,6 +260,7 @@ impl Service {
         name: &str,
         query: PlannedQuery,
         sql: String,
+        on_state: StateStart,
     ) -> Result<Arc<QueryEntry>, ApiError> {
         let def = engine.catalog().sinks().get(name).cloned().ok_or_else(|| {
             ApiError::new(
@@ -206,7 +274,10 @@ impl Service {
             .factory(&def.options)?
             .create_sink(&def.options, query.output_schema())?;
         let hub = ResultHub::new(self.config.client_buffer);
-        let running = engine.start(query, hub.sink(Some(writer)))?;
+        let running = match on_state {
+            StateStart::Resume => engine.start(query, hub.sink(Some(writer)))?,
+            StateStart::Reset => engine.start_resetting_state(query, hub.sink(Some(writer)))?,
+        };
         Ok(self
             .queries
             .add(name.to_string(), "persistent", sql, running, hub))
@@ -302,6 +373,18 @@ impl Service {
 /// but bare queries and EXPLAIN.
 pub(crate) fn changes_catalog(statement: &Statement) -> bool {
     !matches!(statement, Statement::Query(_) | Statement::Explain(_))
+}
+
+/// The persistent query a statement started, if it did.
+pub(crate) fn persistent_query(result: &StatementResult) -> Option<u64> {
+    match result {
+        StatementResult::Started {
+            query_id,
+            kind: "persistent",
+            ..
+        } => Some(*query_id),
+        _ => None,
+    }
 }
 
 fn started(entry: &QueryEntry) -> StatementResult {

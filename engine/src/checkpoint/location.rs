@@ -3,9 +3,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use datafusion::object_store::ObjectStore;
 use datafusion::object_store::local::LocalFileSystem;
 use datafusion::object_store::path::Path;
+use datafusion::object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::error::{Error, Result};
 
@@ -84,6 +84,28 @@ impl StateLocation {
     /// The store.
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
+    }
+
+    /// The object at `parts`, or `None` when there is none.
+    pub async fn read(&self, parts: &[&str]) -> Result<Option<Vec<u8>>> {
+        let path = self.path(parts);
+        let failed = |e: &dyn fmt::Display| Error::State(format!("reading {self}/{path}: {e}"));
+        match self.store.get(&path).await {
+            Ok(got) => Ok(Some(got.bytes().await.map_err(|e| failed(&e))?.to_vec())),
+            Err(datafusion::object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(failed(&e)),
+        }
+    }
+
+    /// Writes `bytes` at `parts`, replacing what was there in one step (a rename locally, a
+    /// single put on object stores): a reader sees the old object or the new, never half.
+    pub async fn write(&self, parts: &[&str], bytes: Vec<u8>) -> Result<()> {
+        let path = self.path(parts);
+        self.store
+            .put(&path, bytes.into())
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::State(format!("writing {self}/{path}: {e}")))
     }
 
     /// `parts` under the location's root.

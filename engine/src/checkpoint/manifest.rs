@@ -36,6 +36,20 @@ pub struct Manifest {
     pub files: Vec<FileEntry>,
 }
 
+impl Manifest {
+    /// Whether the plan with `fingerprint`, reading `sources` in that order, can take this
+    /// checkpoint's state.
+    pub fn fits(&self, fingerprint: &str, sources: &[String]) -> bool {
+        self.fingerprint == fingerprint
+            && self.sources.len() == sources.len()
+            && self
+                .sources
+                .iter()
+                .zip(sources)
+                .all(|(s, name)| &s.name == name)
+    }
+}
+
 /// Where a source resumes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceManifest {

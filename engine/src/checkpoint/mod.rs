@@ -65,6 +65,38 @@ impl StateConfig {
     }
 }
 
+/// What starting a query would do with the state checkpointed under its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatePlan {
+    /// No state dir, or a query that does not checkpoint.
+    NotDurable,
+    /// No checkpoint yet: it starts from its sources' configured start.
+    Fresh,
+    /// The newest checkpoint (`epoch`) was written by the same plan: it resumes from it.
+    Kept {
+        /// The epoch it resumes from.
+        epoch: u64,
+    },
+    /// The newest checkpoint (`epoch`) was written by another plan: starting it on purpose
+    /// drops that state and reads the sources from their configured start.
+    Reset {
+        /// The epoch dropped.
+        epoch: u64,
+    },
+}
+
+impl StatePlan {
+    /// `not durable`, `new state`, `state kept` or `state reset`, as deploy plans print it.
+    pub fn label(&self) -> &'static str {
+        match self {
+            StatePlan::NotDurable => "not durable",
+            StatePlan::Fresh => "new state",
+            StatePlan::Kept { .. } => "state kept",
+            StatePlan::Reset { .. } => "state reset",
+        }
+    }
+}
+
 /// The state of one graph node: its operator's batches, the watermarks the executor keeps
 /// for it and its counters.
 #[derive(Debug, Clone, Default)]

@@ -165,6 +165,18 @@ impl QueryCheckpoints {
         Ok(loaded)
     }
 
+    /// The manifest of the newest complete epoch, without reading its state: what a plan
+    /// compares itself with before it starts.
+    pub async fn latest_manifest(&self) -> Result<Option<Manifest>> {
+        let complete = self.listing().await?.into_iter().filter(|(_, c)| *c);
+        for (epoch, _) in complete.rev() {
+            if let Some(json) = self.read(epoch, MANIFEST_FILE).await? {
+                return Manifest::from_json(&json).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
     /// Deletes the epochs after `epoch`.
     pub async fn delete_after(&self, epoch: u64) -> Result<()> {
         for newer in self.epochs().await?.into_iter().filter(|e| *e > epoch) {

@@ -143,13 +143,7 @@ impl Checkpointer {
     /// Refuses a checkpoint of another plan.
     fn check(&self, restored: &Restored) -> Result<()> {
         let manifest = &restored.manifest;
-        let same_sources = manifest.sources.len() == self.source_names.len()
-            && manifest
-                .sources
-                .iter()
-                .zip(&self.source_names)
-                .all(|(s, name)| &s.name == name);
-        if manifest.fingerprint != self.fingerprint || !same_sources {
+        if !manifest.fits(&self.fingerprint, &self.source_names) {
             return Err(Error::State(format!(
                 "the checkpoint in {} (epoch {}) was written by a different plan of query \
                  '{}'; its state cannot be used by this one. Start with --reset-state to drop \

@@ -103,10 +103,18 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "PUT",
         path: "/v1/rules/{name}",
-        summary: "Deploy a rule file, or replace the deployed version: new queries start before the old stop",
+        summary: "Deploy a rule file, or replace the deployed version: new queries start before the old stop (with a state dir, after: they take over the old ones' state when the plan is the same)",
         body: true,
         public: false,
         handler: || put(rules::deploy),
+    },
+    Route {
+        method: "POST",
+        path: "/v1/rules/{name}/plan",
+        summary: "What deploying a rule file would do, doing nothing: added, changed or unchanged, and per sink whether its checkpointed state is kept or reset",
+        body: true,
+        public: false,
+        handler: || post(rules::plan),
     },
     Route {
         method: "DELETE",

@@ -176,6 +176,7 @@ pub async fn stop(
     if entry.status() == QueryStatus::Running {
         entry.stop(STOP_TIMEOUT).await;
     }
+    service.forget_run(id).await;
     Ok(Json(QueryView::of(&entry)))
 }
 

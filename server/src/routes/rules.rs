@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::statements::{SqlRequest, rejected};
 use crate::error::ApiError;
-use crate::rules::{RuleDeployment, RuleView};
+use crate::rules::{RuleDeployment, RulePlan, RuleView};
 use crate::service::Service;
 
 /// The deployed rules.
@@ -34,6 +34,17 @@ pub async fn deploy(
 ) -> Result<Json<RuleDeployment>, ApiError> {
     let Json(request) = request.map_err(rejected)?;
     Ok(Json(service.deploy_rule(&name, &request.sql).await?))
+}
+
+/// `POST /v1/rules/{name}/plan`: what deploying the rule would do, doing nothing: added,
+/// changed or unchanged, and per sink whether its checkpointed state is kept or reset.
+pub async fn plan(
+    State(service): State<Arc<Service>>,
+    Path(name): Path<String>,
+    request: Result<Json<SqlRequest>, JsonRejection>,
+) -> Result<Json<RulePlan>, ApiError> {
+    let Json(request) = request.map_err(rejected)?;
+    Ok(Json(service.plan_rule(&name, &request.sql).await?))
 }
 
 /// `DELETE /v1/rules/{name}`: stops a rule's queries and removes it.
