@@ -143,15 +143,9 @@ fn saved_rule(rule: &DeployedRule) -> SavedRule {
 }
 
 fn deployed_rule(saved: &SavedRule) -> DeployedRule {
-    DeployedRule {
-        name: saved.name.clone(),
-        sql: saved.sql.clone(),
-        hash: saved.hash.clone(),
-        deployed_at: UNIX_EPOCH + Duration::from_millis(saved.deployed_at_ms.max(0) as u64),
-        queries: Vec::new(),
-        views: Vec::new(),
-        sinks: Vec::new(),
-    }
+    let mut rule = DeployedRule::new(&saved.name, &saved.sql);
+    rule.deployed_at = UNIX_EPOCH + Duration::from_millis(saved.deployed_at_ms.max(0) as u64);
+    rule
 }
 
 fn first_line(sql: &str) -> &str {

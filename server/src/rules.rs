@@ -140,11 +140,8 @@ impl Service {
             }
             (Err(e), None) => return Err(e),
         };
-        forget_history(&mut state, name);
-        state.ddl.extend(ran.history);
         let view = RuleView::of(&ran.rule);
-        state.rules.insert(name.to_string(), ran.rule);
-        self.persist(&state).await;
+        self.install(&mut state, ran.rule, ran.history).await;
         // The catalog is consistent: let other requests in while the old queries flush.
         drop(state);
         if let Some(old) = previous.as_ref().filter(|_| !hand_over) {
@@ -281,6 +278,15 @@ impl Service {
         Ok((result, sink_state))
     }
 
+    /// Makes `rule`, whose statements were run, the deployed version: its history replaces
+    /// the previous version's, and the catalog is kept.
+    async fn install(&self, state: &mut Catalogued, rule: DeployedRule, history: Vec<DdlEntry>) {
+        forget_history(state, &rule.name);
+        state.ddl.extend(history);
+        state.rules.insert(rule.name.clone(), rule);
+        self.persist(state).await;
+    }
+
     /// A new version failed after the old one stopped: start the old one again.
     async fn bring_back(&self, state: &mut Catalogued, old: &DeployedRule) {
         let again = match StreamParser::parse_sql(&old.sql) {
@@ -288,12 +294,7 @@ impl Service {
             Err(e) => Err(e.into()),
         };
         match again {
-            Ok(ran) => {
-                forget_history(state, &old.name);
-                state.ddl.extend(ran.history);
-                state.rules.insert(old.name.clone(), ran.rule);
-                self.persist(state).await;
-            }
+            Ok(ran) => self.install(state, ran.rule, ran.history).await,
             Err(e) => tracing::error!(
                 rule = %old.name,
                 "the new version failed and the old one cannot start again: {}",

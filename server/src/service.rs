@@ -128,51 +128,65 @@ impl Service {
             self.check_options(statement)?;
         }
         let mut state = self.engine.lock().await;
+        let history = state.ddl.len();
         let mut results = Vec::with_capacity(statements.len());
+        let mut failed = None;
         for statement in statements {
-            let text = statement.sql.clone();
-            let is_ddl = changes_catalog(&statement.statement);
-            if self.starts_query(&statement.statement)
-                && self.queries.running() >= self.config.max_queries
-            {
-                return Err(ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_queries",
-                    format!(
-                        "{} queries are running, the most allowed (VIGIL_MAX_QUERIES); stop one first",
-                        self.config.max_queries
-                    ),
-                ));
-            }
-            let outcome = state.engine.execute_statement(statement).await;
-            let result = match outcome {
-                Ok(outcome) => self.apply(&state.engine, outcome, text.clone(), StateStart::Resume),
-                Err(e) => Err(e.into()),
-            };
-            let result = match result {
-                Ok(result) => result,
+            match self.submit_one(&mut state, statement).await {
+                Ok(result) => results.push(result),
                 Err(e) => {
-                    self.persist(&state).await;
-                    return Err(e);
+                    failed = Some(e);
+                    break;
                 }
-            };
-            if let StatementResult::Dropped {
-                stopped_queries, ..
-            } = &result
-            {
-                self.forget_runs_of(&mut state, stopped_queries);
             }
-            if is_ddl {
-                state.ddl.push(DdlEntry {
-                    rule: None,
-                    sql: text,
-                    runs: persistent_query(&result),
-                });
-            }
-            results.push(result);
         }
-        self.persist(&state).await;
-        Ok(results)
+        // What ran before a failure stays run: keep it too.
+        if state.ddl.len() > history {
+            self.persist(&state).await;
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(results),
+        }
+    }
+
+    /// One statement of [`Service::submit`], recorded in the catalog's history when it
+    /// changes the catalog.
+    async fn submit_one(
+        &self,
+        state: &mut Catalogued,
+        statement: ParsedStatement,
+    ) -> Result<StatementResult, ApiError> {
+        let text = statement.sql.clone();
+        let is_ddl = changes_catalog(&statement.statement);
+        if self.starts_query(&statement.statement)
+            && self.queries.running() >= self.config.max_queries
+        {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_queries",
+                format!(
+                    "{} queries are running, the most allowed (VIGIL_MAX_QUERIES); stop one first",
+                    self.config.max_queries
+                ),
+            ));
+        }
+        let outcome = state.engine.execute_statement(statement).await?;
+        let result = self.apply(&state.engine, outcome, text.clone(), StateStart::Resume)?;
+        if let StatementResult::Dropped {
+            stopped_queries, ..
+        } = &result
+        {
+            self.forget_runs_of(state, stopped_queries);
+        }
+        if is_ddl {
+            state.ddl.push(DdlEntry {
+                rule: None,
+                sql: text,
+                runs: persistent_query(&result),
+            });
+        }
+        Ok(result)
     }
 
     /// A persistent query was stopped on request: a restart must not start it again.

@@ -89,11 +89,20 @@ impl StateLocation {
     /// The object at `parts`, or `None` when there is none.
     pub async fn read(&self, parts: &[&str]) -> Result<Option<Vec<u8>>> {
         let path = self.path(parts);
-        let failed = |e: &dyn fmt::Display| Error::State(format!("reading {self}/{path}: {e}"));
-        match self.store.get(&path).await {
-            Ok(got) => Ok(Some(got.bytes().await.map_err(|e| failed(&e))?.to_vec())),
+        self.get(&path)
+            .await
+            .map_err(|e| Error::State(format!("reading {self}/{path}: {e}")))
+    }
+
+    /// The bytes of the object at `path`, or `None` when there is none.
+    pub async fn get(
+        &self,
+        path: &Path,
+    ) -> std::result::Result<Option<Vec<u8>>, datafusion::object_store::Error> {
+        match self.store.get(path).await {
+            Ok(got) => Ok(Some(got.bytes().await?.to_vec())),
             Err(datafusion::object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(failed(&e)),
+            Err(e) => Err(e),
         }
     }
 

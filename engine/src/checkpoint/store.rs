@@ -234,18 +234,10 @@ impl QueryCheckpoints {
     }
 
     async fn read(&self, epoch: u64, name: &str) -> Result<Option<Vec<u8>>> {
-        let got = self.location.store().get(&self.file(epoch, name)).await;
-        match got {
-            Ok(got) => {
-                let bytes = got
-                    .bytes()
-                    .await
-                    .map_err(|e| self.failed("reading a checkpoint", e))?;
-                Ok(Some(bytes.to_vec()))
-            }
-            Err(datafusion::object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.failed("reading a checkpoint", e)),
-        }
+        self.location
+            .get(&self.file(epoch, name))
+            .await
+            .map_err(|e| self.failed("reading a checkpoint", e))
     }
 
     /// Deletes all but the newest [`KEEP_EPOCHS`] epochs; a failure is only logged: old
