@@ -517,7 +517,7 @@ async fn poll_once<F: std::future::Future + Unpin>(mut future: F) -> Option<F::O
     .await
 }
 
-/// Waits for every query to end; Ctrl-C (or the time limit) stops them gracefully.
+/// Waits for every query to end; Ctrl-C, SIGTERM or the time limit stops them gracefully.
 pub(crate) async fn supervise(
     queries: Vec<(String, RunningQuery)>,
     limit: Option<Duration>,
@@ -530,7 +530,7 @@ pub(crate) async fn supervise(
         }
     };
     // Polled once before saying so, so that Ctrl-C is handled from the moment it is said.
-    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut interrupted = std::pin::pin!(serve::shutdown_signal());
     if poll_once(interrupted.as_mut()).await.is_some() {
         eprintln!("stopping...");
         stop_all(&queries);

@@ -43,7 +43,8 @@ async fn restore(server: &Server, keep_going: bool) -> Result<()> {
         return Ok(());
     }
     eprintln!(
-        "catalog restored from the state dir: {} statement(s), {} rule(s), {} persistent          query(ies) started again",
+        "catalog restored from the state dir: {} statement(s), {} rule(s), {} persistent \
+         query(ies) started again",
         restored.statements, restored.rules, restored.queries
     );
     for failure in &restored.failures {
@@ -51,7 +52,8 @@ async fn restore(server: &Server, keep_going: bool) -> Result<()> {
     }
     if !restored.failures.is_empty() && !keep_going {
         bail!(
-            "{} statement(s) of the kept catalog failed; fix their cause or start with              --keep-going",
+            "{} statement(s) of the kept catalog failed; fix their cause or start with \
+             --keep-going",
             restored.failures.len()
         );
     }
@@ -76,8 +78,9 @@ async fn deploy(server: &Server, dir: &Path, profile: &str, keep_going: bool) ->
             eprintln!("{}:{position}error: {}", file.display(), e.message);
         }
     };
+    // After a restart that restored the catalog, the profile's statements are kept ones.
     let sql = read(&profile)?;
-    report(&profile, server.service().submit(&sql).await);
+    report(&profile, server.service().submit_new(&sql).await);
     for file in rules {
         let rule = vigil_rules::Rule::read(&file)?;
         let deployed = server.service().deploy_rule(&rule.name, &rule.sql).await;
@@ -113,7 +116,7 @@ fn summary(results: &[StatementResult]) -> String {
 }
 
 /// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -231,6 +231,7 @@ impl Engine {
                     query: String::new(),
                     delivered: Arc::default(),
                     read_columns: None,
+                    split_state: false,
                 };
                 factory.create_source(&def.options, Arc::clone(&def.schema), ctx)?;
                 let name = def.name.clone();
@@ -451,18 +452,22 @@ impl Engine {
         let Some(state) = self.durable_state(&identity.name) else {
             return Ok(StatePlan::NotDurable);
         };
-        let store = QueryCheckpoints::new(&state.location, &identity.name);
-        let Some(manifest) = store.latest_manifest().await? else {
+        let mut manifests = Vec::new();
+        let whole = QueryCheckpoints::new(&state.location, &identity.name);
+        manifests.extend(whole.latest_manifest().await?);
+        for split in QueryCheckpoints::splits(&state.location, &identity.name).await? {
+            let store = QueryCheckpoints::of_split(&state.location, &identity.name, split);
+            manifests.extend(store.latest_manifest().await?);
+        }
+        let Some(epoch) = manifests.iter().map(|m| m.epoch).max() else {
             return Ok(StatePlan::Fresh);
         };
-        let epoch = manifest.epoch;
-        Ok(
-            if !state.reset && manifest.fits(&identity.fingerprint, &identity.sources) {
-                StatePlan::Kept { epoch }
-            } else {
-                StatePlan::Reset { epoch }
-            },
-        )
+        let fits = (manifests.iter()).all(|m| m.fits(&identity.fingerprint, &identity.sources));
+        Ok(if !state.reset && fits {
+            StatePlan::Kept { epoch }
+        } else {
+            StatePlan::Reset { epoch }
+        })
     }
 
     /// Where query `name` checkpoints: queries writing to a declared sink are durable when
@@ -485,6 +490,16 @@ impl Engine {
             tracing::warn!(query = %query.name, "{warning}");
         }
         let delivered: Vec<Arc<Delivered>> = graph.sources.iter().map(|_| Arc::default()).collect();
+        let late_sinks = graph
+            .late_outputs
+            .iter()
+            .map(|late| {
+                let factory = self.registry.factory(&late.sink.options)?;
+                Ok(factory.create_sink(&late.sink.options, Arc::clone(&late.schema))?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let single_writer = sink.single_writer() || late_sinks.iter().any(|s| s.single_writer());
+        let split_state = state.is_some() && graph.split_local && !single_writer;
         let sources = graph
             .sources
             .iter()
@@ -498,17 +513,10 @@ impl Engine {
                     query: query.name.clone(),
                     delivered: Arc::clone(delivered),
                     read_columns: binding.read_columns.clone(),
+                    split_state,
                 };
                 let factory = self.registry.factory(&def.options)?;
                 Ok(factory.create_source(&def.options, Arc::clone(&def.schema), ctx)?)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let late_sinks = graph
-            .late_outputs
-            .iter()
-            .map(|late| {
-                let factory = self.registry.factory(&late.sink.options)?;
-                Ok(factory.create_sink(&late.sink.options, Arc::clone(&late.schema))?)
             })
             .collect::<Result<Vec<_>>>()?;
         let dead_letters = self.dead_letter_sink(&graph)?;
@@ -521,6 +529,7 @@ impl Engine {
                 sink,
                 late_sinks,
                 dead_letters,
+                split_state,
             },
             metrics,
             state,

@@ -123,11 +123,28 @@ impl Service {
 
     /// Runs the statements of `sql` in order; stops at the first error.
     pub async fn submit(&self, sql: &str) -> Result<Vec<StatementResult>, ApiError> {
-        let statements = StreamParser::parse_sql(sql)?;
+        self.submit_statements(sql, false).await
+    }
+
+    /// [`Service::submit`], passing over the catalog statements already kept word for
+    /// word: a profile loaded again at a restart that restored it declares nothing twice.
+    pub async fn submit_new(&self, sql: &str) -> Result<Vec<StatementResult>, ApiError> {
+        self.submit_statements(sql, true).await
+    }
+
+    async fn submit_statements(
+        &self,
+        sql: &str,
+        skip_kept: bool,
+    ) -> Result<Vec<StatementResult>, ApiError> {
+        let mut statements = StreamParser::parse_sql(sql)?;
         for statement in &statements {
             self.check_options(statement)?;
         }
         let mut state = self.engine.lock().await;
+        if skip_kept {
+            statements.retain(|s| !state.ddl.iter().any(|e| e.rule.is_none() && e.sql == s.sql));
+        }
         let history = state.ddl.len();
         let mut results = Vec::with_capacity(statements.len());
         let mut failed = None;

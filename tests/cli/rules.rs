@@ -363,3 +363,119 @@ fn deploy_shows_the_plan_and_applies_it_to_a_running_server() {
     let (status, rest) = served.terminate();
     assert!(status.success(), "{rest}");
 }
+
+/// Whether `sink`'s query has written a complete checkpoint under the state dir `state`.
+fn has_checkpoint(state: &Path, sink: &str) -> bool {
+    let dir = state.join("queries").join(sink).join("checkpoints");
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with("-manifest.json"))
+    })
+}
+
+/// Polls `done` until it holds, failing after 60 s with `what`.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn with_a_state_dir_deploy_says_which_state_is_kept_and_a_restart_keeps_the_rules() {
+    let dir = rules_copy("deploy-state");
+    let root = dir.parent().unwrap().to_path_buf();
+    let state = root.join("state");
+    let serve_args = [
+        "--queries",
+        "rules",
+        "--state-dir",
+        "state",
+        "--checkpoint-interval",
+        "100ms",
+    ];
+    let mut served = Served::start(&root, &serve_args);
+    wait_until("checkpoints of both sinks", || {
+        has_checkpoint(&state, "sensor_stats_1m") && has_checkpoint(&state, "sensor_alerts")
+    });
+
+    // Layout only: the plan is the same, so the state stays. A new threshold: a new plan.
+    edit(
+        &dir.join("sensor_windows.sql"),
+        "    count(*) AS readings,",
+        "    count(*)   AS readings,",
+    );
+    edit(
+        &dir.join("sensor_threshold.sql"),
+        "WHERE score > 0;",
+        "WHERE score > 1;",
+    );
+    let deploy = |url: &str, apply: bool| {
+        let mut args = vec!["deploy", "rules", "--server", url];
+        if apply {
+            args.push("--apply");
+        }
+        let out = vigil(&root, &args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let plan = deploy(&served.url, false);
+    let line = |name: &str| {
+        let line = plan.lines().find(|l| l.contains(name));
+        line.unwrap_or_else(|| panic!("no {name} in {plan}"))
+            .to_string()
+    };
+    let windows = line("sensor_windows");
+    assert!(
+        windows.contains("state kept: sensor_stats_1m (epoch "),
+        "{plan}"
+    );
+    assert!(
+        windows.contains("state kept: sensor_stats_5m (epoch "),
+        "{plan}"
+    );
+    let threshold = line("sensor_threshold");
+    assert!(
+        threshold.contains("state reset: sensor_alerts (epoch "),
+        "{plan}"
+    );
+    assert!(!line("payment_due").contains("state"), "unchanged: {plan}");
+
+    let applied = deploy(&served.url, true);
+    assert!(
+        applied.contains("changed sensor_windows (queries ["),
+        "{applied}"
+    );
+    assert!(applied.contains("state kept: sensor_stats_1m"), "{applied}");
+    assert!(applied.contains("state reset: sensor_alerts"), "{applied}");
+    let (status, rest) = served.terminate();
+    assert!(status.success(), "{rest}");
+
+    // The same command line again: the catalog and the applied rules come back from the
+    // state dir, the profile declares nothing twice, and nothing is left to deploy.
+    let mut served = Served::start(&root, &serve_args);
+    assert!(
+        served
+            .report
+            .contains("catalog restored from the state dir"),
+        "{}",
+        served.report
+    );
+    assert!(
+        served.report.contains("profiles/demo.sql: nothing to do"),
+        "{}",
+        served.report
+    );
+    assert!(
+        served
+            .report
+            .contains("sensor_threshold.sql: nothing to do"),
+        "{}",
+        served.report
+    );
+    assert!(deploy(&served.url, false).ends_with("nothing to do\n"));
+    let (status, rest) = served.terminate();
+    assert!(status.success(), "{rest}");
+}

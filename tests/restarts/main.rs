@@ -12,6 +12,7 @@ use vigil_tests::kafka::{Broker, window_counts};
 
 mod durable;
 mod exactly_once;
+mod rebalance;
 mod s3;
 
 /// An empty scratch directory for the runs.

@@ -81,6 +81,11 @@ impl FileSink {
 
 #[async_trait]
 impl Sink for FileSink {
+    /// Cut back to its checkpointed length after a crash: one writer only.
+    fn single_writer(&self) -> bool {
+        true
+    }
+
     async fn write(&mut self, batch: RecordBatch) -> Result<(), ConnectorError> {
         let bytes = encode_json_lines(&batch)?;
         let path = self.path.display().to_string();

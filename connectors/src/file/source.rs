@@ -275,6 +275,7 @@ mod tests {
             query: "q".into(),
             delivered: Arc::new(Delivered::default()),
             read_columns: None,
+            split_state: false,
         };
         FileSource::new(path.to_path_buf(), None, JsonDecoder::new(schema, 3), ctx)
     }

@@ -5,6 +5,16 @@ use std::collections::{BTreeMap, VecDeque};
 /// A partition of one of the source's topics: (topic index, partition).
 pub type PartitionId = (usize, i32);
 
+/// The split id of a partition: topic index in the high 16 bits, partition in the low.
+pub fn split_id((topic, partition): PartitionId) -> u32 {
+    ((topic as u32) << 16) | (partition as u32 & 0xFFFF)
+}
+
+/// The partition of a split id (see [`split_id`]).
+pub fn partition_of(split: u32) -> PartitionId {
+    ((split >> 16) as usize, (split & 0xFFFF) as i32)
+}
+
 /// Batches sent into the query, in order, with the offset each one lets a partition commit.
 ///
 /// Batch `seq` counts every batch the source produced; once the runtime reports the first

@@ -24,9 +24,9 @@ use super::batcher::{BadMessage, BatchLayout, PartitionBuffer};
 use super::client::{METADATA_TIMEOUT, topic_partitions, unreachable};
 use super::config::{CONSUMER_DEFAULTS, IdleAdvance, SourceConfig, StartFrom};
 use super::dead_letter::DeadLetters;
-use super::offsets::PartitionId;
+use super::offsets::{PartitionId, split_id};
 use super::progress::ProgressStore;
-use super::rebalance::ReaderContext;
+use super::rebalance::{Announce, ReaderContext};
 use crate::ConnectorError;
 
 /// What the reader hands to the source.
@@ -43,6 +43,9 @@ pub enum ReaderEvent {
     },
     /// Which partitions hold the watermark back.
     Splits(SplitStatus),
+    /// Partitions come or go while the query keeps state per partition; the reader waits
+    /// for the answer (see [`vigil_engine::connector::Handover`]).
+    Handover(vigil_engine::connector::Handover),
     /// An earlier run delivered every window ending at or before this.
     Resume(vigil_engine::time::Timestamp),
     /// Every partition was read up to its end offset (sent once).
@@ -66,14 +69,12 @@ const QUIET_TICK: Duration = Duration::from_millis(200);
 /// Least time between two logs of the same consumer error.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// The split id of a partition: topic index in the high 16 bits, partition in the low.
-pub fn split_id((topic, partition): PartitionId) -> u32 {
-    ((topic as u32) << 16) | (partition as u32 & 0xFFFF)
-}
-
-/// The partition of a split id (see [`split_id`]).
-pub fn partition_of(split: u32) -> PartitionId {
-    ((split >> 16) as usize, (split & 0xFFFF) as i32)
+/// How the reader's callbacks tell the query of partitions that come or go: on the
+/// reader's channel, unless the reader is stopping (the query checkpointed as it stopped).
+fn announcer(tx: mpsc::Sender<ReaderEvent>, stop: Arc<AtomicBool>) -> Announce {
+    Box::new(move |handover| {
+        !stop.load(Ordering::Relaxed) && tx.blocking_send(ReaderEvent::Handover(handover)).is_ok()
+    })
 }
 
 /// Everything a reader thread needs.
@@ -172,6 +173,8 @@ struct State {
     last_error_log: Option<Instant>,
     /// Whether [`ReaderEvent::CaughtUp`] was sent.
     announced_caught_up: bool,
+    /// The assignment changed since the status was last sent.
+    assignment_news: bool,
 }
 
 /// The receiver is gone: the query is stopping.
@@ -211,7 +214,11 @@ impl Reader {
             Arc::clone(&ctx.metrics),
             progress,
         )
-        .resuming_at(resume);
+        .resuming_at(resume)
+        .handing_over(
+            ctx.split_state
+                .then(|| announcer(tx.clone(), Arc::clone(&stop))),
+        );
         let mut client = settings.client_config();
         for (name, value) in CONSUMER_DEFAULTS {
             client.set(name, value);
@@ -266,6 +273,7 @@ impl Reader {
                 last_commit: now,
                 last_error_log: None,
                 announced_caught_up: false,
+                assignment_news: false,
             },
         })
     }
@@ -275,7 +283,9 @@ impl Reader {
         self.start()?;
         while !self.state.stop.load(Ordering::Relaxed) {
             let context = self.consumer.context();
-            let step = match self.consumer.poll(POLL) {
+            let polled = self.consumer.poll(POLL);
+            self.state.follow_assignment(&self.consumer);
+            let step = match polled {
                 Some(Ok(message)) => self.state.on_message(&self.consumer, &message),
                 Some(Err(KafkaError::PartitionEOF(_))) => {
                     self.state.check_bounded_positions(&self.consumer)
@@ -403,11 +413,8 @@ impl Reader {
         }
         self.state.last_housekeeping = now;
         let context = self.consumer.context();
-        let mut changed = false;
-        if context.take_assignment_changed() {
-            self.state.apply_assignment(&self.consumer);
-            changed = true;
-        }
+        self.state.follow_assignment(&self.consumer);
+        let changed = std::mem::take(&mut self.state.assignment_news);
         self.state.flush_lingering(&self.consumer, now)?;
         if self.state.config.bounded {
             self.state.check_bounded_positions(&self.consumer)?;
@@ -451,6 +458,15 @@ fn chosen_partitions(
 }
 
 impl State {
+    /// Applies a rebalance that ran inside the last poll at once, before anything is
+    /// flushed: no batch of a partition may be sent after the query let it go.
+    fn follow_assignment(&mut self, consumer: &Consumer) {
+        if consumer.context().take_assignment_changed() {
+            self.apply_assignment(consumer);
+            self.assignment_news = true;
+        }
+    }
+
     /// Drops revoked partitions (their buffered messages are read again by the new owner)
     /// and starts tracking new ones.
     fn apply_assignment(&mut self, consumer: &Consumer) {

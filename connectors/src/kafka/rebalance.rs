@@ -9,15 +9,18 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
-use vigil_engine::connector::Delivered;
+use vigil_engine::connector::{Delivered, Handover, SplitChange};
 use vigil_engine::runtime::QueryMetrics;
 
 use vigil_engine::time::Timestamp;
 
 use super::StartFrom;
 use super::dead_letter::DeadLetters;
-use super::offsets::{OffsetLedger, PartitionId};
+use super::offsets::{OffsetLedger, PartitionId, split_id};
 use super::progress::ProgressStore;
+
+/// Sends a [`Handover`] to the query; false when it cannot (the query stops).
+pub type Announce = Box<dyn Fn(Handover) -> bool + Send + Sync>;
 
 /// State shared by the reader thread and the consumer's callbacks (which run inside `poll`
 /// on the same thread, so the locks are never contended).
@@ -51,6 +54,9 @@ pub struct ReaderContext {
     /// report: only these may go idle.
     caught_up: Mutex<BTreeSet<PartitionId>>,
     assignment_changed: AtomicBool,
+    /// With state kept per partition: how partition changes are announced (see
+    /// [`ReaderContext::hand_over`]).
+    handover: Option<Announce>,
 }
 
 impl ReaderContext {
@@ -79,7 +85,30 @@ impl ReaderContext {
             revoked: Mutex::default(),
             caught_up: Mutex::default(),
             assignment_changed: AtomicBool::new(false),
+            handover: None,
         }
+    }
+
+    /// Announces partition changes with `handover` when the query keeps state per
+    /// partition.
+    pub fn handing_over(mut self, handover: Option<Announce>) -> Self {
+        self.handover = handover;
+        self
+    }
+
+    /// Tells the query that partitions come or go, and waits for its answer: for assigned
+    /// partitions, where their checkpoints left them. Nothing to tell without state per
+    /// partition.
+    fn hand_over(&self, change: SplitChange) -> BTreeMap<u32, i64> {
+        let Some(announce) = &self.handover else {
+            return BTreeMap::new();
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if !announce(Handover { change, reply }) {
+            return BTreeMap::new();
+        }
+        // Dropped unanswered when the query stops.
+        answer.blocking_recv().unwrap_or_default()
     }
 
     /// The ledger of batches sent and not yet committed.
@@ -151,6 +180,8 @@ impl ReaderContext {
             .iter()
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
+        let splits: Vec<u32> = self.partitions(tpl).into_iter().map(split_id).collect();
+        let handed = self.hand_over(SplitChange::Assigned(splits));
         let mut started = lock(&self.started);
         let mut first_assigned = false;
         for (topic, partition) in assigned {
@@ -161,8 +192,11 @@ impl ReaderContext {
             if first_time {
                 first_assigned = true;
             }
+            // Where the partition's own checkpoint left it, whoever wrote it.
+            let handed = handed.get(&split_id((index, partition))).copied();
             let resumed = self.resume_offsets.get(&(index, partition)).copied();
             let offset = match (first_time, self.start) {
+                _ if let Some(offset) = handed => Offset::Offset(offset),
                 (true, _) if let Some(offset) = resumed => Offset::Offset(offset),
                 (true, StartFrom::Earliest) => Offset::Beginning,
                 (true, StartFrom::Latest) => Offset::End,
@@ -323,9 +357,12 @@ impl ConsumerContext for ReaderContext {
                 if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
                     tracing::warn!(source = %self.source, ?err, "rebalance error");
                 }
-                // Hand over cleanly: commit what is delivered, then forget the partitions.
-                self.commit_delivered(consumer, CommitMode::Sync);
+                // Hand over cleanly: the query checkpoints the partitions (when it keeps
+                // state per partition), commit what is delivered, then forget them.
                 let revoked = self.partitions(tpl);
+                let splits = revoked.iter().copied().map(split_id).collect();
+                self.hand_over(SplitChange::Revoked(splits));
+                self.commit_delivered(consumer, CommitMode::Sync);
                 tracing::info!(source = %self.source, partitions = ?revoked, "partitions revoked");
                 self.ledger().forget(|p| revoked.contains(&p));
                 lock(&self.revoked).extend(revoked);

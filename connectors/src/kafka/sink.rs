@@ -266,6 +266,11 @@ impl KafkaSink {
 
 #[async_trait]
 impl Sink for KafkaSink {
+    /// One transactional id per query: only one process may write it.
+    fn single_writer(&self) -> bool {
+        self.exactly_once
+    }
+
     async fn write(&mut self, batch: RecordBatch) -> Result<(), ConnectorError> {
         if batch.num_rows() == 0 {
             return Ok(());

@@ -13,6 +13,7 @@ use vigil_engine::connector::{Source, SourceContext, SourceEvent, SourcePosition
 
 use super::KafkaSettings;
 use super::config::SourceConfig;
+use super::offsets::partition_of;
 use super::reader::{self, ReaderEvent, ReaderSetup};
 use crate::ConnectorError;
 
@@ -97,6 +98,7 @@ impl Source for KafkaSource {
                 self.position.retain(|split, _| owned(split));
                 Ok(SourceEvent::Splits(status))
             }
+            Some(ReaderEvent::Handover(handover)) => Ok(SourceEvent::Handover(handover)),
             Some(ReaderEvent::Resume(watermark)) => Ok(SourceEvent::Resume(watermark)),
             Some(ReaderEvent::CaughtUp) => Ok(SourceEvent::CaughtUp),
             Some(ReaderEvent::End) => Ok(SourceEvent::End),
@@ -123,7 +125,7 @@ impl Source for KafkaSource {
         setup.resume = position
             .splits
             .iter()
-            .map(|(&split, &offset)| (reader::partition_of(split), offset))
+            .map(|(&split, &offset)| (partition_of(split), offset))
             .collect();
         self.position = position.splits;
         Ok(())

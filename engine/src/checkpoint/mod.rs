@@ -20,6 +20,7 @@
 //! are kept.
 
 mod frames;
+mod lease;
 mod location;
 mod manifest;
 mod store;
@@ -28,6 +29,7 @@ use std::time::Duration;
 
 use datafusion::arrow::record_batch::RecordBatch;
 
+pub use lease::SplitLease;
 pub use location::StateLocation;
 pub use manifest::{
     FileEntry, Manifest, MetricsManifest, NodeManifest, SourceManifest, sha256_hex,

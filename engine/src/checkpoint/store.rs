@@ -58,6 +58,31 @@ impl QueryCheckpoints {
         }
     }
 
+    /// The checkpoints of split `split` of `query`'s source, when the query keeps its
+    /// state per split: `queries/<query>/splits/<split>/checkpoints`.
+    pub fn of_split(location: &StateLocation, query: &str, split: u32) -> Self {
+        let split = split.to_string();
+        Self {
+            dir: location.path(&["queries", query, "splits", &split, "checkpoints"]),
+            location: location.clone(),
+            query: query.to_string(),
+        }
+    }
+
+    /// The splits of `query` with checkpoints of their own (see [`QueryCheckpoints::of_split`]).
+    pub async fn splits(location: &StateLocation, query: &str) -> Result<Vec<u32>> {
+        let dir = location.path(&["queries", query, "splits"]);
+        let listed = location.store().list_with_delimiter(Some(&dir)).await;
+        let listed = listed.map_err(|e| Error::State(format!("listing {dir}: {e}")))?;
+        let mut splits: Vec<u32> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename()?.parse().ok())
+            .collect();
+        splits.sort_unstable();
+        Ok(splits)
+    }
+
     /// Where they are, for messages.
     pub fn describe(&self) -> String {
         format!("{}/{}", self.location, self.dir)

@@ -60,6 +60,30 @@ pub enum SourceEvent {
     CaughtUp,
     /// A bounded source is finished.
     End,
+    /// Splits move to or from this process (a consumer-group rebalance) while the query
+    /// keeps state per split ([`SourceContext::split_state`]). The source waits for the
+    /// answer before it reads an assigned split or lets a revoked one go.
+    Handover(Handover),
+}
+
+/// Splits a source was given or is giving up, and where the query answers.
+#[derive(Debug)]
+pub struct Handover {
+    /// What changes.
+    pub change: SplitChange,
+    /// Assigned: per split whose state the query loaded, the offset to read it from (the
+    /// others start as configured). Revoked: sent (empty) once their state is checkpointed.
+    /// Dropped unanswered when the query stops.
+    pub reply: tokio::sync::oneshot::Sender<BTreeMap<u32, i64>>,
+}
+
+/// See [`Handover`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SplitChange {
+    /// These splits are now the source's.
+    Assigned(Vec<u32>),
+    /// These splits go to another process.
+    Revoked(Vec<u32>),
 }
 
 /// Which splits of a source hold its watermark back, as the source sees them now.
@@ -177,6 +201,13 @@ pub trait Sink: Send {
         Ok(())
     }
 
+    /// True when the sink's output is exactly once only while a single process writes it
+    /// (a file cut back to its checkpointed length, a transactional producer): the query
+    /// then checkpoints as a whole and is not spread over processes by split.
+    fn single_writer(&self) -> bool {
+        false
+    }
+
     /// The query resumes from a checkpoint at which this sink's [`Sink::pre_commit`]
     /// returned `position`: a sink that can (a file) drops what it wrote after it, so that
     /// the output holds every result once. Called before the first write. A sink that
@@ -205,6 +236,10 @@ pub struct SourceContext {
     /// some: a source may leave the other (nullable) columns null instead of decoding them.
     /// `None`: every column.
     pub read_columns: Option<Vec<usize>>,
+    /// True when the query keeps its state per split, in the shared state dir: a source
+    /// whose splits move between processes announces each assignment and revocation with
+    /// [`SourceEvent::Handover`] and reads an assigned split from where the answer says.
+    pub split_state: bool,
 }
 
 impl SourceContext {

@@ -24,6 +24,10 @@ impl Filter {
 }
 
 impl Operator for Filter {
+    fn new_instance(&self) -> Result<Box<dyn Operator>> {
+        Ok(Box::new(Self::new(Arc::clone(&self.predicate))))
+    }
+
     fn name(&self) -> &'static str {
         "Filter"
     }

@@ -26,6 +26,10 @@ impl Limit {
 }
 
 impl Operator for Limit {
+    fn new_instance(&self) -> Result<Box<dyn Operator>> {
+        Ok(Box::new(Self::new(self.skip, self.fetch)))
+    }
+
     fn name(&self) -> &'static str {
         "Limit"
     }

@@ -157,6 +157,10 @@ pub trait Operator: Send {
     /// Short name, as EXPLAIN shows it.
     fn name(&self) -> &'static str;
 
+    /// A new operator doing the same with no state: a query whose state is kept per input
+    /// split runs one copy of its graph per split.
+    fn new_instance(&self) -> Result<Box<dyn Operator>>;
+
     /// Details for EXPLAIN: expressions, keys, window.
     fn describe(&self) -> String {
         String::new()
@@ -244,6 +248,12 @@ pub struct SourceScan {
 }
 
 impl Operator for SourceScan {
+    fn new_instance(&self) -> Result<Box<dyn Operator>> {
+        Ok(Box::new(Self {
+            source: self.source.clone(),
+        }))
+    }
+
     fn name(&self) -> &'static str {
         "Source"
     }

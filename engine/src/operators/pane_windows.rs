@@ -57,6 +57,11 @@ impl PaneWindows {
         self.size
     }
 
+    /// The same windows, with no panes yet.
+    pub fn empty_copy(&self) -> Self {
+        Self::new(self.slide, self.size)
+    }
+
     /// The end of the next window the closed panes make, if any is left.
     pub fn next_end(&self) -> Option<Timestamp> {
         let next = self.emitted_through.saturating_add(self.slide);

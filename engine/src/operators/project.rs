@@ -25,6 +25,13 @@ impl Project {
 }
 
 impl Operator for Project {
+    fn new_instance(&self) -> Result<Box<dyn Operator>> {
+        Ok(Box::new(Self::new(
+            self.exprs.clone(),
+            Arc::clone(&self.schema),
+        )))
+    }
+
     fn name(&self) -> &'static str {
         "Project"
     }

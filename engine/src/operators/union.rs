@@ -26,6 +26,10 @@ impl Union {
 }
 
 impl Operator for Union {
+    fn new_instance(&self) -> Result<Box<dyn Operator>> {
+        Ok(Box::new(Self::new(Arc::clone(&self.schema))))
+    }
+
     fn name(&self) -> &'static str {
         "Union"
     }

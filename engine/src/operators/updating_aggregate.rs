@@ -34,6 +34,9 @@ const COMPACT_AT: usize = 4096;
 /// batch, so nothing is kept per group besides the state itself.
 pub struct UpdatingAggregate {
     spec: AggregateSpec,
+    /// What it was made over, for [`Operator::new_instance`].
+    input_schema: SchemaRef,
+    updating_input: Option<String>,
     key_schema: SchemaRef,
     /// `None` for a global aggregate: one group, id 0.
     keys: Option<Box<dyn GroupValues>>,
@@ -82,6 +85,8 @@ impl UpdatingAggregate {
             .collect::<Result<Vec<_>>>()?;
         let mut aggregate = Self {
             spec,
+            input_schema: Arc::clone(input_schema),
+            updating_input: updating_input.map(str::to_string),
             key_schema,
             keys: None,
             accumulators,
@@ -231,6 +236,15 @@ impl UpdatingAggregate {
 }
 
 impl Operator for UpdatingAggregate {
+    fn new_instance(&self) -> Result<Box<dyn Operator>> {
+        let fresh = Self::try_new(
+            self.spec.clone(),
+            &self.input_schema,
+            self.updating_input.as_deref(),
+        )?;
+        Ok(Box::new(fresh))
+    }
+
     fn name(&self) -> &'static str {
         "UpdatingAggregate"
     }

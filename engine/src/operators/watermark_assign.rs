@@ -146,6 +146,15 @@ impl WatermarkAssign {
 }
 
 impl Operator for WatermarkAssign {
+    fn new_instance(&self) -> Result<Box<dyn Operator>> {
+        let expr = Arc::clone(&self.expr);
+        Ok(Box::new(Self::new(
+            self.source.clone(),
+            expr,
+            self.expr_sql.clone(),
+        )))
+    }
+
     fn name(&self) -> &'static str {
         "Source"
     }

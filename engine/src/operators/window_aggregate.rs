@@ -156,6 +156,17 @@ impl WindowAggregate {
 }
 
 impl Operator for WindowAggregate {
+    fn new_instance(&self) -> Result<Box<dyn Operator>> {
+        Ok(Box::new(Self {
+            factory: self.factory.clone(),
+            start_column: self.start_column,
+            end_column: self.end_column,
+            windows: BTreeMap::new(),
+            watermark: WATERMARK_MIN,
+            panes: self.panes.as_ref().map(PaneWindows::empty_copy),
+        }))
+    }
+
     fn name(&self) -> &'static str {
         "WindowAggregate"
     }

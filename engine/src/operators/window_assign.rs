@@ -96,6 +96,14 @@ enum Placement {
 }
 
 impl Operator for WindowAssign {
+    fn new_instance(&self) -> Result<Box<dyn Operator>> {
+        let fresh = Self::new(self.time_column, self.spec, Arc::clone(&self.schema));
+        Ok(Box::new(Self {
+            panes: self.panes,
+            ..fresh
+        }))
+    }
+
     fn name(&self) -> &'static str {
         if self.spec.is_tumbling() {
             "Tumble"

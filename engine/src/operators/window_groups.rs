@@ -14,6 +14,7 @@ use super::aggregate::AggregateSpec;
 use crate::error::Result;
 
 /// Makes empty [`WindowGroups`] for one aggregation.
+#[derive(Clone)]
 pub(crate) struct GroupsFactory {
     spec: AggregateSpec,
     key_schema: SchemaRef,

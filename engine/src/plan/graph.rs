@@ -67,6 +67,12 @@ pub struct OperatorGraph {
     pub late_outputs: Vec<LateOutput>,
     /// What the planner found questionable but not wrong (EXPLAIN prints them).
     pub warnings: Vec<PlanWarning>,
+    /// True when the query reads one source whose splits processes share (a Kafka consumer
+    /// group) and no operator's state mixes rows of two splits: every group it keeps is
+    /// keyed by the columns the source is `partitioned_by`, or it keeps none. One copy of
+    /// the graph per split then computes what one graph over every split would, so state
+    /// can be kept per split and move with it.
+    pub split_local: bool,
 }
 
 /// Something the planner found questionable but not wrong.

@@ -49,6 +49,7 @@ pub fn lower_query(catalog: &Catalog, plan: &LogicalPlan) -> Result<OperatorGrap
         props: ExecutionProps::new(),
         warnings: Vec::new(),
         panes: None,
+        spans_splits: false,
     };
     let out = lowering.lower(plan)?;
     let mut sources = lowering.sources;
@@ -63,8 +64,12 @@ pub fn lower_query(catalog: &Catalog, plan: &LogicalPlan) -> Result<OperatorGrap
                 .map(|columns| columns.iter().copied().collect());
         }
     }
+    let split_local = !lowering.spans_splits
+        && matches!(sources.as_slice(), [only] if only.def.shared_splits)
+        && !(lowering.warnings.iter()).any(|w| w.kind == WarningKind::GroupsNotPartitioned);
     Ok(OperatorGraph {
         nodes: lowering.nodes,
+        split_local,
         sources,
         output: out.node,
         schema: arrow_schema(plan.schema()),
@@ -162,6 +167,8 @@ struct Lowering<'a> {
     /// Set while lowering the input of an aggregate that takes its `HOP` by panes; the
     /// `HOP` takes it, and leaves its window here for the aggregate.
     panes: Option<Option<WindowSpec>>,
+    /// Set by an operator whose state spans every split (a LIMIT counts all rows).
+    spans_splits: bool,
 }
 
 impl Lowering<'_> {
@@ -291,6 +298,7 @@ impl Lowering<'_> {
                 return Err(Error::Unsupported("LIMIT must be a number".into()));
             }
         };
+        self.spans_splits = true;
         let node = self.add_after(Box::new(LimitOperator::new(skip, fetch)), &input);
         Ok(Stream { node, ..input })
     }

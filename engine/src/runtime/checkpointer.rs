@@ -282,7 +282,8 @@ fn restore_metrics(metrics: &QueryMetrics, saved: &MetricsManifest) {
         .store(saved.row_errors, Ordering::Relaxed);
 }
 
-fn now_ms() -> i64 {
+/// Now, in milliseconds since the Unix epoch.
+pub(super) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

@@ -82,6 +82,33 @@ impl GraphExecutor {
         }
     }
 
+    /// The same graph with new operators and no state: a copy to run for one split.
+    pub fn new_instance(&self) -> Result<Self> {
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|n| {
+                Ok(NodeState {
+                    operator: n.operator.new_instance()?,
+                    inputs: n.inputs.clone(),
+                    input_watermarks: vec![WATERMARK_MIN; n.input_watermarks.len()],
+                    inputs_ended: vec![false; n.inputs_ended.len()],
+                    watermark: WATERMARK_MIN,
+                    finished: false,
+                    counters: OperatorCounters::default(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            nodes,
+            downstream: self.downstream.clone(),
+            source_nodes: self.source_nodes.clone(),
+            outputs: self.outputs.clone(),
+            epoch: 0,
+            rejected: Vec::new(),
+        })
+    }
+
     /// Number of sources feeding the graph.
     pub fn source_count(&self) -> usize {
         self.source_nodes.len()
@@ -218,6 +245,20 @@ impl GraphExecutor {
             stat.watermark = node.counters.watermark_out.unwrap_or(node.watermark);
             stat.state_rows = node.operator.state_rows() as u64;
             stat.state_bytes = node.operator.state_bytes() as u64;
+        }
+    }
+
+    /// Adds this graph's counters to `stats` of another instance of it (see
+    /// [`GraphExecutor::new_instance`]); the watermark shown is the lowest.
+    pub fn add_stats(&self, stats: &mut [OperatorStats]) {
+        for (stat, node) in stats.iter_mut().zip(&self.nodes) {
+            stat.rows_in += node.counters.rows_in;
+            stat.rows_out += node.counters.rows_out;
+            stat.late_rows += node.counters.late_rows;
+            let watermark = node.counters.watermark_out.unwrap_or(node.watermark);
+            stat.watermark = stat.watermark.min(watermark);
+            stat.state_rows += node.operator.state_rows() as u64;
+            stat.state_bytes += node.operator.state_bytes() as u64;
         }
     }
 

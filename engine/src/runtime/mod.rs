@@ -8,6 +8,7 @@ mod executor;
 mod metrics;
 mod query_loop;
 mod rejections;
+mod split_tasks;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +24,7 @@ pub use metrics::{CheckpointReport, MetricsSnapshot, OperatorStats, QueryMetrics
 
 use crate::checkpoint::StateConfig;
 use crate::connector::{
-    ConnectorError, Delivered, Sink, Source, SourceEvent, SourcePosition, SplitStatus,
+    ConnectorError, Delivered, Handover, Sink, Source, SourceEvent, SourcePosition, SplitStatus,
 };
 use crate::error::{Error, Result};
 use crate::operators::{LATE_PORT, MAIN_PORT};
@@ -33,6 +34,7 @@ use checkpointer::Checkpointer;
 use delivery::{CatchUp, DeliveryTracker};
 use query_loop::{QueryLoop, Tasks};
 use rejections::Rejections;
+use split_tasks::SplitTasks;
 
 /// Batches buffered between two tasks.
 const CHANNEL_CAPACITY: usize = 4;
@@ -58,6 +60,10 @@ pub struct QueryIo {
     /// [`crate::connector::ConnectorFactory::create_dead_letter_sink`]). Without one they
     /// are counted and logged.
     pub dead_letters: Option<Box<dyn Sink>>,
+    /// Checkpoint per split of the only source, which hands splits over as they move
+    /// between processes (see [`crate::connector::SourceContext::split_state`]), rather
+    /// than as a whole. Needs a state dir.
+    pub split_state: bool,
 }
 
 /// A query running on the tokio runtime.
@@ -149,6 +155,8 @@ enum FromSource {
         position: Option<SourcePosition>,
     },
     Splits(usize, SplitStatus),
+    /// Splits move to or from this process (see [`SourceEvent::Handover`]).
+    Handover(usize, Handover),
     /// Windows ending at or before this were delivered by an earlier run.
     Resume(usize, Timestamp),
     CaughtUp(usize),
@@ -162,6 +170,7 @@ impl FromSource {
         match self {
             FromSource::Batch { source, .. } => *source,
             FromSource::Splits(source, _)
+            | FromSource::Handover(source, _)
             | FromSource::Resume(source, _)
             | FromSource::CaughtUp(source)
             | FromSource::End(source)
@@ -210,17 +219,22 @@ fn launch(
     }));
     let updating = graph.updating;
     let source_names: Vec<String> = graph.sources.iter().map(|s| s.def.name.clone()).collect();
-    let checkpoints = state.map(|config| {
-        let fingerprint = graph.fingerprint();
-        let delivered = io.delivered.clone();
-        Checkpointer::new(
-            config,
-            &io.query,
-            fingerprint,
-            source_names.clone(),
-            delivered,
-        )
-    });
+    let fingerprint = graph.fingerprint();
+    let (checkpoints, splits) = match state {
+        Some(config) if io.split_state && source_names.len() == 1 => {
+            let delivered = Arc::clone(&io.delivered[0]);
+            let source = source_names[0].clone();
+            let splits = SplitTasks::new(&config, &io.query, fingerprint, source, delivered);
+            (None, Some(splits))
+        }
+        Some(config) => {
+            let delivered = io.delivered.clone();
+            let names = source_names.clone();
+            let checkpointer = Checkpointer::new(config, &io.query, fingerprint, names, delivered);
+            (Some(checkpointer), None)
+        }
+        None => (None, None),
+    };
     let executor = GraphExecutor::new(graph, outputs);
     metrics.update_operators(|stats| *stats = executor.operator_stats());
 
@@ -267,6 +281,7 @@ fn launch(
         ended: 0,
         sink_gone: false,
         checkpoints,
+        splits,
         starts,
     };
     let tasks = Tasks {
@@ -363,6 +378,12 @@ async fn pump_source(
             }
             Ok(SourceEvent::Splits(status)) => {
                 if !send(&tx, &mut stop, FromSource::Splits(index, status)).await {
+                    return;
+                }
+                continue;
+            }
+            Ok(SourceEvent::Handover(handover)) => {
+                if !send(&tx, &mut stop, FromSource::Handover(index, handover)).await {
                     return;
                 }
                 continue;

@@ -11,15 +11,18 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use datafusion::arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::checkpointer::Checkpointer;
 use super::delivery::{CatchUp, DeliveryTracker};
 use super::rejections::Rejections;
+use super::split_tasks::SplitTasks;
 use super::{DELIVERY_INTERVAL, FromSource, GraphExecutor, QueryMetrics, StopHandle, ToSink};
+
 use crate::batch::ChangeBatch;
-use crate::connector::{ConnectorError, SourcePosition};
+use crate::connector::{ConnectorError, Handover, SourcePosition, SplitChange};
 use crate::error::{Error, Result};
 use crate::operators::Message;
 
@@ -51,6 +54,9 @@ pub(super) struct QueryLoop {
     pub sink_gone: bool,
     /// With a state dir: checkpoints, which then also decide what sources acknowledge.
     pub checkpoints: Option<Checkpointer>,
+    /// With state kept per split: the graph copies that run the splits, `executor` being
+    /// only their template (see [`SplitTasks`]).
+    pub splits: Option<SplitTasks>,
     /// Per source, where to start it; sent once the checkpoints were looked at.
     pub starts: Vec<tokio::sync::oneshot::Sender<Option<SourcePosition>>>,
 }
@@ -78,6 +84,14 @@ impl QueryLoop {
     /// and tells the sinks where they stood.
     async fn begin(&mut self) -> Result<()> {
         let starts = std::mem::take(&mut self.starts);
+        if let Some(splits) = &self.splits {
+            // Splits bring their state as they are handed over.
+            splits.begin().await?;
+            for start in starts {
+                let _ = start.send(None);
+            }
+            return Ok(());
+        }
         let Some(checkpoints) = &mut self.checkpoints else {
             for start in starts {
                 let _ = start.send(None);
@@ -131,14 +145,17 @@ impl QueryLoop {
         Ok(out)
     }
 
+    /// Whether the state was restored rather than rebuilt from the input. State kept per
+    /// split counts as restored: other processes may hold some of it.
     fn restored(&self) -> bool {
-        self.checkpoints.as_ref().is_some_and(|c| c.restored)
+        self.splits.is_some() || self.checkpoints.as_ref().is_some_and(|c| c.restored)
     }
 
     async fn process(&mut self, events: &mut mpsc::Receiver<FromSource>) -> Result<()> {
-        let period = match &self.checkpoints {
-            Some(checkpoints) => checkpoints.interval().min(DELIVERY_INTERVAL),
-            None => DELIVERY_INTERVAL,
+        let period = match (&self.checkpoints, &self.splits) {
+            (Some(checkpoints), _) => checkpoints.interval().min(DELIVERY_INTERVAL),
+            (None, Some(splits)) => splits.interval().min(DELIVERY_INTERVAL),
+            (None, None) => DELIVERY_INTERVAL,
         };
         let mut ticker = tokio::time::interval(period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -166,23 +183,14 @@ impl QueryLoop {
                 split,
                 rows,
                 position,
-            } => {
-                self.metrics
-                    .events_in
-                    .fetch_add(rows.num_rows() as u64, Ordering::Relaxed);
-                let batch = ChangeBatch::inserts(rows);
-                let emitted = match split {
-                    Some(split) => self.executor.push_split_batch(source, split, batch)?,
-                    None => self.executor.push_source(source, Message::Batch(batch))?,
-                };
-                match &mut self.checkpoints {
-                    Some(checkpoints) => checkpoints.took(source, seq, position),
-                    None => self.tracker.pushed(source, self.executor.epoch(), seq),
-                }
-                emitted
-            }
-            FromSource::Splits(source, status) => {
-                self.executor.push_split_status(source, &status)?
+            } => self.take_batch(source, seq, split, rows, position)?,
+            FromSource::Splits(source, status) => match &mut self.splits {
+                Some(splits) => splits.push_status(&status)?,
+                None => self.executor.push_split_status(source, &status)?,
+            },
+            FromSource::Handover(_, handover) => {
+                self.hand_over(handover).await?;
+                Vec::new()
             }
             // Restored state knows exactly which windows were emitted.
             FromSource::Resume(..) if self.restored() => Vec::new(),
@@ -202,7 +210,10 @@ impl QueryLoop {
             FromSource::End(source) => {
                 self.ended += 1;
                 self.catch_up.caught_up(source);
-                self.executor.end_source(source)?
+                match &mut self.splits {
+                    Some(splits) => splits.end()?,
+                    None => self.executor.end_source(source)?,
+                }
             }
             FromSource::Failed(source, e) => {
                 let name = &self.source_names[source];
@@ -216,15 +227,80 @@ impl QueryLoop {
             self.send(0, ToSink::CaughtUp).await?;
         }
         self.send_rejected(source).await?;
-        let watermark = self.executor.output_watermark(0);
+        let watermark = self.output_watermark();
         self.metrics.watermark.store(watermark, Ordering::Relaxed);
         let done = self.ended == self.executor.source_count() || self.executor.output_ended(0);
         Ok(if done { Flow::Done } else { Flow::Continue })
     }
 
+    /// Runs the `seq`-th batch of `source` (from `split`) through the graph, or through
+    /// its split's copy, and notes where the source stands after it.
+    fn take_batch(
+        &mut self,
+        source: usize,
+        seq: u64,
+        split: Option<u32>,
+        rows: RecordBatch,
+        position: Option<SourcePosition>,
+    ) -> Result<Vec<(usize, Message)>> {
+        self.metrics
+            .events_in
+            .fetch_add(rows.num_rows() as u64, Ordering::Relaxed);
+        let batch = ChangeBatch::inserts(rows);
+        if let Some(splits) = &mut self.splits {
+            let split = split.ok_or_else(|| {
+                Error::Internal("state per split needs a source with splits".into())
+            })?;
+            return splits.push_batch(split, seq, batch, position.as_ref());
+        }
+        let emitted = match split {
+            Some(split) => self.executor.push_split_batch(source, split, batch)?,
+            None => self.executor.push_source(source, Message::Batch(batch))?,
+        };
+        match &mut self.checkpoints {
+            Some(checkpoints) => checkpoints.took(source, seq, position),
+            None => self.tracker.pushed(source, self.executor.epoch(), seq),
+        }
+        Ok(emitted)
+    }
+
+    /// Splits come or go: the ones coming get their state, from where the source reads
+    /// them; the ones going are checkpointed (with every other, so that what the source
+    /// acknowledges stays covered) and dropped. Answered once done.
+    async fn hand_over(&mut self, handover: Handover) -> Result<()> {
+        let Handover { change, reply } = handover;
+        let offsets = match (&change, &mut self.splits) {
+            (_, None) => Default::default(),
+            (SplitChange::Assigned(assigned), Some(splits)) => {
+                splits
+                    .assign(&self.executor, assigned, &self.metrics)
+                    .await?
+            }
+            (SplitChange::Revoked(revoked), Some(_)) => {
+                self.checkpoint().await?;
+                self.splits.as_mut().expect("matched").revoke(revoked).await;
+                Default::default()
+            }
+        };
+        let _ = reply.send(offsets);
+        self.refresh_stats();
+        Ok(())
+    }
+
+    /// The query's output watermark: with splits, the lowest of theirs.
+    fn output_watermark(&self) -> crate::time::Timestamp {
+        match &self.splits {
+            Some(splits) => splits.output_watermark(),
+            None => self.executor.output_watermark(0),
+        }
+    }
+
     /// Asks the sinks to confirm what they have, and refreshes the operator stats.
     async fn on_tick(&mut self) -> Result<()> {
         self.refresh_stats();
+        if let Some(due) = self.splits.as_ref().map(SplitTasks::due) {
+            return if due { self.checkpoint().await } else { Ok(()) };
+        }
         if let Some(checkpoints) = &mut self.checkpoints {
             if checkpoints.due() {
                 self.checkpoint().await?;
@@ -238,6 +314,13 @@ impl QueryLoop {
     /// Takes a checkpoint: the graph's state, then each sink's pre-commit; once it is
     /// written, the sinks commit and the sources may acknowledge what it covers.
     async fn checkpoint(&mut self) -> Result<()> {
+        if self.splits.is_some() {
+            // Sinks written by several processes commit nothing: they only flush.
+            self.ask_sinks(ToSink::PreCommit).await?;
+            let splits = self.splits.as_mut().expect("checked");
+            splits.checkpoint(&self.metrics).await;
+            return Ok(());
+        }
         let nodes = self.executor.snapshot()?;
         let positions = self.ask_sinks(ToSink::PreCommit).await?;
         let watermark = self.executor.output_watermark(0);
@@ -267,8 +350,10 @@ impl QueryLoop {
     }
 
     fn refresh_stats(&self) {
-        self.metrics
-            .update_operators(|stats| self.executor.refresh_stats(stats));
+        self.metrics.update_operators(|stats| match &self.splits {
+            Some(splits) => splits.refresh_stats(&self.executor, stats),
+            None => self.executor.refresh_stats(stats),
+        });
     }
 
     /// Sends the graph's output batches to their sinks.
@@ -289,7 +374,10 @@ impl QueryLoop {
     /// Counts the rows operators rejected while handling `source`'s event, and sends them
     /// to the dead-letter sink.
     async fn send_rejected(&mut self, source: usize) -> Result<()> {
-        let rejected = self.executor.take_rejected();
+        let mut rejected = self.executor.take_rejected();
+        if let Some(splits) = &mut self.splits {
+            rejected.extend(splits.take_rejected());
+        }
         if rejected.is_empty() {
             return Ok(());
         }
@@ -314,6 +402,12 @@ impl QueryLoop {
     /// The last checkpoint, when one can be taken where the query stopped, or else the
     /// last delivery confirmation.
     async fn last_delivery(&mut self) -> Result<()> {
+        if self.splits.is_some() {
+            let checkpointed = self.checkpoint().await;
+            // Whatever the last checkpoint did, the next owners may take the splits now.
+            self.splits.as_mut().expect("checked").release_all().await;
+            return checkpointed;
+        }
         match self.checkpoints.as_mut().map(Checkpointer::ready) {
             Some(true) => self.checkpoint().await,
             Some(false) => Ok(()),

@@ -32,6 +32,15 @@ impl Running {
 
     /// A server whose queries checkpoint to `state`.
     async fn with_state(config: ServerConfig, state: Option<StateConfig>) -> Self {
+        Self::restoring(config, state).await.0
+    }
+
+    /// [`Running::with_state`], replaying first the catalog a server kept under `state`
+    /// (as `vigil serve` does), with the report of what came back.
+    async fn restoring(
+        config: ServerConfig,
+        state: Option<StateConfig>,
+    ) -> (Self, vigil_server::CatalogRestore) {
         let config = ServerConfig {
             bind: "127.0.0.1:0".parse().unwrap(),
             data_dir: std::env::temp_dir().join("vigil-server-data"),
@@ -47,6 +56,7 @@ impl Running {
             Engine::with_config(registry, config)
         });
         let server = Server::bind(config, new_engine).await.expect("binds");
+        let restored = server.service().restore_catalog().await.expect("restores");
         let base = format!("http://{}", server.local_addr());
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let served = tokio::spawn(async move {
@@ -57,13 +67,14 @@ impl Running {
                 .await
                 .expect("serves");
         });
-        Self {
+        let running = Self {
             base,
             client: reqwest::Client::new(),
             token,
             shutdown: Some(shutdown),
             served,
-        }
+        };
+        (running, restored)
     }
 
     async fn default() -> Self {
@@ -898,5 +909,97 @@ async fn status_and_metrics_show_the_last_checkpoint() {
         .get_text(&format!("/v1/queries/{id}/graph"), "text/plain")
         .await;
     assert!(graph.contains("last checkpoint: epoch "), "{graph}");
+    server.stop().await;
+}
+
+/// The query of `name` in `GET /v1/queries`, if listed.
+async fn query_named(server: &Running, name: &str) -> Option<Value> {
+    let (_, list) = server.get_json("/v1/queries").await;
+    let queries = list["queries"].as_array().cloned().unwrap_or_default();
+    queries.into_iter().find(|q| q["name"] == name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_keeps_its_catalog_rules_and_running_queries() {
+    let dir = std::env::temp_dir().join(format!("vigil-server-kept-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let state = StateConfig {
+        interval: Duration::from_millis(100),
+        ..StateConfig::new(StateLocation::local(&dir).unwrap())
+    };
+    let server = Running::with_state(ServerConfig::default(), Some(state.clone())).await;
+    let output =
+        std::env::temp_dir().join(format!("vigil-server-data/kept-{}", std::process::id()));
+    let sql = format!(
+        "{PACED_SOURCE}
+         CREATE SINK counts WITH (connector = 'file', path = '{0}-counts.jsonl');
+         CREATE SINK readings WITH (connector = 'file', path = '{0}-readings.jsonl');
+         CREATE SINK counts AS SELECT sensor_id, count(*) AS n FROM sensors GROUP BY sensor_id;
+         CREATE SINK readings AS SELECT sensor_id FROM sensors;",
+        output.display()
+    );
+    let (status, body) = server.sql("/v1/statements", &sql).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let readings = body["results"][4]["query_id"].as_u64().expect("a query id");
+    let hot = "CREATE SINK hot_alerts WITH (connector = 'stdout') AS \
+               SELECT sensor_id FROM sensors WHERE temperature > 30;";
+    let (status, body) = server.put_sql("/v1/rules/hot", hot).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Stopped by hand, a query stays stopped after the restart.
+    let (status, body) = server
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/queries/{readings}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let counted = loop {
+        let counts = query_named(&server, "counts").await.expect("counts runs");
+        let epoch = counts["metrics"]["checkpoint"]["epoch"]
+            .as_u64()
+            .unwrap_or(0);
+        let events = counts["metrics"]["events_in"].as_u64().unwrap_or(0);
+        if epoch >= 2 && events > 0 {
+            break events;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint: {counts}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    server.stop().await;
+
+    let (server, restored) = Running::restoring(ServerConfig::default(), Some(state)).await;
+    assert_eq!(
+        (restored.rules, restored.queries, restored.failures.len()),
+        (1, 2, 0),
+        "{restored:?}"
+    );
+    let (_, catalog) = server.get_json("/v1/catalog").await;
+    let catalog = catalog.to_string();
+    assert!(
+        catalog.contains("sensors") && catalog.contains("readings"),
+        "{catalog}"
+    );
+    let (_, rules) = server.get_json("/v1/rules").await;
+    assert_eq!(rules["rules"][0]["sql"], hot);
+    let counts = query_named(&server, "counts")
+        .await
+        .expect("counts runs again");
+    assert_eq!(counts["status"]["state"], "running", "{counts}");
+    // Resumed from its checkpoint: its counters go on from where they were.
+    let events = counts["metrics"]["events_in"].as_u64().unwrap();
+    assert!(events >= counted, "{events} < {counted}: {counts}");
+    let hot = query_named(&server, "hot_alerts")
+        .await
+        .expect("the rule runs");
+    assert_eq!(hot["status"]["state"], "running", "{hot}");
+    assert!(
+        query_named(&server, "readings").await.is_none(),
+        "stopped by hand"
+    );
     server.stop().await;
 }
