@@ -557,3 +557,53 @@ fn a_changed_rule_refuses_old_state_and_a_damaged_checkpoint_falls_back() {
         "the fallback is not reported: {log}"
     );
 }
+
+#[test]
+fn a_second_process_on_the_same_state_takes_it_over_and_the_first_stops() {
+    let dir = scratch("durable-fenced");
+    let profile = "CREATE SOURCE sensors (sensor_id TEXT, temperature DOUBLE, ts TIMESTAMP)
+        WITH (connector = 'generator', kind = 'sensors', rate = '2000', keys = '5', seed = '1');
+        CREATE SINK out WITH (connector = 'stdout');";
+    let rule =
+        "CREATE SINK out AS SELECT sensor_id, count(*) AS n FROM sensors GROUP BY sensor_id;";
+    std::fs::write(dir.join("profile.sql"), profile).unwrap();
+    std::fs::write(dir.join("rule.sql"), rule).unwrap();
+    let args = [
+        "run",
+        "--state-dir",
+        "state",
+        "--checkpoint-interval",
+        "50ms",
+        "profile.sql",
+        "rule.sql",
+    ];
+    let state = dir.join("state");
+    let mut first = start(&dir, &args);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while newest_epoch(&state).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the first run wrote no checkpoint"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut second = start(&dir, &args);
+    // The first finds the state taken at its next checkpoint, and stops with an error.
+    let status = loop {
+        if let Some(status) = first.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first run went on writing the state"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let log = std::fs::read_to_string(dir.join("runs.log")).unwrap();
+    assert!(log.contains("took its state over"), "{log}");
+    assert!(
+        second.0.try_wait().unwrap().is_none(),
+        "the second run stopped: {log}"
+    );
+}

@@ -1,12 +1,14 @@
-//! [`SplitLease`]: which process holds a split's state, so that the next one waits for its
-//! last checkpoint.
+//! [`StateLease`]: which process holds a query's state, or one split's.
 //!
-//! A consumer group may hand a partition to its next owner before the last one has let it
-//! go (a coordinator that completes a rebalance without waiting for every member, or a
-//! member too slow to notice one). The lease, `queries/<query>/splits/<split>/lease.json`,
-//! makes the handover ordered: the owner renews it with each checkpoint and releases it
-//! after its last; a process given the split waits until the lease is released, or has not
-//! been renewed for a while (its holder died), before it loads the split's checkpoint.
+//! - A split's lease (`queries/<query>/splits/<split>/lease.json`) orders a handover. A
+//!   consumer group may hand a partition to its next owner before the last one has let it go
+//!   (a coordinator that completes a rebalance without waiting for every member, or a member
+//!   too slow to notice one). The owner renews the lease with each checkpoint and releases it
+//!   after its last; a process given the split waits until the lease is released, or has not
+//!   been renewed for a while (its holder died), before it loads the split's checkpoint.
+//! - A whole query's lease (`queries/<query>/lease.json`) fences: a process starting the
+//!   query takes it at once, and a process that finds, before writing a checkpoint, that
+//!   another one took it stops, so two processes never write one query's state.
 
 use std::time::Duration;
 
@@ -21,7 +23,7 @@ const WAIT_STEP: Duration = Duration::from_millis(50);
 /// What the lease file holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct LeaseRecord {
-    /// The process holding (or last holding) the split: see [`SplitLease::new`].
+    /// The process holding (or last holding) the state: see [`process_name`].
     owner: String,
     /// False once the owner checkpointed the split and let it go.
     held: bool,
@@ -29,25 +31,46 @@ struct LeaseRecord {
     renewed_at_ms: i64,
 }
 
-/// One process's hold on one split's state.
+/// One process's hold on a query's state, or one split's.
 #[derive(Debug, Clone)]
-pub struct SplitLease {
+pub struct StateLease {
     location: StateLocation,
-    query: String,
-    split: String,
+    /// The lease file's path under the location.
+    parts: Vec<String>,
     owner: String,
 }
 
-impl SplitLease {
+impl StateLease {
     /// The lease of split `split` of `query`, as process `owner` (a name unique among the
     /// processes sharing the state location) takes and renews it.
-    pub fn new(location: &StateLocation, query: &str, split: u32, owner: &str) -> Self {
+    pub fn of_split(location: &StateLocation, query: &str, split: u32, owner: &str) -> Self {
+        let split = split.to_string();
+        let parts = ["queries", query, "splits", &split, "lease.json"];
+        Self::at(location, &parts, owner)
+    }
+
+    /// The lease of the whole state of `query`, as process `owner` holds it.
+    pub fn of_query(location: &StateLocation, query: &str, owner: &str) -> Self {
+        Self::at(location, &["queries", query, "lease.json"], owner)
+    }
+
+    fn at(location: &StateLocation, parts: &[&str], owner: &str) -> Self {
         Self {
             location: location.clone(),
-            query: query.to_string(),
-            split: split.to_string(),
+            parts: parts.iter().map(|p| p.to_string()).collect(),
             owner: owner.to_string(),
         }
+    }
+
+    /// The process this lease is held as.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// The process holding the lease now, if any holds it.
+    pub async fn holder(&self) -> Result<Option<String>> {
+        let record = self.read().await?;
+        Ok(record.filter(|r| r.held).map(|r| r.owner))
     }
 
     /// Takes the lease once no other process holds it: released, never taken, or not
@@ -66,7 +89,8 @@ impl SplitLease {
             }
             if waited.is_none() {
                 let holder = record.map(|r| r.owner).unwrap_or_default();
-                tracing::info!(split = %self.split, %holder, "waiting for the split's last holder to hand it over");
+                let lease = self.parts.join("/");
+                tracing::info!(%lease, %holder, "waiting for the last holder to hand the state over");
                 waited = Some(holder);
             }
             // The holder's clock may run behind; give up on it after twice the limit anyway.
@@ -78,18 +102,18 @@ impl SplitLease {
         }
     }
 
-    /// Says the owner still holds the split.
+    /// Takes the lease whoever holds it, or says the owner still holds it.
     pub async fn renew(&self) -> Result<()> {
         self.write(true).await
     }
 
-    /// Lets the split go: its last checkpoint is written.
+    /// Lets the state go: its last checkpoint is written.
     pub async fn release(&self) -> Result<()> {
         self.write(false).await
     }
 
     async fn read(&self) -> Result<Option<LeaseRecord>> {
-        let Some(bytes) = self.location.read(&self.parts()).await? else {
+        let Some(bytes) = self.location.read(&self.parts_ref()).await? else {
             return Ok(None);
         };
         // A lease that cannot be read holds nothing back: the checkpoints decide.
@@ -104,12 +128,19 @@ impl SplitLease {
         };
         let bytes = serde_json::to_vec(&record)
             .map_err(|e| Error::Internal(format!("encoding a lease: {e}")))?;
-        self.location.write(&self.parts(), bytes).await
+        self.location.write(&self.parts_ref(), bytes).await
     }
 
-    fn parts(&self) -> [&str; 5] {
-        ["queries", &self.query, "splits", &self.split, "lease.json"]
+    fn parts_ref(&self) -> Vec<&str> {
+        self.parts.iter().map(String::as_str).collect()
     }
+}
+
+/// A name for this process, unique among those sharing a state location: host, process
+/// id and start time.
+pub fn process_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    format!("{host}:{}:{}", std::process::id(), now_ms())
 }
 
 fn millis(d: Duration) -> i64 {
@@ -132,30 +163,35 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_held_lease_is_waited_for_until_released() {
-        let location = location("held");
-        let first = SplitLease::new(&location, "q", 1, "first");
-        let second = SplitLease::new(&location, "q", 1, "second");
+    async fn a_released_lease_is_taken_without_waiting_for_it_to_go_stale() {
+        let location = location("released");
+        let first = StateLease::of_split(&location, "q", 1, "first");
+        let second = StateLease::of_split(&location, "q", 1, "second");
         assert_eq!(first.acquire(Duration::from_secs(60)).await.unwrap(), None);
+        let started = std::time::Instant::now();
         let waiting = tokio::spawn(async move { second.acquire(Duration::from_secs(60)).await });
-        tokio::time::sleep(WAIT_STEP * 4).await;
-        assert!(!waiting.is_finished(), "taken while held");
         first.release().await.unwrap();
-        let waited = waiting.await.unwrap().unwrap();
-        assert_eq!(waited.as_deref(), Some("first"));
-        // Now the second holds it.
-        let third = SplitLease::new(&location, "q", 1, "third");
-        let taking = tokio::spawn(async move { third.acquire(Duration::from_millis(300)).await });
-        tokio::time::sleep(WAIT_STEP * 2).await;
-        assert!(!taking.is_finished());
-        // Never renewed, the second's hold goes stale.
-        assert_eq!(taking.await.unwrap().unwrap().as_deref(), Some("second"));
+        waiting.await.unwrap().unwrap();
+        // Taken once released, not after the minute it would take to go stale.
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+
+    #[tokio::test]
+    async fn a_lease_never_released_is_taken_once_stale() {
+        let location = location("stale");
+        let dead = StateLease::of_split(&location, "q", 2, "dead");
+        dead.acquire(Duration::from_secs(60)).await.unwrap();
+        let next = StateLease::of_split(&location, "q", 2, "next");
+        let started = std::time::Instant::now();
+        let waited = next.acquire(Duration::from_millis(300)).await.unwrap();
+        assert_eq!(waited.as_deref(), Some("dead"));
+        assert!(started.elapsed() >= Duration::from_millis(300));
     }
 
     #[tokio::test]
     async fn the_holder_takes_its_own_lease_again_at_once() {
         let location = location("own");
-        let lease = SplitLease::new(&location, "q", 0, "me");
+        let lease = StateLease::of_split(&location, "q", 0, "me");
         lease.acquire(Duration::from_secs(60)).await.unwrap();
         assert_eq!(lease.acquire(Duration::from_secs(60)).await.unwrap(), None);
     }

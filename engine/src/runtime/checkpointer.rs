@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::{CheckpointReport, GraphExecutor, QueryMetrics};
 use crate::checkpoint::{
     Checkpoint, MetricsManifest, NodeSnapshot, QueryCheckpoints, Restored, SourceManifest,
-    StateConfig,
+    StateConfig, StateLease, process_name,
 };
 use crate::connector::{Delivered, SourcePosition};
 use crate::error::{Error, Result};
@@ -24,6 +24,8 @@ const WAIT_WARNING: Duration = Duration::from_secs(60);
 /// The checkpoint side of a running query.
 pub(super) struct Checkpointer {
     store: QueryCheckpoints,
+    /// Taken at the start; a process that lost it to another stops writing the state.
+    lease: StateLease,
     config: StateConfig,
     fingerprint: String,
     source_names: Vec<String>,
@@ -60,6 +62,7 @@ impl Checkpointer {
         let sources = source_names.len();
         Self {
             store: QueryCheckpoints::new(&config.location, query),
+            lease: StateLease::of_query(&config.location, query, &process_name()),
             config,
             fingerprint,
             source_names,
@@ -92,6 +95,8 @@ impl Checkpointer {
             sources: vec![None; self.source_names.len()],
             sinks: None,
         };
+        // From now on another process running the query with this state stops.
+        self.lease.renew().await?;
         let newest = self.store.epochs().await?.last().copied().unwrap_or(0);
         self.next_epoch = newest.max(committed.unwrap_or(0)) + 1;
         if self.config.reset {
@@ -226,11 +231,17 @@ impl Checkpointer {
 
     /// Writes `checkpoint`; once it is complete, the sources may acknowledge everything it
     /// covers. A failed write is logged and counted: the query goes on, and the next
-    /// checkpoint covers the same input.
-    pub(super) async fn save(&mut self, checkpoint: &Checkpoint, metrics: &QueryMetrics) -> bool {
+    /// checkpoint covers the same input. An error when another process took the query's
+    /// state over: this one must stop.
+    pub(super) async fn save(
+        &mut self,
+        checkpoint: &Checkpoint,
+        metrics: &QueryMetrics,
+    ) -> Result<bool> {
         let started = Instant::now();
         self.last = started;
-        match self.store.save(checkpoint).await {
+        self.check_lease().await?;
+        let saved = match self.store.save(checkpoint).await {
             Ok(saved) => {
                 let report = CheckpointReport {
                     epoch: saved.epoch,
@@ -257,6 +268,20 @@ impl Checkpointer {
                 tracing::warn!(epoch = checkpoint.epoch, error = %e, "checkpoint failed; the next one covers its input");
                 false
             }
+        };
+        Ok(saved)
+    }
+
+    /// Fails when another process took the query's state over since this one started.
+    /// A lease that cannot be read is a failed checkpoint's business, not a reason to stop.
+    async fn check_lease(&self) -> Result<()> {
+        match self.lease.holder().await {
+            Ok(Some(holder)) if holder != self.lease.owner() => Err(Error::State(format!(
+                "another process ({holder}) started query '{}' with the same state dir and \
+                 took its state over; this one stops so that only one writes it",
+                self.store.query()
+            ))),
+            _ => Ok(()),
         }
     }
 }

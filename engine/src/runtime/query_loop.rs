@@ -326,7 +326,7 @@ impl QueryLoop {
         let watermark = self.executor.output_watermark(0);
         let checkpoints = self.checkpoints.as_mut().expect("checkpointing");
         let checkpoint = checkpoints.checkpoint(nodes, positions, watermark, &self.metrics);
-        if checkpoints.save(&checkpoint, &self.metrics).await {
+        if checkpoints.save(&checkpoint, &self.metrics).await? {
             for index in 0..self.sinks.len() {
                 self.send(index, ToSink::Commit(checkpoint.epoch)).await?;
             }

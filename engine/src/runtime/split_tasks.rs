@@ -8,7 +8,7 @@
 //! checkpoint recorded. Processes sharing a state dir thus share the work and the state
 //! of one query, and a split's results are those of one uninterrupted run.
 //!
-//! A [`SplitLease`] orders the handover when the group hands a split on before its last
+//! A [`StateLease`] orders the handover when the group hands a split on before its last
 //! owner let it go: the next owner waits for the lease before it loads the checkpoint.
 //!
 //! A split's watermark is its own, as in Kafka Streams' per-partition tasks: a window of one
@@ -23,7 +23,7 @@ use super::checkpointer::now_ms;
 use super::{CheckpointReport, GraphExecutor, OperatorStats, QueryMetrics};
 use crate::batch::{ChangeBatch, RejectedRows};
 use crate::checkpoint::{
-    Checkpoint, MetricsManifest, QueryCheckpoints, SourceManifest, SplitLease, StateConfig,
+    Checkpoint, MetricsManifest, QueryCheckpoints, SourceManifest, StateConfig, StateLease,
     StateLocation,
 };
 use crate::connector::{Delivered, SourcePosition, SplitStatus};
@@ -60,7 +60,7 @@ pub(super) struct SplitTasks {
 struct SplitTask {
     executor: GraphExecutor,
     store: QueryCheckpoints,
-    lease: SplitLease,
+    lease: StateLease,
     next_epoch: u64,
     /// The offset after the last batch taken, or where the restored checkpoint left the
     /// split; `None` before either, when there is nothing to checkpoint.
@@ -87,7 +87,7 @@ impl SplitTasks {
             delivered,
             taken: None,
             last: Instant::now(),
-            owner: process_name(),
+            owner: crate::checkpoint::process_name(),
         }
     }
 
@@ -134,7 +134,7 @@ impl SplitTasks {
         split: u32,
         metrics: &QueryMetrics,
     ) -> Result<SplitTask> {
-        let lease = SplitLease::new(&self.location, &self.query, split, &self.owner);
+        let lease = StateLease::of_split(&self.location, &self.query, split, &self.owner);
         let stale_after = (3 * self.interval).max(LEASE_STALE_MIN);
         if let Some(holder) = lease.acquire(stale_after).await? {
             tracing::info!(split, %holder, "the split's last holder handed it over");
@@ -271,6 +271,10 @@ impl SplitTasks {
         let (mut bytes, mut epoch) = (0, 0);
         for (split, task) in &mut self.tasks {
             let Some(offset) = task.offset else { continue };
+            if let Some(holder) = task.taken_over(&self.owner).await {
+                tracing::warn!(split, %holder, "another process took this split over; not checkpointing it");
+                continue;
+            }
             let saved = match task.checkpoint(*split, offset, &self.fingerprint, &self.source) {
                 Ok(checkpoint) => task.store.save(&checkpoint).await,
                 Err(e) => Err(e),
@@ -333,14 +337,14 @@ impl SplitTasks {
     }
 }
 
-/// A name for this process, unique among those sharing a state dir: host, process id and
-/// start time.
-fn process_name() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
-    format!("{host}:{}:{}", std::process::id(), now_ms())
-}
-
 impl SplitTask {
+    /// The other process holding the split's lease, if one took it over (this one was
+    /// too slow to see a rebalance). Unreadable, the lease is taken as still ours.
+    async fn taken_over(&self, owner: &str) -> Option<String> {
+        let holder = self.lease.holder().await.ok().flatten();
+        holder.filter(|h| h != owner)
+    }
+
     /// Releases the split's lease; a failure is logged, and the next owner waits for the
     /// lease to go stale.
     async fn release(&self, split: u32) {
