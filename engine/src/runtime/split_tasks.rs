@@ -275,15 +275,10 @@ impl SplitTasks {
                 tracing::warn!(split, %holder, "another process took this split over; not checkpointing it");
                 continue;
             }
-            let saved = match task.checkpoint(*split, offset, &self.fingerprint, &self.source) {
-                Ok(checkpoint) => task.store.save(&checkpoint).await,
-                Err(e) => Err(e),
-            };
-            let saved = match saved {
-                Ok(saved) => task.lease.renew().await.map(|()| saved),
-                Err(e) => Err(e),
-            };
-            match saved {
+            match task
+                .save(*split, offset, &self.fingerprint, &self.source)
+                .await
+            {
                 Ok(saved) => {
                     bytes += saved.bytes;
                     epoch = epoch.max(saved.epoch);
@@ -338,6 +333,20 @@ impl SplitTasks {
 }
 
 impl SplitTask {
+    /// Writes the split's checkpoint, with the source at `offset`, and renews its lease.
+    async fn save(
+        &mut self,
+        split: u32,
+        offset: i64,
+        fingerprint: &str,
+        source: &str,
+    ) -> Result<crate::checkpoint::SavedCheckpoint> {
+        let checkpoint = self.checkpoint(split, offset, fingerprint, source)?;
+        let saved = self.store.save(&checkpoint).await?;
+        self.lease.renew().await?;
+        Ok(saved)
+    }
+
     /// The other process holding the split's lease, if one took it over (this one was
     /// too slow to see a rebalance). Unreadable, the lease is taken as still ours.
     async fn taken_over(&self, owner: &str) -> Option<String> {
