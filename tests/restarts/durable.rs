@@ -94,10 +94,15 @@ pub(super) fn start(dir: &Path, args: &[&str]) -> Run {
 
 /// [`start`] with `env` set.
 pub(super) fn start_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    start_logging_to(dir, "runs.log", args, env)
+}
+
+/// `vigil` with `args` and `env` in `dir`, appending what it logs to `dir/log`.
+pub(super) fn start_logging_to(dir: &Path, log: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(dir.join("runs.log"))
+        .open(dir.join(log))
         .unwrap();
     Command::new(env!("CARGO_BIN_EXE_vigil"))
         .current_dir(dir)

@@ -8,11 +8,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use vigil_tests::kafka::Broker;
 
+use super::durable::start_logging_to;
 use super::{Run, scratch, text};
 
 const ACCOUNTS: i64 = 12;
@@ -78,18 +79,20 @@ fn output(broker: &Broker) -> Vec<((String, i64), (i64, i64))> {
 
 /// A `vigil run` of the rule, logging to `<name>.log` in `dir`.
 fn start(dir: &Path, broker: &Broker, name: &str) -> Run {
-    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .current_dir(dir)
-        .args(["--brokers", &broker.address, "run", "--batch-size", "8"])
-        .args(["--state-dir", "state", "--checkpoint-interval", "200ms"])
-        .args(["profile.sql", "rule.sql"])
-        .env("VIGIL_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map(Run)
-        .expect("vigil run starts")
+    let args = [
+        "--brokers",
+        &broker.address,
+        "run",
+        "--batch-size",
+        "8",
+        "--state-dir",
+        "state",
+        "--checkpoint-interval",
+        "200ms",
+        "profile.sql",
+        "rule.sql",
+    ];
+    start_logging_to(dir, &format!("{name}.log"), &args, &[])
 }
 
 /// How often the process logging to `<name>.log` took on a non-empty set of partitions.

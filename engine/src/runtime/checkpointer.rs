@@ -11,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::{CheckpointReport, GraphExecutor, QueryMetrics};
 use crate::checkpoint::{
-    Checkpoint, MetricsManifest, NodeSnapshot, QueryCheckpoints, Restored, SourceManifest,
-    StateConfig, StateLease, process_name,
+    Checkpoint, Manifest, MetricsManifest, NodeSnapshot, QueryCheckpoints, Restored,
+    SourceManifest, StateConfig, StateLease, process_name,
 };
 use crate::connector::{Delivered, SourcePosition};
 use crate::error::{Error, Result};
@@ -149,14 +149,7 @@ impl Checkpointer {
     fn check(&self, restored: &Restored) -> Result<()> {
         let manifest = &restored.manifest;
         if !manifest.fits(&self.fingerprint, &self.source_names) {
-            return Err(Error::State(format!(
-                "the checkpoint in {} (epoch {}) was written by a different plan of query \
-                 '{}'; its state cannot be used by this one. Start with --reset-state to drop \
-                 it and read the sources from their configured start",
-                self.store.describe(),
-                manifest.epoch,
-                manifest.query
-            )));
+            return Err(other_plan(&self.store, manifest));
         }
         Ok(())
     }
@@ -284,6 +277,18 @@ impl Checkpointer {
             _ => Ok(()),
         }
     }
+}
+
+/// The error of a start on `store`'s checkpoint `manifest`, written by another plan.
+pub(super) fn other_plan(store: &QueryCheckpoints, manifest: &Manifest) -> Error {
+    Error::State(format!(
+        "the checkpoint in {} (epoch {}) was written by a different plan of query '{}'; its \
+         state cannot be used by this one. Start with --reset-state to drop it and read the \
+         sources from their configured start",
+        store.describe(),
+        manifest.epoch,
+        manifest.query
+    ))
 }
 
 fn metrics_manifest(metrics: &QueryMetrics) -> MetricsManifest {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::checkpointer::now_ms;
+use super::checkpointer::{now_ms, other_plan};
 use super::{CheckpointReport, GraphExecutor, OperatorStats, QueryMetrics};
 use crate::batch::{ChangeBatch, RejectedRows};
 use crate::checkpoint::{
@@ -158,14 +158,7 @@ impl SplitTasks {
         };
         let manifest = &restored.manifest;
         if !manifest.fits(&self.fingerprint, std::slice::from_ref(&self.source)) {
-            return Err(Error::State(format!(
-                "the checkpoint in {} (epoch {}) was written by a different plan of query \
-                 '{}'; its state cannot be used by this one. Start with --reset-state to drop \
-                 it and read the sources from their configured start",
-                task.store.describe(),
-                manifest.epoch,
-                self.query
-            )));
+            return Err(other_plan(&task.store, manifest));
         }
         task.offset = manifest.sources[0].position.get(&split).copied();
         task.events = manifest.metrics.events_in;
