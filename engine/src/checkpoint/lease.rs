@@ -147,7 +147,8 @@ fn millis(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
 }
 
-fn now_ms() -> i64 {
+/// Now, in milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     now.map_or(0, millis)
 }
@@ -157,9 +158,7 @@ mod tests {
     use super::*;
 
     fn location(name: &str) -> StateLocation {
-        let dir = std::env::temp_dir().join(format!("vigil-lease-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        StateLocation::local(&dir).unwrap()
+        StateLocation::scratch(&format!("lease-{name}"))
     }
 
     #[tokio::test]

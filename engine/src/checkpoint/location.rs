@@ -117,6 +117,14 @@ impl StateLocation {
             .map_err(|e| Error::State(format!("writing {self}/{path}: {e}")))
     }
 
+    /// An empty local location in the temp dir, for tests.
+    #[cfg(test)]
+    pub(crate) fn scratch(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("vigil-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Self::local(&dir).expect("a local state dir")
+    }
+
     /// `parts` under the location's root.
     pub fn path(&self, parts: &[&str]) -> Path {
         parts

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use datafusion::arrow::record_batch::RecordBatch;
 
-pub use lease::{StateLease, process_name};
+pub use lease::{StateLease, now_ms, process_name};
 pub use location::StateLocation;
 pub use manifest::{
     FileEntry, Manifest, MetricsManifest, NodeManifest, SourceManifest, sha256_hex,

@@ -382,9 +382,7 @@ mod tests {
     use crate::checkpoint::{MetricsManifest, SourceManifest};
 
     fn location(name: &str) -> StateLocation {
-        let dir = std::env::temp_dir().join(format!("vigil-store-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        StateLocation::local(&dir).unwrap()
+        StateLocation::scratch(&format!("store-{name}"))
     }
 
     fn checkpoint(epoch: u64) -> Checkpoint {

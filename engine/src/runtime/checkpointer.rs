@@ -7,12 +7,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::{CheckpointReport, GraphExecutor, QueryMetrics};
 use crate::checkpoint::{
     Checkpoint, Manifest, MetricsManifest, NodeSnapshot, QueryCheckpoints, Restored,
-    SourceManifest, StateConfig, StateLease, process_name,
+    SourceManifest, StateConfig, StateLease, now_ms, process_name,
 };
 use crate::connector::{Delivered, SourcePosition};
 use crate::error::{Error, Result};
@@ -310,11 +310,4 @@ fn restore_metrics(metrics: &QueryMetrics, saved: &MetricsManifest) {
     metrics
         .row_errors
         .store(saved.row_errors, Ordering::Relaxed);
-}
-
-/// Now, in milliseconds since the Unix epoch.
-pub(super) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -19,12 +19,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::checkpointer::{now_ms, other_plan};
+use super::checkpointer::other_plan;
 use super::{CheckpointReport, GraphExecutor, OperatorStats, QueryMetrics};
 use crate::batch::{ChangeBatch, RejectedRows};
 use crate::checkpoint::{
     Checkpoint, MetricsManifest, QueryCheckpoints, SourceManifest, StateConfig, StateLease,
-    StateLocation,
+    StateLocation, now_ms,
 };
 use crate::connector::{Delivered, SourcePosition, SplitStatus};
 use crate::error::{Error, Result};
