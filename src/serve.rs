@@ -106,6 +106,7 @@ fn summary(results: &[StatementResult]) -> String {
                 format!("query {query_id} ({name})")
             }
             StatementResult::Explained { .. } => "explain".into(),
+            StatementResult::Rows { rows } => format!("{} rows", rows.len()),
         })
         .collect();
     if parts.is_empty() {

@@ -1,11 +1,14 @@
 //! [`ServerConfig`]: where to listen, who may call, and the limits; from flags and the
 //! environment (`VIGIL_BIND`, `VIGIL_TOKEN`, `VIGIL_MAX_QUERIES`, `VIGIL_MAX_BODY_BYTES`,
-//! `VIGIL_DATA_DIR`, `VIGIL_ALLOW_KAFKA_PROPERTIES`).
+//! `VIGIL_DATA_DIR`, `VIGIL_ALLOW_KAFKA_PROPERTIES`, `VIGIL_TRANSIENT_GRACE_SECONDS`,
+//! `VIGIL_TRANSIENT_RETENTION_SECONDS`).
 
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 use crate::ServerError;
+use crate::queries::TransientLifetime;
 
 /// Settings of `vigil serve`.
 #[derive(Debug, Clone)]
@@ -25,6 +28,8 @@ pub struct ServerConfig {
     /// librdkafka properties that touch the host (see [`HOST_KAFKA_PROPERTIES`]) which
     /// statements sent over HTTP may set nonetheless.
     pub allowed_kafka_properties: Vec<String>,
+    /// How long a SELECT lives with nobody watching it, and stays listed once ended.
+    pub transient: TransientLifetime,
 }
 
 /// librdkafka properties that load code, run commands, read files or make requests of
@@ -55,6 +60,10 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("data"),
             client_buffer: 1024,
             allowed_kafka_properties: Vec::new(),
+            transient: TransientLifetime {
+                grace: Duration::from_secs(10),
+                retention: Duration::from_secs(300),
+            },
         }
     }
 }
@@ -75,6 +84,12 @@ impl ServerConfig {
         }
         if let Some(dir) = env("VIGIL_DATA_DIR") {
             config.data_dir = PathBuf::from(dir);
+        }
+        if let Some(seconds) = env("VIGIL_TRANSIENT_GRACE_SECONDS") {
+            config.transient.grace = seconds_of("VIGIL_TRANSIENT_GRACE_SECONDS", &seconds)?;
+        }
+        if let Some(seconds) = env("VIGIL_TRANSIENT_RETENTION_SECONDS") {
+            config.transient.retention = seconds_of("VIGIL_TRANSIENT_RETENTION_SECONDS", &seconds)?;
         }
         if let Some(names) = env("VIGIL_ALLOW_KAFKA_PROPERTIES") {
             config.allowed_kafka_properties =
@@ -150,6 +165,11 @@ fn parse<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ServerError
     value
         .parse()
         .map_err(|_| ServerError::Config(format!("{name}: cannot use '{value}'")))
+}
+
+fn seconds_of(name: &str, value: &str) -> Result<Duration, ServerError> {
+    Duration::try_from_secs_f64(parse(name, value)?)
+        .map_err(|_| ServerError::Config(format!("{name}: cannot use '{value}' seconds")))
 }
 
 #[cfg(test)]

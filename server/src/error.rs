@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
 use serde::Serialize;
 use vigil_engine::Error as EngineError;
 
@@ -63,7 +64,7 @@ impl ApiError {
 }
 
 /// The JSON of an error.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ErrorBody {
     /// Stable code.
     pub code: &'static str,
@@ -116,8 +117,9 @@ impl From<vigil_engine::connector::ConnectorError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Envelope {
+/// How every error is answered.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct ErrorEnvelope {
     error: ErrorBody,
 }
 
@@ -126,7 +128,7 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, "{}", self.message);
         }
-        (self.status, Json(Envelope { error: self.body() })).into_response()
+        (self.status, Json(ErrorEnvelope { error: self.body() })).into_response()
     }
 }
 

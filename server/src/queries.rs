@@ -1,10 +1,16 @@
 //! [`QueryTable`]: the queries the server runs, with their SQL, status and live counters.
+//!
+//! A transient query (a bare SELECT) lives while someone watches it, as ksqlDB's push
+//! queries do: it stops once no results client has watched it for a grace period (which
+//! also gives the first client time to connect and a dropped one time to reconnect), and it
+//! leaves the table a retention time after it ended, freeing its results.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use schemars::JsonSchema;
 use serde::Serialize;
 use tokio::sync::watch;
 use vigil_engine::runtime::{QueryMetrics, RunningQuery, StopHandle};
@@ -12,15 +18,19 @@ use vigil_engine::runtime::{QueryMetrics, RunningQuery, StopHandle};
 use crate::results::ResultHub;
 
 /// Where a query is in its life.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum QueryStatus {
     /// Reading and emitting.
     Running,
     /// Its sources ended (or its LIMIT was reached) and everything was flushed.
     Finished,
-    /// Stopped on request.
-    Stopped,
+    /// Stopped on request, or (a transient query) because nobody watched it.
+    Stopped {
+        /// Why, when nobody asked.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// Failed; `reason` says why.
     Failed {
         /// The error.
@@ -34,7 +44,10 @@ impl QueryStatus {
         match self {
             QueryStatus::Running => "running".into(),
             QueryStatus::Finished => "finished".into(),
-            QueryStatus::Stopped => "stopped".into(),
+            QueryStatus::Stopped { reason: None } => "stopped".into(),
+            QueryStatus::Stopped {
+                reason: Some(reason),
+            } => format!("stopped: {reason}"),
             QueryStatus::Failed { reason } => format!("failed: {reason}"),
         }
     }
@@ -59,6 +72,8 @@ pub struct QueryEntry {
     pub results: Arc<ResultHub>,
     stop: StopHandle,
     stop_requested: AtomicBool,
+    /// Why it was stopped when nobody asked (a transient query nobody watched).
+    stop_reason: Mutex<Option<String>>,
     status: watch::Sender<QueryStatus>,
 }
 
@@ -79,6 +94,35 @@ impl QueryEntry {
         self.status()
     }
 
+    /// Whether it has ended (finished, stopped or failed).
+    pub fn ended(&self) -> bool {
+        *self.status.borrow() != QueryStatus::Running
+    }
+
+    /// Stops it because nobody watched it for `grace`.
+    fn stop_unwatched(&self, grace: Duration) {
+        let reason = format!(
+            "no results client for {} s (transient queries live while watched)",
+            grace.as_secs_f64()
+        );
+        *self.stop_reason.lock().expect("stop reason lock") = Some(reason);
+        self.stop_requested.store(true, Ordering::SeqCst);
+        self.stop.stop();
+    }
+
+    /// The status it ended with, from how its run ended.
+    fn ended_with(&self, outcome: Result<(), vigil_engine::Error>) -> QueryStatus {
+        match outcome {
+            Err(e) => QueryStatus::Failed {
+                reason: e.to_string(),
+            },
+            Ok(()) if self.stop_requested.load(Ordering::SeqCst) => QueryStatus::Stopped {
+                reason: self.stop_reason.lock().expect("stop reason lock").take(),
+            },
+            Ok(()) => QueryStatus::Finished,
+        }
+    }
+
     /// Seconds since the epoch when it started.
     pub fn started_epoch_seconds(&self) -> f64 {
         self.started
@@ -87,14 +131,33 @@ impl QueryEntry {
     }
 }
 
+/// How long transient queries live unwatched, and stay listed once ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransientLifetime {
+    /// A transient query nobody has watched for this long stops.
+    pub grace: Duration,
+    /// An ended transient query leaves the table this long after it ended.
+    pub retention: Duration,
+}
+
 /// Every query the server started, running or ended, by id.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct QueryTable {
-    entries: Mutex<BTreeMap<u64, Arc<QueryEntry>>>,
+    entries: Arc<Mutex<BTreeMap<u64, Arc<QueryEntry>>>>,
     next_id: Mutex<u64>,
+    transient: TransientLifetime,
 }
 
 impl QueryTable {
+    /// An empty table whose transient queries live as `transient` says.
+    pub fn new(transient: TransientLifetime) -> Self {
+        Self {
+            entries: Arc::default(),
+            next_id: Mutex::new(0),
+            transient,
+        }
+    }
+
     /// Records a started query and watches it end. Returns its entry.
     pub fn add(
         &self,
@@ -120,26 +183,30 @@ impl QueryTable {
             results,
             stop: query.stop_handle(),
             stop_requested: AtomicBool::new(false),
+            stop_reason: Mutex::default(),
             status,
         });
         self.entries
             .lock()
             .expect("queries lock")
             .insert(id, Arc::clone(&entry));
-        let watched = Arc::clone(&entry);
-        tokio::spawn(async move {
-            let outcome = query.wait().await;
-            let status = match outcome {
-                Err(e) => QueryStatus::Failed {
-                    reason: e.to_string(),
-                },
-                Ok(()) if watched.stop_requested.load(Ordering::SeqCst) => QueryStatus::Stopped,
-                Ok(()) => QueryStatus::Finished,
-            };
-            watched.results.end(&status.label());
-            watched.status.send_replace(status);
-        });
+        tokio::spawn(watch_query(
+            Arc::clone(&entry),
+            query,
+            (kind == TRANSIENT).then_some(self.transient),
+            Arc::clone(&self.entries),
+        ));
         entry
+    }
+
+    /// Takes an ended query out of the table, freeing its results; `None` when it is
+    /// running or unknown.
+    pub fn remove_ended(&self, id: u64) -> Option<Arc<QueryEntry>> {
+        let mut entries = self.entries.lock().expect("queries lock");
+        if !entries.get(&id)?.ended() {
+            return None;
+        }
+        entries.remove(&id)
     }
 
     /// The query with this id.
@@ -157,7 +224,7 @@ impl QueryTable {
             .collect()
     }
 
-    /// How many are running.
+    /// How many are running, of both kinds: the number `VIGIL_MAX_QUERIES` caps.
     pub fn running(&self) -> usize {
         self.all()
             .iter()
@@ -173,4 +240,39 @@ impl QueryTable {
             }
         }
     }
+}
+
+/// The kind of a query started by a bare SELECT.
+pub const TRANSIENT: &str = "transient";
+
+/// Waits for `entry`'s query to end and records how; a transient one (`transient` given)
+/// is stopped when nobody watches it and leaves `entries` once its retention has passed.
+async fn watch_query(
+    entry: Arc<QueryEntry>,
+    query: RunningQuery,
+    transient: Option<TransientLifetime>,
+    entries: Arc<Mutex<BTreeMap<u64, Arc<QueryEntry>>>>,
+) {
+    let run = query.wait();
+    tokio::pin!(run);
+    let outcome = match transient {
+        Some(lifetime) => tokio::select! {
+            outcome = &mut run => outcome,
+            () = entry.results.unwatched_for(lifetime.grace) => {
+                entry.stop_unwatched(lifetime.grace);
+                run.await
+            }
+        },
+        None => run.await,
+    };
+    let status = entry.ended_with(outcome);
+    entry.results.end(&status.label());
+    entry.status.send_replace(status);
+    let Some(lifetime) = transient else {
+        return;
+    };
+    let id = entry.id;
+    drop(entry);
+    tokio::time::sleep(lifetime.retention).await;
+    entries.lock().expect("queries lock").remove(&id);
 }

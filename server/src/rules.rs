@@ -4,6 +4,7 @@
 use std::time::SystemTime;
 
 use axum::http::StatusCode;
+use schemars::JsonSchema;
 use serde::Serialize;
 use vigil_engine::StatementOutcome;
 use vigil_engine::checkpoint::StatePlan;
@@ -14,7 +15,7 @@ use vigil_rules::layout::content_hash;
 use crate::error::ApiError;
 use crate::service::{
     Catalogued, DdlEntry, STOP_TIMEOUT, Service, StateStart, StatementResult, changes_catalog,
-    persistent_query,
+    persistent_query, starts_query,
 };
 
 /// A rule as deployed.
@@ -37,7 +38,7 @@ pub struct DeployedRule {
 }
 
 /// A deployed rule as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct RuleView {
     name: String,
     hash: String,
@@ -82,7 +83,7 @@ impl DeployedRule {
 }
 
 /// What a deploy did.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct RuleDeployment {
     /// `added`, `changed` or `unchanged`.
     pub action: &'static str,
@@ -126,6 +127,12 @@ impl Service {
         let statements = StreamParser::parse_sql(sql)?;
         self.check_rule(&state, name, &statements)?;
         self.validate_rule(&state, name, sql).await?;
+        let starting = statements
+            .iter()
+            .filter(|s| starts_query(&s.statement))
+            .count();
+        let leaving = previous.as_ref().map_or(0, |old| self.running_of(old));
+        self.check_capacity(starting, leaving)?;
         let hand_over = self.catalog_file.is_some();
         let mut stopped = Vec::new();
         if let Some(old) = previous.as_ref().filter(|_| hand_over) {
@@ -158,6 +165,15 @@ impl Service {
             statements: ran.results,
             state: ran.state,
         })
+    }
+
+    /// How many of a rule's queries are running.
+    fn running_of(&self, rule: &DeployedRule) -> usize {
+        rule.queries
+            .iter()
+            .filter_map(|id| self.queries.get(*id))
+            .filter(|q| !q.ended())
+            .count()
     }
 
     /// What deploying `sql` as rule `name` would do, doing nothing: whether it is new,
@@ -381,7 +397,7 @@ struct RanRule {
 }
 
 /// What becomes of a sink's checkpointed state when its query starts.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct SinkState {
     /// The sink (the query's name).
     pub sink: String,
@@ -407,7 +423,7 @@ impl SinkState {
 }
 
 /// What deploying a rule would do.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct RulePlan {
     /// `added`, `changed` or `unchanged`.
     pub action: &'static str,

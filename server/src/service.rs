@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use schemars::JsonSchema;
 use serde::Serialize;
 use tokio::sync::Mutex;
 use vigil_engine::sql::{ParsedStatement, Statement, StreamParser};
@@ -13,7 +14,7 @@ use vigil_engine::{Engine, PlannedQuery, StatementOutcome};
 use crate::config::ServerConfig;
 use crate::durable::CatalogFile;
 use crate::error::{ApiError, ErrorBody};
-use crate::queries::{QueryEntry, QueryTable};
+use crate::queries::{QueryEntry, QueryTable, TRANSIENT};
 use crate::results::ResultHub;
 
 /// How long a stop request waits for the query to flush and end.
@@ -62,7 +63,7 @@ pub(crate) enum StateStart {
 }
 
 /// What one statement did.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum StatementResult {
     /// A source, view or sink was declared.
@@ -96,6 +97,11 @@ pub enum StatementResult {
         /// The operator graph.
         plan: String,
     },
+    /// The rows of a query that reads no source (`SELECT 1 + 1`), evaluated once.
+    Rows {
+        /// Each row as a JSON object.
+        rows: Vec<serde_json::Value>,
+    },
 }
 
 impl Service {
@@ -110,8 +116,8 @@ impl Service {
             .map(|state| CatalogFile::new(state.location.clone()));
         Self {
             catalog_file,
+            queries: QueryTable::new(config.transient),
             config,
-            queries: QueryTable::default(),
             engine: Mutex::new(Catalogued {
                 engine,
                 ddl: Vec::new(),
@@ -167,6 +173,40 @@ impl Service {
         }
     }
 
+    /// Starts one SELECT, for a client that streams its results on the same response.
+    pub async fn start_select(&self, sql: &str) -> Result<Arc<QueryEntry>, ApiError> {
+        let mut statements = StreamParser::parse_sql(sql)?;
+        let statement = match statements.pop() {
+            Some(s) if statements.is_empty() && matches!(s.statement, Statement::Query(_)) => s,
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "not_a_select",
+                    "streaming results on the response takes exactly one SELECT; send other \
+                     statements to POST /v1/statements",
+                ));
+            }
+        };
+        let mut state = self.engine.lock().await;
+        let result = self.submit_one(&mut state, statement).await?;
+        drop(state);
+        let query_id = match result {
+            StatementResult::Started { query_id, .. } => query_id,
+            StatementResult::Rows { .. } => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "not_a_stream",
+                    "a SELECT that reads no source is evaluated once, not streamed: POST it \
+                     to /v1/statements, which answers with its rows",
+                ));
+            }
+            _ => return Err(ApiError::internal("a SELECT started no query")),
+        };
+        self.queries
+            .get(query_id)
+            .ok_or_else(|| ApiError::internal(format!("query {query_id} vanished")))
+    }
+
     /// One statement of [`Service::submit`], recorded in the catalog's history when it
     /// changes the catalog.
     async fn submit_one(
@@ -176,17 +216,8 @@ impl Service {
     ) -> Result<StatementResult, ApiError> {
         let text = statement.sql.clone();
         let is_ddl = changes_catalog(&statement.statement);
-        if self.starts_query(&statement.statement)
-            && self.queries.running() >= self.config.max_queries
-        {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_queries",
-                format!(
-                    "{} queries are running, the most allowed (VIGIL_MAX_QUERIES); stop one first",
-                    self.config.max_queries
-                ),
-            ));
+        if starts_query(&statement.statement) {
+            self.check_capacity(1, 0)?;
         }
         let outcome = state.engine.execute_statement(statement).await?;
         let result = self.apply(&state.engine, outcome, text.clone(), StateStart::Resume)?;
@@ -232,12 +263,25 @@ impl Service {
         }
     }
 
-    fn starts_query(&self, statement: &Statement) -> bool {
-        match statement {
-            Statement::Query(_) => true,
-            Statement::CreateSink(sink) => sink.query.is_some(),
-            _ => false,
+    /// Refuses to start `starting` queries when, with `leaving` running ones about to stop,
+    /// they would run more than `VIGIL_MAX_QUERIES`. Persistent and transient queries count
+    /// alike, whichever route starts them.
+    pub(crate) fn check_capacity(&self, starting: usize, leaving: usize) -> Result<(), ApiError> {
+        let running = self.queries.running().saturating_sub(leaving);
+        if running + starting <= self.config.max_queries {
+            return Ok(());
         }
+        Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_queries",
+            format!(
+                "{running} queries are running and {} is the most allowed \
+                 (VIGIL_MAX_QUERIES); stop one first (transient SELECTs stop by themselves \
+                 {} s after their last results client leaves)",
+                self.config.max_queries,
+                self.config.transient.grace.as_secs_f64()
+            ),
+        ))
     }
 
     pub(crate) fn apply(
@@ -261,6 +305,9 @@ impl Service {
                 stopped_queries: stopped,
             },
             StatementOutcome::Explain(plan) => StatementResult::Explained { plan },
+            StatementOutcome::Rows(batches) => StatementResult::Rows {
+                rows: json_values(&batches)?,
+            },
             StatementOutcome::SinkPlanned { name, query } => {
                 let entry = self.start_sink(engine, &name, query, sql, on_state)?;
                 started(&entry)
@@ -270,7 +317,7 @@ impl Service {
                 let running = engine.start(query, hub.sink(None))?;
                 let entry = self
                     .queries
-                    .add("select".into(), "transient", sql, running, hub);
+                    .add("select".into(), TRANSIENT, sql, running, hub);
                 started(&entry)
             }
             StatementOutcome::SinkStarted { .. } => {
@@ -397,6 +444,29 @@ impl Service {
     /// Runs `f` with the engine, for read-only looks at the catalog.
     pub async fn with_engine<T>(&self, f: impl FnOnce(&Engine) -> T) -> T {
         f(&self.engine.lock().await.engine)
+    }
+}
+
+/// Rows as JSON objects.
+fn json_values(
+    batches: &[datafusion::arrow::record_batch::RecordBatch],
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    let mut rows = Vec::new();
+    for batch in batches {
+        let lines = vigil_connectors::format::encode_json_lines(batch)?;
+        for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            rows.push(serde_json::from_slice(line).map_err(|e| ApiError::internal(e.to_string()))?);
+        }
+    }
+    Ok(rows)
+}
+
+/// Whether a statement starts a query: a SELECT, or a CREATE SINK ... AS.
+pub(crate) fn starts_query(statement: &Statement) -> bool {
+    match statement {
+        Statement::Query(_) => true,
+        Statement::CreateSink(sink) => sink.query.is_some(),
+        _ => false,
     }
 }
 

@@ -12,6 +12,7 @@ mod batcher;
 mod client;
 mod config;
 mod dead_letter;
+mod health;
 mod offsets;
 mod progress;
 mod reader;

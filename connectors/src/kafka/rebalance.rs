@@ -9,13 +9,14 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
-use vigil_engine::connector::{Delivered, Handover, SplitChange};
+use vigil_engine::connector::{Delivered, Handover, Health, SplitChange};
 use vigil_engine::runtime::QueryMetrics;
 
 use vigil_engine::time::Timestamp;
 
 use super::StartFrom;
 use super::dead_letter::DeadLetters;
+use super::health;
 use super::offsets::{OffsetLedger, PartitionId, split_id};
 use super::progress::ProgressStore;
 
@@ -36,6 +37,8 @@ pub struct ReaderContext {
     pub dead_letters: Option<DeadLetters>,
     /// Counters of the query.
     pub metrics: Arc<QueryMetrics>,
+    /// Whether the consumer reaches its brokers, for readiness.
+    health: Health,
     ledger: Mutex<OffsetLedger>,
     /// Partitions started in this process, so `start` applies only to a first assignment.
     started: Mutex<HashSet<PartitionId>>,
@@ -71,6 +74,7 @@ impl ReaderContext {
         progress: Option<ProgressStore>,
     ) -> Self {
         Self {
+            health: Health::new(format!("source {source}"), Arc::clone(&metrics)),
             source,
             topics,
             start,
@@ -275,12 +279,14 @@ impl ClientContext for ReaderContext {
         }
         // librdkafka reconnects by itself; make the outage visible and keep going.
         self.metrics.add_connector_error();
+        health::on_error(&self.health, &error, reason);
         tracing::warn!(source = %self.source, %error, reason, "Kafka client error, retrying");
     }
 
     /// librdkafka's periodic statistics (`statistics.interval.ms`): the consumer lag of the
     /// partitions this reader owns, and which of them have caught up with their end.
     fn stats(&self, statistics: Statistics) {
+        health::on_statistics(&self.health, &statistics);
         let mut lags = Vec::new();
         let mut caught_up = BTreeSet::new();
         for (name, topic) in &statistics.topics {

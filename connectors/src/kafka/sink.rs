@@ -9,10 +9,11 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use vigil_engine::connector::{Sink, is_changelog};
+use vigil_engine::connector::{Health, Sink, is_changelog};
 
 use super::KafkaSettings;
 use super::config::SinkConfig;
+use super::health::{ProducerHealth, STATISTICS_INTERVAL_MS};
 use super::topic_keys::live_keys;
 use super::transactions::Transactions;
 use crate::ConnectorError;
@@ -45,7 +46,9 @@ pub struct KafkaSink {
     /// options (the engine does that to validate a CREATE SINK), and a librdkafka client
     /// would start connecting at once.
     client: ClientConfig,
-    producer: Option<FutureProducer>,
+    producer: Option<FutureProducer<ProducerHealth>>,
+    /// Where the producer reports whether it reaches the brokers.
+    health: Option<Health>,
     topic: String,
     mode: Mode,
     /// Key columns.
@@ -89,6 +92,7 @@ impl KafkaSink {
             client,
             leftover: Leftover::Unread,
             producer: None,
+            health: None,
             topic: config.topic,
             mode,
             key: config.key,
@@ -114,8 +118,11 @@ impl KafkaSink {
             if let Some(transactions) = &self.transactions {
                 transactions.configure(&mut client);
             }
-            let producer: FutureProducer = client
-                .create()
+            if self.health.is_some() {
+                client.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+            }
+            let producer = client
+                .create_with_context(ProducerHealth::new(self.health.clone()))
                 .map_err(|e| ConnectorError::External(format!("Kafka producer: {e}")))?;
             if let Some(transactions) = &mut self.transactions {
                 transactions.init(&producer).await?;
@@ -267,6 +274,10 @@ impl KafkaSink {
 #[async_trait]
 impl Sink for KafkaSink {
     /// One transactional id per query: only one process may write it.
+    fn report_health(&mut self, health: Health) {
+        self.health = Some(health);
+    }
+
     fn single_writer(&self) -> bool {
         self.exactly_once
     }

@@ -21,6 +21,7 @@ use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
 
 use super::KafkaSettings;
 use super::client::METADATA_TIMEOUT;
+use super::health::ProducerHealth;
 use crate::ConnectorError;
 
 /// How long starting, committing or aborting a transaction may take.
@@ -61,7 +62,10 @@ impl Transactions {
 
     /// Initialises the producer's transactions: fences an earlier producer with the same id
     /// and aborts what it left open.
-    pub async fn init(&mut self, producer: &FutureProducer) -> Result<(), ConnectorError> {
+    pub async fn init(
+        &mut self,
+        producer: &FutureProducer<ProducerHealth>,
+    ) -> Result<(), ConnectorError> {
         let producer = producer.clone();
         blocking(move || producer.init_transactions(TRANSACTION_TIMEOUT)).await
     }
@@ -82,7 +86,10 @@ impl Transactions {
     }
 
     /// Opens a transaction unless one is open.
-    pub fn begin(&mut self, producer: &FutureProducer) -> Result<(), ConnectorError> {
+    pub fn begin(
+        &mut self,
+        producer: &FutureProducer<ProducerHealth>,
+    ) -> Result<(), ConnectorError> {
         if !self.open {
             producer
                 .begin_transaction()
@@ -96,7 +103,7 @@ impl Transactions {
     /// transaction (opening one if the epoch wrote nothing), and commits it.
     pub async fn commit(
         &mut self,
-        producer: &FutureProducer,
+        producer: &FutureProducer<ProducerHealth>,
         epoch: u64,
         topic: &str,
         written: &super::sink::Ranges,
@@ -202,10 +209,12 @@ mod tests {
         let settings = KafkaSettings {
             brokers: cluster.bootstrap_servers(),
         };
-        let producer = |transactions: &Transactions| -> FutureProducer {
+        let producer = |transactions: &Transactions| -> FutureProducer<ProducerHealth> {
             let mut client = settings.client_config();
             transactions.configure(&mut client);
-            client.create().unwrap()
+            client
+                .create_with_context(ProducerHealth::default())
+                .unwrap()
         };
         let mut first = Transactions::new(&settings, "q", None);
         let written = producer(&first);

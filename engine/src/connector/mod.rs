@@ -6,6 +6,7 @@
 
 mod delivery;
 mod error;
+mod health;
 mod memory;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 
 pub use delivery::Delivered;
 pub use error::ConnectorError;
+pub use health::Health;
 pub use memory::{MemoryFactory, MemoryInput, MemorySink};
 
 use crate::runtime::QueryMetrics;
@@ -206,6 +208,12 @@ pub trait Sink: Send {
     /// then checkpoints as a whole and is not spread over processes by split.
     fn single_writer(&self) -> bool {
         false
+    }
+
+    /// Where the sink reports whether it reaches its broker or database; called once,
+    /// before anything else. A sink that cannot tell ignores it.
+    fn report_health(&mut self, health: Health) {
+        let _ = health;
     }
 
     /// The query resumes from a checkpoint at which this sink's [`Sink::pre_commit`]

@@ -36,6 +36,8 @@ pub struct QueryMetrics {
     checkpoint: Mutex<Option<CheckpointReport>>,
     /// Per source, messages its broker holds that it has not read yet, where known.
     consumer_lag: Mutex<BTreeMap<String, u64>>,
+    /// The connectors that cannot reach their broker or database now, with why.
+    unreachable: Mutex<BTreeMap<String, String>>,
 }
 
 /// Live counters of one operator of a running query.
@@ -79,6 +81,7 @@ impl Default for QueryMetrics {
             operators: Mutex::default(),
             checkpoint: Mutex::default(),
             consumer_lag: Mutex::default(),
+            unreachable: Mutex::default(),
         }
     }
 }
@@ -178,6 +181,27 @@ impl QueryMetrics {
     /// The consumer lag of each source that reports one.
     pub fn consumer_lags(&self) -> BTreeMap<String, u64> {
         self.consumer_lag.lock().expect("consumer lag lock").clone()
+    }
+
+    /// Records that `component` cannot reach its broker or database, for `reason`.
+    pub fn set_unreachable(&self, component: &str, reason: String) {
+        let mut unreachable = self.unreachable.lock().expect("reachability lock");
+        if unreachable.get(component) != Some(&reason) {
+            unreachable.insert(component.to_string(), reason);
+        }
+    }
+
+    /// Records that `component` reaches its broker or database.
+    pub fn set_reachable(&self, component: &str) {
+        let mut unreachable = self.unreachable.lock().expect("reachability lock");
+        if unreachable.contains_key(component) {
+            unreachable.remove(component);
+        }
+    }
+
+    /// The connectors that cannot reach their broker or database now, with why.
+    pub fn unreachable(&self) -> BTreeMap<String, String> {
+        self.unreachable.lock().expect("reachability lock").clone()
     }
 
     /// Counts one malformed record; true when this one should be logged: the first ten, then

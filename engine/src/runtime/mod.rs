@@ -24,7 +24,8 @@ pub use metrics::{CheckpointReport, MetricsSnapshot, OperatorStats, QueryMetrics
 
 use crate::checkpoint::StateConfig;
 use crate::connector::{
-    ConnectorError, Delivered, Handover, Sink, Source, SourceEvent, SourcePosition, SplitStatus,
+    ConnectorError, Delivered, Handover, Health, Sink, Source, SourceEvent, SourcePosition,
+    SplitStatus,
 };
 use crate::error::{Error, Result};
 use crate::operators::{LATE_PORT, MAIN_PORT};
@@ -262,11 +263,15 @@ fn launch(
         .chain(io.late_sinks)
         .chain(io.dead_letters);
     let (mut sinks, mut sink_tasks) = (Vec::new(), Vec::new());
-    for (i, sink) in all_sinks.enumerate() {
+    for (i, mut sink) in all_sinks.enumerate() {
         let (stx, srx) = mpsc::channel(CHANNEL_CAPACITY);
         sinks.push(stx);
         let confirmed = tracker.add_sink();
         let counted = (i == 0).then(|| Arc::clone(&metrics));
+        sink.report_health(Health::new(
+            sink_component(i, late_outputs),
+            Arc::clone(&metrics),
+        ));
         sink_tasks.push(tokio::spawn(write_sink(sink, srx, counted, confirmed)));
     }
     let query_loop = QueryLoop {
@@ -408,6 +413,16 @@ async fn pump_source(
         if !send(&tx, &mut stop, message).await {
             return;
         }
+    }
+}
+
+/// How readiness names sink `i` of a query: its sink, then its late-event sinks, then its
+/// dead letters.
+fn sink_component(i: usize, late_outputs: usize) -> String {
+    match i {
+        0 => "sink".into(),
+        i if i <= late_outputs => "late events sink".into(),
+        _ => "dead letters".into(),
     }
 }
 

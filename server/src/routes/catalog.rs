@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use datafusion::arrow::datatypes::SchemaRef;
+use schemars::JsonSchema;
 use serde::Serialize;
 use vigil_engine::Engine;
 use vigil_engine::sql::Options;
@@ -17,7 +18,7 @@ use crate::service::Service;
 const SECRET_MARKERS: &[&str] = &["password", "secret", "token", "credential", "jaas"];
 
 /// The catalog.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct CatalogView {
     sources: Vec<ObjectView>,
     views: Vec<ObjectView>,
@@ -25,7 +26,7 @@ pub struct CatalogView {
 }
 
 /// One source, view or sink.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct ObjectView {
     name: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -38,7 +39,7 @@ pub struct ObjectView {
 }
 
 /// A column.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct ColumnView {
     name: String,
     #[serde(rename = "type")]

@@ -2,6 +2,7 @@
 //! OpenAPI document is generated from it, so the two cannot disagree.
 
 pub mod catalog;
+mod extract;
 pub mod ops;
 pub mod queries;
 pub mod rules;
@@ -13,6 +14,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{MethodRouter, delete, get, post, put};
+use schemars::{Schema, SchemaGenerator};
 
 use crate::auth::require_token;
 use crate::error::ApiError;
@@ -28,10 +30,23 @@ pub struct Route {
     pub summary: &'static str,
     /// Whether it takes a JSON body `{"sql": ...}`.
     pub body: bool,
+    /// What it answers with on success.
+    pub answer: Answer,
     /// Whether it is served without the token (health checks only).
     pub public: bool,
     /// The handler.
     pub handler: fn() -> MethodRouter<Arc<Service>>,
+}
+
+/// What a route answers with on success, for the OpenAPI document.
+#[derive(Clone, Copy)]
+pub enum Answer {
+    /// JSON of the schema this gives, derived from the type the handler answers with.
+    Json(fn(&mut SchemaGenerator) -> Schema),
+    /// Text of this media type.
+    Text(&'static str),
+    /// Result rows streamed as Server-Sent Events, or NDJSON on request.
+    Rows,
 }
 
 /// Every route the server has.
@@ -41,14 +56,25 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/statements",
         summary: "Run SQL statements: DDL changes the catalog, CREATE SINK and SELECT start queries",
         body: true,
+        answer: Answer::Json(|g| g.subschema_for::<statements::StatementsResponse>()),
         public: false,
         handler: || post(statements::submit),
+    },
+    Route {
+        method: "POST",
+        path: "/v1/query",
+        summary: "Start one SELECT and stream its rows on the response (SSE, or NDJSON)",
+        body: true,
+        answer: Answer::Rows,
+        public: false,
+        handler: || post(statements::query),
     },
     Route {
         method: "POST",
         path: "/v1/validate",
         summary: "Parse and plan SQL without running it; errors with line and column",
         body: true,
+        answer: Answer::Json(|g| g.subschema_for::<statements::ValidateResponse>()),
         public: false,
         handler: || post(statements::validate),
     },
@@ -57,6 +83,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/queries",
         summary: "Every query with its status and live metrics",
         body: false,
+        answer: Answer::Json(|g| g.subschema_for::<queries::QueryList>()),
         public: false,
         handler: || get(queries::list),
     },
@@ -65,6 +92,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/queries/{id}",
         summary: "One query with its status and live metrics",
         body: false,
+        answer: Answer::Json(|g| g.subschema_for::<queries::QueryView>()),
         public: false,
         handler: || get(queries::get),
     },
@@ -73,6 +101,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/queries/{id}",
         summary: "Stop a query gracefully, flushing its windows and sink",
         body: false,
+        answer: Answer::Json(|g| g.subschema_for::<queries::QueryView>()),
         public: false,
         handler: || delete(queries::stop),
     },
@@ -81,6 +110,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/queries/{id}/results",
         summary: "The query's rows as Server-Sent Events, or NDJSON with Accept: application/x-ndjson",
         body: false,
+        answer: Answer::Rows,
         public: false,
         handler: || get(queries::results),
     },
@@ -89,6 +119,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/queries/{id}/graph",
         summary: "The operator graph with live per-operator counters: rows in and out, watermark, state rows and bytes, late rows; as EXPLAIN ANALYZE text with Accept: text/plain",
         body: false,
+        answer: Answer::Json(|g| g.subschema_for::<queries::GraphView>()),
         public: false,
         handler: || get(queries::graph),
     },
@@ -97,6 +128,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/rules",
         summary: "Deployed rule files with their content hashes, SQL and queries",
         body: false,
+        answer: Answer::Json(|g| g.subschema_for::<rules::RulesResponse>()),
         public: false,
         handler: || get(rules::list),
     },
@@ -105,6 +137,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/rules/{name}",
         summary: "Deploy a rule file, or replace the deployed version: new queries start before the old stop (with a state dir, after: they take over the old ones' state when the plan is the same)",
         body: true,
+        answer: Answer::Json(|g| g.subschema_for::<crate::rules::RuleDeployment>()),
         public: false,
         handler: || put(rules::deploy),
     },
@@ -113,6 +146,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/rules/{name}/plan",
         summary: "What deploying a rule file would do, doing nothing: added, changed or unchanged, and per sink whether its checkpointed state is kept or reset",
         body: true,
+        answer: Answer::Json(|g| g.subschema_for::<crate::rules::RulePlan>()),
         public: false,
         handler: || post(rules::plan),
     },
@@ -121,6 +155,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/rules/{name}",
         summary: "Stop a rule's queries and remove it",
         body: false,
+        answer: Answer::Json(|g| g.subschema_for::<crate::rules::RuleView>()),
         public: false,
         handler: || delete(rules::remove),
     },
@@ -129,6 +164,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/catalog",
         summary: "Sources, views and sinks with schemas and options, secrets masked",
         body: false,
+        answer: Answer::Json(|g| g.subschema_for::<catalog::CatalogView>()),
         public: false,
         handler: || get(catalog::catalog),
     },
@@ -137,6 +173,7 @@ pub const ROUTES: &[Route] = &[
         path: "/metrics",
         summary: "Per-query counters in Prometheus text format",
         body: false,
+        answer: Answer::Text("text/plain; version=0.0.4"),
         public: false,
         handler: || get(ops::metrics),
     },
@@ -145,6 +182,7 @@ pub const ROUTES: &[Route] = &[
         path: "/openapi.json",
         summary: "This document",
         body: false,
+        answer: Answer::Json(|g| g.subschema_for::<serde_json::Value>()),
         public: false,
         handler: || get(ops::openapi),
     },
@@ -153,14 +191,16 @@ pub const ROUTES: &[Route] = &[
         path: "/healthz",
         summary: "Liveness",
         body: false,
+        answer: Answer::Json(|g| g.subschema_for::<ops::Liveness>()),
         public: true,
         handler: || get(ops::healthz),
     },
     Route {
         method: "GET",
         path: "/readyz",
-        summary: "Readiness",
+        summary: "Readiness: 503, with the reasons, while a running query's source or sink cannot reach its broker",
         body: false,
+        answer: Answer::Json(|g| g.subschema_for::<ops::Readiness>()),
         public: true,
         handler: || get(ops::readyz),
     },
@@ -181,6 +221,13 @@ pub fn router(service: Arc<Service>) -> Router {
     build(public)
         .merge(protected)
         .fallback(|| async { ApiError::not_found("no such route (GET /openapi.json lists them)") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method (GET /openapi.json lists them)",
+            )
+        })
         .layer(DefaultBodyLimit::max(service.config.max_body_bytes))
         .with_state(service)
 }

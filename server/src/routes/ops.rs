@@ -5,24 +5,88 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, SchemaGenerator};
+use serde::Serialize;
 use serde_json::{Value, json};
 use vigil_engine::runtime::OperatorStats;
 use vigil_engine::time::WATERMARK_MIN;
 
+use crate::error::ErrorEnvelope;
 use crate::queries::{QueryEntry, QueryStatus};
-use crate::routes::ROUTES;
+use crate::routes::{Answer, ROUTES};
 use crate::service::Service;
 
-/// `GET /healthz`: the process answers.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// The answer of `/healthz`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Liveness {
+    /// Always `ok`: the process answers.
+    status: &'static str,
 }
 
-/// `GET /readyz`: the rules are loaded and requests are served.
-pub async fn readyz(State(service): State<Arc<Service>>) -> Json<Value> {
-    Json(json!({ "status": "ready", "running_queries": service.queries.running() }))
+/// `GET /healthz`: the process answers.
+pub async fn healthz() -> Json<Liveness> {
+    Json(Liveness { status: "ok" })
+}
+
+/// The answer of `/readyz`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Readiness {
+    /// `ready`, or `not_ready` (with status 503).
+    status: &'static str,
+    running_queries: usize,
+    /// Why not ready: each source or sink of a running query that cannot reach its broker.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    reasons: Vec<Unreachable>,
+}
+
+/// A running query's source or sink that cannot reach its broker.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Unreachable {
+    query_id: u64,
+    /// The query's name (its sink, or `select`).
+    name: String,
+    /// `source NAME`, `sink`, `late events sink` or `dead letters`.
+    component: String,
+    reason: String,
+}
+
+/// `GET /readyz`: ready when every running query's sources and sinks reach their brokers;
+/// 503 with the reasons while one cannot.
+pub async fn readyz(State(service): State<Arc<Service>>) -> Response {
+    let running: Vec<Arc<QueryEntry>> = service
+        .queries
+        .all()
+        .into_iter()
+        .filter(|q| !q.ended())
+        .collect();
+    let reasons: Vec<Unreachable> = running
+        .iter()
+        .flat_map(|q| {
+            q.metrics
+                .unreachable()
+                .into_iter()
+                .map(|(component, reason)| Unreachable {
+                    query_id: q.id,
+                    name: q.name.clone(),
+                    component,
+                    reason,
+                })
+        })
+        .collect();
+    let (code, status) = if reasons.is_empty() {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
+    };
+    let readiness = Readiness {
+        status,
+        running_queries: running.len(),
+        reasons,
+    };
+    (code, Json(readiness)).into_response()
 }
 
 /// A per-query series: name, help text, and how to read it from a snapshot.
@@ -268,8 +332,11 @@ fn escape(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-/// `GET /openapi.json`: the API's routes, from the same table the router is built from.
+/// `GET /openapi.json`: the API's routes, from the same table the router is built from,
+/// with the schema of each answer derived from the type its handler answers with.
 pub async fn openapi() -> Json<Value> {
+    let mut schemas = SchemaSettings::openapi3().into_generator();
+    let error = schemas.subschema_for::<ErrorEnvelope>();
     let mut paths = serde_json::Map::new();
     for route in ROUTES {
         let path = paths
@@ -277,19 +344,16 @@ pub async fn openapi() -> Json<Value> {
             .or_insert_with(|| json!({}));
         let mut operation = json!({
             "summary": route.summary,
-            "responses": { "200": { "description": "success" } },
+            "responses": {
+                "200": success(route.answer, &mut schemas),
+                "default": {
+                    "description": "an error, with a stable code",
+                    "content": { "application/json": { "schema": error } }
+                },
+            },
         });
-        if route.path.contains("{id}") {
-            operation["parameters"] = json!([{
-                "name": "id", "in": "path", "required": true,
-                "schema": { "type": "integer" }
-            }]);
-        }
-        if route.path.contains("{name}") {
-            operation["parameters"] = json!([{
-                "name": "name", "in": "path", "required": true,
-                "schema": { "type": "string" }
-            }]);
+        if let Some(parameter) = path_parameter(route.path) {
+            operation["parameters"] = json!([parameter]);
         }
         if route.body {
             operation["requestBody"] = json!({
@@ -308,7 +372,46 @@ pub async fn openapi() -> Json<Value> {
     Json(json!({
         "openapi": "3.0.3",
         "info": { "title": "Vigil", "version": env!("CARGO_PKG_VERSION") },
-        "components": { "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } } },
+        "components": {
+            "schemas": schemas.take_definitions(true),
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+        },
         "paths": paths,
     }))
+}
+
+/// The success response of a route answering `answer`.
+fn success(answer: Answer, schemas: &mut SchemaGenerator) -> Value {
+    let content = match answer {
+        Answer::Json(schema) => json!({ "application/json": { "schema": schema(schemas) } }),
+        Answer::Text(media_type) => {
+            let text = json!({ "schema": { "type": "string" } });
+            Value::Object([(media_type.to_string(), text)].into_iter().collect())
+        }
+        Answer::Rows => json!({
+            "text/event-stream": { "schema": {
+                "type": "string",
+                "description": "events `row` (data: the row as JSON with its change kind in \
+                    `op`; id: its number, for Last-Event-ID), `gap` (rows skipped), `end` \
+                    (the query's final status)"
+            } },
+            "application/x-ndjson": { "schema": {
+                "type": "string",
+                "description": "one row per line; {\"gap\": n} and {\"end\": status} lines"
+            } },
+        }),
+    };
+    json!({ "description": "success", "content": content })
+}
+
+/// The `{id}` or `{name}` parameter of a path.
+fn path_parameter(path: &str) -> Option<Value> {
+    let (name, kind) = if path.contains("{id}") {
+        ("id", "integer")
+    } else if path.contains("{name}") {
+        ("name", "string")
+    } else {
+        return None;
+    };
+    Some(json!({ "name": name, "in": "path", "required": true, "schema": { "type": kind } }))
 }

@@ -5,23 +5,25 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use vigil_engine::runtime::OperatorStats;
 use vigil_engine::time::format_rfc3339;
 
+use super::extract::{ApiPath, ApiQuery, accepts};
 use crate::error::ApiError;
 use crate::queries::{QueryEntry, QueryStatus};
 use crate::results::ResultEvent;
 use crate::service::{STOP_TIMEOUT, Service};
 
 /// A query as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct QueryView {
     id: u64,
     name: String,
@@ -33,7 +35,7 @@ pub struct QueryView {
 }
 
 /// A query's live counters.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct MetricsView {
     events_in: u64,
     rows_out: u64,
@@ -56,7 +58,7 @@ pub struct MetricsView {
 }
 
 /// The last checkpoint of a query.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct CheckpointView {
     epoch: u64,
     /// When it was taken (RFC 3339); absent for the checkpoint restored at the start.
@@ -134,7 +136,7 @@ fn checkpoint_line(c: &vigil_engine::runtime::CheckpointReport) -> String {
 }
 
 /// The list of queries.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct QueryList {
     queries: Vec<QueryView>,
 }
@@ -160,75 +162,124 @@ fn find(service: &Service, id: u64) -> Result<Arc<QueryEntry>, ApiError> {
 /// `GET /v1/queries/{id}`.
 pub async fn get(
     State(service): State<Arc<Service>>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
 ) -> Result<Json<QueryView>, ApiError> {
     let entry = find(&service, id)?;
     Ok(Json(QueryView::of(&entry)))
 }
 
-/// `DELETE /v1/queries/{id}`: stops the query gracefully (windows and sinks flushed) and
-/// answers with its final state.
+/// `DELETE /v1/queries/{id}`: stops a running query gracefully (windows and sinks flushed)
+/// and answers with its final state; an ended query is taken out of the list, freeing its
+/// results.
 pub async fn stop(
     State(service): State<Arc<Service>>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
 ) -> Result<Json<QueryView>, ApiError> {
     let entry = find(&service, id)?;
-    if entry.status() == QueryStatus::Running {
+    if entry.ended() {
+        service.queries.remove_ended(id);
+    } else {
         entry.stop(STOP_TIMEOUT).await;
     }
     service.forget_run(id).await;
     Ok(Json(QueryView::of(&entry)))
 }
 
+/// Where a results client resumes: `?after=N`, or the SSE `Last-Event-ID` header.
+#[derive(Debug, Default, Deserialize)]
+pub struct ResultsParams {
+    /// The id of the last row the client saw.
+    after: Option<u64>,
+}
+
 /// `GET /v1/queries/{id}/results`: Server-Sent Events, or NDJSON when the client asks for
-/// `application/x-ndjson`. Rows carry their change kind in `op`; a client that falls behind
+/// `application/x-ndjson`. Rows carry their change kind in `op` and their number as the
+/// event id; a client resuming after a row gets only later ones; a client that falls behind
 /// gets a gap marker; the stream ends with the query.
 pub async fn results(
     State(service): State<Arc<Service>>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
+    ApiQuery(params): ApiQuery<ResultsParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let entry = find(&service, id)?;
-    let events = events(&entry);
-    let wants_ndjson = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("application/x-ndjson"));
-    if wants_ndjson {
-        let lines = events.map(|event| Ok::<_, Infallible>(ndjson_line(&event)));
-        return Ok((
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/x-ndjson")],
-            Body::from_stream(lines),
-        )
-            .into_response());
-    }
-    let sse = events.map(|event| Ok::<_, Infallible>(sse_event(&event)));
-    Ok(Sse::new(sse)
-        .keep_alive(KeepAlive::default())
-        .into_response())
+    let after = match params.after {
+        Some(after) => Some(after),
+        None => last_event_id(&headers)?,
+    };
+    Ok(stream_results(&entry, &headers, after, None))
 }
 
-/// The replayed events, then the live ones until the end.
-fn events(entry: &QueryEntry) -> impl Stream<Item = ResultEvent> + Send + 'static {
-    let subscription = entry.results.subscribe();
+/// The `Last-Event-ID` a reconnecting SSE client sends.
+fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get("last-event-id") else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    text.parse().map(Some).map_err(|_| {
+        ApiError::bad_request(format!(
+            "Last-Event-ID '{text}' is not a row id this server sent (ids are whole numbers)"
+        ))
+    })
+}
+
+/// A response streaming `entry`'s results after row `after`, as SSE or NDJSON per the
+/// `Accept` header; `first`, when given, is sent before the rows.
+pub(crate) fn stream_results(
+    entry: &QueryEntry,
+    headers: &HeaderMap,
+    after: Option<u64>,
+    first: Option<serde_json::Value>,
+) -> Response {
+    let events = events(entry, after);
+    let query_id = [("vigil-query-id", entry.id.to_string())];
+    if accepts(headers, "application/x-ndjson") {
+        let first = first.map(|value| format!("{value}\n"));
+        let lines = stream::iter(first)
+            .chain(events.map(|event| ndjson_line(&event)))
+            .map(Ok::<_, Infallible>);
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/x-ndjson")],
+            query_id,
+            Body::from_stream(lines),
+        )
+            .into_response();
+    }
+    let first = first.map(|value| Event::default().event("query").data(value.to_string()));
+    let sse = stream::iter(first)
+        .chain(events.map(|event| sse_event(&event)))
+        .map(Ok::<_, Infallible>);
+    (query_id, Sse::new(sse).keep_alive(KeepAlive::default())).into_response()
+}
+
+/// The replayed events, then the live ones until the end. The stream counts as one of the
+/// query's watchers while it lives.
+fn events(
+    entry: &QueryEntry,
+    after: Option<u64>,
+) -> impl Stream<Item = ResultEvent> + Send + 'static {
+    let subscription = entry.results.subscribe(after);
     let replay = stream::iter(subscription.replay);
-    let live = stream::unfold(subscription.live, |receiver| async move {
-        let mut receiver = receiver?;
-        let event = match receiver.recv().await {
-            Ok(event) => event,
-            Err(broadcast::error::RecvError::Lagged(skipped)) => ResultEvent::Gap(skipped),
-            Err(broadcast::error::RecvError::Closed) => return None,
-        };
-        let next = (!matches!(event, ResultEvent::End(_))).then_some(receiver);
-        Some((event, next))
-    });
+    let live = stream::unfold(
+        (subscription.live, subscription.watching),
+        |(receiver, watching)| async move {
+            let mut receiver = receiver?;
+            let event = match receiver.recv().await {
+                Ok(event) => event,
+                Err(broadcast::error::RecvError::Lagged(skipped)) => ResultEvent::Gap(skipped),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            let next = (!matches!(event, ResultEvent::End(_))).then_some(receiver);
+            Some((event, (next, watching)))
+        },
+    );
     replay.chain(live)
 }
 
 fn ndjson_line(event: &ResultEvent) -> String {
     match event {
-        ResultEvent::Row(row) => format!("{row}\n"),
+        ResultEvent::Row { row, .. } => format!("{row}\n"),
         ResultEvent::Gap(skipped) => format!("{}\n", serde_json::json!({ "gap": skipped })),
         ResultEvent::End(status) => format!("{}\n", serde_json::json!({ "end": &**status })),
     }
@@ -236,7 +287,10 @@ fn ndjson_line(event: &ResultEvent) -> String {
 
 fn sse_event(event: &ResultEvent) -> Event {
     match event {
-        ResultEvent::Row(row) => Event::default().event("row").data(&**row),
+        ResultEvent::Row { id, row } => Event::default()
+            .event("row")
+            .id(id.to_string())
+            .data(&**row),
         ResultEvent::Gap(skipped) => Event::default()
             .event("gap")
             .data(serde_json::json!({ "skipped": skipped }).to_string()),
@@ -247,7 +301,7 @@ fn sse_event(event: &ResultEvent) -> Event {
 }
 
 /// One operator with its live counters.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct OperatorView {
     id: usize,
     operator: &'static str,
@@ -264,7 +318,7 @@ pub struct OperatorView {
 }
 
 /// A query's operator graph.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct GraphView {
     id: u64,
     sql: String,
@@ -277,16 +331,12 @@ pub struct GraphView {
 /// JSON, or as the text of `EXPLAIN ANALYZE` when the client accepts `text/plain`.
 pub async fn graph(
     State(service): State<Arc<Service>>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let entry = find(&service, id)?;
     let stats = entry.metrics.operators();
-    let wants_text = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/plain"));
-    if wants_text {
+    if accepts(&headers, "text/plain") {
         let checkpoint = entry
             .metrics
             .last_checkpoint()

@@ -3,17 +3,19 @@
 use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use schemars::JsonSchema;
 use serde::Serialize;
 
+use super::extract::ApiPath;
 use super::statements::{SqlRequest, rejected};
 use crate::error::ApiError;
 use crate::rules::{RuleDeployment, RulePlan, RuleView};
 use crate::service::Service;
 
 /// The deployed rules.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct RulesResponse {
     /// By name.
     pub rules: Vec<RuleView>,
@@ -29,7 +31,7 @@ pub async fn list(State(service): State<Arc<Service>>) -> Json<RulesResponse> {
 /// `PUT /v1/rules/{name}`: deploys a rule, or replaces the version deployed.
 pub async fn deploy(
     State(service): State<Arc<Service>>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     request: Result<Json<SqlRequest>, JsonRejection>,
 ) -> Result<Json<RuleDeployment>, ApiError> {
     let Json(request) = request.map_err(rejected)?;
@@ -40,7 +42,7 @@ pub async fn deploy(
 /// changed or unchanged, and per sink whether its checkpointed state is kept or reset.
 pub async fn plan(
     State(service): State<Arc<Service>>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     request: Result<Json<SqlRequest>, JsonRejection>,
 ) -> Result<Json<RulePlan>, ApiError> {
     let Json(request) = request.map_err(rejected)?;
@@ -50,7 +52,7 @@ pub async fn plan(
 /// `DELETE /v1/rules/{name}`: stops a rule's queries and removes it.
 pub async fn remove(
     State(service): State<Arc<Service>>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<RuleView>, ApiError> {
     Ok(Json(service.remove_rule(&name).await?))
 }

@@ -5,9 +5,13 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::extract::accepts;
+use super::queries::stream_results;
 use crate::error::{ApiError, ErrorBody};
 use crate::service::{Service, StatementResult};
 
@@ -19,24 +23,52 @@ pub struct SqlRequest {
 }
 
 /// What the statements did, in order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct StatementsResponse {
     /// One result per statement.
     pub results: Vec<StatementResult>,
 }
 
-/// Runs statements: DDL changes the catalog, CREATE SINK and SELECT start queries.
+/// Runs statements: DDL changes the catalog, CREATE SINK and SELECT start queries. A
+/// client accepting `text/event-stream` sends one SELECT and gets its results on the
+/// response, as from `POST /v1/query`.
 pub async fn submit(
     State(service): State<Arc<Service>>,
+    headers: HeaderMap,
     request: Result<Json<SqlRequest>, JsonRejection>,
-) -> Result<(StatusCode, Json<StatementsResponse>), ApiError> {
+) -> Result<Response, ApiError> {
     let Json(request) = request.map_err(rejected)?;
+    if accepts(&headers, "text/event-stream") {
+        return stream_select(&service, &headers, &request.sql).await;
+    }
     let results = service.submit(&request.sql).await?;
-    Ok((StatusCode::OK, Json(StatementsResponse { results })))
+    Ok((StatusCode::OK, Json(StatementsResponse { results })).into_response())
+}
+
+/// `POST /v1/query`: starts one SELECT and streams its rows on the response, as SSE or (for
+/// `Accept: application/x-ndjson`) NDJSON, led by an event naming the query's id. The query
+/// stops once nobody has watched it for the grace period, so closing the response ends it.
+pub async fn query(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    request: Result<Json<SqlRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(request) = request.map_err(rejected)?;
+    stream_select(&service, &headers, &request.sql).await
+}
+
+async fn stream_select(
+    service: &Service,
+    headers: &HeaderMap,
+    sql: &str,
+) -> Result<Response, ApiError> {
+    let entry = service.start_select(sql).await?;
+    let first = serde_json::json!({ "query_id": entry.id });
+    Ok(stream_results(&entry, headers, None, Some(first)))
 }
 
 /// The verdict of `/v1/validate`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct ValidateResponse {
     /// True when every statement parses and plans.
     pub valid: bool,

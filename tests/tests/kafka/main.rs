@@ -5,6 +5,7 @@
 mod bad_input;
 mod delivery;
 mod direct;
+mod readiness;
 mod restart;
 mod rules;
 mod scale_out;

@@ -1,0 +1,86 @@
+//! `/readyz` of `vigil serve` tells the truth: not ready while a running query's Kafka
+//! source cannot reach its broker, ready again once it can.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use vigil_server::{Server, ServerConfig};
+use vigil_tests::kafka::Broker;
+
+use super::{INPUT_TOPICS, OUTPUT_TOPICS, PARTITIONS};
+
+/// Polls `/readyz` at `base` until it answers `expected`; returns the body.
+async fn wait_for_readiness(client: &reqwest::Client, base: &str, expected: StatusCode) -> Value {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let response = client.get(format!("{base}/readyz")).send().await.unwrap();
+            if response.status() == expected {
+                return response.json().await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("/readyz did not answer {expected} within 60 s"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_fails_while_a_query_cannot_reach_its_broker_and_says_why() {
+    let broker = Broker::start_relayed();
+    let mut topics = INPUT_TOPICS.to_vec();
+    topics.extend(OUTPUT_TOPICS);
+    broker.create_topics(&topics, PARTITIONS).await;
+    let settings = broker.settings();
+    let config = ServerConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        ..ServerConfig::default()
+    };
+    let new_engine = Arc::new(move || {
+        vigil_engine::Engine::new(vigil_connectors::registry_with(settings.clone()))
+    });
+    let server = Server::bind(config, new_engine).await.unwrap();
+    let base = format!("http://{}", server.local_addr());
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(server.serve(async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+    let sql = "CREATE SOURCE events (id BIGINT, key TEXT, ts TIMESTAMP) \
+               WITH (connector = 'kafka', topic = 'sensors', group_id = 'readiness'); \
+               CREATE SINK copied WITH (connector = 'kafka', topic = 'sensor_alerts') AS \
+               SELECT id FROM events;";
+    let response = client
+        .post(format!("{base}/v1/statements"))
+        .json(&json!({ "sql": sql }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let ready = wait_for_readiness(&client, &base, StatusCode::OK).await;
+    assert_eq!(ready["running_queries"], 1, "{ready}");
+
+    broker.cut(true);
+    let not_ready = wait_for_readiness(&client, &base, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(not_ready["status"], "not_ready");
+    let reasons = not_ready["reasons"].as_array().unwrap();
+    let source = reasons
+        .iter()
+        .find(|r| r["component"] == "source events")
+        .unwrap_or_else(|| panic!("no reason for the source: {not_ready}"));
+    assert_eq!(source["name"], "copied");
+    assert!(
+        source["reason"].as_str().unwrap().contains("cannot reach"),
+        "{source}"
+    );
+    // Liveness is another question: the process still answers.
+    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+
+    broker.cut(false);
+    let ready = wait_for_readiness(&client, &base, StatusCode::OK).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    let _ = shutdown.send(());
+    served.await.unwrap().unwrap();
+}
