@@ -48,16 +48,14 @@ const RULES: [(&str, &str); 4] = [
 ];
 
 pub async fn run(limit: Option<Duration>) -> Result<()> {
-    println!(
+    say!(
         "Vigil demo: the rules in queries/ on generated events (profile queries/profiles/demo.sql)."
     );
-    println!("  sensor_threshold  alerts on readings over thresholds, as they arrive");
-    println!(
-        "  sensor_windows    per-sensor stats, 1-minute tumbling and 5-minute hopping windows"
-    );
-    println!("  payment_due       accounts owing more than 150 (changelog: +I -U +U -D)");
-    println!("  brute_force       5+ failed logins per user in a minute, every 10 s");
-    println!("Windows close 5 s after they end (the watermark delay). Ctrl-C stops.\n");
+    say!("  sensor_threshold  alerts on readings over thresholds, as they arrive");
+    say!("  sensor_windows    per-sensor stats, 1-minute tumbling and 5-minute hopping windows");
+    say!("  payment_due       accounts owing more than 150 (changelog: +I -U +U -D)");
+    say!("  brute_force       5+ failed logins per user in a minute, every 10 s");
+    say!("Windows close 5 s after they end (the watermark delay). Ctrl-C stops.\n");
     let mut engine = Engine::new(vigil_connectors::registry());
     let mut queries = Vec::new();
     for (file, sql) in std::iter::once(DEMO_PROFILE).chain(RULES) {
@@ -94,7 +92,7 @@ pub async fn run_kafka(settings: KafkaSettings, limit: Option<Duration>) -> Resu
     topics.extend(ALERT_TOPICS);
     topics.push("dead_letters");
     kafka::create_topics(&settings, &topics, PARTITIONS).await?;
-    println!(
+    say!(
         "Vigil demo on Kafka at {}: generators -> topics {} -> the rules in queries/          (profile queries/profiles/kafka.sql) -> alert topics, printed below. Ctrl-C stops.\n",
         settings.brokers,
         topics[..KAFKA_INPUTS.len()].join(", ")
@@ -156,7 +154,7 @@ fn print_topics(settings: &KafkaSettings, topics: &[&str], stop: &AtomicBool) ->
             continue;
         };
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        println!(
+        say!(
             "{:<20} {:<8} {}",
             message.topic(),
             message.key().map(text).unwrap_or_default(),

@@ -7,11 +7,21 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use vigil_connectors::generator::Kind;
 use vigil_connectors::kafka::KafkaSettings;
-use vigil_connectors::stdout::{StdoutFormat, StdoutSink};
+use vigil_connectors::stdout::{StdoutFormat, StdoutSink, stdout_closed};
 use vigil_engine::checkpoint::{StateConfig, StateLocation};
 use vigil_engine::runtime::RunningQuery;
 use vigil_engine::sql::{Statement, StreamParser};
 use vigil_engine::{Engine, EngineConfig, StatementOutcome};
+
+/// `println!` that treats a closed standard output as the reader having had enough
+/// (`vigil demo | head`): nothing more is printed and the command winds down quietly.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let line = format!("{}\n", format_args!($($arg)*));
+        // Any other failure to print is as unrecoverable here as it is for println!.
+        vigil_connectors::stdout::print(line.as_bytes()).expect("printing to stdout");
+    }};
+}
 
 mod client;
 mod demo;
@@ -29,8 +39,46 @@ struct Cli {
     /// Kafka brokers (host:port,...); default: VIGIL_KAFKA_BROKERS, else localhost:9092.
     #[arg(long, global = true)]
     brokers: Option<String>,
+    /// Log lines on stderr as text or as JSON objects; which levels come from VIGIL_LOG,
+    /// else RUST_LOG (default: warn).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "VIGIL_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines, coloured on a terminal.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logs to stderr at the levels VIGIL_LOG (else RUST_LOG) names, warnings by default;
+/// colours only on a terminal.
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = ["VIGIL_LOG", "RUST_LOG"]
+        .into_iter()
+        .find_map(|name| EnvFilter::try_from_env(name).ok())
+        .unwrap_or_else(|| EnvFilter::new("warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
 }
 
 /// Durable state: where queries writing to sinks checkpoint, and how often.
@@ -136,7 +184,8 @@ enum Command {
     },
     /// Run Vigil as a service: an HTTP API to submit SQL, watch results and manage queries.
     /// Settings also come from VIGIL_BIND, VIGIL_TOKEN, VIGIL_MAX_QUERIES,
-    /// VIGIL_MAX_BODY_BYTES and VIGIL_DATA_DIR.
+    /// VIGIL_MAX_BODY_BYTES, VIGIL_DATA_DIR, VIGIL_TRANSIENT_GRACE_SECONDS and
+    /// VIGIL_TRANSIENT_RETENTION_SECONDS.
     Serve {
         /// Address to listen on (default 127.0.0.1:8080). A non-loopback address needs
         /// VIGIL_TOKEN.
@@ -202,6 +251,13 @@ enum Command {
         #[arg(long)]
         apply: bool,
     },
+    /// Print a shell completion script: `vigil completions bash > /etc/bash_completion.d/vigil`,
+    /// `vigil completions zsh > "${fpath[1]}/_vigil"`, `vigil completions fish >
+    /// ~/.config/fish/completions/vigil.fish`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Produce generated events to a Kafka topic (created if missing), keyed by the
     /// sensor, account or user id.
     Produce {
@@ -233,14 +289,8 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -365,6 +415,11 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Test { dir, profile } => rules::test(kafka, &dir, profile.as_deref()).await,
         Command::Fmt { paths, check } => rules::fmt(&paths, check),
         Command::Deploy { dir, server, apply } => rules::deploy(&dir, &server, apply).await,
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "vigil", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Produce {
             kind,
             topic,
@@ -463,6 +518,12 @@ pub(crate) async fn execute_file(
                 started.push((label, query));
             }
             StatementOutcome::Explain(graph) => println!("{graph}"),
+            StatementOutcome::Rows(batches) => {
+                let mut out = StdoutSink::new(format);
+                for batch in batches {
+                    vigil_engine::connector::Sink::write(&mut out, batch).await?;
+                }
+            }
             StatementOutcome::Created { .. }
             | StatementOutcome::Dropped { .. }
             | StatementOutcome::SinkPlanned { .. } => {}
@@ -540,9 +601,13 @@ pub(crate) async fn supervise(
             n => format!("{n} queries running"),
         };
         eprintln!("{running}; Ctrl-C stops them");
+        // A closed stdout ends the run as Ctrl-C would: its reader has gone.
         let all_done = async {
-            while !queries.iter().all(|(_, q)| q.is_finished()) {
+            while !queries.iter().all(|(_, q)| q.is_finished()) && !stdout_closed() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if stdout_closed() {
+                stop_all(&queries);
             }
         };
         tokio::select! {
@@ -552,11 +617,14 @@ pub(crate) async fn supervise(
         }
     }
     let mut failed = false;
+    let quiet = stdout_closed();
     for (name, query) in queries {
         let metrics = query.metrics().snapshot();
         if let Err(e) = query.wait().await {
             eprintln!("{name}: {e}");
             failed = true;
+        } else if quiet {
+            continue;
         } else if metrics.late_events > 0
             || metrics.dead_letters > 0
             || metrics.row_errors > 0

@@ -1,8 +1,13 @@
 //! The `stdout` connector: results on standard output, as an aligned table (`format =
 //! 'table'`, the default) or JSON lines (`format = 'json'`). `title = '...'` prefixes each
 //! table with a line naming the rule.
+//!
+//! A closed standard output (`vigil demo | head`) is the reader's way of saying it has
+//! seen enough, not an error: [`print`] notes it, rows for it are dropped, and
+//! [`stdout_closed`] tells the command to stop its queries and exit quietly.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
@@ -12,6 +17,27 @@ use vigil_engine::sql::Options;
 
 use crate::ConnectorError;
 use crate::format::{encode_json_lines, format_table};
+
+/// Set once a write found standard output closed.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Whether standard output was found closed: whoever read it has gone.
+pub fn stdout_closed() -> bool {
+    STDOUT_CLOSED.load(Ordering::Relaxed)
+}
+
+/// Writes `bytes` to standard output and flushes; a closed output is noted (see
+/// [`stdout_closed`]) and not an error.
+pub fn print(bytes: &[u8]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+            Ok(())
+        }
+        other => other,
+    }
+}
 
 /// How rows are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,14 +112,11 @@ impl Sink for StdoutSink {
             };
             text.splice(0..0, prefix.into_bytes());
         }
-        let mut out = std::io::stdout().lock();
-        out.write_all(&text)
-            .map_err(|e| ConnectorError::io("writing to stdout", e))
+        print(&text).map_err(|e| ConnectorError::io("writing to stdout", e))
     }
 
     async fn flush(&mut self) -> Result<(), ConnectorError> {
-        std::io::stdout()
-            .flush()
-            .map_err(|e| ConnectorError::io("flushing stdout", e))
+        // `print` flushes each write.
+        Ok(())
     }
 }

@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, ToDFSchema};
@@ -354,6 +355,16 @@ impl Catalog {
             .expect("relations lock")
             .insert(name.to_string(), table);
         Ok(())
+    }
+
+    /// Evaluates a plan that reads no table once, as DataFusion would any query.
+    pub async fn evaluate(&self, plan: LogicalPlan) -> Result<Vec<RecordBatch>> {
+        let frame = self
+            .ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(from_datafusion)?;
+        frame.collect().await.map_err(from_datafusion)
     }
 
     /// Plans a query into a type-checked DataFusion logical plan.

@@ -75,6 +75,8 @@ pub enum StatementOutcome {
     },
     /// A bare query, planned; the caller chooses where its rows go with [`Engine::start`].
     Query(PlannedQuery),
+    /// A query that reads no source (`SELECT 1 + 1`), evaluated once: its rows.
+    Rows(Vec<datafusion::arrow::record_batch::RecordBatch>),
     /// The operator graph of an `EXPLAIN`ed statement.
     Explain(String),
 }
@@ -305,6 +307,9 @@ impl Engine {
             }
             Statement::Query(query) => {
                 let plan = self.catalog.plan_query(&query).await?;
+                if reads_no_table(&plan)? {
+                    return Ok(StatementOutcome::Rows(self.catalog.evaluate(plan).await?));
+                }
                 let graph = lower_query(&self.catalog, &plan)?;
                 Ok(StatementOutcome::Query(PlannedQuery {
                     name: BARE_QUERY_NAME.to_string(),
@@ -596,4 +601,14 @@ fn at_statement(e: Error, location: Location, sql: &str) -> Error {
         }
         other => other,
     }
+}
+
+/// Whether a plan reads no source, view or window: a constant query, such as `SELECT 1 + 1`.
+fn reads_no_table(plan: &datafusion::logical_expr::LogicalPlan) -> Result<bool> {
+    use datafusion::common::tree_node::TreeNode;
+    use datafusion::logical_expr::LogicalPlan;
+    let reads = plan
+        .exists(|node| Ok(matches!(node, LogicalPlan::TableScan(_))))
+        .map_err(crate::catalog::from_datafusion)?;
+    Ok(!reads)
 }

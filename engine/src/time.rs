@@ -75,6 +75,30 @@ impl WindowSpec {
     }
 }
 
+/// Name of the column holding a window's inclusive start.
+pub const WINDOW_START: &str = "window_start";
+/// Name of the column holding a window's exclusive end.
+pub const WINDOW_END: &str = "window_end";
+
+/// `90s`, `5m`, `250ms`: a duration for error messages and EXPLAIN.
+pub fn describe_nanos(nanos: i64) -> String {
+    const UNITS: [(i64, &str); 6] = [
+        (86_400_000_000_000, "d"),
+        (3_600_000_000_000, "h"),
+        (60_000_000_000, "m"),
+        (1_000_000_000, "s"),
+        (1_000_000, "ms"),
+        (1_000, "us"),
+    ];
+    UNITS
+        .iter()
+        .find(|(unit, _)| nanos % unit == 0)
+        .map_or_else(
+            || format!("{nanos}ns"),
+            |(unit, name)| format!("{}{name}", nanos / unit),
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

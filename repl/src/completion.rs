@@ -8,9 +8,21 @@ use vigil_engine::sql::KEYWORDS;
 
 /// The meta commands, without their backslash.
 pub const META_COMMANDS: &[&str] = &[
-    "describe", "explain", "format", "help", "i", "queries", "quit", "sinks", "sources", "stop",
-    "timing", "views",
+    "d", "describe", "explain", "format", "help", "i", "queries", "quit", "sinks", "sources",
+    "stop", "timing", "views", "x",
 ];
+
+/// The window table functions, offered where a relation may go.
+const WINDOW_FUNCTIONS: [&str; 2] = ["TUMBLE(", "HOP("];
+
+/// The columns a window table function adds to its input's.
+const WINDOW_COLUMNS: [&str; 2] = ["window_start", "window_end"];
+
+/// Statements the session answers itself, first on a line.
+const SESSION_STATEMENTS: [&str; 4] = ["SHOW", "DESCRIBE", "SET", "RESET"];
+
+/// What `SHOW` lists.
+const SHOWN: [&str; 6] = ["SOURCES", "VIEWS", "SINKS", "QUERIES", "FUNCTIONS", "ALL"];
 
 /// Keywords after which only a relation name makes sense.
 const BEFORE_RELATION: &[&str] = &["FROM", "JOIN", "TUMBLE(", "HOP(", "EXPLAIN"];
@@ -80,11 +92,22 @@ impl Vocabulary {
 
         let previous = previous_token(statement, before, start);
         let relations = self.relations.keys().cloned();
+        if previous.eq_ignore_ascii_case("FROM") || previous.eq_ignore_ascii_case("JOIN") {
+            let windows = WINDOW_FUNCTIONS.map(|f| in_case_of(word, f));
+            return (start, prefixed(word, relations.chain(windows)));
+        }
         if BEFORE_RELATION
             .iter()
             .any(|k| previous.eq_ignore_ascii_case(k))
         {
             return (start, prefixed(word, relations));
+        }
+        if previous.eq_ignore_ascii_case("SHOW") {
+            return (start, prefixed(word, SHOWN.map(|k| in_case_of(word, k))));
+        }
+        if previous.eq_ignore_ascii_case("DESCRIBE") {
+            let names = relations.chain(self.sinks.iter().cloned());
+            return (start, prefixed(word, names));
         }
         if previous.eq_ignore_ascii_case("CREATE") {
             let kinds = ["SOURCE", "VIEW", "SINK", "OR REPLACE"];
@@ -95,6 +118,9 @@ impl Vocabulary {
             return (start, self.named_columns(statement, line));
         }
         let mut candidates = self.named_columns(statement, line);
+        if statement.trim().is_empty() && before.trim_start().len() == word.len() {
+            candidates.extend(SESSION_STATEMENTS.map(|k| in_case_of(word, k)));
+        }
         candidates.extend(self.functions.iter().map(|f| format!("{f}(")));
         candidates.extend(relations);
         candidates.extend(self.sinks.iter().cloned());
@@ -118,6 +144,10 @@ impl Vocabulary {
                     }
                 }
             }
+        }
+        // A window over a relation adds its bounds to the relation's columns.
+        if words.iter().any(|w| w == "tumble" || w == "hop") {
+            columns.extend(WINDOW_COLUMNS.map(String::from));
         }
         columns
     }
@@ -192,6 +222,26 @@ mod tests {
     }
 
     #[test]
+    fn window_functions_come_after_from_and_bring_their_bounds() {
+        assert_eq!(complete("", "SELECT * FROM TU"), vec!["TUMBLE("]);
+        assert_eq!(complete("", "select * from h"), vec!["hop("]);
+        let statement = "SELECT count(*) FROM TUMBLE(sensors, ts, INTERVAL '1' MINUTE)\n";
+        assert_eq!(
+            complete(statement, "GROUP BY window_s"),
+            vec!["window_start"]
+        );
+        assert_eq!(complete(statement, "GROUP BY window_e"), vec!["window_end"]);
+    }
+
+    #[test]
+    fn session_statements_and_what_they_take() {
+        assert_eq!(complete("", "SHO"), vec!["SHOW"]);
+        assert_eq!(complete("", "SHOW SI"), vec!["SINKS"]);
+        assert_eq!(complete("", "DESCRIBE al"), vec!["alerts"]);
+        assert_eq!(complete("", "\\x"), vec!["x "]);
+    }
+
+    #[test]
     fn keywords_follow_the_case_typed() {
         assert_eq!(complete("", "SEL"), vec!["SELECT"]);
         assert_eq!(complete("", "sel"), vec!["select"]);
@@ -201,7 +251,10 @@ mod tests {
     fn relation_names_after_from_and_window_functions() {
         assert_eq!(complete("", "SELECT * FROM s"), vec!["sensors"]);
         assert_eq!(complete("SELECT *\n", "FROM TUMBLE(l"), vec!["logins"]);
-        assert_eq!(complete("SELECT * FROM", " "), vec!["logins", "sensors"]);
+        assert_eq!(
+            complete("SELECT * FROM", " "),
+            vec!["logins", "sensors", "TUMBLE(", "HOP("]
+        );
     }
 
     #[test]

@@ -15,6 +15,8 @@ use vigil_engine::runtime::MetricsSnapshot;
 use vigil_engine::time::WATERMARK_MIN;
 
 use crate::ReplError;
+use crate::live_table::LiveTable;
+use crate::settings::ResultMode;
 use crate::table::StreamingTable;
 
 /// Erases the terminal line the cursor is on.
@@ -27,9 +29,35 @@ pub struct ResultWriter {
     inner: Arc<Mutex<Output>>,
 }
 
+/// How a foreground query's rows are shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Display {
+    /// Table or JSON lines.
+    pub format: StdoutFormat,
+    /// Tables with one field per line.
+    pub expanded: bool,
+    /// An updating query's changes, or its current rows redrawn in place.
+    pub result_mode: ResultMode,
+}
+
+impl Display {
+    /// Rows as a streaming table, one line each, changes as they come.
+    pub fn table() -> Self {
+        Self {
+            format: StdoutFormat::Table,
+            expanded: false,
+            result_mode: ResultMode::Changelog,
+        }
+    }
+}
+
 struct Output {
-    format: StdoutFormat,
+    display: Display,
     table: StreamingTable,
+    /// In table result mode, the updating query's current rows.
+    live: Option<LiveTable>,
+    /// Whether the live table is redrawn as it changes (a terminal) or printed at the end.
+    redraw: bool,
     /// Whether a status line is drawn (standard error is a terminal).
     status_line: bool,
     /// The status line on screen, if any.
@@ -39,14 +67,19 @@ struct Output {
 }
 
 impl ResultWriter {
-    /// Prints in `format`; a table repeats its header every `page_rows` rows. With
-    /// `status_line`, [`ResultWriter::show_status`] draws a line of progress under the rows.
-    pub fn new(format: StdoutFormat, page_rows: Option<usize>, status_line: bool) -> Self {
+    /// Prints as `display` says; a table repeats its header every `page_rows` rows. With
+    /// `status_line` (a terminal), [`ResultWriter::show_status`] draws a line of progress
+    /// under the rows, and a live table is redrawn as it changes rather than printed once
+    /// at the end.
+    pub fn new(display: Display, page_rows: Option<usize>, status_line: bool) -> Self {
         let columns = crate::terminal::size().map_or(80, |(columns, _)| columns);
+        let live = (display.result_mode == ResultMode::Table).then(LiveTable::default);
         Self {
             inner: Arc::new(Mutex::new(Output {
-                format,
+                display,
                 table: StreamingTable::new(page_rows),
+                live,
+                redraw: status_line,
                 status_line,
                 status: None,
                 columns,
@@ -62,23 +95,21 @@ impl ResultWriter {
     /// Prints a batch's rows, above the status line.
     pub fn print(&self, batch: &RecordBatch) -> Result<(), ReplError> {
         let mut output = self.inner.lock().expect("output lock");
-        let text = match output.format {
-            StdoutFormat::Table => output.table.render(batch)?,
-            StdoutFormat::Json => String::from_utf8(
-                encode_json_lines(batch).map_err(|e| ReplError::Output(e.to_string()))?,
-            )
-            .map_err(|e| ReplError::Output(e.to_string()))?,
-        };
-        let status = output.status.take();
-        if status.is_some() {
-            erase_status();
+        let text = output.text_of(batch)?;
+        if !text.is_empty() {
+            output.write(&text)?;
         }
-        let mut stdout = std::io::stdout().lock();
-        stdout.write_all(text.as_bytes())?;
-        stdout.flush()?;
-        if let Some(status) = status {
-            draw_status(&status);
-            output.status = Some(status);
+        Ok(())
+    }
+
+    /// The query ended: a live table not redrawn as it changed is printed now.
+    pub fn finish(&self) -> Result<(), ReplError> {
+        let mut output = self.inner.lock().expect("output lock");
+        if output.redraw {
+            return Ok(());
+        }
+        if let Some(text) = output.live.as_ref().map(LiveTable::render) {
+            output.write(&text)?;
         }
         Ok(())
     }
@@ -103,6 +134,48 @@ impl ResultWriter {
         if output.status.take().is_some() {
             erase_status();
         }
+    }
+}
+
+impl Output {
+    /// What a batch prints as: table rows, expanded records, JSON lines, or, for a live
+    /// table, the whole table redrawn (nothing when it is printed at the end).
+    fn text_of(&mut self, batch: &RecordBatch) -> Result<String, ReplError> {
+        // Batches of an updating query carry their change kinds in a first column `op`.
+        let changelog = batch.num_columns() > 0 && batch.schema().field(0).name() == "op";
+        if let (Some(live), true) = (&mut self.live, changelog) {
+            live.apply(batch)?;
+            // Home and clear the screen, then the table as it stands.
+            return Ok(if self.redraw {
+                format!("\x1b[H\x1b[2J{}", live.render())
+            } else {
+                String::new()
+            });
+        }
+        match (self.display.format, self.display.expanded) {
+            (StdoutFormat::Table, false) => self.table.render(batch),
+            (StdoutFormat::Table, true) => self.table.render_expanded(batch),
+            (StdoutFormat::Json, _) => String::from_utf8(
+                encode_json_lines(batch).map_err(|e| ReplError::Output(e.to_string()))?,
+            )
+            .map_err(|e| ReplError::Output(e.to_string())),
+        }
+    }
+
+    /// Writes `text` above the status line.
+    fn write(&mut self, text: &str) -> Result<(), ReplError> {
+        let status = self.status.take();
+        if status.is_some() {
+            erase_status();
+        }
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(text.as_bytes())?;
+        stdout.flush()?;
+        if let Some(status) = status {
+            draw_status(&status);
+            self.status = Some(status);
+        }
+        Ok(())
     }
 }
 

@@ -9,7 +9,9 @@ use vigil_engine::{Engine, StatementOutcome};
 
 use crate::ReplError;
 use crate::completion::Vocabulary;
-use crate::results::{Progress, ResultWriter, watermark_text};
+use crate::results::{Display, Progress, ResultWriter, watermark_text};
+use crate::settings::{ResultMode, Settings};
+use crate::statements::{Listing, SessionStatement};
 
 /// What the caller should do after a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,14 +30,20 @@ Statements end with ';' and may span lines. CREATE SOURCE / VIEW / SINK change t
 CREATE SINK ... AS starts a query in the background; a SELECT prints its rows as they arrive
 until its sources end, its LIMIT is reached or you press Ctrl-C.
 
-  \\sources  \\views  \\sinks     list the catalog
-  \\describe NAME               columns, watermark and connector of a source or view
+  SHOW SOURCES | VIEWS | SINKS | QUERIES | FUNCTIONS
+  \\sources  \\views  \\sinks     list the catalog (\\d alone lists it all)
+  DESCRIBE NAME, \\d NAME       columns, watermark and connector of a source, view or sink
   \\explain QUERY               the operator graph of a query, without running it
   \\queries                     background queries with their rates
   EXPLAIN ANALYZE ID           a background query's operators with live counters
   \\stop ID                     stop a background query
   \\i FILE                      run the statements of a file
+  SET name = value, RESET [name], SHOW name, SHOW ALL
+                               session settings: format (table|json), result_mode
+                               (changelog|table: an updating SELECT redrawn in place),
+                               expanded (on|off), timing (on|off), batch_size
   \\format table|json           how SELECT rows print
+  \\x [on|off]                  expanded rows: one field per line, for wide results
   \\timing [on|off]             print how long each statement took
   \\help                        this text
   \\quit                        leave (Ctrl-D on an empty line too)
@@ -65,11 +73,12 @@ struct Background {
 /// A REPL session.
 pub struct Session {
     engine: Engine,
-    format: StdoutFormat,
+    settings: Settings,
+    /// The settings the session started with, for RESET.
+    defaults: Settings,
     mode: Mode,
     /// Where statements come from, for error messages (`<stdin>`, a file name).
     origin: String,
-    timing: bool,
     background: Vec<Background>,
     next_id: usize,
 }
@@ -78,12 +87,19 @@ impl Session {
     /// A session over `engine`, printing rows in `format`; `origin` names the input in
     /// error messages.
     pub fn new(engine: Engine, format: StdoutFormat, origin: &str, mode: Mode) -> Self {
+        let settings = Settings {
+            format,
+            result_mode: ResultMode::Changelog,
+            expanded: false,
+            timing: false,
+            batch_size: engine.config().batch_size,
+        };
         Self {
             engine,
-            format,
+            defaults: settings.clone(),
+            settings,
             mode,
             origin: origin.to_string(),
-            timing: false,
             background: Vec::new(),
             next_id: 1,
         }
@@ -107,6 +123,9 @@ impl Session {
     /// Executes the statements of `text`, which starts on `line` of the input. A SELECT runs
     /// in the foreground until its sources end, its LIMIT is reached or Ctrl-C.
     pub async fn execute(&mut self, text: &str, line: usize) -> Result<(), ReplError> {
+        if let Some(statement) = crate::statements::parse(text) {
+            return self.session_statement(statement.map_err(ReplError::Statement)?);
+        }
         if let Some(id) = explain_analyze_target(text) {
             return self.explain_analyze(id);
         }
@@ -129,6 +148,13 @@ impl Session {
                     self.say(&format!("planned sink {name}"))
                 }
                 StatementOutcome::Explain(graph) => println!("{graph}"),
+                StatementOutcome::Rows(batches) => {
+                    let writer = ResultWriter::new(self.display(), None, false);
+                    for batch in &batches {
+                        writer.print(batch)?;
+                    }
+                    writer.finish()?;
+                }
                 StatementOutcome::SinkStarted { name, query } => {
                     let id = self.next_id;
                     self.next_id += 1;
@@ -147,11 +173,8 @@ impl Session {
                     for warning in planned.graph.warnings.drain(..) {
                         eprintln!("warning: {warning}");
                     }
-                    let writer = ResultWriter::new(
-                        self.format,
-                        self.page_rows(),
-                        self.mode == Mode::Interactive,
-                    );
+                    let interactive = self.mode == Mode::Interactive;
+                    let writer = ResultWriter::new(self.display(), self.page_rows(), interactive);
                     let query = self
                         .engine
                         .start(planned, writer.sink())
@@ -160,10 +183,19 @@ impl Session {
                 }
             }
         }
-        if self.timing {
+        if self.settings.timing {
             println!("Time: {:.3} ms", started.elapsed().as_secs_f64() * 1000.0);
         }
         Ok(())
+    }
+
+    /// How results print, from the settings.
+    fn display(&self) -> Display {
+        Display {
+            format: self.settings.format,
+            expanded: self.settings.expanded,
+            result_mode: self.settings.result_mode,
+        }
     }
 
     /// Rows of a table page: a screenful at a terminal, unlimited in a script.
@@ -202,6 +234,7 @@ impl Session {
         let result = query.wait().await;
         writer.clear_status();
         result.map_err(|e| ReplError::Statement(format!("{}: {e}", self.origin)))?;
+        writer.finish()?;
         let m = metrics.snapshot();
         match self.mode {
             Mode::Interactive => eprintln!("{}", progress.summary(&m)),
@@ -223,10 +256,19 @@ impl Session {
         match name {
             "q" | "quit" | "exit" => return Ok(Control::Quit),
             "?" | "h" | "help" => println!("{HELP}"),
-            "sources" => self.list(self.engine.catalog().sources().keys()),
-            "views" => self.list(self.engine.catalog().views().keys()),
-            "sinks" => self.list(self.engine.catalog().sinks().keys()),
+            "sources" => self.show(Listing::Sources),
+            "views" => self.show(Listing::Views),
+            "sinks" => self.show(Listing::Sinks),
+            "d" if arg.is_empty() => self.list_everything(),
             "d" | "describe" => self.describe(arg)?,
+            "x" => {
+                self.settings.expanded = match arg {
+                    "" => !self.settings.expanded,
+                    value => on_off("\\x", value)?,
+                };
+                let state = on_off_text(self.settings.expanded);
+                self.say(&format!("expanded display is {state}"));
+            }
             "explain" => {
                 if arg.is_empty() {
                     return Err(ReplError::Statement("\\explain takes a query".into()));
@@ -242,31 +284,16 @@ impl Session {
                 return Ok(Control::Include(arg.to_string()));
             }
             "format" => {
-                self.format = match arg {
-                    "table" => StdoutFormat::Table,
-                    "json" => StdoutFormat::Json,
-                    other => {
-                        return Err(ReplError::Statement(format!(
-                            "\\format takes table or json, not '{other}'"
-                        )));
-                    }
-                };
+                self.settings
+                    .set("format", arg)
+                    .map_err(|e| ReplError::Statement(format!("\\format: {e}")))?;
             }
             "timing" => {
-                self.timing = match arg {
-                    "" => !self.timing,
-                    "on" => true,
-                    "off" => false,
-                    other => {
-                        return Err(ReplError::Statement(format!(
-                            "\\timing takes on or off, not '{other}'"
-                        )));
-                    }
+                self.settings.timing = match arg {
+                    "" => !self.settings.timing,
+                    value => on_off("\\timing", value)?,
                 };
-                self.say(&format!(
-                    "timing is {}",
-                    if self.timing { "on" } else { "off" }
-                ));
+                self.say(&format!("timing is {}", on_off_text(self.settings.timing)));
             }
             other => {
                 return Err(ReplError::Statement(format!(
@@ -275,6 +302,65 @@ impl Session {
             }
         }
         Ok(Control::Continue)
+    }
+
+    /// A statement about the session or its catalog.
+    fn session_statement(&mut self, statement: SessionStatement) -> Result<(), ReplError> {
+        let setting_error = ReplError::Statement;
+        match statement {
+            SessionStatement::Show(listing) => self.show(listing),
+            SessionStatement::ShowSetting(name) => {
+                println!("{}", self.settings.show(&name).map_err(setting_error)?)
+            }
+            SessionStatement::Describe(name) => self.describe(&name)?,
+            SessionStatement::Set { name, value } => {
+                self.settings.set(&name, &value).map_err(setting_error)?;
+                self.engine.config_mut().batch_size = self.settings.batch_size;
+            }
+            SessionStatement::Reset(name) => {
+                match name {
+                    Some(name) => self
+                        .settings
+                        .reset(&name, &self.defaults)
+                        .map_err(setting_error)?,
+                    None => self.settings = self.defaults.clone(),
+                }
+                self.engine.config_mut().batch_size = self.settings.batch_size;
+            }
+        }
+        Ok(())
+    }
+
+    /// `SHOW ...`: part of the catalog, the background queries, the functions or the
+    /// settings.
+    fn show(&self, listing: Listing) {
+        let catalog = self.engine.catalog();
+        match listing {
+            Listing::Sources => self.list(catalog.sources().keys()),
+            Listing::Views => self.list(catalog.views().keys()),
+            Listing::Sinks => self.list(catalog.sinks().keys()),
+            Listing::Queries => self.queries(),
+            Listing::Functions => self.list(catalog.function_names().iter()),
+            Listing::Settings => println!("{}", self.settings.show_all()),
+        }
+    }
+
+    /// `\d` alone: every source, view and sink, by kind.
+    fn list_everything(&self) {
+        let catalog = self.engine.catalog();
+        let kinds = [
+            ("source", catalog.sources().keys().collect::<Vec<_>>()),
+            ("view", catalog.views().keys().collect()),
+            ("sink", catalog.sinks().keys().collect()),
+        ];
+        if kinds.iter().all(|(_, names)| names.is_empty()) {
+            self.say("the catalog is empty (CREATE SOURCE declares a source)");
+        }
+        for (kind, names) in kinds {
+            for name in names {
+                println!("  {kind:<7} {name}");
+            }
+        }
     }
 
     /// `EXPLAIN ANALYZE ID`: a background query's operators with their live counters.
@@ -293,9 +379,20 @@ impl Session {
     fn describe(&self, name: &str) -> Result<(), ReplError> {
         let catalog = self.engine.catalog();
         let name = name.to_lowercase();
+        if let Some(sink) = catalog.sinks().get(&name) {
+            let written = if sink.has_query {
+                ", written by a query"
+            } else {
+                ""
+            };
+            println!("  sink {name}{written}");
+            println!("  with ({})", options_text(&sink.options));
+            return Ok(());
+        }
         let schema = catalog.relation_schema(&name).ok_or_else(|| {
             ReplError::Statement(format!(
-                "no source or view named '{name}' (\\sources and \\views list them)"
+                "no source, view or sink named '{name}' (SHOW SOURCES, SHOW VIEWS and SHOW \
+                 SINKS list them)"
             ))
         })?;
         for field in schema.fields() {
@@ -306,12 +403,7 @@ impl Session {
                 Some(wm) => println!("  watermark for {} as {}", wm.column, wm.sql),
                 None => println!("  no watermark: windows over it close only when it ends"),
             }
-            let options: Vec<String> = source
-                .options
-                .iter()
-                .map(|(k, v)| format!("{k} = '{v}'"))
-                .collect();
-            println!("  with ({})", options.join(", "));
+            println!("  with ({})", options_text(&source.options));
         } else if let Some(view) = catalog.views().get(&name) {
             println!("  {}", view.sql.trim());
         }
@@ -406,6 +498,29 @@ impl Session {
             println!("{text}");
         }
     }
+}
+
+/// Connector options as a WITH clause shows them.
+fn options_text(options: &vigil_engine::sql::Options) -> String {
+    let options: Vec<String> = options
+        .iter()
+        .map(|(k, v)| format!("{k} = '{v}'"))
+        .collect();
+    options.join(", ")
+}
+
+fn on_off(command: &str, value: &str) -> Result<bool, ReplError> {
+    match value {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(ReplError::Statement(format!(
+            "{command} takes on or off, not '{other}'"
+        ))),
+    }
+}
+
+fn on_off_text(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
 }
 
 async fn wait_finished(query: &RunningQuery) {

@@ -22,6 +22,8 @@ pub struct StreamingTable {
     rows_on_page: usize,
     /// Whether a header has been printed.
     started: bool,
+    /// Rows printed expanded so far, to number the next.
+    records: usize,
 }
 
 impl StreamingTable {
@@ -34,6 +36,7 @@ impl StreamingTable {
             widths: Vec::new(),
             rows_on_page: 0,
             started: false,
+            records: 0,
         }
     }
 
@@ -41,16 +44,49 @@ impl StreamingTable {
     /// widened.
     pub fn render(&mut self, batch: &RecordBatch) -> Result<String, ReplError> {
         if self.names.is_empty() {
-            let schema = batch.schema();
-            self.names = schema.fields().iter().map(|f| f.name().clone()).collect();
-            self.right_aligned = schema
-                .fields()
-                .iter()
-                .map(|f| f.data_type().is_numeric() || *f.data_type() == DataType::Boolean)
-                .collect();
-            self.widths = self.names.iter().map(|n| n.chars().count()).collect();
+            let (names, right_aligned) = columns_of(batch);
+            self.start(names, right_aligned);
         }
-        let rows = cells(batch)?;
+        Ok(self.render_rows(cells(batch)?))
+    }
+
+    /// Renders rows already turned into text, under columns `names` (right-aligned where
+    /// `right_aligned` says).
+    pub fn render_cells(
+        &mut self,
+        names: &[String],
+        right_aligned: &[bool],
+        rows: &[Vec<String>],
+    ) -> String {
+        if self.names.is_empty() {
+            self.start(names.to_vec(), right_aligned.to_vec());
+        }
+        self.render_rows(rows.to_vec())
+    }
+
+    /// Renders a batch's rows expanded, one field per line under a numbered record
+    /// marker, as psql's `\x` does: for results too wide for a line.
+    pub fn render_expanded(&mut self, batch: &RecordBatch) -> Result<String, ReplError> {
+        let (names, _) = columns_of(batch);
+        let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+        let mut out = String::new();
+        for row in cells(batch)? {
+            self.records += 1;
+            out.push_str(&format!("-[ RECORD {} ]-\n", self.records));
+            for (name, value) in names.iter().zip(row) {
+                out.push_str(&format!("{name:<width$} | {value}\n"));
+            }
+        }
+        Ok(out)
+    }
+
+    fn start(&mut self, names: Vec<String>, right_aligned: Vec<bool>) {
+        self.widths = names.iter().map(|n| n.chars().count()).collect();
+        self.names = names;
+        self.right_aligned = right_aligned;
+    }
+
+    fn render_rows(&mut self, rows: Vec<Vec<String>>) -> String {
         let mut widened = false;
         for row in &rows {
             for (width, cell) in self.widths.iter_mut().zip(row) {
@@ -72,7 +108,7 @@ impl StreamingTable {
             self.line(&row, &mut out);
             self.rows_on_page += 1;
         }
-        Ok(out)
+        out
     }
 
     /// Starts a page: a blank line after earlier rows, the names, a rule.
@@ -113,8 +149,20 @@ fn push_line(out: &mut String, cells: &[String], widths: &[usize], right: &[bool
     out.push('\n');
 }
 
+/// A batch's column names, and which are right-aligned (numbers and booleans).
+pub(crate) fn columns_of(batch: &RecordBatch) -> (Vec<String>, Vec<bool>) {
+    let schema = batch.schema();
+    let names = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let right_aligned = schema
+        .fields()
+        .iter()
+        .map(|f| f.data_type().is_numeric() || *f.data_type() == DataType::Boolean)
+        .collect();
+    (names, right_aligned)
+}
+
 /// The batch's values as text, row by row; timestamps in Vigil's RFC 3339 form.
-fn cells(batch: &RecordBatch) -> Result<Vec<Vec<String>>, ReplError> {
+pub(crate) fn cells(batch: &RecordBatch) -> Result<Vec<Vec<String>>, ReplError> {
     let batch = timestamps_as_text(batch).map_err(|e| ReplError::Output(e.to_string()))?;
     let options = FormatOptions::new().with_null(NULL);
     let formatters = batch
@@ -185,6 +233,14 @@ mod tests {
              -------------+----------\n \
              sensor-0001 |        2\n"
         );
+    }
+
+    #[test]
+    fn expanded_rows_print_one_field_per_line() {
+        let mut table = StreamingTable::new(None);
+        table.render_expanded(&batch(&["s1"], &[Some(3)])).unwrap();
+        let text = table.render_expanded(&batch(&["s2"], &[None])).unwrap();
+        assert_eq!(text, "-[ RECORD 2 ]-\nsensor_id | s2\nreadings  | NULL\n");
     }
 
     #[test]

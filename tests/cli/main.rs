@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod habits;
 mod repl;
 mod repl_terminal;
 mod rules;

@@ -232,3 +232,151 @@ fn piped_repl_queries_live_topics_of_the_kafka_profile() {
         assert!(row["temperature"].is_number());
     }
 }
+
+#[test]
+fn piped_repl_answers_show_describe_and_set_as_flink_and_ksqldb_users_type_them() {
+    let input = format!(
+        "{REPL_SOURCE}CREATE SINK alerts WITH (connector = 'stdout');
+SHOW SOURCES;
+SHOW SINKS;
+DESCRIBE sensors;
+DESCRIBE alerts;
+\\d
+SET 'sql-client.execution.result-mode' = 'table';
+SHOW result_mode;
+SET format = json;
+SHOW ALL;
+RESET;
+SHOW format;
+SET colour = 'red';
+"
+    );
+    let out = repl_script(&[], &input);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the unknown setting ends the script");
+    let expected_lines = [
+        "  sensors",
+        "  alerts",
+        "  sensor_id            Utf8",
+        "  watermark for ts as ts - INTERVAL '5' SECOND",
+        "  sink alerts",
+        "  with (connector = 'stdout')",
+        "  source  sensors",
+        "  sink    alerts",
+        "table",
+        "  format       json       (table | json)",
+        "  result_mode  table      (changelog | table)",
+    ];
+    let mut rest = stdout.as_ref();
+    for line in expected_lines {
+        let at = rest
+            .find(line)
+            .unwrap_or_else(|| panic!("no {line:?} (in order) in:\n{stdout}"));
+        rest = &rest[at + line.len()..];
+    }
+    // RESET brings the defaults back.
+    assert_eq!(rest.trim().lines().last(), Some("table"), "{stdout}");
+    assert!(stderr.contains("no setting 'colour'"), "{stderr}");
+}
+
+#[test]
+fn piped_repl_evaluates_a_select_without_a_source_once() {
+    let out = repl_script(
+        &["--json"],
+        "SELECT 1 + 1 AS two, upper('vigil') AS name;\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"two\":2,\"name\":\"VIGIL\"}\n"
+    );
+}
+
+#[test]
+fn piped_repl_shows_an_updating_query_as_its_final_table_or_expanded_rows() {
+    let logins = "CREATE SOURCE logins (user_id TEXT, event_type TEXT, ip TEXT, ts TIMESTAMP)
+  WITH (connector = 'generator', kind = 'logins', keys = '3', count = '300', seed = '1');
+";
+    let query = "SELECT user_id, count(*) AS attempts FROM logins GROUP BY user_id;\n";
+    // The changelog, folded here, is what the table mode must show.
+    let changes = json_rows(&["--json"], &format!("{logins}{query}"));
+    let mut current: std::collections::BTreeMap<String, i64> = Default::default();
+    for change in &changes {
+        let user = change["user_id"].as_str().unwrap().to_string();
+        match change["op"].as_str().unwrap() {
+            "+I" | "+U" => current.insert(user, change["attempts"].as_i64().unwrap()),
+            _ => current.remove(&user),
+        };
+    }
+    assert_eq!(current.values().sum::<i64>(), 300);
+    let out = repl_script(&[], &format!("{logins}SET result_mode = table;\n{query}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    let mut shown: Vec<(String, i64)> = table
+        .lines()
+        .skip(2)
+        .filter(|l| l.contains('|'))
+        .map(|l| {
+            let (user, attempts) = l.split_once('|').unwrap();
+            (user.trim().to_string(), attempts.trim().parse().unwrap())
+        })
+        .collect();
+    shown.sort();
+    assert_eq!(shown, current.into_iter().collect::<Vec<_>>(), "{table}");
+    assert!(table.ends_with("(3 rows)\n"), "{table}");
+    assert!(!table.contains("+U"), "{table}");
+
+    // \x: one field per line.
+    let out = repl_script(
+        &[],
+        &format!("{REPL_SOURCE}\\x\nSELECT sensor_id, temperature FROM sensors LIMIT 2;\n"),
+    );
+    let expanded = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        expanded.starts_with("-[ RECORD 1 ]-\nsensor_id   | sensor-000"),
+        "{expanded}"
+    );
+    assert!(expanded.contains("-[ RECORD 2 ]-\n"), "{expanded}");
+    assert!(expanded.contains("temperature | "), "{expanded}");
+}
+
+#[test]
+fn piped_repl_points_flink_and_ksqldb_spellings_at_vigils() {
+    let input = format!(
+        "{REPL_SOURCE}SELECT window_start, count(*) FROM TABLE(TUMBLE(TABLE sensors, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end;\n"
+    );
+    let out = repl_script(&[], &input);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Flink's TABLE(TUMBLE("), "{stderr}");
+    assert!(stderr.contains("help: write FROM TUMBLE(t, ts"), "{stderr}");
+    let out = repl_script(
+        &[],
+        "CREATE STREAM s (a INT) WITH (KAFKA_TOPIC = 's', VALUE_FORMAT = 'JSON');\n",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("CREATE STREAM is CREATE SOURCE"),
+        "{stderr}"
+    );
+    // INSERT INTO a declared sink runs the query into it, as CREATE SINK ... AS does.
+    let input = format!(
+        "{REPL_SOURCE}CREATE SINK hot WITH (connector = 'stdout', format = 'json');
+INSERT INTO hot SELECT sensor_id FROM sensors WHERE temperature > 1000;
+"
+    );
+    let out = repl_script(&[], &input);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

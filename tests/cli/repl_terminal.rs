@@ -302,3 +302,31 @@ fn lines_typed_ahead_of_the_prompt_are_not_lost() {
     t.expect("vigil> ");
     t.quit();
 }
+
+#[test]
+fn session_statements_and_expanded_rows_at_the_prompt() {
+    let history = history_file("session");
+    let mut t = Terminal::open(&history);
+    t.declare_source();
+    t.line("SHOW SOURCES;");
+    t.expect("  sensors");
+    t.expect("vigil> ");
+    t.line("DESCRIBE sensors;");
+    t.expect("watermark for ts");
+    t.expect("vigil> ");
+    t.line("\\x");
+    t.expect("expanded display is on");
+    t.line("SELECT sensor_id, temperature FROM sensors LIMIT 1;");
+    t.expect("-[ RECORD 1 ]-");
+    t.expect_regex(r"temperature \| \d");
+    t.expect("vigil> ");
+    t.line("SELECT 1 + 1 AS two;");
+    t.expect("two | 2");
+    t.expect("vigil> ");
+    t.line("SET batch_size = 7;");
+    t.expect("vigil> ");
+    t.line("SHOW batch_size;");
+    t.expect("7");
+    t.expect("vigil> ");
+    t.quit();
+}

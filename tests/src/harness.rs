@@ -126,6 +126,7 @@ impl StreamDb {
                     self.sinks.insert(name, query);
                 }
                 StatementOutcome::Query(query) => rows = Some(self.run(query.graph)?),
+                StatementOutcome::Rows(batches) => rows = Some(format_rows(&batches)),
                 StatementOutcome::Explain(text) => {
                     rows = Some(text.lines().map(|l| vec![l.to_string()]).collect())
                 }

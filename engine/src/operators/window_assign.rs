@@ -12,10 +12,10 @@ use datafusion::arrow::record_batch::RecordBatch;
 use super::{Context, Operator};
 use crate::batch::ChangeBatch;
 use crate::error::Result;
-use crate::plan::window_table::describe_nanos;
-use crate::time::{Timestamp, WATERMARK_MIN, WindowSpec};
+use crate::time::{Timestamp, WATERMARK_MIN, WINDOW_END, WINDOW_START, WindowSpec, describe_nanos};
 
-/// Adds `window_start` and `window_end` to each event; a hopping window copies the event
+/// Adds `window_start` and `window_end` to each event (replacing the input's own, when it
+/// has them: a window over a windowed view); a hopping window copies the event
 /// into each of its windows. By panes ([`WindowAssign::by_panes`]), for an aggregate that
 /// builds hopping windows from panes, each event is kept once instead, with its pane's start
 /// (the latest window start at or before it) and the end of the first of its windows it
@@ -39,7 +39,7 @@ pub struct WindowAssign {
 
 impl WindowAssign {
     /// Windows of `spec` over the timestamp column `time_column`; `schema` is the input's
-    /// columns plus `window_start` and `window_end`.
+    /// columns with `window_start` and `window_end` after them or in place of the input's.
     pub fn new(time_column: usize, spec: WindowSpec, schema: SchemaRef) -> Self {
         Self {
             time_column,
@@ -183,8 +183,13 @@ impl Operator for WindowAssign {
             take_record_batch(rows, &UInt32Array::from(take))?
         };
         let mut columns: Vec<ArrayRef> = input.columns().to_vec();
-        columns.push(Arc::new(TimestampNanosecondArray::from(starts)));
-        columns.push(Arc::new(TimestampNanosecondArray::from(ends)));
+        for (name, bounds) in [(WINDOW_START, starts), (WINDOW_END, ends)] {
+            let bounds: ArrayRef = Arc::new(TimestampNanosecondArray::from(bounds));
+            match self.schema.index_of(name)? {
+                index if index < columns.len() => columns[index] = bounds,
+                _ => columns.push(bounds),
+            }
+        }
         let out = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
         ctx.emit(ChangeBatch {
             rows: out,

@@ -26,7 +26,7 @@ use super::graph::{
 };
 use super::panes::hop_by_panes;
 use super::read_columns::read_columns;
-use super::window_table::WindowTable;
+use super::window_table::{WINDOW_END, WINDOW_START, WindowTable};
 use crate::catalog::{Catalog, SourceTable};
 use crate::error::{Error, Result};
 use crate::operators::{
@@ -387,7 +387,7 @@ impl Lowering<'_> {
                 )));
             }
             let schema = window.schema();
-            let n = schema.fields().len();
+            let bounds = (schema.index_of(WINDOW_START)?, schema.index_of(WINDOW_END)?);
             let mut assign = WindowAssign::new(window.time_column, window.spec, schema);
             if let Some(slot @ None) = &mut self.panes
                 && !window.spec.is_tumbling()
@@ -425,10 +425,11 @@ impl Lowering<'_> {
                     ),
                 );
             }
-            // Window columns are appended: input columns keep their indices.
+            // Window columns are appended, or replace the input's own: the input's other
+            // columns keep their indices.
             return Ok(Stream {
                 node,
-                window: Some((n - 2, n - 1)),
+                window: Some(bounds),
                 updating: None,
                 partitioning: input.partitioning,
             });

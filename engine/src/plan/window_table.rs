@@ -20,10 +20,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use crate::catalog::Relations;
 use crate::time::{TIMESTAMP_TYPE, WindowSpec};
 
-/// Name of the column holding a window's inclusive start.
-pub const WINDOW_START: &str = "window_start";
-/// Name of the column holding a window's exclusive end.
-pub const WINDOW_END: &str = "window_end";
+pub use crate::time::{WINDOW_END, WINDOW_START, describe_nanos};
 
 /// The relation a window function reads, with its window.
 #[derive(Debug)]
@@ -193,10 +190,7 @@ fn build_window_table(
             time_col.name
         );
     }
-    let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
-    fields.push(Arc::new(Field::new(WINDOW_START, TIMESTAMP_TYPE, false)));
-    fields.push(Arc::new(Field::new(WINDOW_END, TIMESTAMP_TYPE, false)));
-    let schema = Arc::new(Schema::new(fields));
+    let schema = Arc::new(Schema::new(with_window_bounds(&schema)));
     Ok(Arc::new(WindowTable {
         input,
         input_name: rel.name.clone(),
@@ -204,6 +198,21 @@ fn build_window_table(
         spec,
         schema,
     }))
+}
+
+/// The input's fields with `window_start` and `window_end` after them; a relation that has
+/// its own (a view over another window) has them replaced where they are, so that a window
+/// over a window names only its own bounds.
+fn with_window_bounds(input: &Schema) -> Vec<Arc<Field>> {
+    let mut fields: Vec<Arc<Field>> = input.fields().iter().cloned().collect();
+    for name in [WINDOW_START, WINDOW_END] {
+        let bound = Arc::new(Field::new(name, TIMESTAMP_TYPE, false));
+        match input.index_of(name) {
+            Ok(index) => fields[index] = bound,
+            Err(_) => fields.push(bound),
+        }
+    }
+    fields
 }
 
 /// The length of an interval literal in nanoseconds.
@@ -268,23 +277,4 @@ fn show_interval(expr: &Expr) -> String {
         (months, 0) => format!("INTERVAL '{months}' MONTH"),
         (months, _) => format!("INTERVAL '{months} months {days} days {nanos} nanoseconds'"),
     }
-}
-
-/// `90s`, `5m`, `250ms`: a duration for error messages and EXPLAIN.
-pub fn describe_nanos(nanos: i64) -> String {
-    const UNITS: [(i64, &str); 6] = [
-        (86_400_000_000_000, "d"),
-        (3_600_000_000_000, "h"),
-        (60_000_000_000, "m"),
-        (1_000_000_000, "s"),
-        (1_000_000, "ms"),
-        (1_000, "us"),
-    ];
-    UNITS
-        .iter()
-        .find(|(unit, _)| nanos % unit == 0)
-        .map_or_else(
-            || format!("{nanos}ns"),
-            |(unit, name)| format!("{}{name}", nanos / unit),
-        )
 }

@@ -141,14 +141,17 @@ impl<'a> StreamParser<'a> {
             if start.token == Token::EOF {
                 break;
             }
-            let statement = this.parse_statement().map_err(parser_error)?;
+            let statement = this
+                .parse_statement()
+                .map_err(|e| this.foreign_or(e, &start))?;
             let end = this.parser.peek_token();
             if end.token != Token::EOF && end.token != Token::SemiColon {
-                return Err(parser_error(ParserError::ParserError(format!(
+                let e = ParserError::ParserError(format!(
                     "Expected: end of statement, found: {}{}",
                     end.token,
                     at(&end)
-                ))));
+                ));
+                return Err(this.foreign_or(e, &start));
             }
             let location = Location {
                 line: start.span.start.line,
@@ -162,6 +165,21 @@ impl<'a> StreamParser<'a> {
             });
         }
         Ok(out)
+    }
+
+    /// The error of a statement starting at `start` that does not parse: a pointer to
+    /// Vigil's form when it is written in another engine's dialect, else `e`.
+    fn foreign_or(&self, e: ParserError, start: &TokenWithSpan) -> Error {
+        let from = offset_of(self.sql, start.span.start.line, start.span.start.column);
+        let rest = &self.sql[from..];
+        let statement = rest.split(';').next().unwrap_or(rest);
+        match super::foreign::recognise(statement) {
+            Some((at, what, help)) => {
+                let location = location_of(self.sql, from + at);
+                Error::Sql(SqlError::new(what, Some(location)).with_help(help))
+            }
+            None => parser_error(e),
+        }
     }
 
     /// The text between two tokens, trimmed.
@@ -223,6 +241,7 @@ impl<'a> StreamParser<'a> {
         }
         match self.parser.parse_statement()? {
             ast::Statement::Query(query) => Ok(Statement::Query(query)),
+            ast::Statement::Insert(insert) => insert_as_sink(insert),
             ast::Statement::CreateView(view) => Ok(Statement::CreateView(CreateView {
                 name: view.name,
                 query: view.query,
@@ -355,6 +374,39 @@ impl<'a> StreamParser<'a> {
     }
 }
 
+/// `INSERT INTO sink SELECT ...`, as Flink writes a query into a declared sink: the same as
+/// `CREATE SINK sink AS SELECT ...`.
+fn insert_as_sink(insert: ast::Insert) -> Result<Statement, ParserError> {
+    let refused = |why: &str| Err(ParserError::ParserError(why.to_string()));
+    let ast::TableObject::TableName(name) = &insert.table else {
+        return refused("INSERT INTO takes the name of a declared sink");
+    };
+    if !insert.columns.is_empty() {
+        return refused(
+            "INSERT INTO sink (columns) is not supported: name the columns in the SELECT list",
+        );
+    }
+    let (Some(ast::ObjectNamePart::Identifier(sink)), Some(query)) = (name.0.last(), insert.source)
+    else {
+        return refused("INSERT INTO takes a declared sink and a SELECT");
+    };
+    Ok(Statement::CreateSink(CreateSink {
+        name: sink.clone(),
+        options: Options::default(),
+        query: Some(query),
+        or_replace: false,
+    }))
+}
+
+/// The 1-based line and column of byte `offset` of `sql`.
+fn location_of(sql: &str, offset: usize) -> Location {
+    let before = &sql[..offset.min(sql.len())];
+    let line = before.matches('\n').count() as u64 + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() as u64 + 1;
+    Location { line, column }
+}
+
 fn at(tok: &TokenWithSpan) -> String {
     format!(
         " at Line: {}, Column: {}",
@@ -445,6 +497,35 @@ mod tests {
             panic!()
         };
         assert!(sink.query.is_none());
+    }
+
+    #[test]
+    fn insert_into_a_sink_is_a_sink_written_by_the_query() {
+        let parsed = StreamParser::parse_sql("INSERT INTO alerts SELECT a FROM t").unwrap();
+        let Statement::CreateSink(sink) = &parsed[0].statement else {
+            panic!("{:?}", parsed[0].statement);
+        };
+        assert_eq!(sink.name.value, "alerts");
+        assert!(sink.query.is_some() && sink.options.iter().next().is_none());
+    }
+
+    #[test]
+    fn other_dialects_get_a_pointer_to_vigils_form_where_they_are_written() {
+        let sql = "SELECT *\nFROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE))";
+        let Err(Error::Sql(e)) = StreamParser::parse_sql(sql) else {
+            panic!("parsed");
+        };
+        assert!(
+            e.message.starts_with("Flink's TABLE(TUMBLE"),
+            "{}",
+            e.message
+        );
+        assert_eq!(e.location, Some(Location { line: 2, column: 6 }));
+        assert!(e.help.unwrap().contains("FROM TUMBLE(t, ts"));
+        let Err(Error::Sql(e)) = StreamParser::parse_sql("SELECT a FROM t EMIT CHANGES;") else {
+            panic!("parsed");
+        };
+        assert!(e.message.contains("EMIT CHANGES"), "{}", e.message);
     }
 
     #[test]
