@@ -40,17 +40,6 @@ pub struct Display {
     pub result_mode: ResultMode,
 }
 
-impl Display {
-    /// Rows as a streaming table, one line each, changes as they come.
-    pub fn table() -> Self {
-        Self {
-            format: StdoutFormat::Table,
-            expanded: false,
-            result_mode: ResultMode::Changelog,
-        }
-    }
-}
-
 struct Output {
     display: Display,
     table: StreamingTable,

@@ -262,10 +262,7 @@ impl Session {
             "d" if arg.is_empty() => self.list_everything(),
             "d" | "describe" => self.describe(arg)?,
             "x" => {
-                self.settings.expanded = match arg {
-                    "" => !self.settings.expanded,
-                    value => on_off("\\x", value)?,
-                };
+                self.toggle("expanded", arg, self.settings.expanded)?;
                 let state = on_off_text(self.settings.expanded);
                 self.say(&format!("expanded display is {state}"));
             }
@@ -289,10 +286,7 @@ impl Session {
                     .map_err(|e| ReplError::Statement(format!("\\format: {e}")))?;
             }
             "timing" => {
-                self.settings.timing = match arg {
-                    "" => !self.settings.timing,
-                    value => on_off("\\timing", value)?,
-                };
+                self.toggle("timing", arg, self.settings.timing)?;
                 self.say(&format!("timing is {}", on_off_text(self.settings.timing)));
             }
             other => {
@@ -314,21 +308,28 @@ impl Session {
             }
             SessionStatement::Describe(name) => self.describe(&name)?,
             SessionStatement::Set { name, value } => {
-                self.settings.set(&name, &value).map_err(setting_error)?;
-                self.engine.config_mut().batch_size = self.settings.batch_size;
+                self.settings.set(&name, &value).map_err(setting_error)?
             }
-            SessionStatement::Reset(name) => {
-                match name {
-                    Some(name) => self
-                        .settings
-                        .reset(&name, &self.defaults)
-                        .map_err(setting_error)?,
-                    None => self.settings = self.defaults.clone(),
-                }
-                self.engine.config_mut().batch_size = self.settings.batch_size;
-            }
+            SessionStatement::Reset(Some(name)) => self
+                .settings
+                .reset(&name, &self.defaults)
+                .map_err(setting_error)?,
+            SessionStatement::Reset(None) => self.settings = self.defaults.clone(),
         }
+        // The engine reads its sources in batches of the session's size.
+        self.engine.config_mut().batch_size = self.settings.batch_size;
         Ok(())
+    }
+
+    /// `\x` or `\timing`: on/off setting `name` set to `arg`, or flipped from `now` when
+    /// `arg` is empty.
+    fn toggle(&mut self, name: &str, arg: &str, now: bool) -> Result<(), ReplError> {
+        let value = if arg.is_empty() {
+            on_off_text(!now)
+        } else {
+            arg
+        };
+        self.settings.set(name, value).map_err(ReplError::Statement)
     }
 
     /// `SHOW ...`: part of the catalog, the background queries, the functions or the
@@ -507,16 +508,6 @@ fn options_text(options: &vigil_engine::sql::Options) -> String {
         .map(|(k, v)| format!("{k} = '{v}'"))
         .collect();
     options.join(", ")
-}
-
-fn on_off(command: &str, value: &str) -> Result<bool, ReplError> {
-    match value {
-        "on" => Ok(true),
-        "off" => Ok(false),
-        other => Err(ReplError::Statement(format!(
-            "{command} takes on or off, not '{other}'"
-        ))),
-    }
 }
 
 fn on_off_text(on: bool) -> &'static str {

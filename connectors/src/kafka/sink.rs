@@ -273,11 +273,11 @@ impl KafkaSink {
 
 #[async_trait]
 impl Sink for KafkaSink {
-    /// One transactional id per query: only one process may write it.
     fn report_health(&mut self, health: Health) {
         self.health = Some(health);
     }
 
+    /// One transactional id per query: only one process may write it.
     fn single_writer(&self) -> bool {
         self.exactly_once
     }

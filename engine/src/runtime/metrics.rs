@@ -194,9 +194,7 @@ impl QueryMetrics {
     /// Records that `component` reaches its broker or database.
     pub fn set_reachable(&self, component: &str) {
         let mut unreachable = self.unreachable.lock().expect("reachability lock");
-        if unreachable.contains_key(component) {
-            unreachable.remove(component);
-        }
+        unreachable.remove(component);
     }
 
     /// The connectors that cannot reach their broker or database now, with why.

@@ -3,8 +3,8 @@
 
 /// A construct of another engine's dialect and how Vigil writes it.
 struct Spelling {
-    /// Words that start it, in order, compared without case and ignoring spaces between
-    /// them and parentheses after them.
+    /// The words (and opening parentheses) that start it, in order, compared without
+    /// case; what lies between them (spaces, newlines) does not matter.
     words: &'static [&'static str],
     /// What it is.
     what: &'static str,

@@ -1,5 +1,6 @@
-//! Reading requests: extractors whose rejections are [`ApiError`]s: a path or query string the server cannot
-//! read is answered in the same JSON as every other error, not as axum's plain text.
+//! Reading requests: the `Accept` header, and extractors whose rejections are
+//! [`ApiError`]s, so that a path or query string the server cannot read is answered in the
+//! same JSON as every other error rather than as axum's plain text.
 
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
