@@ -25,6 +25,7 @@ macro_rules! say {
 
 mod client;
 mod demo;
+mod deploy;
 mod produce;
 mod rules;
 mod serve;
@@ -219,6 +220,10 @@ enum Command {
         /// Output format: text or json.
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         format: String,
+        /// Turn a style lint off (repeatable, or comma-separated); a file turns one off
+        /// with a comment `-- vigil:allow(NAME)`.
+        #[arg(long, value_delimiter = ',', value_parser = LINT_NAMES)]
+        allow: Vec<String>,
     },
     /// Run the rule tests of a rules directory (tests/NAME.test tests NAME.sql) and show a
     /// diff of expected and actual rows for each failure.
@@ -226,21 +231,34 @@ enum Command {
         /// The rules directory.
         #[arg(default_value = ".")]
         dir: PathBuf,
+        /// Only the tests of these rules (tests/NAME.test).
+        names: Vec<String>,
+        /// Only the cases whose `rule: case name` contains this text.
+        #[arg(long)]
+        filter: Option<String>,
         /// The profile declaring the rules' sources and sinks (default: demo, else the first).
         #[arg(long)]
         profile: Option<String>,
+        /// Report format: text, or junit (JUnit XML on stdout, for CI).
+        #[arg(long, default_value = "text", value_parser = ["text", "junit"])]
+        format: String,
+        /// Run the tests again whenever a rule, profile or test file changes.
+        #[arg(long)]
+        watch: bool,
     },
-    /// Format rule files in the canonical style.
+    /// Format rule files in the canonical style; `vigil fmt -` formats stdin to stdout.
     Fmt {
-        /// Files, or rules directories (their rules and profiles).
+        /// Files, rules directories (their rules and profiles), or - for stdin.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// Change nothing; fail if a file is not formatted (for CI).
+        /// Change nothing; show the diff and fail if a file is not formatted (for CI).
         #[arg(long)]
         check: bool,
     },
     /// Compare a rules directory with the rules a running `vigil serve` has deployed and show
-    /// the plan (added, changed, removed); --apply carries it out.
+    /// the plan (added, changed with a diff, removed, drift). Exits 0 when there is nothing
+    /// to do, 2 when changes are pending, 1 on an error or a rule that does not plan;
+    /// --apply carries the plan out.
     Deploy {
         /// The rules directory.
         dir: PathBuf,
@@ -250,6 +268,10 @@ enum Command {
         /// Carry the plan out.
         #[arg(long)]
         apply: bool,
+        /// Also declare this profile's sources and sinks where the server lacks them (a
+        /// server started without --queries).
+        #[arg(long)]
+        with_profile: Option<String>,
     },
     /// Print a shell completion script: `vigil completions bash > /etc/bash_completion.d/vigil`,
     /// `vigil completions zsh > "${fpath[1]}/_vigil"`, `vigil completions fish >
@@ -288,6 +310,13 @@ enum Command {
     },
 }
 
+/// The style lints `vigil check --allow` takes.
+const LINT_NAMES: [&str; 3] = [
+    vigil_rules::lints::Lint::ALL[0].name(),
+    vigil_rules::lints::Lint::ALL[1].name(),
+    vigil_rules::lints::Lint::ALL[2].name(),
+];
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
@@ -297,6 +326,10 @@ fn main() -> std::process::ExitCode {
         .expect("tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<deploy::ChangesPending>().is_some() => {
+            eprintln!("{e}");
+            std::process::ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("{e:#}");
             std::process::ExitCode::FAILURE
@@ -411,10 +444,41 @@ async fn run(cli: Cli) -> Result<()> {
             paths,
             profile,
             format,
-        } => rules::check(kafka, &paths, profile.as_deref(), format == "json").await,
-        Command::Test { dir, profile } => rules::test(kafka, &dir, profile.as_deref()).await,
+            allow,
+        } => rules::check(kafka, &paths, profile.as_deref(), format == "json", &allow).await,
+        Command::Test {
+            dir,
+            names,
+            filter,
+            profile,
+            format,
+            watch,
+        } => {
+            let args = rules::TestArgs {
+                dir,
+                names,
+                filter,
+                profile,
+                junit: format == "junit",
+                watch,
+            };
+            rules::test(kafka, &args).await
+        }
         Command::Fmt { paths, check } => rules::fmt(&paths, check),
-        Command::Deploy { dir, server, apply } => rules::deploy(&dir, &server, apply).await,
+        Command::Deploy {
+            dir,
+            server,
+            apply,
+            with_profile,
+        } => {
+            let args = deploy::DeployArgs {
+                dir: &dir,
+                server: &server,
+                apply,
+                with_profile: with_profile.as_deref(),
+            };
+            deploy::deploy(args).await
+        }
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "vigil", &mut std::io::stdout());

@@ -1,20 +1,19 @@
-//! `vigil check`, `vigil test`, `vigil fmt` and `vigil deploy`: rule files handled like code.
+//! `vigil check`, `vigil test` and `vigil fmt`: rule files handled like code (`vigil deploy`
+//! is in [`crate::deploy`]).
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::io::Read as _;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
 use vigil_connectors::kafka::KafkaSettings;
 use vigil_engine::Engine;
+use vigil_rules::RulesDir;
 use vigil_rules::check::{self, CheckPlan, Severity};
-use vigil_rules::deploy::{Change, plan};
-use vigil_rules::fixture::TestFile;
+use vigil_rules::diff::text_diff;
 use vigil_rules::fmt::format_sql;
-use vigil_rules::runner::run_test_file;
-use vigil_rules::{Rule, RulesDir};
-
-use crate::client::ServerClient;
+use vigil_rules::layout::Fingerprint;
+use vigil_rules::lints::Lint;
+use vigil_rules::runner::{Selection, run_directory};
 
 /// Engines that plan only: connectors check their options and never connect.
 fn engine_factory(kafka: KafkaSettings) -> impl Fn() -> Engine {
@@ -31,11 +30,16 @@ pub async fn check(
     paths: &[PathBuf],
     profile: Option<&str>,
     json: bool,
+    allow: &[String],
 ) -> Result<()> {
-    let plan = match paths {
+    let mut plan = match paths {
         [dir] if dir.is_dir() => CheckPlan::directory(&RulesDir::new(dir), profile)?,
         files => check::plan_for_files(files, profile)?,
     };
+    plan.allow = allow
+        .iter()
+        .filter_map(|name| Lint::from_name(name))
+        .collect();
     if plan.rules.is_empty() {
         bail!("no rule files to check (a rules directory holds *.sql rules and profiles/)");
     }
@@ -64,60 +68,100 @@ pub async fn check(
     Ok(())
 }
 
-/// `vigil test DIR`: every `tests/*.test` of a rules directory.
-pub async fn test(kafka: KafkaSettings, dir: &Path, profile: Option<&str>) -> Result<()> {
-    let rules = RulesDir::new(dir);
-    let profile = match profile {
+/// What `vigil test` was asked.
+pub struct TestArgs {
+    /// The rules directory.
+    pub dir: PathBuf,
+    /// Only these rules' tests.
+    pub names: Vec<String>,
+    /// Only cases whose `rule: case` contains this.
+    pub filter: Option<String>,
+    /// The profile declaring the sources and sinks.
+    pub profile: Option<String>,
+    /// JUnit XML on stdout instead of a report for people.
+    pub junit: bool,
+    /// Run again whenever a rule, profile or test file changes.
+    pub watch: bool,
+}
+
+/// `vigil test DIR [NAME...]`: the selected `tests/*.test` of a rules directory, once or
+/// (`--watch`) after every change.
+pub async fn test(kafka: KafkaSettings, args: &TestArgs) -> Result<()> {
+    let new_engine = engine_factory(kafka);
+    if !args.watch {
+        return test_once(&new_engine, args).await;
+    }
+    let dir = RulesDir::new(&args.dir);
+    loop {
+        let seen = dir.fingerprint();
+        if let Err(e) = test_once(&new_engine, args).await {
+            eprintln!("{e:#}");
+        }
+        eprintln!(
+            "watching {} for changes (Ctrl-C to stop)",
+            args.dir.display()
+        );
+        wait_for_change(&dir, seen).await;
+    }
+}
+
+/// Returns once the directory's files differ from `seen` and have stayed the same for one
+/// poll: an editor's save (or a truncate and write) is seen whole, not half written.
+async fn wait_for_change(dir: &RulesDir, seen: Fingerprint) {
+    let mut last = seen.clone();
+    loop {
+        tokio::time::sleep(WATCH_POLL).await;
+        let now = dir.fingerprint();
+        if now != seen && now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
+/// How often `vigil test --watch` looks for saved files.
+const WATCH_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+async fn test_once(new_engine: &dyn Fn() -> Engine, args: &TestArgs) -> Result<()> {
+    let rules = RulesDir::new(&args.dir);
+    let profile = match &args.profile {
         Some(name) => Some(rules.profile(name)?),
         None => rules.default_test_profile()?,
     };
-    let tests = rules.test_paths()?;
-    if tests.is_empty() {
+    if rules.test_paths()?.is_empty() {
         bail!(
             "no rule tests in {} (tests/NAME.test tests NAME.sql)",
-            dir.join("tests").display()
+            args.dir.join("tests").display()
         );
     }
-    let new_engine = engine_factory(kafka);
-    let (mut passed, mut failed) = (0, 0);
-    let mut tested = Vec::new();
-    for path in &tests {
-        let rule_path = rules.rule_of_test(path);
-        let rule = Rule::read(&rule_path).with_context(|| {
-            format!("{}: tests a rule file that cannot be read", path.display())
-        })?;
-        let file = TestFile::read(path)?;
-        for outcome in run_test_file(&new_engine, profile.as_deref(), &rule, &file).await? {
-            if outcome.passed() {
-                passed += 1;
-                println!("ok    {}: {}", outcome.location, outcome.name);
-            } else {
-                failed += 1;
-                println!("FAIL  {}: {}", outcome.location, outcome.name);
-                for failure in &outcome.failures {
-                    for line in failure.lines() {
-                        println!("      {line}");
-                    }
-                }
-            }
-        }
-        tested.push(rule.name);
+    let selection = Selection {
+        rules: args.names.clone(),
+        filter: args.filter.clone(),
+    };
+    let report = run_directory(new_engine, &rules, profile.as_deref(), &selection).await?;
+    if args.junit {
+        print!("{}", report.junit());
+        eprintln!("{} passed, {} failed", report.passed(), report.failed());
+    } else {
+        print!("{}", report.text());
     }
-    for path in rules.rule_paths()? {
-        let name = path.file_stem().unwrap_or_default().to_string_lossy();
-        if !tested.iter().any(|t| *t == name) {
-            eprintln!("warning: rule {name} has no tests (tests/{name}.test)");
-        }
+    if report.passed() + report.failed() == 0 {
+        bail!("no test case matches the selection");
     }
-    println!("{passed} passed, {failed} failed");
-    if failed > 0 {
-        bail!("{failed} rule test(s) failed");
+    if report.failed() > 0 {
+        bail!("{} rule test(s) failed", report.failed());
     }
     Ok(())
 }
 
-/// `vigil fmt PATHS [--check]`: files, or every rule and profile of a directory.
+/// `vigil fmt PATHS [--check]`: files, or every rule and profile of a directory; `-`
+/// formats stdin to stdout. `--check` changes nothing and shows what would change.
 pub fn fmt(paths: &[PathBuf], check_only: bool) -> Result<()> {
+    if let [path] = paths
+        && path.as_os_str() == "-"
+    {
+        return fmt_stdin(check_only);
+    }
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
@@ -128,7 +172,7 @@ pub fn fmt(paths: &[PathBuf], check_only: bool) -> Result<()> {
             files.push(path.clone());
         }
     }
-    let mut unformatted = Vec::new();
+    let mut unformatted = 0;
     for file in &files {
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("cannot read {}", file.display()))?;
@@ -136,157 +180,39 @@ pub fn fmt(paths: &[PathBuf], check_only: bool) -> Result<()> {
         if formatted == text {
             continue;
         }
+        unformatted += 1;
         if check_only {
             println!("would reformat {}", file.display());
+            println!("{}", text_diff(&text, &formatted, "  "));
         } else {
             std::fs::write(file, &formatted)
                 .with_context(|| format!("cannot write {}", file.display()))?;
             println!("formatted {}", file.display());
         }
-        unformatted.push(file);
     }
-    if check_only && !unformatted.is_empty() {
+    if check_only && unformatted > 0 {
         bail!(
-            "{} of {} file(s) are not formatted: run vigil fmt on them",
-            unformatted.len(),
+            "{unformatted} of {} file(s) are not formatted: run vigil fmt on them",
             files.len()
         );
     }
     Ok(())
 }
 
-/// A rule as `GET /v1/rules` lists it.
-#[derive(Deserialize)]
-struct DeployedRule {
-    name: String,
-    hash: String,
-}
-
-#[derive(Deserialize)]
-struct RulesResponse {
-    rules: Vec<DeployedRule>,
-}
-
-/// What deploying `rule` does to its sinks' checkpointed state, as the server plans it:
-/// `state kept: sink (epoch N)`, `state reset: ...`, `new state: ...`; nothing for sinks
-/// that do not checkpoint (a server without a state dir).
-async fn state_of(client: &ServerClient, name: &str, rule: Option<&Rule>) -> String {
-    let Some(rule) = rule else {
-        return String::new();
-    };
-    let body = serde_json::json!({ "sql": rule.sql });
-    let plan = match client
-        .post_json(&format!("/v1/rules/{name}/plan"), &body)
-        .await
-    {
-        Ok(plan) => plan,
-        Err(e) => return format!("does not plan: {e:#}"),
-    };
-    describe_states(&plan["sinks"])
-}
-
-/// A list of the server's sink states (`[{sink, state, epoch}]`), for people; the sinks
-/// that do not checkpoint are left out.
-fn describe_states(sinks: &serde_json::Value) -> String {
-    let sinks = sinks.as_array().map(Vec::as_slice).unwrap_or_default();
-    let described: Vec<String> = sinks
-        .iter()
-        .filter(|s| s["state"] != "not durable")
-        .map(|s| {
-            let epoch = s["epoch"]
-                .as_u64()
-                .map(|e| format!(" (epoch {e})"))
-                .unwrap_or_default();
-            let state = s["state"].as_str().unwrap_or("?");
-            format!("{state}: {}{epoch}", s["sink"].as_str().unwrap_or("?"))
-        })
-        .collect();
-    described.join("; ")
-}
-
-/// `vigil deploy DIR --server URL [--apply]`: the plan against the server's rules, carried
-/// out with --apply.
-pub async fn deploy(dir: &Path, server: &str, apply: bool) -> Result<()> {
-    let client = ServerClient::new(server)?;
-    let local = RulesDir::new(dir).rules()?;
-    let deployed: RulesResponse = client.get_json("/v1/rules").await?;
-    let deployed: BTreeMap<String, String> = deployed
-        .rules
-        .into_iter()
-        .map(|r| (r.name, r.hash))
-        .collect();
-    let changes = plan(&local, &deployed);
-    println!("deploy plan for {server}:");
-    let short = |hash: &Option<String>| {
-        hash.as_deref()
-            .map(|h| {
-                h.trim_start_matches("sha256:")
-                    .chars()
-                    .take(12)
-                    .collect::<String>()
-            })
-            .unwrap_or_default()
-    };
-    for change in &changes {
-        let (mark, word) = match change.change {
-            Change::Add => ('+', "add"),
-            Change::Change => ('~', "change"),
-            Change::Remove => ('-', "remove"),
-            Change::Unchanged => ('=', "unchanged"),
-        };
-        let hashes = match change.change {
-            Change::Add => short(&change.local),
-            Change::Change => format!("{} -> {}", short(&change.deployed), short(&change.local)),
-            Change::Remove | Change::Unchanged => short(&change.deployed),
-        };
-        let state = match change.change {
-            Change::Add | Change::Change => {
-                let rule = local.iter().find(|r| r.name == change.name);
-                state_of(&client, &change.name, rule).await
-            }
-            Change::Remove | Change::Unchanged => String::new(),
-        };
-        let line = format!("  {mark} {:<24} {word:<10} {hashes}  {state}", change.name);
-        println!("{}", line.trim_end());
-    }
-    let pending = changes
-        .iter()
-        .filter(|c| c.change != Change::Unchanged)
-        .count();
-    if pending == 0 {
-        println!("nothing to do");
+/// `vigil fmt -`: stdin formatted to stdout, for editors; with `--check`, the diff.
+fn fmt_stdin(check_only: bool) -> Result<()> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .context("cannot read stdin")?;
+    let formatted = format_sql(&text).context("stdin")?;
+    if !check_only {
+        print!("{formatted}");
         return Ok(());
     }
-    if !apply {
-        println!("{pending} change(s); run again with --apply to carry them out");
-        return Ok(());
-    }
-    let rules: BTreeMap<&str, &Rule> = local.iter().map(|r| (r.name.as_str(), r)).collect();
-    for change in changes.iter().filter(|c| c.change != Change::Unchanged) {
-        let path = format!("/v1/rules/{}", change.name);
-        if change.change == Change::Remove {
-            client.delete(&path).await?;
-            println!("removed {}", change.name);
-            continue;
-        }
-        let rule = rules[change.name.as_str()];
-        let answer = client
-            .put_json(&path, &serde_json::json!({ "sql": rule.sql }))
-            .await
-            .with_context(|| format!("deploying {}", rule.path.display()))?;
-        let queries = answer["rule"]["queries"].to_string();
-        let stopped = answer["stopped"].to_string();
-        let state = match describe_states(&answer["state"]) {
-            described if described.is_empty() => described,
-            described => format!("; {described}"),
-        };
-        match change.change {
-            Change::Add => println!("added {} (queries {queries}{state})", change.name),
-            _ => println!(
-                "changed {} (queries {queries} started, {stopped} stopped{state})",
-                change.name
-            ),
-        }
+    if formatted != text {
+        println!("{}", text_diff(&text, &formatted, "  "));
+        bail!("stdin is not formatted");
     }
     Ok(())
 }

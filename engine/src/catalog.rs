@@ -616,6 +616,12 @@ pub(crate) fn from_datafusion(e: DataFusionError) -> Error {
 /// internal errors carry: a user reads it about their SQL.
 fn user_message(e: &DataFusionError) -> String {
     let message = e.find_root().message().to_string();
+    // "Unsupported ast node MatchRecognize { ...the whole syntax tree... } in ...": the
+    // construct's name is for the user, the tree is not.
+    if let Some(rest) = message.strip_prefix("Unsupported ast node ") {
+        let node = rest.split([' ', '(', '{']).next().unwrap_or(rest);
+        return format!("not supported: {node} in a streaming query");
+    }
     match message.find("This issue was likely caused by a bug") {
         Some(end) => format!(
             "cannot plan this: {}",

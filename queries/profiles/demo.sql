@@ -22,8 +22,13 @@ CREATE SOURCE logins (
     WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
 ) WITH (connector = 'generator', kind = 'logins', rate = '20', keys = '30', anomaly_ratio = '0.02');
 
-CREATE SINK sensor_alerts WITH (connector = 'stdout', title = 'sensor_alerts (sensor_threshold.sql)');
-CREATE SINK sensor_stats_1m WITH (connector = 'stdout', title = 'sensor_stats_1m (sensor_windows.sql)');
-CREATE SINK sensor_stats_5m WITH (connector = 'stdout', title = 'sensor_stats_5m (sensor_windows.sql)');
-CREATE SINK payment_due_alerts WITH (connector = 'stdout', title = 'payment_due_alerts (payment_due.sql)');
-CREATE SINK brute_force_alerts WITH (connector = 'stdout', title = 'brute_force_alerts (brute_force.sql)');
+CREATE SINK sensor_alerts
+WITH (connector = 'stdout', title = 'sensor_alerts (sensor_threshold.sql)');
+CREATE SINK sensor_stats_1m
+WITH (connector = 'stdout', title = 'sensor_stats_1m (sensor_windows.sql)');
+CREATE SINK sensor_stats_5m
+WITH (connector = 'stdout', title = 'sensor_stats_5m (sensor_windows.sql)');
+CREATE SINK payment_due_alerts
+WITH (connector = 'stdout', title = 'payment_due_alerts (payment_due.sql)');
+CREATE SINK brute_force_alerts
+WITH (connector = 'stdout', title = 'brute_force_alerts (brute_force.sql)');

@@ -36,8 +36,12 @@ CREATE SOURCE logins (
     group_id = 'vigil');
 
 CREATE SINK sensor_alerts WITH (connector = 'kafka', topic = 'sensor_alerts', key = 'sensor_id');
-CREATE SINK sensor_stats_1m WITH (connector = 'kafka', topic = 'sensor_stats_1m', key = 'sensor_id');
-CREATE SINK sensor_stats_5m WITH (connector = 'kafka', topic = 'sensor_stats_5m', key = 'sensor_id');
+CREATE SINK sensor_stats_1m
+WITH (connector = 'kafka', topic = 'sensor_stats_1m', key = 'sensor_id');
+CREATE SINK sensor_stats_5m
+WITH (connector = 'kafka', topic = 'sensor_stats_5m', key = 'sensor_id');
 -- An upsert topic: the latest value per account; a tombstone when it is no longer due.
-CREATE SINK payment_due_alerts WITH (connector = 'kafka', topic = 'payment_due_alerts', key = 'account_id');
-CREATE SINK brute_force_alerts WITH (connector = 'kafka', topic = 'brute_force_alerts', key = 'user_id');
+CREATE SINK payment_due_alerts
+WITH (connector = 'kafka', topic = 'payment_due_alerts', key = 'account_id');
+CREATE SINK brute_force_alerts
+WITH (connector = 'kafka', topic = 'brute_force_alerts', key = 'user_id');

@@ -1,14 +1,16 @@
-//! [`ReplHelper`]: what rustyline asks while a line is edited; here, tab completion.
+//! [`ReplHelper`]: what rustyline asks while a line is edited: tab completion, and whether
+//! Enter ends the statement or opens another line of it.
 
 use std::sync::{Arc, Mutex};
 
 use rustyline::completion::{Completer, FilenameCompleter, Pair};
 use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
-use rustyline::validate::Validator;
+use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Context, Helper};
 
 use crate::completion::Vocabulary;
+use crate::splitter::StatementSplitter;
 
 /// What completion knows, updated by the prompt loop between lines.
 #[derive(Debug, Default)]
@@ -69,6 +71,41 @@ impl Hinter for ReplHelper {
 
 impl Highlighter for ReplHelper {}
 
-impl Validator for ReplHelper {}
+/// Enter on a statement without its `;` opens a new line in the same buffer, so the arrow
+/// keys move up into the lines typed before, as in DuckDB's and IPython's prompts.
+impl Validator for ReplHelper {
+    fn validate(&self, ctx: &mut ValidationContext<'_>) -> rustyline::Result<ValidationResult> {
+        Ok(if is_complete(ctx.input()) {
+            ValidationResult::Valid(None)
+        } else {
+            ValidationResult::Incomplete
+        })
+    }
+}
+
+/// Whether `buffer` holds only whole statements and meta commands (or nothing).
+fn is_complete(buffer: &str) -> bool {
+    let mut splitter = StatementSplitter::new();
+    for line in buffer.split('\n') {
+        splitter.push_line(line);
+    }
+    splitter.is_empty()
+}
 
 impl Helper for ReplHelper {}
+
+#[cfg(test)]
+mod tests {
+    use super::is_complete;
+
+    #[test]
+    fn a_buffer_is_complete_at_its_semicolon_or_a_meta_command() {
+        assert!(is_complete(""));
+        assert!(is_complete("\\d sensors"));
+        assert!(is_complete("SELECT 1;"));
+        assert!(is_complete("SELECT a\nFROM t;"));
+        assert!(!is_complete("SELECT a\nFROM t"));
+        assert!(!is_complete("SELECT ';'"));
+        assert!(!is_complete("SELECT 1; SELECT"));
+    }
+}

@@ -15,10 +15,9 @@ use crate::script::run;
 use crate::session::{Control, Session};
 use crate::splitter::{Input, StatementSplitter};
 
-/// Prompt at the start of a statement.
+/// Prompt at the start of a statement. A statement's later lines have none: they are lines
+/// of the same edit buffer (see [`ReplHelper`]'s validator), which the arrow keys move through.
 const PROMPT: &str = "vigil> ";
-/// Prompt while a statement continues.
-const CONTINUATION: &str = "  ...> ";
 
 /// Greeting printed when the prompt opens.
 const BANNER: &str = "\
@@ -53,12 +52,7 @@ pub async fn run_interactive(mut session: Session) -> Result<(), ReplError> {
     // Lines of the statement being typed, kept in history as one entry once it is complete.
     let mut typed: Vec<String> = Vec::new();
     loop {
-        let prompt = if splitter.is_empty() {
-            PROMPT
-        } else {
-            CONTINUATION
-        };
-        let line = tokio::task::block_in_place(|| editor.readline(prompt));
+        let line = tokio::task::block_in_place(|| editor.readline(PROMPT));
         let text = match line {
             Ok(text) => text,
             Err(ReadlineError::Interrupted) => {

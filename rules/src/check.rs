@@ -13,6 +13,7 @@ use vigil_engine::plan::{OperatorGraph, WarningKind};
 use vigil_engine::sql::{ParsedStatement, Statement, StreamParser};
 use vigil_engine::{Engine, StatementOutcome};
 
+use crate::lints::{Lint, lint_file};
 use crate::runner::NewEngine;
 use crate::{Rule, RulesDir, RulesError};
 
@@ -39,6 +40,9 @@ pub struct Diagnostic {
     pub severity: Severity,
     /// What and why.
     pub message: String,
+    /// The style lint that found it, which `--allow` or `vigil:allow(...)` turns off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lint: Option<Lint>,
 }
 
 impl fmt::Display for Diagnostic {
@@ -52,7 +56,11 @@ impl fmt::Display for Diagnostic {
             f,
             "{}:{}:{}: {severity}: {}",
             self.file, self.line, self.column, self.message
-        )
+        )?;
+        match self.lint {
+            Some(lint) => write!(f, " [{}]", lint.name()),
+            None => Ok(()),
+        }
     }
 }
 
@@ -65,6 +73,8 @@ pub struct CheckPlan {
     pub rules: Vec<PathBuf>,
     /// Whether these are all the rules there are, so a source no rule reads is unused.
     pub complete: bool,
+    /// Style lints turned off for every file.
+    pub allow: Vec<Lint>,
 }
 
 impl CheckPlan {
@@ -78,6 +88,7 @@ impl CheckPlan {
             profiles,
             rules: dir.rule_paths()?,
             complete: true,
+            allow: Vec::new(),
         })
     }
 }
@@ -104,7 +115,7 @@ pub async fn check(
     // Each diagnostic with the profiles it showed up with.
     let mut found: BTreeMap<Diagnostic, BTreeSet<String>> = BTreeMap::new();
     for profile in &profiles {
-        let mut checker = Checker::new(new_engine());
+        let mut checker = Checker::new(new_engine(), &plan.allow);
         if let Some(profile) = profile {
             checker.file(profile).await;
         }
@@ -136,8 +147,9 @@ pub async fn check(
 }
 
 /// Runs files through one planning-only engine, collecting diagnostics.
-struct Checker {
+struct Checker<'a> {
     engine: Engine,
+    allow: &'a [Lint],
     diagnostics: Vec<Diagnostic>,
     /// Declared sources: name → where.
     sources: BTreeMap<String, (String, Location)>,
@@ -145,11 +157,12 @@ struct Checker {
     used: BTreeSet<String>,
 }
 
-impl Checker {
-    fn new(mut engine: Engine) -> Self {
+impl<'a> Checker<'a> {
+    fn new(mut engine: Engine, allow: &'a [Lint]) -> Self {
         engine.config_mut().start_queries = false;
         Self {
             engine,
+            allow,
             diagnostics: Vec::new(),
             sources: BTreeMap::new(),
             used: BTreeSet::new(),
@@ -165,8 +178,25 @@ impl Checker {
                 return;
             }
         };
+        self.lints(&name, &file.sql, &statements);
         for statement in statements {
             self.statement(&name, statement).await;
+        }
+    }
+
+    fn lints(&mut self, file: &str, text: &str, statements: &[ParsedStatement]) {
+        for finding in lint_file(text, statements) {
+            if self.allow.contains(&finding.lint) || finding.lint.allowed_in(text) {
+                continue;
+            }
+            self.diagnostics.push(Diagnostic {
+                file: file.to_string(),
+                line: finding.at.line,
+                column: finding.at.column,
+                severity: Severity::Warning,
+                message: finding.message,
+                lint: Some(finding.lint),
+            });
         }
     }
 
@@ -249,6 +279,7 @@ impl Checker {
             column: at.column,
             severity,
             message,
+            lint: None,
         });
     }
 }
@@ -305,5 +336,6 @@ pub fn plan_for_files(files: &[PathBuf], profile: Option<&str>) -> Result<CheckP
         profiles,
         rules: files.to_vec(),
         complete: false,
+        allow: Vec::new(),
     })
 }

@@ -1,5 +1,5 @@
 //! `vigil fmt`: one canonical layout for rule files, the way `gofmt` does it: the author's
-//! line breaks stay, everything else is decided here.
+//! line breaks stay (long lines get more), everything else is decided here.
 //!
 //! - SQL keywords in upper case; names as written;
 //! - one space between tokens, none inside parentheses or before commas, none between a
@@ -7,15 +7,22 @@
 //! - indentation from structure: clauses (`SELECT`, `FROM`, `WHERE`, ...) at the statement's
 //!   margin, their continuation lines 4 spaces in, the inside of parentheses and `CASE` 4
 //!   spaces past the line that opened them;
+//! - lines longer than [`MAX_WIDTH`] broken after their outermost commas and before their
+//!   outermost `AND`, `OR` and clauses, each piece laid out as a line of its own;
 //! - comments kept as written, at the indentation of their place; at most one blank line in a
 //!   row; one newline at the end.
 //!
 //! Only whitespace and keyword case change: the formatted file is checked to have the same
 //! tokens as the original before it is returned.
 
+use std::collections::VecDeque;
+
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
 use vigil_engine::sql::KEYWORDS;
+
+/// Lines longer than this are wrapped where the structure allows.
+pub const MAX_WIDTH: usize = 100;
 
 /// Keywords that start a clause: at the statement's margin, not indented as continuations.
 const CLAUSES: &[&str] = &[
@@ -111,7 +118,8 @@ fn layout(tokens: &[Token]) -> String {
     let mut out: Vec<String> = Vec::new();
     let mut frames: Vec<Frame> = Vec::new();
     let mut in_statement = false;
-    for line in split_lines(tokens) {
+    let mut lines: VecDeque<Line> = split_lines(tokens).into();
+    while let Some(line) = lines.pop_front() {
         if line.tokens.is_empty() && line.comment.is_none() {
             if out.last().is_some_and(|l| !l.is_empty()) {
                 out.push(String::new());
@@ -129,6 +137,15 @@ fn layout(tokens: &[Token]) -> String {
         };
         let mut text = " ".repeat(indent);
         text.push_str(&render(&line.tokens));
+        if text.chars().count() > MAX_WIDTH
+            && let Some(pieces) = wrap(&line)
+        {
+            // Each piece is laid out as a line of its own, so a second run keeps it.
+            for piece in pieces.into_iter().rev() {
+                lines.push_front(piece);
+            }
+            continue;
+        }
         for token in &line.tokens {
             if is_opener(token) {
                 frames.push(Frame {
@@ -158,6 +175,64 @@ fn layout(tokens: &[Token]) -> String {
     let mut text = out.join("\n");
     text.push('\n');
     text
+}
+
+/// A long line's pieces: broken after its outermost commas and before its outermost `AND`,
+/// `OR` and clause keywords; `None` when it has no such place.
+fn wrap(line: &Line) -> Option<Vec<Line>> {
+    let mut pieces = vec![Line::default()];
+    let mut depth = 0usize;
+    let mut previous: Option<&Token> = None;
+    // Inside `BETWEEN a AND b`: its AND stays on the line.
+    let mut between = false;
+    for token in &line.tokens {
+        let starts_piece = depth == 0
+            && previous.is_some()
+            && !pieces.last().is_some_and(|p| p.tokens.is_empty())
+            && !(between && word_is(token, &["AND"]))
+            && breaks_before(token, previous);
+        if depth == 0 && word_is(token, &["BETWEEN"]) {
+            between = true;
+        } else if depth == 0 && word_is(token, &["AND"]) {
+            between = false;
+        }
+        if starts_piece {
+            pieces.push(Line::default());
+        }
+        let piece = pieces.last_mut().expect("never empty");
+        piece.tokens.push(token.clone());
+        if is_opener(token) {
+            depth += 1;
+        } else if is_closer(token) {
+            depth = depth.saturating_sub(1);
+        } else if depth == 0 && *token == Token::Comma {
+            pieces.push(Line::default());
+        }
+        previous = Some(token);
+    }
+    pieces.retain(|p| !p.tokens.is_empty());
+    if pieces.len() < 2 {
+        return None;
+    }
+    pieces.last_mut().expect("two or more").comment = line.comment.clone();
+    Some(pieces)
+}
+
+/// Whether an outermost `token` after `previous` begins a new line of a wrapped one.
+fn breaks_before(token: &Token, previous: Option<&Token>) -> bool {
+    if word_is(token, &["AND", "OR"]) {
+        return true;
+    }
+    let joined = match previous {
+        Some(p) => word_is(
+            p,
+            &[
+                "LEFT", "RIGHT", "INNER", "FULL", "CROSS", "DISTINCT", "UNION",
+            ],
+        ),
+        None => false,
+    };
+    is_clause(token) && !joined
 }
 
 fn word_is(token: &Token, list: &[&str]) -> bool {
@@ -294,6 +369,30 @@ HAVING count(*) >= 3;
             "CREATE SOURCE s (\n    id BIGINT, ts TIMESTAMP,\n    WATERMARK FOR ts AS ts - INTERVAL '5' SECOND\n) WITH (connector = 'kafka',\n    topic = 's');\n"
         );
         assert_eq!(format_sql(&once).unwrap(), once);
+    }
+
+    #[test]
+    fn long_lines_break_at_their_outermost_commas_and_conditions_once() {
+        let long = "CREATE SINK alerts AS SELECT sensor_id, count(*) AS readings, avg(temperature) AS mean, max(temperature) AS peak FROM sensors WHERE temperature BETWEEN 30 AND 90 AND sensor_id <> 'test' OR site IN ('a', 'b', 'c', 'd', 'e', 'f') GROUP BY sensor_id; -- hot\n";
+        let once = format_sql(long).unwrap();
+        assert_eq!(
+            once,
+            "\
+CREATE SINK alerts AS
+SELECT sensor_id,
+    count(*) AS readings,
+    avg(temperature) AS mean,
+    max(temperature) AS peak
+FROM sensors
+WHERE temperature BETWEEN 30 AND 90
+    AND sensor_id <> 'test'
+    OR site IN ('a', 'b', 'c', 'd', 'e', 'f')
+GROUP BY sensor_id; -- hot
+"
+        );
+        assert_eq!(format_sql(&once).unwrap(), once);
+        let short = "SELECT a, b FROM t WHERE a > 1 AND b < 2;\n";
+        assert_eq!(format_sql(short).unwrap(), short);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! [`RulesDir`]: where rules, profiles and rule tests sit in a rules directory.
 
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
@@ -47,6 +48,9 @@ pub fn content_hash(sql: &str) -> String {
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!("sha256:{hex}")
 }
+
+/// Each file of a rules directory with its modification time and length.
+pub type Fingerprint = Vec<(PathBuf, Option<SystemTime>, u64)>;
 
 /// A rules directory: `*.sql` rules, `profiles/*.sql` profiles, `tests/*.test` rule tests.
 #[derive(Debug, Clone)]
@@ -118,6 +122,22 @@ impl RulesDir {
             return Ok(Vec::new());
         }
         files_with_extension(&dir, "test")
+    }
+
+    /// Every rule, profile and test file with its modification time and length: when this
+    /// changes, something was saved (what `vigil test --watch` polls).
+    pub fn fingerprint(&self) -> Fingerprint {
+        let paths = [self.rule_paths(), self.profile_paths(), self.test_paths()];
+        paths
+            .into_iter()
+            .flat_map(Result::unwrap_or_default)
+            .map(|path| {
+                let meta = std::fs::metadata(&path).ok();
+                let modified = meta.as_ref().and_then(|m| m.modified().ok());
+                let len = meta.map_or(0, |m| m.len());
+                (path, modified, len)
+            })
+            .collect()
     }
 
     /// The rule a test file is about: `tests/NAME.test` tests `NAME.sql`.

@@ -12,10 +12,13 @@
 
 pub mod check;
 pub mod deploy;
+pub mod diff;
 mod error;
 pub mod fixture;
 pub mod fmt;
 pub mod layout;
+pub mod lints;
+pub mod report;
 pub mod runner;
 pub mod values;
 

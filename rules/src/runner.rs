@@ -2,17 +2,20 @@
 //! end of input deterministically, its sinks' rows compared with what the test expects.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use datafusion::arrow::datatypes::SchemaRef;
 use vigil_engine::replay::{RunOutput, Script, run_to_completion};
 use vigil_engine::{Engine, PlannedQuery, StatementOutcome};
 
+use crate::diff::diff;
 use crate::fixture::{Table, TestCase, TestFile};
+use crate::report::{RuleReport, TestReport};
 use crate::values::{format_rows, normalize, parse_column};
-use crate::{Rule, RulesError};
+use crate::{Rule, RulesDir, RulesError};
 
 /// How the rule under test gets its catalog: a fresh engine that only plans.
 pub type NewEngine<'a> = &'a dyn Fn() -> Engine;
@@ -27,6 +30,8 @@ pub struct CaseOutcome {
     /// What went wrong, each readable on its own (with a diff for wrong rows); empty when
     /// the case passed.
     pub failures: Vec<String>,
+    /// How long it took to run.
+    pub seconds: f64,
 }
 
 impl CaseOutcome {
@@ -53,6 +58,7 @@ pub async fn run_test_file(
     };
     let mut outcomes = Vec::with_capacity(test.cases.len());
     for case in &test.cases {
+        let started = Instant::now();
         let failures = match run_case(new_engine, profile.as_ref(), rule, case).await {
             Ok(failures) => failures,
             Err(failure) => vec![failure],
@@ -61,9 +67,80 @@ pub async fn run_test_file(
             name: case.name.clone(),
             location: format!("{}:{}", test.file, case.line),
             failures,
+            seconds: started.elapsed().as_secs_f64(),
         });
     }
     Ok(outcomes)
+}
+
+/// Which of a directory's tests a run takes.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Only these rules' tests (all when empty).
+    pub rules: Vec<String>,
+    /// Only cases whose `rule: case name` contains this text.
+    pub filter: Option<String>,
+}
+
+impl Selection {
+    fn takes_case(&self, rule: &str, case: &str) -> bool {
+        self.filter
+            .as_deref()
+            .is_none_or(|text| format!("{rule}: {case}").contains(text))
+    }
+}
+
+/// Runs the selected tests of a rules directory with `profile`; with no rules named, the
+/// report lists the rules that have no test.
+pub async fn run_directory(
+    new_engine: NewEngine<'_>,
+    dir: &RulesDir,
+    profile: Option<&Path>,
+    selection: &Selection,
+) -> Result<TestReport, RulesError> {
+    let tests = dir.test_paths()?;
+    let test_of = |path: &PathBuf| {
+        path.file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned()
+    };
+    if let Some(unknown) = selection
+        .rules
+        .iter()
+        .find(|name| !tests.iter().any(|t| test_of(t) == **name))
+    {
+        let names: Vec<String> = tests.iter().map(test_of).collect();
+        return Err(RulesError::Layout(format!(
+            "no test for rule '{unknown}' (rules with tests: {})",
+            names.join(", ")
+        )));
+    }
+    let mut report = TestReport::default();
+    for path in &tests {
+        let name = test_of(path);
+        if !selection.rules.is_empty() && !selection.rules.contains(&name) {
+            continue;
+        }
+        let rule = Rule::read(&dir.rule_of_test(path))?;
+        let mut file = TestFile::read(path)?;
+        file.cases
+            .retain(|case| selection.takes_case(&name, &case.name));
+        report.rules.push(RuleReport {
+            rule: name,
+            file: file.file.clone(),
+            cases: run_test_file(new_engine, profile, &rule, &file).await?,
+        });
+    }
+    if selection.rules.is_empty() {
+        for rule in dir.rule_paths()? {
+            let name = test_of(&rule);
+            if !tests.iter().any(|t| test_of(t) == name) {
+                report.untested.push(name);
+            }
+        }
+    }
+    Ok(report)
 }
 
 /// One case: its failures, or the one problem that stopped it.
@@ -254,42 +331,8 @@ fn render_diff(header: &[String], expected: &[Vec<String>], actual: &[Vec<String
         format!("    {mark} {}", cells.join(" | ").trim_end())
     };
     let mut out = vec![render(' ', header)];
-    out.extend(lines.iter().map(|(mark, row)| render(*mark, row)));
+    out.extend(lines.iter().map(|(mark, row)| render(mark.symbol(), row)));
     out.join("\n")
-}
-
-/// The longest common subsequence of two row lists, as marked lines in order.
-fn diff<'a>(
-    expected: &'a [Vec<String>],
-    actual: &'a [Vec<String>],
-) -> Vec<(char, &'a Vec<String>)> {
-    let (n, m) = (expected.len(), actual.len());
-    let mut common = vec![vec![0usize; m + 1]; n + 1];
-    for i in (0..n).rev() {
-        for j in (0..m).rev() {
-            common[i][j] = if expected[i] == actual[j] {
-                common[i + 1][j + 1] + 1
-            } else {
-                common[i + 1][j].max(common[i][j + 1])
-            };
-        }
-    }
-    let (mut i, mut j) = (0, 0);
-    let mut lines = Vec::with_capacity(n + m);
-    while i < n || j < m {
-        if i < n && j < m && expected[i] == actual[j] {
-            lines.push((' ', &expected[i]));
-            i += 1;
-            j += 1;
-        } else if i < n && (j == m || common[i + 1][j] >= common[i][j + 1]) {
-            lines.push(('-', &expected[i]));
-            i += 1;
-        } else {
-            lines.push(('+', &actual[j]));
-            j += 1;
-        }
-    }
-    lines
 }
 
 #[cfg(test)]

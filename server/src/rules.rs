@@ -126,7 +126,7 @@ impl Service {
         }
         let statements = StreamParser::parse_sql(sql)?;
         self.check_rule(&state, name, &statements)?;
-        self.validate_rule(&state, name, sql).await?;
+        self.validate_rule(&state, name, None, sql).await?;
         let starting = statements
             .iter()
             .filter(|s| starts_query(&s.statement))
@@ -177,8 +177,14 @@ impl Service {
     }
 
     /// What deploying `sql` as rule `name` would do, doing nothing: whether it is new,
-    /// changed or the same, and per sink whether its state is kept or reset.
-    pub async fn plan_rule(&self, name: &str, sql: &str) -> Result<RulePlan, ApiError> {
+    /// changed or the same, and per sink whether its state is kept or reset. `profile`
+    /// holds declarations deployed with it, which it may use.
+    pub async fn plan_rule(
+        &self,
+        name: &str,
+        sql: &str,
+        profile: Option<&str>,
+    ) -> Result<RulePlan, ApiError> {
         let state = self.engine.lock().await;
         let action = match state.rules.get(name) {
             Some(rule) if rule.hash == content_hash(sql) => "unchanged",
@@ -187,7 +193,12 @@ impl Service {
         };
         let statements = StreamParser::parse_sql(sql)?;
         self.check_rule(&state, name, &statements)?;
-        let sinks = self.validate_rule(&state, name, sql).await?;
+        if let Some(profile) = profile {
+            for statement in StreamParser::parse_sql(profile)? {
+                self.check_options(&statement)?;
+            }
+        }
+        let sinks = self.validate_rule(&state, name, profile, sql).await?;
         Ok(RulePlan { action, sinks })
     }
 
@@ -350,15 +361,20 @@ impl Service {
         stopped
     }
 
-    /// Plans `sql` as rule `name` on a copy of the catalog without its deployed version;
-    /// says per sink what would become of its state.
+    /// Plans `sql` as rule `name` on a copy of the catalog without its deployed version
+    /// (and with the declarations of `profile`); says per sink what would become of its
+    /// state.
     async fn validate_rule(
         &self,
         state: &Catalogued,
         name: &str,
+        profile: Option<&str>,
         sql: &str,
     ) -> Result<Vec<SinkState>, ApiError> {
         let mut scratch = self.replay(state, Some(name)).await;
+        if let Some(profile) = profile {
+            scratch.execute(profile).await?;
+        }
         let mut sinks = Vec::new();
         for statement in StreamParser::parse_sql(sql)? {
             let identity = match scratch.execute_statement(statement).await? {

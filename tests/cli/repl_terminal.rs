@@ -65,13 +65,11 @@ impl Terminal {
         self.session.flush().expect("typing");
     }
 
-    /// Types the source declaration line by line, seeing the continuation prompt.
+    /// Types the source declaration line by line: Enter before the `;` opens the next line
+    /// of the same statement.
     fn declare_source(&mut self) {
-        for (i, line) in SOURCE_LINES.iter().enumerate() {
+        for line in SOURCE_LINES {
             self.line(line);
-            if i + 1 < SOURCE_LINES.len() {
-                self.expect("  ...> ");
-            }
         }
         self.expect("created source sensors");
         self.expect("vigil> ");
@@ -111,9 +109,7 @@ fn window_rows_stream_in_and_ctrl_c_returns_to_the_prompt() {
     let mut t = Terminal::open(&history);
     t.declare_source();
     t.line("SELECT window_start, window_end, sensor_id, count(*) AS readings");
-    t.expect("  ...> ");
     t.line("FROM TUMBLE(sensors, ts, INTERVAL '1' SECOND)");
-    t.expect("  ...> ");
     t.line("GROUP BY window_start, window_end, sensor_id;");
     // The header, then rows of closed windows while the query keeps running.
     t.expect("window_start");
@@ -266,7 +262,6 @@ fn an_error_shows_a_caret_and_a_hint_and_the_prompt_returns() {
     let mut t = Terminal::open(&history);
     t.declare_source();
     t.line("SELECT sensor_id,");
-    t.expect("  ...> ");
     t.line("  temprature FROM sensors;");
     t.expect("error: input:2:3: column 'temprature' not found");
     t.expect("2 |   temprature FROM sensors;");
@@ -275,7 +270,8 @@ fn an_error_shows_a_caret_and_a_hint_and_the_prompt_returns() {
     t.expect("vigil> ");
     // Ctrl-C on a half-typed statement discards it.
     t.line("SELECT");
-    t.expect("  ...> ");
+    t.keys("sensor_id");
+    t.expect("sensor_id");
     t.session.send_control('c').expect("Ctrl-C");
     t.expect("vigil> ");
     t.line("\\sources");
@@ -327,6 +323,29 @@ fn session_statements_and_expanded_rows_at_the_prompt() {
     t.expect("vigil> ");
     t.line("SHOW batch_size;");
     t.expect("7");
+    t.expect("vigil> ");
+    t.quit();
+}
+
+#[test]
+fn the_arrow_keys_move_up_into_earlier_lines_of_a_statement() {
+    let history = history_file("multiline");
+    let mut t = Terminal::open(&history);
+    // Two lines of one statement; before Enter on the second, go up and rewrite the first.
+    t.line("SELECT 2 + 2 AS fuor,");
+    t.keys("3 AS three;");
+    t.expect("three;");
+    t.keys("\x1b[A");
+    t.session.send_control('a').expect("Ctrl-A");
+    t.session.send_control('k').expect("Ctrl-K");
+    t.keys("SELECT 2 + 2 AS four,\r");
+    t.expect_regex(r"four +\| +three");
+    t.expect_regex(r"4 +\| +3");
+    t.expect("vigil> ");
+    // The statement is one history entry, both lines, as it ran.
+    t.keys("\x1b[A");
+    t.expect("3 AS three;");
+    t.session.send_control('c').expect("Ctrl-C");
     t.expect("vigil> ");
     t.quit();
 }

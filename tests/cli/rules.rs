@@ -226,6 +226,215 @@ fn a_mistyped_test_file_names_its_line() {
 }
 
 #[test]
+fn fmt_reads_stdin_and_wraps_long_lines() {
+    use std::io::Write;
+    let long = "select sensor_id, count(*) as readings, avg(temperature) as mean, max(temperature) as peak from sensors where temperature > 30 and humidity < 20 group by sensor_id;\n";
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["fmt", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(long.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout),
+        "\
+SELECT sensor_id,
+    count(*) AS readings,
+    avg(temperature) AS mean,
+    max(temperature) AS peak
+FROM sensors
+WHERE temperature > 30
+    AND humidity < 20
+GROUP BY sensor_id;
+"
+    );
+}
+
+#[test]
+fn check_warns_of_style_a_sqlfluff_user_would_and_each_lint_can_be_turned_off() {
+    let dir = rules_copy("lints");
+    std::fs::write(
+        dir.join("sloppy.sql"),
+        "CREATE SINK sensor_alerts AS\nselect * FROM sensors s WHERE temperature > 40;\n",
+    )
+    .unwrap();
+    let root = dir.parent().unwrap();
+    let out = vigil(root, &["check", "rules/sloppy.sql", "--profile", "demo"]);
+    assert!(out.status.success(), "warnings only: {}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "\
+rules/sloppy.sql:2:1: warning: keyword 'select' is not in the upper case of the file's other keywords (vigil fmt upper-cases keywords) [keyword-case]
+rules/sloppy.sql:2:8: warning: sink 'sensor_alerts' selects *: its columns change whenever its source's do; name them [select-star-in-sink]
+rules/sloppy.sql:2:23: warning: table alias 's' without AS: write AS s [implicit-alias]
+"
+    );
+    let args = ["check", "rules/sloppy.sql", "--profile", "demo"];
+    let out = vigil(
+        root,
+        &[&args[..], &["--allow", "keyword-case,implicit-alias"]].concat(),
+    );
+    assert_eq!(
+        text(&out.stdout)
+            .lines()
+            .map(|l| l.rsplit(' ').next().unwrap())
+            .collect::<Vec<_>>(),
+        ["[select-star-in-sink]"]
+    );
+    edit(
+        &dir.join("sloppy.sql"),
+        "CREATE SINK",
+        "-- vigil:allow(select-star-in-sink)\nCREATE SINK",
+    );
+    let out = vigil(
+        root,
+        &[&args[..], &["--allow", "keyword-case,implicit-alias"]].concat(),
+    );
+    assert_eq!(text(&out.stdout), "", "turned off in the file");
+    let out = vigil(root, &[&args[..], &["--allow", "no-such-lint"]].concat());
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("keyword-case"),
+        "names the lints there are"
+    );
+}
+
+#[test]
+fn test_selects_rules_and_cases_and_writes_junit_that_a_junit_parser_reads() {
+    let dir = rules_copy("test-select");
+    let root = dir.parent().unwrap();
+    let out = vigil(
+        root,
+        &[
+            "test",
+            "rules",
+            "brute_force",
+            "sensor_windows",
+            "--filter",
+            "late",
+        ],
+    );
+    let report = text(&out.stdout);
+    assert!(out.status.success(), "{report}{}", text(&out.stderr));
+    let cases: Vec<&str> = report.lines().filter(|l| l.starts_with("ok")).collect();
+    assert_eq!(
+        cases,
+        [
+            "ok    rules/tests/brute_force.test:37: a failure arriving after its windows closed is late, not counted",
+            "ok    rules/tests/sensor_windows.test:31: a reading behind the watermark is late for the minutes already emitted",
+        ],
+        "{report}"
+    );
+    let out = vigil(root, &["test", "rules", "no_such_rule"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr)
+            .contains("no test for rule 'no_such_rule' (rules with tests: brute_force,")
+    );
+
+    // A rule with no test, and a failing case: both as CI reads them.
+    std::fs::write(
+        dir.join("cold.sql"),
+        "CREATE SINK cold_alerts WITH (connector = 'stdout') AS\nSELECT sensor_id FROM sensors WHERE temperature < 0;\n",
+    )
+    .unwrap();
+    edit(
+        &dir.join("sensor_threshold.sql"),
+        "WHEN temperature > 35 OR temperature < 5 THEN 3",
+        "WHEN temperature > 36 OR temperature < 5 THEN 3",
+    );
+    let out = vigil(root, &["test", "rules"]);
+    assert!(
+        text(&out.stdout).contains("\nrules with no test: cold\n"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = vigil(root, &["test", "rules", "--format", "junit"]);
+    assert!(!out.status.success(), "a failure still fails the run");
+    let suites = junit_parser::from_reader(std::io::Cursor::new(out.stdout)).expect("JUnit XML");
+    assert_eq!((suites.tests, suites.failures, suites.skipped), (13, 1, 1));
+    let threshold = suites
+        .suites
+        .iter()
+        .find(|s| s.name == "sensor_threshold")
+        .unwrap();
+    let failed: Vec<&junit_parser::TestCase> = threshold
+        .cases
+        .iter()
+        .filter(|c| c.status.is_failure())
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].classname.as_deref(), Some("sensor_threshold"));
+    let failure = failed[0].status.failure_as_ref();
+    assert!(
+        failure
+            .message
+            .contains("expect sensor_alerts (line 13): the rows differ")
+    );
+    assert!(
+        failure.text.contains("+ s1        | 1     | CRITICAL"),
+        "{}",
+        failure.text
+    );
+    let untested = suites.suites.iter().find(|s| s.name == "untested").unwrap();
+    assert!(untested.cases[0].status.is_skipped());
+    assert_eq!(untested.cases[0].original_name, "cold has no test");
+}
+
+#[test]
+fn test_watch_runs_again_when_a_file_is_saved() {
+    use std::io::BufRead;
+    let dir = rules_copy("test-watch");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .current_dir(dir.parent().unwrap())
+        .args(["test", "rules", "sensor_threshold", "--watch"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next_summary = || loop {
+        let line = received
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("a test run's summary");
+        if line.ends_with(" failed") {
+            return line;
+        }
+    };
+    assert_eq!(next_summary(), "3 passed, 0 failed");
+    edit(
+        &dir.join("sensor_threshold.sql"),
+        "WHEN temperature > 35 OR temperature < 5 THEN 3",
+        "WHEN temperature > 36 OR temperature < 5 THEN 3",
+    );
+    assert_eq!(next_summary(), "2 passed, 1 failed");
+    edit(
+        &dir.join("sensor_threshold.sql"),
+        "WHEN temperature > 36 OR temperature < 5 THEN 3",
+        "WHEN temperature > 35 OR temperature < 5 THEN 3",
+    );
+    assert_eq!(next_summary(), "3 passed, 0 failed");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
 fn fmt_rewrites_a_sloppy_rule_and_check_mode_fails_until_it_is_formatted() {
     let dir = scratch("fmt");
     let rule = dir.join("hot.sql");
@@ -236,7 +445,12 @@ fn fmt_rewrites_a_sloppy_rule_and_check_mode_fails_until_it_is_formatted() {
     .unwrap();
     let out = vigil(&dir, &["fmt", "--check", "hot.sql"]);
     assert!(!out.status.success());
-    assert_eq!(text(&out.stdout), "would reformat hot.sql\n");
+    let report = text(&out.stdout);
+    assert!(
+        report.starts_with("would reformat hot.sql\n  @@ -1,3 +1,3 @@\n  -create sink hot as\n"),
+        "{report}"
+    );
+    assert!(report.contains("\n  +CREATE SINK hot AS\n"), "{report}");
     assert!(
         std::fs::read_to_string(&rule)
             .unwrap()
@@ -254,21 +468,32 @@ fn fmt_rewrites_a_sloppy_rule_and_check_mode_fails_until_it_is_formatted() {
     assert!(out.status.success(), "{}", text(&out.stdout));
 }
 
+/// `vigil deploy rules --server URL` plus `extra` in `root`: its exit code and stdout, with
+/// its stderr for failures.
+fn deploy(root: &Path, url: &str, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["deploy", "rules", "--server", url];
+    args.extend_from_slice(extra);
+    let out = vigil(root, &args);
+    let code = out.status.code().expect("exited");
+    (code, text(&out.stdout), text(&out.stderr))
+}
+
+/// The plan's lines for rules and declarations, without the diffs under them.
+fn plan_lines(plan: &str) -> Vec<String> {
+    plan.lines()
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
 #[test]
-fn deploy_shows_the_plan_and_applies_it_to_a_running_server() {
+fn deploy_shows_the_plan_with_diffs_and_exit_codes_and_applies_it() {
     let dir = rules_copy("deploy");
     let root = dir.parent().unwrap().to_path_buf();
     let mut served = Served::start(&root, &["--queries", "rules"]);
-    let deploy = |apply: bool| {
-        let mut args = vec!["deploy", "rules", "--server", served.url.as_str()];
-        if apply {
-            args.push("--apply");
-        }
-        let out = vigil(&root, &args);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        text(&out.stdout)
-    };
-    let plan = deploy(false);
+    let url = served.url.clone();
+    let (code, plan, _) = deploy(&root, &url, &[]);
+    assert_eq!(code, 0, "nothing to do exits 0: {plan}");
     assert!(
         plan.contains("  = sensor_threshold         unchanged"),
         "{plan}"
@@ -287,15 +512,10 @@ fn deploy_shows_the_plan_and_applies_it_to_a_running_server() {
         "CREATE SINK cold_alerts WITH (connector = 'stdout') AS\nSELECT sensor_id, temperature FROM sensors WHERE temperature < 0;\n",
     )
     .unwrap();
-    let plan = deploy(false);
-    let marks: Vec<String> = plan
-        .lines()
-        .skip(1)
-        .take(5)
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .collect();
+    let (code, plan, pending) = deploy(&root, &url, &[]);
+    assert_eq!(code, 2, "pending changes exit 2: {plan}{pending}");
     assert_eq!(
-        marks,
+        plan_lines(&plan),
         [
             "- brute_force remove",
             "+ cold add",
@@ -305,60 +525,156 @@ fn deploy_shows_the_plan_and_applies_it_to_a_running_server() {
         ],
         "{plan}"
     );
+    // The changed rule's SQL as a diff, with its line numbers.
     assert!(
-        plan.ends_with("3 change(s); run again with --apply to carry them out\n"),
+        plan.contains("      -WHERE score > 0;\n      +WHERE score > 1;\n"),
         "{plan}"
     );
+    assert!(plan.contains("      @@ -4"), "{plan}");
+    assert!(
+        pending.contains("3 change(s) pending; run again with --apply to carry them out"),
+        "{pending}"
+    );
     // Without --apply nothing changed there.
-    assert_eq!(deploy(false), plan);
+    assert_eq!(deploy(&root, &url, &[]).1, plan);
 
-    let applied = deploy(true);
+    let (code, applied, error) = deploy(&root, &url, &["--apply"]);
+    assert_eq!(code, 0, "{applied}{error}");
     assert!(applied.contains("removed brute_force"), "{applied}");
     assert!(applied.contains("added cold (queries ["), "{applied}");
     assert!(
         applied.contains("changed sensor_threshold (queries ["),
         "{applied}"
     );
-    assert!(deploy(false).ends_with("nothing to do\n"));
+    assert_eq!(deploy(&root, &url, &[]).0, 0);
 
     // The server runs the new text: its query's SQL has the new threshold, the old one stopped.
-    let queries = vigil(
-        &root,
-        &["explain", "--server", &served.url, "--analyze", "3"],
-    );
+    let queries = vigil(&root, &["explain", "--server", &url, "--analyze", "3"]);
     assert!(
         text(&queries.stdout).starts_with("query 3 (sensor_alerts), stopped"),
         "{}",
         text(&queries.stdout)
     );
 
-    // A broken change is refused with its position, and the running version stays.
+    // A rule that does not plan is refused in the plan, with its position, and nothing is
+    // deployed, not even the other changes.
     edit(
         &dir.join("sensor_threshold.sql"),
         "WHERE score > 1;",
         "WHERE scor > 1;",
     );
-    let out = vigil(
-        &root,
-        &["deploy", "rules", "--server", &served.url, "--apply"],
-    );
-    assert!(!out.status.success());
-    let error = text(&out.stderr);
+    std::fs::remove_file(dir.join("cold.sql")).unwrap();
+    let (code, plan, error) = deploy(&root, &url, &["--apply"]);
+    assert_eq!(code, 1, "{plan}{error}");
     assert!(
-        error.contains("deploying rules/sensor_threshold.sql"),
-        "{error}"
-    );
-    assert!(
-        error.contains(
-            "server answered 400 sql_error at line 48, column 7: column 'scor' not found"
+        plan.contains(
+            "! sensor_threshold         refused"
+        ) && plan.contains(
+            "does not plan: server answered 400 sql_error at line 48, column 7: column 'scor' not found"
         ),
+        "{plan}"
+    );
+    assert!(
+        error.contains("1 rule(s) do not plan (sensor_threshold); nothing was deployed"),
         "{error}"
     );
-    let plan = deploy(false);
+    assert!(!plan.contains("removed cold"), "{plan}");
     assert!(
-        plan.contains("~ sensor_threshold         change"),
-        "still the old version there: {plan}"
+        plan_lines(&plan).contains(&"- cold remove".to_string()),
+        "{plan}"
     );
+    // The running version stays: with the typo fixed and cold back, nothing is left to do.
+    edit(
+        &dir.join("sensor_threshold.sql"),
+        "WHERE scor > 1;",
+        "WHERE score > 1;",
+    );
+    std::fs::write(
+        dir.join("cold.sql"),
+        "CREATE SINK cold_alerts WITH (connector = 'stdout') AS\nSELECT sensor_id, temperature FROM sensors WHERE temperature < 0;\n",
+    )
+    .unwrap();
+    let (code, plan, _) = deploy(&root, &url, &[]);
+    assert_eq!(
+        (code, plan.ends_with("nothing to do\n")),
+        (0, true),
+        "{plan}"
+    );
+
+    let (status, rest) = served.terminate();
+    assert!(status.success(), "{rest}");
+}
+
+/// POSTs `sql` to the server's `/v1/statements`; the status line.
+fn post_statement(url: &str, sql: &str) -> String {
+    use std::io::{Read, Write};
+    let body = serde_json::json!({ "sql": sql }).to_string();
+    let mut stream = std::net::TcpStream::connect(url.trim_start_matches("http://")).unwrap();
+    write!(
+        stream,
+        "POST /v1/statements HTTP/1.1\r\nHost: vigil\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer.lines().next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_bare_server_takes_a_profile_with_the_rules_and_hand_made_queries_show_as_drift() {
+    let dir = rules_copy("deploy-profile");
+    let root = dir.parent().unwrap().to_path_buf();
+    let mut served = Served::start(&root, &[]);
+    let url = served.url.clone();
+
+    // Without the profile the server has no sources: every rule is refused.
+    let (code, plan, error) = deploy(&root, &url, &[]);
+    assert_eq!(code, 1, "{plan}{error}");
+    assert!(plan.contains("! sensor_threshold"), "{plan}");
+    assert!(error.contains("4 rule(s) do not plan"), "{error}");
+
+    let (code, plan, _) = deploy(&root, &url, &["--with-profile", "demo"]);
+    assert_eq!(code, 2, "{plan}");
+    let lines = plan_lines(&plan);
+    assert!(lines.contains(&"+ source sensors".to_string()), "{plan}");
+    assert!(
+        lines.contains(&"+ sink sensor_alerts".to_string()),
+        "{plan}"
+    );
+    assert!(
+        lines.contains(&"+ sensor_threshold add".to_string()),
+        "{plan}"
+    );
+
+    let (code, applied, error) = deploy(&root, &url, &["--with-profile", "demo", "--apply"]);
+    assert_eq!(code, 0, "{applied}{error}");
+    assert!(applied.contains("declared source sensors"), "{applied}");
+    assert!(
+        applied.contains("added sensor_threshold (queries ["),
+        "{applied}"
+    );
+    let (code, plan, _) = deploy(&root, &url, &["--with-profile", "demo"]);
+    assert_eq!(code, 0, "{plan}");
+    assert!(
+        plan.contains("  = source sensors           present    (profile)\n"),
+        "{plan}"
+    );
+
+    // A query started by hand is not in the directory: drift, which keeps the plan pending.
+    let status = post_statement(
+        &url,
+        "CREATE SINK by_hand WITH (connector = 'stdout') AS SELECT sensor_id FROM sensors",
+    );
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let (code, plan, _) = deploy(&root, &url, &[]);
+    assert_eq!(code, 2, "{plan}");
+    let drift = plan
+        .lines()
+        .find(|l| l.contains(" drift "))
+        .unwrap_or_else(|| panic!("no drift in {plan}"));
+    assert!(drift.contains("writes by_hand; started by hand"), "{drift}");
 
     let (status, rest) = served.terminate();
     assert!(status.success(), "{rest}");
@@ -412,18 +728,12 @@ fn with_a_state_dir_deploy_says_which_state_is_kept_and_a_restart_keeps_the_rule
         "WHERE score > 0;",
         "WHERE score > 1;",
     );
-    let deploy = |url: &str, apply: bool| {
-        let mut args = vec!["deploy", "rules", "--server", url];
-        if apply {
-            args.push("--apply");
-        }
-        let out = vigil(&root, &args);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        text(&out.stdout)
-    };
-    let plan = deploy(&served.url, false);
+    let (code, plan, _) = deploy(&root, &served.url, &[]);
+    assert_eq!(code, 2, "{plan}");
     let line = |name: &str| {
-        let line = plan.lines().find(|l| l.contains(name));
+        let line = plan
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(name));
         line.unwrap_or_else(|| panic!("no {name} in {plan}"))
             .to_string()
     };
@@ -443,7 +753,8 @@ fn with_a_state_dir_deploy_says_which_state_is_kept_and_a_restart_keeps_the_rule
     );
     assert!(!line("payment_due").contains("state"), "unchanged: {plan}");
 
-    let applied = deploy(&served.url, true);
+    let (code, applied, error) = deploy(&root, &served.url, &["--apply"]);
+    assert_eq!(code, 0, "{applied}{error}");
     assert!(
         applied.contains("changed sensor_windows (queries ["),
         "{applied}"
@@ -475,7 +786,12 @@ fn with_a_state_dir_deploy_says_which_state_is_kept_and_a_restart_keeps_the_rule
         "{}",
         served.report
     );
-    assert!(deploy(&served.url, false).ends_with("nothing to do\n"));
+    let (code, plan, _) = deploy(&root, &served.url, &[]);
+    assert_eq!(
+        (code, plan.ends_with("nothing to do\n")),
+        (0, true),
+        "{plan}"
+    );
     let (status, rest) = served.terminate();
     assert!(status.success(), "{rest}");
 }

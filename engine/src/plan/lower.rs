@@ -210,12 +210,7 @@ impl Lowering<'_> {
             LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => Err(Error::Plan(
                 "a streaming query must read a source (FROM a source, view, TUMBLE or HOP)".into(),
             )),
-            // The node's kind only: its display goes on with expressions in DataFusion's terms.
-            other => {
-                let shown = other.display().to_string();
-                let kind = shown.split(':').next().unwrap_or(&shown).trim().to_string();
-                Err(Error::Unsupported(format!("{kind} in a streaming query")))
-            }
+            other => Err(Error::Unsupported(unsupported_node(other))),
         }
     }
 
@@ -741,4 +736,21 @@ fn column_index(expr: &Expr, schema: &DFSchema) -> Option<usize> {
 
 fn arrow_schema(schema: &DFSchema) -> SchemaRef {
     Arc::new(schema.as_arrow().clone())
+}
+
+/// What a plan node the lowering has no operator for is, in SQL's words: the node's display
+/// goes on with expressions in DataFusion's terms, so only its kind is named.
+fn unsupported_node(node: &LogicalPlan) -> String {
+    match node {
+        LogicalPlan::Distinct(_) => "SELECT DISTINCT and UNION without ALL on streams: use \
+             GROUP BY over a TUMBLE or HOP window, or UNION ALL"
+            .into(),
+        LogicalPlan::Unnest(_) => "UNNEST in a streaming query".into(),
+        LogicalPlan::RecursiveQuery(_) => "WITH RECURSIVE in a streaming query".into(),
+        other => {
+            let shown = other.display().to_string();
+            let kind = shown.split(':').next().unwrap_or(&shown).trim().to_string();
+            format!("{kind} in a streaming query")
+        }
+    }
 }

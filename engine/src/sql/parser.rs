@@ -239,6 +239,7 @@ impl<'a> StreamParser<'a> {
                 cascade,
             });
         }
+        let start = self.parser.peek_token();
         match self.parser.parse_statement()? {
             ast::Statement::Query(query) => Ok(Statement::Query(query)),
             ast::Statement::Insert(insert) => insert_as_sink(insert),
@@ -263,8 +264,9 @@ impl<'a> StreamParser<'a> {
                 })
             }
             other => Err(ParserError::ParserError(format!(
-                "Expected: CREATE SOURCE, CREATE SINK, CREATE VIEW, SELECT or EXPLAIN, found: {}",
-                first_words(&other.to_string())
+                "Expected: CREATE SOURCE, CREATE SINK, CREATE VIEW, SELECT or EXPLAIN, found: {}{}",
+                first_words(&other.to_string()),
+                at(&start)
             ))),
         }
     }
@@ -534,6 +536,14 @@ mod tests {
         let sql = err.as_sql().unwrap();
         assert_eq!(sql.location, Some(Location { line: 2, column: 1 }));
         assert!(sql.message.contains("expected"), "{}", sql.message);
+        let err = StreamParser::parse_sql("SELECT 1;\n  DELETE FROM t;").unwrap_err();
+        let sql = err.as_sql().unwrap();
+        assert_eq!(sql.location, Some(Location { line: 2, column: 3 }));
+        assert!(
+            sql.message.ends_with("found DELETE FROM"),
+            "{}",
+            sql.message
+        );
     }
 
     #[test]

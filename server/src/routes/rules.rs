@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::extract::ApiPath;
 use super::statements::{SqlRequest, rejected};
@@ -38,15 +38,26 @@ pub async fn deploy(
     Ok(Json(service.deploy_rule(&name, &request.sql).await?))
 }
 
+/// A rule to plan, with the declarations it needs that the server does not have yet.
+#[derive(Debug, Deserialize)]
+pub struct RulePlanRequest {
+    /// The rule's text.
+    pub sql: String,
+    /// Sources and sinks of a profile deployed in the same change, planned first.
+    #[serde(default)]
+    pub profile: Option<String>,
+}
+
 /// `POST /v1/rules/{name}/plan`: what deploying the rule would do, doing nothing: added,
 /// changed or unchanged, and per sink whether its checkpointed state is kept or reset.
 pub async fn plan(
     State(service): State<Arc<Service>>,
     ApiPath(name): ApiPath<String>,
-    request: Result<Json<SqlRequest>, JsonRejection>,
+    request: Result<Json<RulePlanRequest>, JsonRejection>,
 ) -> Result<Json<RulePlan>, ApiError> {
     let Json(request) = request.map_err(rejected)?;
-    Ok(Json(service.plan_rule(&name, &request.sql).await?))
+    let profile = request.profile.as_deref();
+    Ok(Json(service.plan_rule(&name, &request.sql, profile).await?))
 }
 
 /// `DELETE /v1/rules/{name}`: stops a rule's queries and removes it.
