@@ -13,17 +13,24 @@ use super::{INPUT_TOPICS, OUTPUT_TOPICS, PARTITIONS};
 
 /// Polls `/readyz` at `base` until it answers `expected`; returns the body.
 async fn wait_for_readiness(client: &reqwest::Client, base: &str, expected: StatusCode) -> Value {
+    let last = std::sync::Mutex::new(Value::Null);
     tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             let response = client.get(format!("{base}/readyz")).send().await.unwrap();
-            if response.status() == expected {
-                return response.json().await.unwrap();
+            let status = response.status();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            if status == expected {
+                return body;
             }
+            *last.lock().unwrap() = body;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("/readyz did not answer {expected} within 60 s"))
+    .unwrap_or_else(|_| {
+        let last = last.lock().unwrap();
+        panic!("/readyz did not answer {expected} within 60 s; it last answered {last}")
+    })
 }
 
 #[tokio::test(flavor = "multi_thread")]
