@@ -26,7 +26,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 use crate::error::{Error, Location, Result, SqlError};
-use crate::plan::window_table::{HopFunction, TumbleFunction};
+use crate::plan::window_table::{CumulateFunction, HopFunction, TumbleFunction};
 use crate::sql::{CreateSource, Options};
 
 /// A declared source.
@@ -133,6 +133,13 @@ impl Catalog {
                 Arc::clone(&max_windows_per_event),
             )),
         );
+        ctx.register_udtf(
+            "cumulate",
+            Arc::new(CumulateFunction::new(
+                Arc::clone(&relations),
+                Arc::clone(&max_windows_per_event),
+            )),
+        );
         Self {
             ctx,
             sources: BTreeMap::new(),
@@ -143,7 +150,8 @@ impl Catalog {
         }
     }
 
-    /// The most windows a `HOP` may put one event in (its size over its slide): each is
+    /// The most windows a `HOP` or `CUMULATE` may put one event in (its size over its slide
+    /// or step): each is
     /// state kept and a row emitted, so a tiny slide could exhaust memory.
     pub fn set_max_windows_per_event(&self, max: usize) {
         self.max_windows_per_event.store(max, Ordering::Relaxed);
@@ -553,7 +561,7 @@ fn lowercase_table_functions(query: &mut ast::Query) {
         if name.0.len() == 1
             && let Some(ident) = name.0[0].as_ident()
             && ident.quote_style.is_none()
-            && matches!(ident.value.to_ascii_lowercase().as_str(), "tumble" | "hop")
+            && crate::sql::is_window_function(&ident.value)
         {
             name.0[0] =
                 ast::ObjectNamePart::Identifier(ast::Ident::new(ident.value.to_ascii_lowercase()));

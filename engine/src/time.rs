@@ -29,20 +29,28 @@ pub fn format_rfc3339(ts: Timestamp) -> Option<String> {
         .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
 }
 
-/// A window assignment: tumbling when `slide == size`, hopping otherwise.
+/// A window assignment: tumbling when `slide == size`, hopping otherwise, or cumulating.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowSpec {
-    /// Window length in nanoseconds.
+    /// Window length in nanoseconds (for a cumulating window, its period's).
     pub size: i64,
-    /// Distance between window starts in nanoseconds.
+    /// Distance between window starts in nanoseconds (for a cumulating window, between its
+    /// windows' ends).
     pub slide: i64,
+    /// `CUMULATE`: every window of a `size`-aligned period starts with the period, and they
+    /// end every `slide` within it (`[p, p + slide)`, `[p, p + 2 slide)`, ... `[p, p + size)`).
+    pub cumulative: bool,
 }
 
 impl WindowSpec {
     /// A tumbling window of `size`.
     pub fn tumbling(size: Duration) -> Self {
         let size = size.as_nanos() as i64;
-        Self { size, slide: size }
+        Self {
+            size,
+            slide: size,
+            cumulative: false,
+        }
     }
 
     /// A hopping window of `size` starting every `slide`.
@@ -50,22 +58,41 @@ impl WindowSpec {
         Self {
             size: size.as_nanos() as i64,
             slide: slide.as_nanos() as i64,
+            cumulative: false,
         }
     }
 
-    /// True for tumbling windows.
+    /// Cumulating windows growing by `step` within each period of `size`.
+    pub fn cumulating(step: Duration, size: Duration) -> Self {
+        Self {
+            cumulative: true,
+            ..Self::hopping(step, size)
+        }
+    }
+
+    /// True for tumbling windows (a cumulating window whose step is its size is one too).
     pub fn is_tumbling(&self) -> bool {
         self.size == self.slide
     }
 
-    /// How many windows each event belongs to.
+    /// True for hopping windows: overlapping, each starting `slide` after the last.
+    pub fn is_hopping(&self) -> bool {
+        !self.cumulative && !self.is_tumbling()
+    }
+
+    /// How many windows each event belongs to, at most.
     pub fn windows_per_event(&self) -> i64 {
         self.size / self.slide
     }
 
     /// Start of the latest window that contains `ts`.
     pub fn last_start(&self, ts: Timestamp) -> Timestamp {
-        ts - ts.rem_euclid(self.slide)
+        let period = if self.cumulative {
+            self.size
+        } else {
+            self.slide
+        };
+        ts - ts.rem_euclid(period)
     }
 
     /// End of the latest window that contains `ts`: once the watermark passes it, every window

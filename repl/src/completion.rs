@@ -13,7 +13,7 @@ pub const META_COMMANDS: &[&str] = &[
 ];
 
 /// The window table functions, offered where a relation may go.
-const WINDOW_FUNCTIONS: [&str; 2] = ["TUMBLE(", "HOP("];
+const WINDOW_FUNCTIONS: [&str; 3] = ["TUMBLE(", "HOP(", "CUMULATE("];
 
 /// The columns a window table function adds to its input's.
 const WINDOW_COLUMNS: [&str; 2] = ["window_start", "window_end"];
@@ -25,7 +25,7 @@ const SESSION_STATEMENTS: [&str; 4] = ["SHOW", "DESCRIBE", "SET", "RESET"];
 const SHOWN: [&str; 6] = ["SOURCES", "VIEWS", "SINKS", "QUERIES", "FUNCTIONS", "ALL"];
 
 /// Keywords after which only a relation name makes sense.
-const BEFORE_RELATION: &[&str] = &["FROM", "JOIN", "TUMBLE(", "HOP(", "EXPLAIN"];
+const BEFORE_RELATION: &[&str] = &["FROM", "JOIN", "TUMBLE(", "HOP(", "CUMULATE(", "EXPLAIN"];
 
 /// Everything completion can offer, refreshed from the engine after each statement.
 #[derive(Debug, Default, Clone)]
@@ -146,7 +146,10 @@ impl Vocabulary {
             }
         }
         // A window over a relation adds its bounds to the relation's columns.
-        if words.iter().any(|w| w == "tumble" || w == "hop") {
+        if words
+            .iter()
+            .any(|w| vigil_engine::sql::is_window_function(w))
+        {
             columns.extend(WINDOW_COLUMNS.map(String::from));
         }
         columns
@@ -253,7 +256,7 @@ mod tests {
         assert_eq!(complete("SELECT *\n", "FROM TUMBLE(l"), vec!["logins"]);
         assert_eq!(
             complete("SELECT * FROM", " "),
-            vec!["logins", "sensors", "TUMBLE(", "HOP("]
+            vec!["logins", "sensors", "TUMBLE(", "HOP(", "CUMULATE("]
         );
     }
 

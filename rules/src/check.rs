@@ -229,7 +229,7 @@ impl<'a> Checker<'a> {
             .extend(graph.sources.iter().map(|s| s.def.name.clone()));
         for warning in &graph.warnings {
             let keywords: &[&str] = match warning.kind {
-                WarningKind::WindowWithoutWatermark => &["TUMBLE", "HOP"],
+                WarningKind::WindowWithoutWatermark => &["TUMBLE", "HOP", "CUMULATE"],
                 WarningKind::GroupsNotPartitioned => &["GROUP"],
                 WarningKind::HavingCouldBeWhere => &["HAVING"],
             };

@@ -1,4 +1,4 @@
-//! [`WindowAggregate`]: GROUP BY window_start, window_end, keys over TUMBLE or HOP.
+//! [`WindowAggregate`]: GROUP BY window_start, window_end, keys over TUMBLE, HOP or CUMULATE.
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};

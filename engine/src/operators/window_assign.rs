@@ -1,4 +1,4 @@
-//! [`WindowAssign`]: `TUMBLE` and `HOP`, which give each event its windows.
+//! [`WindowAssign`]: `TUMBLE`, `HOP` and `CUMULATE`, which give each event its windows.
 
 use std::sync::Arc;
 
@@ -60,6 +60,9 @@ impl WindowAssign {
     /// The windows of the event at `ts`, which arrived at watermark `watermark`, that it
     /// counts in (oldest first), or why none.
     fn windows_of(&self, ts: Timestamp, watermark: Timestamp) -> Placement {
+        if self.spec.cumulative {
+            return self.cumulative_windows_of(ts, watermark);
+        }
         let last_start = self.spec.last_start(ts);
         let first_start = last_start - (self.spec.windows_per_event() - 1) * self.spec.slide;
         let last_end = last_start.saturating_add(self.spec.size);
@@ -84,6 +87,36 @@ impl WindowAssign {
     }
 }
 
+impl WindowAssign {
+    /// [`Self::windows_of`] for `CUMULATE`: the windows of the event's period that end after
+    /// it, less those closed before it arrived.
+    fn cumulative_windows_of(&self, ts: Timestamp, watermark: Timestamp) -> Placement {
+        let start = self.spec.last_start(ts);
+        let last_end = start.saturating_add(self.spec.size);
+        if last_end <= self.emitted_until {
+            return Placement::Delivered;
+        }
+        if last_end <= watermark {
+            return Placement::Late;
+        }
+        let step = self.spec.slide;
+        // The first window holding the event ends after it; the first still open ends after
+        // both the watermark and what was delivered.
+        let holding = (ts - start) / step + 1;
+        let floor = watermark.max(self.emitted_until);
+        let open = if floor < start {
+            1
+        } else {
+            (floor - start) / step + 1
+        };
+        Placement::Growing {
+            start,
+            first_end: start.saturating_add(holding.max(open) * step),
+            last_end,
+        }
+    }
+}
+
 /// Where an event goes.
 enum Placement {
     /// Every window of it was delivered by an earlier run.
@@ -93,6 +126,13 @@ enum Placement {
     /// It counts in the windows from the one starting at `start` to the latest, which starts
     /// at `pane`.
     From { start: Timestamp, pane: Timestamp },
+    /// It counts in the cumulating windows from `start` that end every step from
+    /// `first_end` to `last_end`.
+    Growing {
+        start: Timestamp,
+        first_end: Timestamp,
+        last_end: Timestamp,
+    },
 }
 
 impl Operator for WindowAssign {
@@ -105,7 +145,9 @@ impl Operator for WindowAssign {
     }
 
     fn name(&self) -> &'static str {
-        if self.spec.is_tumbling() {
+        if self.spec.cumulative {
+            "Cumulate"
+        } else if self.spec.is_tumbling() {
             "Tumble"
         } else {
             "Hop"
@@ -113,7 +155,13 @@ impl Operator for WindowAssign {
     }
 
     fn describe(&self) -> String {
-        if self.spec.is_tumbling() {
+        if self.spec.cumulative {
+            format!(
+                "step={} size={}",
+                describe_nanos(self.spec.slide),
+                describe_nanos(self.spec.size)
+            )
+        } else if self.spec.is_tumbling() {
             format!("size={}", describe_nanos(self.spec.size))
         } else {
             format!(
@@ -157,6 +205,18 @@ impl Operator for WindowAssign {
                     take.push(i as u32);
                     starts.push(pane);
                     ends.push(start.saturating_add(self.spec.size));
+                }
+                Placement::Growing {
+                    start,
+                    first_end,
+                    last_end,
+                } => {
+                    let copies = (last_end - first_end) / self.spec.slide + 1;
+                    for k in 0..copies {
+                        take.push(i as u32);
+                        starts.push(start);
+                        ends.push(first_end + k * self.spec.slide);
+                    }
                 }
                 Placement::From { start, pane } => {
                     // Oldest window first, so output rows are in window order per event.
@@ -285,6 +345,34 @@ mod tests {
         assert_eq!(column(1), vec![20 * S, 20 * S], "pane starts");
         assert_eq!(column(2), vec![40 * S, 30 * S], "first window ends");
         assert!(out.late.is_empty());
+    }
+
+    #[test]
+    fn cumulate_puts_an_event_in_the_growing_windows_of_its_period_still_open() {
+        let spec = WindowSpec::cumulating(Duration::from_secs(10), Duration::from_secs(30));
+        let mut op = WindowAssign::new(0, spec, output_schema());
+        // At 65s (period [60,90)): windows [60,70), [60,80), [60,90). At 15s with the
+        // watermark at 40s, its period has ended: late. At 85s with the watermark at 72s:
+        // only [60,90) holds it.
+        let out = testing::batch(
+            &mut op,
+            input(&[65 * S, 15 * S, 85 * S], &[i64::MIN, 40 * S, 72 * S]),
+        );
+        let rows = &out.batches[0].rows;
+        let column = |i: usize| {
+            rows.column(i)
+                .as_primitive::<datafusion::arrow::datatypes::TimestampNanosecondType>()
+                .values()
+                .to_vec()
+        };
+        assert_eq!(
+            column(1),
+            vec![60 * S; 4],
+            "every window starts with the period"
+        );
+        assert_eq!(column(2), vec![70 * S, 80 * S, 90 * S, 90 * S]);
+        assert_eq!(out.late.len(), 1);
+        assert_eq!(out.late[0].num_rows(), 1);
     }
 
     #[test]

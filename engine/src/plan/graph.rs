@@ -87,7 +87,7 @@ pub struct PlanWarning {
 /// The kinds of [`PlanWarning`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WarningKind {
-    /// A TUMBLE or HOP over a source that declares no watermark.
+    /// A TUMBLE, HOP or CUMULATE over a source that declares no watermark.
     WindowWithoutWatermark,
     /// A keyed aggregate over a shared input not partitioned by its keys.
     GroupsNotPartitioned,

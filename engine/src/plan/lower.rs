@@ -208,7 +208,7 @@ impl Lowering<'_> {
                 "OVER windows; use TUMBLE or HOP with GROUP BY".into(),
             )),
             LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => Err(Error::Plan(
-                "a streaming query must read a source (FROM a source, view, TUMBLE or HOP)".into(),
+                "a streaming query must read a source (FROM a source, view, TUMBLE, HOP or CUMULATE)".into(),
             )),
             other => Err(Error::Unsupported(unsupported_node(other))),
         }
@@ -385,7 +385,7 @@ impl Lowering<'_> {
             let bounds = (schema.index_of(WINDOW_START)?, schema.index_of(WINDOW_END)?);
             let mut assign = WindowAssign::new(window.time_column, window.spec, schema);
             if let Some(slot @ None) = &mut self.panes
-                && !window.spec.is_tumbling()
+                && window.spec.is_hopping()
             {
                 *slot = Some(window.spec);
                 assign = assign.by_panes();
@@ -456,7 +456,7 @@ impl Lowering<'_> {
         if let Some((start, end)) = input.window.filter(|_| has_start || has_end) {
             if !(has_start && has_end) {
                 return Err(Error::Plan(
-                    "GROUP BY over TUMBLE or HOP must include both window_start and window_end"
+                    "GROUP BY over TUMBLE, HOP or CUMULATE must include both window_start and window_end"
                         .into(),
                 ));
             }

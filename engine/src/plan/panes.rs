@@ -39,7 +39,10 @@ fn window_names(plan: &LogicalPlan) -> Option<HashSet<String>> {
         LogicalPlan::TableScan(scan) => {
             let provider = source_as_provider(&scan.source).ok()?;
             let window = provider.downcast_ref::<WindowTable>()?;
-            (!window.spec.is_tumbling()).then(|| WINDOW_COLUMNS.map(String::from).into())
+            window
+                .spec
+                .is_hopping()
+                .then(|| WINDOW_COLUMNS.map(String::from).into())
         }
         LogicalPlan::SubqueryAlias(alias) => window_names(&alias.input),
         LogicalPlan::Filter(filter) => {

@@ -1,5 +1,5 @@
-//! The window table functions `TUMBLE(relation, time_col, size)` and
-//! `HOP(relation, time_col, slide, size)`.
+//! The window table functions `TUMBLE(relation, time_col, size)`,
+//! `HOP(relation, time_col, slide, size)` and `CUMULATE(relation, time_col, step, size)`.
 //!
 //! DataFusion plans them as a scan of a [`WindowTable`]: the relation's columns plus
 //! `window_start` and `window_end`. The lowering turns that scan into a `WindowAssign`
@@ -87,7 +87,11 @@ impl TableFunctionImpl for TumbleFunction {
             "TUMBLE",
             &exprs[0],
             &exprs[1],
-            WindowSpec { size, slide: size },
+            WindowSpec {
+                size,
+                slide: size,
+                cumulative: false,
+            },
         )
     }
 }
@@ -120,31 +124,92 @@ impl TableFunctionImpl for HopFunction {
         }
         let slide = interval_nanos(&exprs[2], "HOP slide")?;
         let size = interval_nanos(&exprs[3], "HOP size")?;
-        if size % slide != 0 {
-            return plan_err!(
-                "HOP size ({}) must be a multiple of its slide ({})",
-                describe_nanos(size),
-                describe_nanos(slide)
-            );
-        }
-        let max_windows = self.max_windows.load(Ordering::Relaxed);
-        if (size / slide) as u64 > max_windows as u64 {
-            return plan_err!(
-                "HOP with size {} and slide {} puts every event in {} windows, more than the \
-                 limit of {max_windows}: use a longer slide",
-                describe_nanos(size),
-                describe_nanos(slide),
-                size / slide
-            );
-        }
+        check_windows_per_event("HOP", "slide", slide, size, &self.max_windows)?;
         build_window_table(
             &self.relations,
             "HOP",
             &exprs[0],
             &exprs[1],
-            WindowSpec { size, slide },
+            WindowSpec {
+                size,
+                slide,
+                cumulative: false,
+            },
         )
     }
+}
+
+/// `CUMULATE(relation, time_col, step, size)`: Flink's cumulating windows, which grow by
+/// `step` from the start of each `size`-aligned period (a day's running totals every hour).
+#[derive(Debug)]
+pub struct CumulateFunction {
+    relations: Relations,
+    /// The most windows one event may fall into (`size / step`).
+    max_windows: Arc<AtomicUsize>,
+}
+
+impl CumulateFunction {
+    pub(crate) fn new(relations: Relations, max_windows: Arc<AtomicUsize>) -> Self {
+        Self {
+            relations,
+            max_windows,
+        }
+    }
+}
+
+impl TableFunctionImpl for CumulateFunction {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let exprs = args.exprs();
+        if exprs.len() != 4 {
+            return plan_err!(
+                "CUMULATE takes 4 arguments (relation, time column, step, size), e.g. CUMULATE(sensors, ts, INTERVAL '1' HOUR, INTERVAL '1' DAY); got {}",
+                exprs.len()
+            );
+        }
+        let step = interval_nanos(&exprs[2], "CUMULATE step")?;
+        let size = interval_nanos(&exprs[3], "CUMULATE size")?;
+        check_windows_per_event("CUMULATE", "step", step, size, &self.max_windows)?;
+        build_window_table(
+            &self.relations,
+            "CUMULATE",
+            &exprs[0],
+            &exprs[1],
+            WindowSpec {
+                size,
+                slide: step,
+                cumulative: true,
+            },
+        )
+    }
+}
+
+/// Refuses a `size` that is not a multiple of its `slide` (or step), and one that puts an
+/// event in more windows than the limit: each is state to keep.
+fn check_windows_per_event(
+    function: &str,
+    slide_name: &str,
+    slide: i64,
+    size: i64,
+    max_windows: &AtomicUsize,
+) -> Result<()> {
+    if size % slide != 0 {
+        return plan_err!(
+            "{function} size ({}) must be a multiple of its {slide_name} ({})",
+            describe_nanos(size),
+            describe_nanos(slide)
+        );
+    }
+    let max_windows = max_windows.load(Ordering::Relaxed);
+    if (size / slide) as u64 > max_windows as u64 {
+        return plan_err!(
+            "{function} with size {} and {slide_name} {} puts every event in {} windows, more \
+             than the limit of {max_windows}: use a longer {slide_name}",
+            describe_nanos(size),
+            describe_nanos(slide),
+            size / slide
+        );
+    }
+    Ok(())
 }
 
 fn build_window_table(

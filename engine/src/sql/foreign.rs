@@ -24,6 +24,11 @@ const SPELLINGS: &[Spelling] = &[
         help: "write FROM HOP(t, ts, INTERVAL '1' MINUTE, INTERVAL '5' MINUTE): slide, then size",
     },
     Spelling {
+        words: &["TABLE", "(", "CUMULATE"],
+        what: "Flink's TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), step, size)) is not Vigil's spelling",
+        help: "write FROM CUMULATE(t, ts, INTERVAL '1' HOUR, INTERVAL '1' DAY): step, then size",
+    },
+    Spelling {
         words: &["DESCRIPTOR"],
         what: "DESCRIPTOR(column) is Flink's way to name the time column",
         help: "name the column itself: TUMBLE(t, ts, INTERVAL '1' MINUTE)",

@@ -21,6 +21,7 @@ const CLAUSES: &[(&str, &[&str])] = &[
     ("OFFSET", &["OFFSET"]),
     ("LIMIT", &["LIMIT"]),
     ("(DISTINCT", &["DISTINCT"]),
+    ("CUMULATE", &["CUMULATE"]),
     ("HOP", &["HOP"]),
     ("TUMBLE", &["TUMBLE"]),
     ("INTERSECT", &["INTERSECT"]),

@@ -14,3 +14,13 @@ pub use options::{OptionReader, Options, parse_duration};
 pub use parser::{
     CreateSink, CreateSource, CreateView, ParsedStatement, Statement, StreamParser, WatermarkDef,
 };
+
+/// The window table functions, as users may spell them in any case.
+pub const WINDOW_FUNCTIONS: [&str; 3] = ["tumble", "hop", "cumulate"];
+
+/// Whether `name` is a window table function (`TUMBLE`, `HOP`, `CUMULATE`).
+pub fn is_window_function(name: &str) -> bool {
+    WINDOW_FUNCTIONS
+        .iter()
+        .any(|function| function.eq_ignore_ascii_case(name))
+}

@@ -79,12 +79,12 @@ impl Visitor for Unsupported {
             }
             _ => return ControlFlow::Continue(()),
         };
-        if matches!(function.to_ascii_lowercase().as_str(), "tumble" | "hop") {
+        if super::is_window_function(&function) {
             return ControlFlow::Continue(());
         }
         self.found(format!(
             "the table function {function} in a streaming query: read a source or a view, \
-             or window one with TUMBLE or HOP"
+             or window one with TUMBLE, HOP or CUMULATE"
         ))
     }
 }
