@@ -26,7 +26,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 use crate::error::{Error, Location, Result, SqlError};
-use crate::plan::window_table::{CumulateFunction, HopFunction, TumbleFunction};
+use crate::plan::window_table::{CumulateFunction, HopFunction, SessionFunction, TumbleFunction};
 use crate::sql::{CreateSource, Options};
 
 /// A declared source.
@@ -132,6 +132,10 @@ impl Catalog {
                 Arc::clone(&relations),
                 Arc::clone(&max_windows_per_event),
             )),
+        );
+        ctx.register_udtf(
+            "session",
+            Arc::new(SessionFunction::new(Arc::clone(&relations))),
         );
         ctx.register_udtf(
             "cumulate",

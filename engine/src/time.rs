@@ -29,17 +29,30 @@ pub fn format_rfc3339(ts: Timestamp) -> Option<String> {
         .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
 }
 
-/// A window assignment: tumbling when `slide == size`, hopping otherwise, or cumulating.
+/// How windows are laid out in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    /// `TUMBLE` and `HOP`: windows of `size` starting every `slide`.
+    Sliding,
+    /// `CUMULATE`: every window of a `size`-aligned period starts with the period, and they
+    /// end every `slide` within it (`[p, p + slide)`, `[p, p + 2 slide)`, ... `[p, p + size)`).
+    Cumulating,
+    /// `SESSION`: per group, events closer than `size` (the gap) to one another; each event
+    /// alone is the session `[ts, ts + gap)`, and overlapping ones merge.
+    Session,
+}
+
+/// A window assignment: tumbling when `slide == size`, hopping otherwise, cumulating, or
+/// sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowSpec {
-    /// Window length in nanoseconds (for a cumulating window, its period's).
+    /// Window length in nanoseconds (a cumulating window's period; a session's gap).
     pub size: i64,
     /// Distance between window starts in nanoseconds (for a cumulating window, between its
     /// windows' ends).
     pub slide: i64,
-    /// `CUMULATE`: every window of a `size`-aligned period starts with the period, and they
-    /// end every `slide` within it (`[p, p + slide)`, `[p, p + 2 slide)`, ... `[p, p + size)`).
-    pub cumulative: bool,
+    /// How the windows are laid out.
+    pub kind: WindowKind,
 }
 
 impl WindowSpec {
@@ -49,7 +62,7 @@ impl WindowSpec {
         Self {
             size,
             slide: size,
-            cumulative: false,
+            kind: WindowKind::Sliding,
         }
     }
 
@@ -58,26 +71,39 @@ impl WindowSpec {
         Self {
             size: size.as_nanos() as i64,
             slide: slide.as_nanos() as i64,
-            cumulative: false,
+            kind: WindowKind::Sliding,
         }
     }
 
     /// Cumulating windows growing by `step` within each period of `size`.
     pub fn cumulating(step: Duration, size: Duration) -> Self {
         Self {
-            cumulative: true,
+            kind: WindowKind::Cumulating,
             ..Self::hopping(step, size)
+        }
+    }
+
+    /// Sessions closed by `gap` without events.
+    pub fn sessions(gap: Duration) -> Self {
+        Self {
+            kind: WindowKind::Session,
+            ..Self::tumbling(gap)
         }
     }
 
     /// True for tumbling windows (a cumulating window whose step is its size is one too).
     pub fn is_tumbling(&self) -> bool {
-        self.size == self.slide
+        self.kind != WindowKind::Session && self.size == self.slide
     }
 
     /// True for hopping windows: overlapping, each starting `slide` after the last.
     pub fn is_hopping(&self) -> bool {
-        !self.cumulative && !self.is_tumbling()
+        self.kind == WindowKind::Sliding && self.size != self.slide
+    }
+
+    /// True for session windows.
+    pub fn is_session(&self) -> bool {
+        self.kind == WindowKind::Session
     }
 
     /// How many windows each event belongs to, at most.
@@ -87,7 +113,7 @@ impl WindowSpec {
 
     /// Start of the latest window that contains `ts`.
     pub fn last_start(&self, ts: Timestamp) -> Timestamp {
-        let period = if self.cumulative {
+        let period = if self.kind == WindowKind::Cumulating {
             self.size
         } else {
             self.slide

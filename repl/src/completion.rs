@@ -13,7 +13,7 @@ pub const META_COMMANDS: &[&str] = &[
 ];
 
 /// The window table functions, offered where a relation may go.
-const WINDOW_FUNCTIONS: [&str; 3] = ["TUMBLE(", "HOP(", "CUMULATE("];
+const WINDOW_FUNCTIONS: [&str; 4] = ["TUMBLE(", "HOP(", "CUMULATE(", "SESSION("];
 
 /// The columns a window table function adds to its input's.
 const WINDOW_COLUMNS: [&str; 2] = ["window_start", "window_end"];
@@ -25,7 +25,15 @@ const SESSION_STATEMENTS: [&str; 4] = ["SHOW", "DESCRIBE", "SET", "RESET"];
 const SHOWN: [&str; 6] = ["SOURCES", "VIEWS", "SINKS", "QUERIES", "FUNCTIONS", "ALL"];
 
 /// Keywords after which only a relation name makes sense.
-const BEFORE_RELATION: &[&str] = &["FROM", "JOIN", "TUMBLE(", "HOP(", "CUMULATE(", "EXPLAIN"];
+const BEFORE_RELATION: &[&str] = &[
+    "FROM",
+    "JOIN",
+    "TUMBLE(",
+    "HOP(",
+    "CUMULATE(",
+    "SESSION(",
+    "EXPLAIN",
+];
 
 /// Everything completion can offer, refreshed from the engine after each statement.
 #[derive(Debug, Default, Clone)]
@@ -252,11 +260,18 @@ mod tests {
 
     #[test]
     fn relation_names_after_from_and_window_functions() {
-        assert_eq!(complete("", "SELECT * FROM s"), vec!["sensors"]);
+        assert_eq!(complete("", "SELECT * FROM s"), vec!["sensors", "session("]);
         assert_eq!(complete("SELECT *\n", "FROM TUMBLE(l"), vec!["logins"]);
         assert_eq!(
             complete("SELECT * FROM", " "),
-            vec!["logins", "sensors", "TUMBLE(", "HOP(", "CUMULATE("]
+            vec![
+                "logins",
+                "sensors",
+                "TUMBLE(",
+                "HOP(",
+                "CUMULATE(",
+                "SESSION("
+            ]
         );
     }
 

@@ -12,7 +12,9 @@ use datafusion::arrow::record_batch::RecordBatch;
 use super::{Context, Operator};
 use crate::batch::ChangeBatch;
 use crate::error::Result;
-use crate::time::{Timestamp, WATERMARK_MIN, WINDOW_END, WINDOW_START, WindowSpec, describe_nanos};
+use crate::time::{
+    Timestamp, WATERMARK_MIN, WINDOW_END, WINDOW_START, WindowKind, WindowSpec, describe_nanos,
+};
 
 /// Adds `window_start` and `window_end` to each event (replacing the input's own, when it
 /// has them: a window over a windowed view); a hopping window copies the event
@@ -60,8 +62,11 @@ impl WindowAssign {
     /// The windows of the event at `ts`, which arrived at watermark `watermark`, that it
     /// counts in (oldest first), or why none.
     fn windows_of(&self, ts: Timestamp, watermark: Timestamp) -> Placement {
-        if self.spec.cumulative {
-            return self.cumulative_windows_of(ts, watermark);
+        match self.spec.kind {
+            WindowKind::Cumulating => return self.cumulative_windows_of(ts, watermark),
+            // Whether it is late depends on the sessions it meets: the aggregate decides.
+            WindowKind::Session => return Placement::Alone,
+            WindowKind::Sliding => {}
         }
         let last_start = self.spec.last_start(ts);
         let first_start = last_start - (self.spec.windows_per_event() - 1) * self.spec.slide;
@@ -126,6 +131,8 @@ enum Placement {
     /// It counts in the windows from the one starting at `start` to the latest, which starts
     /// at `pane`.
     From { start: Timestamp, pane: Timestamp },
+    /// It is a session of its own, `[ts, ts + gap)`, to be merged with the sessions it meets.
+    Alone,
     /// It counts in the cumulating windows from `start` that end every step from
     /// `first_end` to `last_end`.
     Growing {
@@ -145,8 +152,10 @@ impl Operator for WindowAssign {
     }
 
     fn name(&self) -> &'static str {
-        if self.spec.cumulative {
+        if self.spec.kind == WindowKind::Cumulating {
             "Cumulate"
+        } else if self.spec.is_session() {
+            "Session"
         } else if self.spec.is_tumbling() {
             "Tumble"
         } else {
@@ -155,7 +164,9 @@ impl Operator for WindowAssign {
     }
 
     fn describe(&self) -> String {
-        if self.spec.cumulative {
+        if self.spec.is_session() {
+            format!("gap={}", describe_nanos(self.spec.size))
+        } else if self.spec.kind == WindowKind::Cumulating {
             format!(
                 "step={} size={}",
                 describe_nanos(self.spec.slide),
@@ -193,6 +204,9 @@ impl Operator for WindowAssign {
         let mut starts = Vec::with_capacity(ts.len());
         let mut ends = Vec::with_capacity(ts.len());
         let mut late = Vec::new();
+        // Sessions are merged downstream, where lateness is decided: each row goes with the
+        // watermark that stood before it.
+        let mut session_watermarks = Vec::new();
         for i in 0..ts.len() {
             if ts.is_null(i) {
                 late.push(i as u32);
@@ -205,6 +219,12 @@ impl Operator for WindowAssign {
                     take.push(i as u32);
                     starts.push(pane);
                     ends.push(start.saturating_add(self.spec.size));
+                }
+                Placement::Alone => {
+                    session_watermarks.push(row_wm(i));
+                    take.push(i as u32);
+                    starts.push(ts.value(i));
+                    ends.push(ts.value(i).saturating_add(self.spec.size));
                 }
                 Placement::Growing {
                     start,
@@ -236,7 +256,7 @@ impl Operator for WindowAssign {
             ctx.emit_late(ChangeBatch::inserts(late_rows));
         }
         // One row per event at most, unless copied: then every row kept is the identity.
-        let at_most_once = self.panes || self.spec.is_tumbling();
+        let at_most_once = self.panes || self.spec.is_tumbling() || self.spec.is_session();
         let input = if at_most_once && take.len() == rows.num_rows() {
             rows.clone()
         } else {
@@ -251,10 +271,14 @@ impl Operator for WindowAssign {
             }
         }
         let out = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
+        let row_watermarks = self
+            .spec
+            .is_session()
+            .then(|| Int64Array::from(session_watermarks));
         ctx.emit(ChangeBatch {
             rows: out,
             ops: None,
-            row_watermarks: None::<Int64Array>,
+            row_watermarks,
         });
         Ok(())
     }

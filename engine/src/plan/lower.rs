@@ -24,15 +24,15 @@ use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 use super::graph::{
     Edge, GraphNode, LateOutput, NodeId, OperatorGraph, PlanWarning, SourceBinding, WarningKind,
 };
-use super::panes::hop_by_panes;
+use super::panes::{hop_by_panes, session_gap};
 use super::read_columns::read_columns;
 use super::window_table::{WINDOW_END, WINDOW_START, WindowTable};
 use crate::catalog::{Catalog, SourceTable};
 use crate::error::{Error, Result};
 use crate::operators::{
     AggregateCall, AggregateSpec, Filter, Limit as LimitOperator, MAIN_PORT, Operator,
-    OutputColumn, Project, SourceScan, Union as UnionOperator, UpdatingAggregate, WatermarkAssign,
-    WindowAggregate, WindowAssign,
+    OutputColumn, Project, SessionAggregate, SourceScan, Union as UnionOperator, UpdatingAggregate,
+    WatermarkAssign, WindowAggregate, WindowAssign,
 };
 use crate::time::WindowSpec;
 
@@ -49,6 +49,7 @@ pub fn lower_query(catalog: &Catalog, plan: &LogicalPlan) -> Result<OperatorGrap
         props: ExecutionProps::new(),
         warnings: Vec::new(),
         panes: None,
+        session_feeds_aggregate: false,
         spans_splits: false,
     };
     let out = lowering.lower(plan)?;
@@ -167,6 +168,9 @@ struct Lowering<'a> {
     /// Set while lowering the input of an aggregate that takes its `HOP` by panes; the
     /// `HOP` takes it, and leaves its window here for the aggregate.
     panes: Option<Option<WindowSpec>>,
+    /// Set while lowering the input of an aggregate that groups a `SESSION` by its bounds:
+    /// the only place its rows' bounds (each event's own session) may go.
+    session_feeds_aggregate: bool,
     /// Set by an operator whose state spans every split (a LIMIT counts all rows).
     spans_splits: bool,
 }
@@ -374,12 +378,19 @@ impl Lowering<'_> {
             });
         }
         if let Some(window) = provider.downcast_ref::<WindowTable>() {
-            let input = self.lower_provider(&window.input)?;
+            // The permission is this window's, not that of windows in the relation it reads.
+            let session_allowed = std::mem::take(&mut self.session_feeds_aggregate);
+            let input = self.lower_provider(&window.input);
+            self.session_feeds_aggregate = session_allowed;
+            let input = input?;
             if input.updating.is_some() {
                 return Err(Error::Plan(format!(
                     "'{}' is an updating stream (it aggregates without a window) and cannot be windowed",
                     window.input_name
                 )));
+            }
+            if window.spec.is_session() {
+                check_session(window, session_allowed)?;
             }
             let schema = window.schema();
             let bounds = (schema.index_of(WINDOW_START)?, schema.index_of(WINDOW_END)?);
@@ -439,7 +450,11 @@ impl Lowering<'_> {
     }
 
     fn lower_aggregate(&mut self, agg: &Aggregate) -> Result<Stream> {
-        let (input, panes) = self.lower_aggregate_input(agg)?;
+        let gap = session_gap(agg);
+        let outer = std::mem::replace(&mut self.session_feeds_aggregate, gap.is_some());
+        let lowered = self.lower_aggregate_input(agg);
+        self.session_feeds_aggregate = outer;
+        let (input, panes) = lowered?;
         if agg
             .group_expr
             .iter()
@@ -460,11 +475,23 @@ impl Lowering<'_> {
                         .into(),
                 ));
             }
-            let mut operator = WindowAggregate::try_new(spec, &arrow_input, start, end)?;
-            if let Some(window) = panes {
-                operator = operator.with_panes(window);
-            }
-            let node = self.add_after(Box::new(operator), &input);
+            let operator: Box<dyn Operator> = match gap {
+                Some(gap) => Box::new(SessionAggregate::try_new(
+                    spec,
+                    &arrow_input,
+                    start,
+                    end,
+                    gap,
+                )?),
+                None => {
+                    let operator = WindowAggregate::try_new(spec, &arrow_input, start, end)?;
+                    match panes {
+                        Some(window) => Box::new(operator.with_panes(window)),
+                        None => Box::new(operator),
+                    }
+                }
+            };
+            let node = self.add_after(operator, &input);
             let out_start = layout.iter().position(|c| *c == OutputColumn::WindowStart);
             let out_end = layout.iter().position(|c| *c == OutputColumn::WindowEnd);
             return Ok(Stream {
@@ -736,6 +763,28 @@ fn column_index(expr: &Expr, schema: &DFSchema) -> Option<usize> {
 
 fn arrow_schema(schema: &DFSchema) -> SchemaRef {
     Arc::new(schema.as_arrow().clone())
+}
+
+/// Refuses a `SESSION` anywhere but directly under an aggregate grouping by its bounds.
+fn check_session(window: &WindowTable, allowed: bool) -> Result<()> {
+    if !allowed {
+        return Err(Error::Plan(
+            "SESSION windows form per the GROUP BY keys: write SELECT window_start, \
+             window_end, k, ... FROM SESSION(t, ts, gap) GROUP BY window_start, window_end, \
+             k, and read the bounds only after the GROUP BY"
+                .into(),
+        ));
+    }
+    if let Some(source) = window.input.downcast_ref::<SourceTable>()
+        && source.def.late_sink.is_some()
+    {
+        return Err(Error::Unsupported(format!(
+            "late_sink on source '{}' read by a SESSION window (its late events are \
+             counted, but not written yet)",
+            source.def.name
+        )));
+    }
+    Ok(())
 }
 
 /// What a plan node the lowering has no operator for is, in SQL's words: the node's display

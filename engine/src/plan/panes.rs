@@ -13,11 +13,28 @@ use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan};
 
 use super::window_table::WindowTable;
+use crate::time::WindowSpec;
 
 const WINDOW_COLUMNS: [&str; 2] = ["window_start", "window_end"];
 
 /// True when `agg` reads a `HOP` (not a tumble) that it may take by panes.
 pub(super) fn hop_by_panes(agg: &Aggregate) -> bool {
+    reads_window_untouched(agg, WindowSpec::is_hopping)
+}
+
+/// The gap of the `SESSION` that `agg` reads, when it groups by both its bounds and nothing
+/// between reads them: each row's bounds there are its own session's, not yet merged.
+pub(super) fn session_gap(agg: &Aggregate) -> Option<i64> {
+    let spec = window_spec(&agg.input).filter(WindowSpec::is_session)?;
+    reads_window_untouched(agg, WindowSpec::is_session).then_some(spec.size)
+}
+
+/// Whether `agg` groups by both bounds of a window of the `wanted` kind, and neither it nor
+/// anything between reads them otherwise.
+fn reads_window_untouched(agg: &Aggregate, wanted: fn(&WindowSpec) -> bool) -> bool {
+    if !window_spec(&agg.input).is_some_and(|spec| wanted(&spec)) {
+        return false;
+    }
     let Some(names) = window_names(&agg.input) else {
         return false;
     };
@@ -32,17 +49,14 @@ pub(super) fn hop_by_panes(agg: &Aggregate) -> bool {
             .all(|e| !reads(e, &names))
 }
 
-/// The names the window columns go by at the top of `plan`, when `plan` is a `HOP` under
+/// The names the window columns go by at the top of `plan`, when `plan` is a window under
 /// projections and filters that pass them through and read neither.
 fn window_names(plan: &LogicalPlan) -> Option<HashSet<String>> {
     match plan {
         LogicalPlan::TableScan(scan) => {
             let provider = source_as_provider(&scan.source).ok()?;
-            let window = provider.downcast_ref::<WindowTable>()?;
-            window
-                .spec
-                .is_hopping()
-                .then(|| WINDOW_COLUMNS.map(String::from).into())
+            provider.downcast_ref::<WindowTable>()?;
+            Some(WINDOW_COLUMNS.map(String::from).into())
         }
         LogicalPlan::SubqueryAlias(alias) => window_names(&alias.input),
         LogicalPlan::Filter(filter) => {
@@ -63,6 +77,20 @@ fn window_names(plan: &LogicalPlan) -> Option<HashSet<String>> {
             }
             Some(out)
         }
+        _ => None,
+    }
+}
+
+/// The window under projections, filters and aliases at the top of `plan`, if any.
+fn window_spec(plan: &LogicalPlan) -> Option<WindowSpec> {
+    match plan {
+        LogicalPlan::TableScan(scan) => {
+            let provider = source_as_provider(&scan.source).ok()?;
+            Some(provider.downcast_ref::<WindowTable>()?.spec)
+        }
+        LogicalPlan::SubqueryAlias(alias) => window_spec(&alias.input),
+        LogicalPlan::Filter(filter) => window_spec(&filter.input),
+        LogicalPlan::Projection(projection) => window_spec(&projection.input),
         _ => None,
     }
 }

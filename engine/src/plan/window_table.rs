@@ -1,5 +1,6 @@
 //! The window table functions `TUMBLE(relation, time_col, size)`,
-//! `HOP(relation, time_col, slide, size)` and `CUMULATE(relation, time_col, step, size)`.
+//! `HOP(relation, time_col, slide, size)`, `CUMULATE(relation, time_col, step, size)` and
+//! `SESSION(relation, time_col, gap)`.
 //!
 //! DataFusion plans them as a scan of a [`WindowTable`]: the relation's columns plus
 //! `window_start` and `window_end`. The lowering turns that scan into a `WindowAssign`
@@ -18,7 +19,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::catalog::Relations;
-use crate::time::{TIMESTAMP_TYPE, WindowSpec};
+use crate::time::{TIMESTAMP_TYPE, WindowKind, WindowSpec};
 
 pub use crate::time::{WINDOW_END, WINDOW_START, describe_nanos};
 
@@ -90,7 +91,7 @@ impl TableFunctionImpl for TumbleFunction {
             WindowSpec {
                 size,
                 slide: size,
-                cumulative: false,
+                kind: WindowKind::Sliding,
             },
         )
     }
@@ -133,7 +134,7 @@ impl TableFunctionImpl for HopFunction {
             WindowSpec {
                 size,
                 slide,
-                cumulative: false,
+                kind: WindowKind::Sliding,
             },
         )
     }
@@ -177,7 +178,44 @@ impl TableFunctionImpl for CumulateFunction {
             WindowSpec {
                 size,
                 slide: step,
-                cumulative: true,
+                kind: WindowKind::Cumulating,
+            },
+        )
+    }
+}
+
+/// `SESSION(relation, time_col, gap)`: per the GROUP BY keys, a session is the events that
+/// follow one another closer than `gap`: `[first, last + gap)`.
+#[derive(Debug)]
+pub struct SessionFunction {
+    relations: Relations,
+}
+
+impl SessionFunction {
+    pub(crate) fn new(relations: Relations) -> Self {
+        Self { relations }
+    }
+}
+
+impl TableFunctionImpl for SessionFunction {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let exprs = args.exprs();
+        if exprs.len() != 3 {
+            return plan_err!(
+                "SESSION takes 3 arguments (relation, time column, gap), e.g. SESSION(clicks, ts, INTERVAL '5' MINUTE); got {}",
+                exprs.len()
+            );
+        }
+        let gap = interval_nanos(&exprs[2], "SESSION gap")?;
+        build_window_table(
+            &self.relations,
+            "SESSION",
+            &exprs[0],
+            &exprs[1],
+            WindowSpec {
+                size: gap,
+                slide: gap,
+                kind: WindowKind::Session,
             },
         )
     }

@@ -29,6 +29,12 @@ const SPELLINGS: &[Spelling] = &[
         help: "write FROM CUMULATE(t, ts, INTERVAL '1' HOUR, INTERVAL '1' DAY): step, then size",
     },
     Spelling {
+        words: &["TABLE", "(", "SESSION"],
+        what: "Flink's TABLE(SESSION(TABLE t PARTITION BY k, DESCRIPTOR(ts), gap)) is not Vigil's spelling",
+        help: "write FROM SESSION(t, ts, INTERVAL '5' MINUTE) GROUP BY window_start, window_end, k: \
+               sessions form per the GROUP BY keys",
+    },
+    Spelling {
         words: &["DESCRIPTOR"],
         what: "DESCRIPTOR(column) is Flink's way to name the time column",
         help: "name the column itself: TUMBLE(t, ts, INTERVAL '1' MINUTE)",

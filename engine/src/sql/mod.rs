@@ -16,9 +16,9 @@ pub use parser::{
 };
 
 /// The window table functions, as users may spell them in any case.
-pub const WINDOW_FUNCTIONS: [&str; 3] = ["tumble", "hop", "cumulate"];
+pub const WINDOW_FUNCTIONS: [&str; 4] = ["tumble", "hop", "cumulate", "session"];
 
-/// Whether `name` is a window table function (`TUMBLE`, `HOP`, `CUMULATE`).
+/// Whether `name` is a window table function (`TUMBLE`, `HOP`, `CUMULATE`, `SESSION`).
 pub fn is_window_function(name: &str) -> bool {
     WINDOW_FUNCTIONS
         .iter()

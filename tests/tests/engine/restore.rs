@@ -5,7 +5,7 @@
 //!
 //! The input comes from two splits (as two Kafka partitions would) with disordered, partly
 //! late events, so the restored state includes per-split watermarks, open windows, panes,
-//! and multisets whose current extreme is later retracted.
+//! sessions, and multisets whose current extreme is later retracted.
 
 use std::sync::Arc;
 
@@ -37,6 +37,11 @@ const QUERIES: &[&str] = &[
     "SELECT window_end, k, count(*) FROM HOP(events, ts, INTERVAL '5' SECOND, INTERVAL '15' SECOND)
      WHERE window_end > ts GROUP BY window_start, window_end, k",
     "SELECT b % 3 AS r, count(*), sum(b), min(b), max(b), count(DISTINCT b) FROM balances GROUP BY b % 3",
+    // Open sessions, and the emitted ones a late event could still change.
+    "SELECT window_start, window_end, k, count(*), sum(v), max(v)
+     FROM SESSION(events, ts, INTERVAL '3' SECOND) GROUP BY window_start, window_end, k",
+    "SELECT window_end, count(*), min(v)
+     FROM CUMULATE(events, ts, INTERVAL '5' SECOND, INTERVAL '20' SECOND) GROUP BY window_start, window_end",
 ];
 
 /// One split's batch of events.
