@@ -10,6 +10,8 @@
 mod aggregate;
 mod filter;
 mod group_accumulators;
+mod interval_join;
+mod join_side;
 mod limit;
 mod pane_windows;
 mod project;
@@ -29,6 +31,7 @@ use std::sync::Arc;
 
 pub use aggregate::{AggregateCall, AggregateSpec, OutputColumn};
 pub use filter::Filter;
+pub use interval_join::{IntervalJoin, JoinInput, JoinKind};
 pub use limit::Limit;
 pub use project::Project;
 pub use session_aggregate::SessionAggregate;

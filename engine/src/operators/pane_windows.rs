@@ -105,6 +105,14 @@ impl PaneWindows {
         factory.merged(self.front.last().into_iter().chain(&self.back).chain(side))
     }
 
+    /// Drops the panes every window of which has been emitted: without a next window to
+    /// evict them, the last panes before a gap in the input would stay.
+    pub fn forget_emitted(&mut self, factory: &GroupsFactory) -> Result<()> {
+        let first_start = (self.emitted_through.saturating_sub(self.size)).saturating_add(1);
+        self.side.retain(|(start, _, _)| *start >= first_start);
+        self.evict_before(first_start, factory)
+    }
+
     /// Drops the panes that start before `start`.
     fn evict_before(&mut self, start: Timestamp, factory: &GroupsFactory) -> Result<()> {
         while self.queue.front().is_some_and(|(s, _)| *s < start) {

@@ -23,8 +23,19 @@ pub(crate) fn evaluate_or_reject<T>(
     ctx: &mut Context,
     eval: impl Fn(&RecordBatch) -> Result<T>,
 ) -> Result<Option<(ChangeBatch, T)>> {
+    Ok(evaluate_keeping(operator, batch, ctx, eval)?.map(|(_, kept, value)| (kept, value)))
+}
+
+/// [`evaluate_or_reject`], also giving which rows of `batch` were kept when some were
+/// rejected (`None` when none were), for operators that keep state about each input row.
+pub(crate) fn evaluate_keeping<T>(
+    operator: &'static str,
+    batch: ChangeBatch,
+    ctx: &mut Context,
+    eval: impl Fn(&RecordBatch) -> Result<T>,
+) -> Result<Option<(Option<BooleanArray>, ChangeBatch, T)>> {
     let error = match eval(&batch.rows) {
-        Ok(value) => return Ok(Some((batch, value))),
+        Ok(value) => return Ok(Some((None, batch, value))),
         Err(error) => error,
     };
     let failing = failing_rows(&batch.rows, &eval);
@@ -50,7 +61,7 @@ pub(crate) fn evaluate_or_reject<T>(
     }
     let kept = batch.filter(&keep)?;
     let value = eval(&kept.rows)?;
-    Ok(Some((kept, value)))
+    Ok(Some((Some(keep), kept, value)))
 }
 
 /// The rows of `rows` on which `eval` fails by themselves, in order, with the error of each.

@@ -131,11 +131,11 @@ impl WindowAggregate {
                     (Some(a), Some(b)) => a.min(b),
                     (a, b) => match a.or(b) {
                         Some(end) => end,
-                        None => return Ok(()),
+                        None => return panes.forget_emitted(&self.factory),
                     },
                 };
                 if next > watermark {
-                    return Ok(());
+                    return panes.forget_emitted(&self.factory);
                 }
                 while let Some(entry) = self.windows.first_entry() {
                     if entry.key().0 > next {

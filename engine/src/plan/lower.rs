@@ -16,7 +16,7 @@ use datafusion::logical_expr::expr::{AggregateFunction, Sort};
 use datafusion::logical_expr::logical_plan::{FetchType, SkipType};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{
-    Aggregate, Expr, Limit, LogicalPlan, Projection, SubqueryAlias, TableScan, Union,
+    Aggregate, Expr, JoinType, Limit, LogicalPlan, Projection, SubqueryAlias, TableScan, Union,
 };
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
@@ -27,7 +27,7 @@ use super::graph::{
 use super::panes::{hop_by_panes, session_gap};
 use super::read_columns::read_columns;
 use super::window_table::{WINDOW_END, WINDOW_START, WindowTable};
-use crate::catalog::{Catalog, SourceTable};
+use crate::catalog::{Catalog, SourceDef, SourceTable};
 use crate::error::{Error, Result};
 use crate::operators::{
     AggregateCall, AggregateSpec, Filter, Limit as LimitOperator, MAIN_PORT, Operator,
@@ -35,6 +35,10 @@ use crate::operators::{
     WatermarkAssign, WindowAggregate, WindowAssign,
 };
 use crate::time::WindowSpec;
+
+mod join;
+
+use join::with_where;
 
 const ORDER_BY_ON_A_STREAM: &str = "ORDER BY is not supported on a stream: rows are emitted \
     as they are produced; order within a window by sorting downstream";
@@ -197,6 +201,11 @@ impl Lowering<'_> {
             LogicalPlan::SubqueryAlias(alias) => self.lower_alias(alias),
             LogicalPlan::Projection(p) => self.lower_projection(p),
             LogicalPlan::Filter(f) => {
+                if let LogicalPlan::Join(join) = f.input.as_ref()
+                    && join.join_type == JoinType::Inner
+                {
+                    return self.lower_join(&with_where(join, &f.predicate));
+                }
                 self.check_having(f);
                 let input = self.lower(&f.input)?;
                 let predicate = self.physical_expr(&f.predicate, f.input.schema())?;
@@ -207,7 +216,7 @@ impl Lowering<'_> {
             LogicalPlan::Union(u) => self.lower_union(u),
             LogicalPlan::Limit(limit) => self.lower_limit(limit),
             LogicalPlan::Sort(_) => Err(Error::Plan(ORDER_BY_ON_A_STREAM.into())),
-            LogicalPlan::Join(_) => Err(Error::Unsupported("joins of streams".into())),
+            LogicalPlan::Join(join) => self.lower_join(join),
             LogicalPlan::Window(_) => Err(Error::Unsupported(
                 "OVER windows; use TUMBLE or HOP with GROUP BY".into(),
             )),
@@ -341,6 +350,16 @@ impl Lowering<'_> {
     fn lower_provider(&mut self, provider: &Arc<dyn TableProvider>) -> Result<Stream> {
         if let Some(source) = provider.downcast_ref::<SourceTable>() {
             let def = Arc::clone(&source.def);
+            // A source read twice (a self-join) is read once, its rows going both ways.
+            if let Some(read) = (self.sources.iter()).find(|b| b.def.name == def.name) {
+                let node = read.node;
+                return Ok(Stream {
+                    node,
+                    window: None,
+                    updating: None,
+                    partitioning: self.source_partitioning(&def),
+                });
+            }
             // The entry node of a source receives its splits' progress, so with a watermark
             // the watermark operator is the entry.
             let entry: Box<dyn crate::operators::Operator> = match &def.watermark {
@@ -359,22 +378,11 @@ impl Lowering<'_> {
                 node,
                 read_columns: None,
             });
-            let partitioning = match (&def.partitioned_by, def.shared_splits) {
-                (_, false) => Partitioning::Whole,
-                (Some(columns), true) => Partitioning::By(
-                    columns
-                        .iter()
-                        .filter_map(|c| def.schema.index_of(c).ok())
-                        .collect(),
-                    vec![def.name.clone()],
-                ),
-                (None, true) => Partitioning::Unknown(vec![def.name.clone()]),
-            };
             return Ok(Stream {
                 node,
                 window: None,
                 updating: None,
-                partitioning,
+                partitioning: self.source_partitioning(&def),
             });
         }
         if let Some(window) = provider.downcast_ref::<WindowTable>() {
@@ -447,6 +455,21 @@ impl Lowering<'_> {
         Err(Error::Internal(
             "a table that is neither a source, a view nor a window".into(),
         ))
+    }
+
+    /// How a source's rows are split between processes sharing its splits.
+    fn source_partitioning(&self, def: &SourceDef) -> Partitioning {
+        match (&def.partitioned_by, def.shared_splits) {
+            (_, false) => Partitioning::Whole,
+            (Some(columns), true) => Partitioning::By(
+                columns
+                    .iter()
+                    .filter_map(|c| def.schema.index_of(c).ok())
+                    .collect(),
+                vec![def.name.clone()],
+            ),
+            (None, true) => Partitioning::Unknown(vec![def.name.clone()]),
+        }
     }
 
     fn lower_aggregate(&mut self, agg: &Aggregate) -> Result<Stream> {

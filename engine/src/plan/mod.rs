@@ -1,6 +1,7 @@
 //! Streaming planning: from DataFusion's logical plan to an [`OperatorGraph`].
 
 mod graph;
+mod join_condition;
 mod lower;
 mod panes;
 mod read_columns;

@@ -13,7 +13,7 @@ use crate::error::Location;
 /// Words in an error message, and the tokens of the clause they point at.
 const CLAUSES: &[(&str, &[&str])] = &[
     ("ORDER BY", &["ORDER", "BY"]),
-    ("joins", &["JOIN"]),
+    ("join", &["JOIN"]),
     ("OVER windows", &["OVER"]),
     ("GROUPING SETS", &["GROUP"]),
     ("window_start and window_end", &["GROUP"]),

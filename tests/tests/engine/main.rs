@@ -9,3 +9,4 @@ mod payment_due;
 mod read_columns;
 mod restore;
 mod snapshot;
+mod state_freed;

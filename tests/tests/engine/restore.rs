@@ -19,14 +19,14 @@ use vigil_engine::{ChangeBatch, Engine, EngineConfig};
 use vigil_tests::format_rows;
 use vigil_tests::fuzz::Rng;
 
-const SECOND: i64 = 1_000_000_000;
+pub(crate) const SECOND: i64 = 1_000_000_000;
 
 const SOURCE: &str = "CREATE SOURCE events (k TEXT, v BIGINT, ts TIMESTAMP,
     WATERMARK FOR ts AS ts - INTERVAL '5' SECOND) WITH (connector = 'memory')";
 const BALANCES: &str =
     "CREATE VIEW balances AS SELECT k, sum(v) AS b FROM events GROUP BY k HAVING sum(v) % 4 <> 0";
 
-const QUERIES: &[&str] = &[
+pub(crate) const QUERIES: &[&str] = &[
     "SELECT k, v FROM events WHERE v % 3 = 0",
     "SELECT window_start, k, count(*), sum(v), min(v), max(v), count(DISTINCT v)
      FROM TUMBLE(events, ts, INTERVAL '10' SECOND) GROUP BY window_start, window_end, k",
@@ -42,17 +42,29 @@ const QUERIES: &[&str] = &[
      FROM SESSION(events, ts, INTERVAL '3' SECOND) GROUP BY window_start, window_end, k",
     "SELECT window_end, count(*), min(v)
      FROM CUMULATE(events, ts, INTERVAL '5' SECOND, INTERVAL '20' SECOND) GROUP BY window_start, window_end",
+    // Rows of both sides waiting for partners; an outer join's rows that met none yet.
+    "SELECT a.k, a.v, b.v FROM events a JOIN events b
+     ON a.k = b.k AND b.ts BETWEEN a.ts AND a.ts + INTERVAL '3' SECOND AND a.v < b.v",
+    "SELECT a.k, a.v, b.k, b.v FROM events a FULL OUTER JOIN events b
+     ON a.k = b.k AND b.ts > a.ts + INTERVAL '2' SECOND AND b.ts <= a.ts + INTERVAL '4' SECOND",
+    // A window join: counts per key with each window's largest value.
+    "SELECT x.window_start, x.k, x.n, y.m
+     FROM (SELECT window_start, window_end, k, count(*) AS n
+           FROM TUMBLE(events, ts, INTERVAL '10' SECOND) GROUP BY window_start, window_end, k) x
+     JOIN (SELECT window_start, window_end, max(v) AS m
+           FROM TUMBLE(events, ts, INTERVAL '10' SECOND) GROUP BY window_start, window_end) y
+     ON x.window_start = y.window_start AND x.window_end = y.window_end",
 ];
 
 /// One split's batch of events.
-struct Part {
-    split: u32,
-    rows: RecordBatch,
+pub(crate) struct Part {
+    pub split: u32,
+    pub rows: RecordBatch,
 }
 
 /// Events advancing ~1 s each, disordered by up to 20 s, alternating between two splits in
 /// runs, cut into `batch_size` rows.
-fn input(engine: &Engine, seed: u64, n: usize, batch_size: usize) -> Vec<Part> {
+pub(crate) fn input(engine: &Engine, seed: u64, n: usize, batch_size: usize) -> Vec<Part> {
     let schema = Arc::clone(&engine.catalog().sources()["events"].schema);
     let mut rng = Rng::new(seed);
     let mut parts = Vec::new();
@@ -84,7 +96,7 @@ fn input(engine: &Engine, seed: u64, n: usize, batch_size: usize) -> Vec<Part> {
     parts
 }
 
-async fn engine() -> Engine {
+pub(crate) async fn engine() -> Engine {
     let mut engine = Engine::with_config(
         vigil_connectors::registry(),
         EngineConfig {
@@ -98,7 +110,7 @@ async fn engine() -> Engine {
 }
 
 /// A freshly planned executor of `query`, with its fingerprint.
-async fn executor(query: &str) -> (GraphExecutor, bool, String) {
+pub(crate) async fn executor(query: &str) -> (GraphExecutor, bool, String) {
     let engine = engine().await;
     let graph = engine.plan(query).await.unwrap().graph;
     let (updating, fingerprint) = (graph.updating, graph.fingerprint());
@@ -121,7 +133,12 @@ fn collect(emitted: Vec<(usize, Message)>, updating: bool, out: &mut Vec<RecordB
     }
 }
 
-fn feed(executor: &mut GraphExecutor, parts: &[Part], updating: bool, out: &mut Vec<RecordBatch>) {
+pub(crate) fn feed(
+    executor: &mut GraphExecutor,
+    parts: &[Part],
+    updating: bool,
+    out: &mut Vec<RecordBatch>,
+) {
     for part in parts {
         let batch = ChangeBatch::inserts(part.rows.clone());
         let emitted = executor.push_split_batch(0, part.split, batch).unwrap();

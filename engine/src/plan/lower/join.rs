@@ -1,0 +1,191 @@
+//! Lowering of a join of two streams to an [`IntervalJoin`].
+
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::common::DFSchema;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::datasource::source_as_provider;
+use datafusion::logical_expr::{Expr, Join, JoinType, LogicalPlan, and};
+
+use super::{Lowering, Partitioning, Stream, arrow_schema};
+use crate::catalog::SourceTable;
+use crate::error::{Error, Result};
+use crate::operators::{IntervalJoin, JoinInput, JoinKind, MAIN_PORT};
+use crate::plan::graph::Edge;
+use crate::plan::join_condition::{JoinCondition, WindowEnds, join_condition};
+use crate::plan::window_table::WindowTable;
+
+impl Lowering<'_> {
+    /// An interval join, or a window join (an interval join of width zero on the windows'
+    /// ends), of two append-only streams.
+    pub(super) fn lower_join(&mut self, join: &Join) -> Result<Stream> {
+        let kind = join_kind(join.join_type)?;
+        let left = self.lower(&join.left)?;
+        let right = self.lower(&join.right)?;
+        for stream in [&left, &right] {
+            if let Some(what) = &stream.updating {
+                return Err(Error::Unsupported(format!(
+                    "a join of {what}: joins of changelogs; join append-only streams, e.g. \
+                     window aggregates"
+                )));
+            }
+        }
+        for side in [&join.left, &join.right] {
+            if let Some(source) = late_sink_reaching_join(side) {
+                return Err(Error::Unsupported(format!(
+                    "late_sink on source '{source}' read by a join (its late rows are counted, \
+                     but not written yet); join a window of it, or drop the late_sink"
+                )));
+            }
+        }
+        let ends = WindowEnds {
+            left: left.window.map(|(_, end)| end),
+            right: right.window.map(|(_, end)| end),
+        };
+        let condition = join_condition(join, ends)?;
+        let (left_schema, right_schema) = (join.left.schema(), join.right.schema());
+        check_nanoseconds(left_schema, condition.bound.left_column)?;
+        check_nanoseconds(right_schema, condition.bound.right_column)?;
+        let operator = self.interval_join(join, &condition, kind)?;
+        let node = self.add(
+            Box::new(operator),
+            vec![
+                Edge {
+                    from: left.node,
+                    port: MAIN_PORT,
+                },
+                Edge {
+                    from: right.node,
+                    port: MAIN_PORT,
+                },
+            ],
+        );
+        // Rows of two splits meet in a join: one copy of the graph per split would miss them.
+        self.spans_splits = true;
+        let bound = condition.bound;
+        let on_window_ends = bound.lower == 0
+            && bound.upper == 0
+            && Some(bound.left_column) == ends.left
+            && Some(bound.right_column) == ends.right;
+        let partitioning = match Partitioning::union(&[&left.partitioning, &right.partitioning]) {
+            Partitioning::Whole => Partitioning::Whole,
+            other => Partitioning::Unknown(other.sources().to_vec()),
+        };
+        Ok(Stream {
+            node,
+            // The left's columns come first, where they were.
+            window: left.window.filter(|_| on_window_ends),
+            updating: None,
+            partitioning,
+        })
+    }
+
+    fn interval_join(
+        &self,
+        join: &Join,
+        condition: &JoinCondition,
+        kind: JoinKind,
+    ) -> Result<IntervalJoin> {
+        let (left_schema, right_schema) = (join.left.schema(), join.right.schema());
+        let mut left_keys = Vec::new();
+        let mut right_keys = Vec::new();
+        for (l, r) in &condition.keys {
+            left_keys.push(self.physical_expr(l, left_schema)?);
+            right_keys.push(self.physical_expr(r, right_schema)?);
+        }
+        let residual = (condition.residual.as_ref())
+            .map(|e| self.physical_expr(e, &join.schema))
+            .transpose()?;
+        let bound = condition.bound;
+        IntervalJoin::try_new(
+            JoinInput {
+                schema: arrow_schema(left_schema),
+                keys: left_keys,
+                time_column: bound.left_column,
+            },
+            JoinInput {
+                schema: arrow_schema(right_schema),
+                keys: right_keys,
+                time_column: bound.right_column,
+            },
+            (bound.lower, bound.upper),
+            residual,
+            kind,
+            arrow_schema(&join.schema),
+            bound.describe(left_schema, right_schema),
+        )
+    }
+}
+
+/// An inner join with a WHERE over it as one join: the WHERE's conjuncts join its ON (Nexmark
+/// q7 bounds the join's time there).
+pub(super) fn with_where(join: &Join, predicate: &Expr) -> Join {
+    let filter = match &join.filter {
+        Some(on) => and(on.clone(), predicate.clone()),
+        None => predicate.clone(),
+    };
+    Join {
+        filter: Some(filter),
+        ..join.clone()
+    }
+}
+
+/// A source with a `late_sink` whose rows reach the join unwindowed: the join would judge
+/// them late where no window has, and it does not write to the sink. Windows and aggregates
+/// in between send their late rows there themselves, and emit none the join finds late.
+fn late_sink_reaching_join(plan: &LogicalPlan) -> Option<String> {
+    let mut found = None;
+    let _ = plan.apply(|node| {
+        let LogicalPlan::TableScan(scan) = node else {
+            return Ok(match node {
+                LogicalPlan::Aggregate(_) => TreeNodeRecursion::Jump,
+                _ => TreeNodeRecursion::Continue,
+            });
+        };
+        let Ok(provider) = source_as_provider(&scan.source) else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        if let Some(source) = provider.downcast_ref::<SourceTable>()
+            && source.def.late_sink.is_some()
+        {
+            found = Some(source.def.name.clone());
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        if provider.downcast_ref::<WindowTable>().is_none()
+            && let Some(view) = provider.get_logical_plan()
+        {
+            found = late_sink_reaching_join(&view);
+        }
+        Ok(match found {
+            Some(_) => TreeNodeRecursion::Stop,
+            None => TreeNodeRecursion::Continue,
+        })
+    });
+    found
+}
+
+fn join_kind(join_type: JoinType) -> Result<JoinKind> {
+    match join_type {
+        JoinType::Inner => Ok(JoinKind::Inner),
+        JoinType::Left => Ok(JoinKind::Left),
+        JoinType::Right => Ok(JoinKind::Right),
+        JoinType::Full => Ok(JoinKind::Full),
+        other => Err(Error::Unsupported(format!(
+            "{other} joins of streams (from EXISTS, IN or a semi/anti join); write an inner, \
+             LEFT, RIGHT or FULL OUTER JOIN"
+        ))),
+    }
+}
+
+/// A join's time columns are compared in nanoseconds, as Vigil's `TIMESTAMP`s are.
+fn check_nanoseconds(schema: &DFSchema, column: usize) -> Result<()> {
+    let field = schema.field(column);
+    match field.data_type() {
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => Ok(()),
+        other => Err(Error::Plan(format!(
+            "the join's time column '{}' is {other}: compare TIMESTAMP columns (cast it with \
+             CAST({} AS TIMESTAMP))",
+            field.name(),
+            field.name()
+        ))),
+    }
+}
