@@ -46,6 +46,9 @@ pub struct SourceDef {
     /// same values comes through the same split, so processes sharing the splits can
     /// aggregate by those columns independently.
     pub partitioned_by: Option<Vec<String>>,
+    /// For a table (`CREATE TABLE ... PRIMARY KEY`), its key columns' indices: the table is
+    /// the latest row per key, read by lookup joins. Empty for a source.
+    pub primary_key: Vec<usize>,
     /// True when several processes running one query share the source's splits (Kafka
     /// partitions through a consumer group), each reading only some of them.
     pub shared_splits: bool,
@@ -289,6 +292,17 @@ impl Catalog {
                     .collect::<Result<Vec<_>>>()
             })
             .transpose()?;
+        let primary_key = (src.primary_key.iter())
+            .map(|column| {
+                let c = normalize(column);
+                schema.index_of(&c).map_err(|_| {
+                    sql_error(
+                        format!("PRIMARY KEY names '{c}', which is not a column of '{name}'"),
+                        span_location(column.span.start).or(Some(location)),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(SourceDef {
             name,
             schema,
@@ -296,6 +310,7 @@ impl Catalog {
             options,
             late_sink,
             partitioned_by,
+            primary_key,
             shared_splits: false,
             sql: sql.to_string(),
         })

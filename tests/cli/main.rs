@@ -588,3 +588,55 @@ fn serve_refuses_to_start_on_a_broken_rule() {
     assert!(text.contains("rules/typo.sql:1:"), "{text}");
     assert!(text.contains("--keep-going"), "{text}");
 }
+
+/// A file table is read to its end before the stream's rows meet it, so each reading meets
+/// the latest row of its sensor in the file, whichever source is quicker.
+#[test]
+fn run_enriches_a_stream_with_a_file_table_read_first() {
+    let dir = scratch("lookup");
+    let mut sites = String::new();
+    for i in 0..500 {
+        sites.push_str(&format!(
+            "{{\"sensor_id\":\"s{i}\",\"site\":\"old\",\"max_temperature\":10.0}}\n"
+        ));
+    }
+    sites.push_str("{\"sensor_id\":\"s1\",\"site\":\"north\",\"max_temperature\":30.0}\n");
+    sites.push_str("{\"sensor_id\":\"s2\",\"site\":\"south\",\"max_temperature\":28.0}\n");
+    std::fs::write(dir.join("data/sites.jsonl"), sites).unwrap();
+    std::fs::write(
+        dir.join("data/readings.jsonl"),
+        concat!(
+            "{\"sensor_id\":\"s1\",\"temperature\":31.0,\"ts\":\"2024-01-01T00:00:01Z\"}\n",
+            "{\"sensor_id\":\"s2\",\"temperature\":26.0,\"ts\":\"2024-01-01T00:00:02Z\"}\n",
+            "{\"sensor_id\":\"s9999\",\"temperature\":99.0,\"ts\":\"2024-01-01T00:00:03Z\"}\n",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("rule.sql"),
+        "CREATE SOURCE readings (sensor_id TEXT, temperature DOUBLE, ts TIMESTAMP,
+             WATERMARK FOR ts AS ts) WITH (connector = 'file', path = 'data/readings.jsonl');
+         CREATE TABLE sites (sensor_id TEXT PRIMARY KEY, site TEXT, max_temperature DOUBLE)
+             WITH (connector = 'file', path = 'data/sites.jsonl');
+         CREATE SINK hot WITH (connector = 'file', path = 'out/hot.jsonl') AS
+         SELECT r.sensor_id, t.site, r.temperature
+         FROM readings r LEFT JOIN sites FOR SYSTEM_TIME AS OF r.ts AS t
+           ON r.sensor_id = t.sensor_id
+         WHERE t.site IS NULL OR r.temperature > t.max_temperature;",
+    )
+    .unwrap();
+    let out = vigil(&dir, &["run", "rule.sql"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hot = std::fs::read_to_string(dir.join("out/hot.jsonl")).unwrap();
+    assert_eq!(
+        hot,
+        concat!(
+            "{\"sensor_id\":\"s1\",\"site\":\"north\",\"temperature\":31.0}\n",
+            "{\"sensor_id\":\"s9999\",\"site\":null,\"temperature\":99.0}\n",
+        )
+    );
+}

@@ -4,16 +4,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, UInt32Array, new_null_array,
-};
-use datafusion::arrow::compute::{filter_record_batch, prep_null_mask_filter, take_record_batch};
+use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, UInt32Array, new_null_array};
+use datafusion::arrow::compute::{filter_record_batch, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::join_side::{JoinSide, KeyedRows, RowRef};
-use super::row_errors::evaluate_keeping;
+use super::row_errors::predicate_holds;
 use super::{Context, Operator, evaluate_or_reject, show_expr};
 use crate::batch::ChangeBatch;
 use crate::error::{Error, Result};
@@ -179,30 +177,6 @@ impl IntervalJoin {
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
 
-    /// Which pairs the residual condition keeps; rows it fails on go to the dead letters.
-    fn residual_mask(&self, joined: RecordBatch, ctx: &mut Context) -> Result<Vec<bool>> {
-        let Some(residual) = &self.residual else {
-            return Ok(vec![true; joined.num_rows()]);
-        };
-        let total = joined.num_rows();
-        let evaluated = evaluate_keeping("IntervalJoin", ChangeBatch::inserts(joined), ctx, |b| {
-            let value = residual.evaluate(b)?.into_array(b.num_rows())?;
-            let holds = value.as_boolean();
-            // NULL does not hold.
-            Ok(match holds.nulls() {
-                Some(_) => prep_null_mask_filter(holds),
-                None => holds.clone(),
-            })
-        })?;
-        let Some((kept, _, holds)) = evaluated else {
-            return Ok(vec![false; total]);
-        };
-        let mut holds = holds.values().iter();
-        Ok((0..total)
-            .map(|p| kept.as_ref().is_none_or(|k| k.value(p)) && holds.next().unwrap_or(false))
-            .collect())
-    }
-
     /// Emits the pairs a batch of `side` makes with the other side's kept rows, marking the
     /// rows of both that met one; returns the new rows' marks.
     fn emit_pairs(
@@ -219,7 +193,10 @@ impl IntervalJoin {
             return Ok(matched);
         }
         let joined = self.joined(side, rows, &pairs)?;
-        let holds = self.residual_mask(joined.clone(), ctx)?;
+        let holds = match &self.residual {
+            Some(residual) => predicate_holds("IntervalJoin", residual, joined.clone(), ctx)?,
+            None => vec![true; joined.num_rows()],
+        };
         for ((new, stored), _) in pairs.iter().zip(&holds).filter(|(_, h)| **h) {
             matched[*new as usize] = true;
             self.sides[1 - side].set_matched(*stored);

@@ -13,6 +13,8 @@ mod group_accumulators;
 mod interval_join;
 mod join_side;
 mod limit;
+mod lookup_join;
+mod lookup_table;
 mod pane_windows;
 mod project;
 mod row_errors;
@@ -33,6 +35,8 @@ pub use aggregate::{AggregateCall, AggregateSpec, OutputColumn};
 pub use filter::Filter;
 pub use interval_join::{IntervalJoin, JoinInput, JoinKind};
 pub use limit::Limit;
+pub use lookup_join::{LookupJoin, LookupSides};
+pub(crate) use lookup_table::LookupTable;
 pub use project::Project;
 pub use session_aggregate::SessionAggregate;
 pub use union::Union;
@@ -177,6 +181,19 @@ pub trait Operator: Send {
     /// Called when the merged watermark of the inputs advances. Forwards it by default.
     fn on_watermark(&mut self, watermark: Timestamp, ctx: &mut Context) -> Result<()> {
         ctx.emit_watermark(watermark);
+        Ok(())
+    }
+
+    /// Whether input `input`'s watermark leaves the operator's alone: a lookup join's table
+    /// has no event time to wait for.
+    fn untimed_input(&self, input: usize) -> bool {
+        let _ = input;
+        false
+    }
+
+    /// A watermark came on an untimed input (`WATERMARK_MAX` once it has ended).
+    fn on_untimed_watermark(&mut self, watermark: Timestamp, ctx: &mut Context) -> Result<()> {
+        let _ = (watermark, ctx);
         Ok(())
     }
 

@@ -7,8 +7,12 @@
 
 use std::ops::Range;
 
-use datafusion::arrow::array::BooleanArray;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray, BooleanArray};
+use datafusion::arrow::compute::prep_null_mask_filter;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::physical_expr::PhysicalExpr;
 
 use super::Context;
 use crate::batch::{ChangeBatch, RejectedRows};
@@ -28,7 +32,7 @@ pub(crate) fn evaluate_or_reject<T>(
 
 /// [`evaluate_or_reject`], also giving which rows of `batch` were kept when some were
 /// rejected (`None` when none were), for operators that keep state about each input row.
-pub(crate) fn evaluate_keeping<T>(
+fn evaluate_keeping<T>(
     operator: &'static str,
     batch: ChangeBatch,
     ctx: &mut Context,
@@ -62,6 +66,32 @@ pub(crate) fn evaluate_keeping<T>(
     let kept = batch.filter(&keep)?;
     let value = eval(&kept.rows)?;
     Ok(Some((Some(keep), kept, value)))
+}
+
+/// Which rows of `rows` `predicate` holds for (NULL does not hold); rows it fails on go to
+/// the dead letters and count as not holding.
+pub(crate) fn predicate_holds(
+    operator: &'static str,
+    predicate: &Arc<dyn PhysicalExpr>,
+    rows: RecordBatch,
+    ctx: &mut Context,
+) -> Result<Vec<bool>> {
+    let total = rows.num_rows();
+    let evaluated = evaluate_keeping(operator, ChangeBatch::inserts(rows), ctx, |b| {
+        let value = predicate.evaluate(b)?.into_array(b.num_rows())?;
+        let holds = value.as_boolean();
+        Ok(match holds.nulls() {
+            Some(_) => prep_null_mask_filter(holds),
+            None => holds.clone(),
+        })
+    })?;
+    let Some((kept, _, holds)) = evaluated else {
+        return Ok(vec![false; total]);
+    };
+    let mut holds = holds.values().iter();
+    Ok((0..total)
+        .map(|i| kept.as_ref().is_none_or(|k| k.value(i)) && holds.next().unwrap_or(false))
+        .collect())
 }
 
 /// The rows of `rows` on which `eval` fails by themselves, in order, with the error of each.

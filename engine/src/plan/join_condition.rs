@@ -109,6 +109,21 @@ pub(crate) fn join_condition(join: &Join, ends: WindowEnds) -> Result<JoinCondit
     })
 }
 
+/// Splits `join`'s condition into equality keys (left expression, right expression) and the
+/// rest, for joins that need no time bound.
+pub(crate) fn equality_keys(join: &Join) -> (Vec<(Expr, Expr)>, Option<Expr>) {
+    let (left, right) = (join.left.schema(), join.right.schema());
+    let mut keys: Vec<(Expr, Expr)> = join.on.clone();
+    let mut rest = Vec::new();
+    for conjunct in conjuncts(join.filter.as_ref()) {
+        match equality_key(&conjunct, left, right) {
+            Some(pair) => keys.push(pair),
+            None => rest.push(conjunct),
+        }
+    }
+    (keys, rest.into_iter().reduce(and))
+}
+
 fn columns(bound: &TimeBound) -> (usize, usize) {
     (bound.left_column, bound.right_column)
 }

@@ -37,6 +37,7 @@ use crate::operators::{
 use crate::time::WindowSpec;
 
 mod join;
+mod lookup;
 
 use join::with_where;
 
@@ -55,6 +56,7 @@ pub fn lower_query(catalog: &Catalog, plan: &LogicalPlan) -> Result<OperatorGrap
         panes: None,
         session_feeds_aggregate: false,
         spans_splits: false,
+        table_allowed: false,
     };
     let out = lowering.lower(plan)?;
     let mut sources = lowering.sources;
@@ -177,6 +179,8 @@ struct Lowering<'a> {
     session_feeds_aggregate: bool,
     /// Set by an operator whose state spans every split (a LIMIT counts all rows).
     spans_splits: bool,
+    /// True while lowering the table side of a lookup join, the one place a table is read.
+    table_allowed: bool,
 }
 
 impl Lowering<'_> {
@@ -350,6 +354,13 @@ impl Lowering<'_> {
     fn lower_provider(&mut self, provider: &Arc<dyn TableProvider>) -> Result<Stream> {
         if let Some(source) = provider.downcast_ref::<SourceTable>() {
             let def = Arc::clone(&source.def);
+            if !def.primary_key.is_empty() && !self.table_allowed {
+                return Err(Error::Unsupported(format!(
+                    "reading table '{}' as a stream: a table is the latest row per key, read \
+                     by a lookup join such as FROM s JOIN {} t ON s.k = t.k",
+                    def.name, def.name
+                )));
+            }
             // A source read twice (a self-join) is read once, its rows going both ways.
             if let Some(read) = (self.sources.iter()).find(|b| b.def.name == def.name) {
                 let node = read.node;

@@ -367,7 +367,20 @@ impl GraphExecutor {
             Message::Watermark(wm) => {
                 let slot = &mut node.input_watermarks[input];
                 *slot = (*slot).max(wm);
-                let merged = node.input_watermarks.iter().copied().min().unwrap_or(wm);
+                if node.operator.untimed_input(input) {
+                    let watermark = *slot;
+                    let mut ctx =
+                        Context::new(input, &node.input_watermarks, &mut node.counters, out);
+                    node.operator.on_untimed_watermark(watermark, &mut ctx)?;
+                    self.rejected.append(&mut ctx.take_rejected());
+                    return Ok(());
+                }
+                let operator = &node.operator;
+                let merged = (node.input_watermarks.iter().enumerate())
+                    .filter(|(i, _)| !operator.untimed_input(*i))
+                    .map(|(_, w)| *w)
+                    .min()
+                    .unwrap_or(wm);
                 if merged > node.watermark {
                     node.watermark = merged;
                     let mut ctx =
@@ -381,6 +394,7 @@ impl GraphExecutor {
                     let mut ctx =
                         Context::new(input, &node.input_watermarks, &mut node.counters, out);
                     node.operator.on_end(&mut ctx)?;
+                    self.rejected.append(&mut ctx.take_rejected());
                     out.push((MAIN_PORT, Message::End));
                     out.push((crate::operators::LATE_PORT, Message::End));
                 }

@@ -4,7 +4,7 @@ use datafusion::sql::sqlparser::ast::{self, ColumnDef, Ident, ObjectName};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
-use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 use super::Options;
 use crate::error::{Error, Location, Result, SqlError};
@@ -22,6 +22,9 @@ pub struct CreateSource {
     pub options: Options,
     /// `OR REPLACE` was given.
     pub or_replace: bool,
+    /// For `CREATE TABLE`, the primary key's columns: the table is the latest row per key.
+    /// Empty for a source.
+    pub primary_key: Vec<Ident>,
 }
 
 /// `WATERMARK FOR column AS expr`.
@@ -130,9 +133,11 @@ impl<'a> StreamParser<'a> {
 
     fn parse_all(sql: &'a str) -> Result<Vec<ParsedStatement>> {
         static DIALECT: GenericDialect = GenericDialect {};
-        let parser = Parser::new(&DIALECT)
-            .try_with_sql(sql)
-            .map_err(parser_error)?;
+        let tokens = Tokenizer::new(&DIALECT, sql)
+            .with_unescape(true)
+            .tokenize_with_location()
+            .map_err(|e| parser_error(e.into()))?;
+        let parser = Parser::new(&DIALECT).with_tokens_with_locations(without_as_of(tokens));
         let mut this = StreamParser { parser, sql };
         let mut out = Vec::new();
         loop {
@@ -207,17 +212,21 @@ impl<'a> StreamParser<'a> {
         if self.peek_word(0, "CREATE") {
             let replace = self.peek_word(1, "OR") && self.peek_word(2, "REPLACE");
             let kind_at = if replace { 3 } else { 1 };
-            if self.peek_word(kind_at, "SOURCE") || self.peek_word(kind_at, "SINK") {
-                for _ in 0..kind_at {
+            let kind = ["SOURCE", "SINK", "TABLE"]
+                .into_iter()
+                .find(|k| self.peek_word(kind_at, k));
+            if let Some(kind) = kind {
+                for _ in 0..=kind_at {
                     self.parser.next_token();
                 }
-                let is_source = self.peek_word(0, "SOURCE");
-                self.parser.next_token();
-                return if is_source {
-                    self.parse_create_source(replace)
-                        .map(Statement::CreateSource)
-                } else {
-                    self.parse_create_sink(replace).map(Statement::CreateSink)
+                return match kind {
+                    "SOURCE" => self
+                        .parse_create_source(replace)
+                        .map(Statement::CreateSource),
+                    "TABLE" => self
+                        .parse_create_table(replace)
+                        .map(Statement::CreateSource),
+                    _ => self.parse_create_sink(replace).map(Statement::CreateSink),
                 };
             }
         }
@@ -271,13 +280,58 @@ impl<'a> StreamParser<'a> {
         }
     }
 
+    /// `CREATE TABLE name (col TYPE [PRIMARY KEY], ..., [PRIMARY KEY (col, ...) [NOT
+    /// ENFORCED]]) WITH (...)`: a source read as the latest row per primary key.
+    fn parse_create_table(&mut self, or_replace: bool) -> Result<CreateSource, ParserError> {
+        let start = self.parser.peek_token();
+        let mut table = self.parse_create_source(or_replace)?;
+        for column in &mut table.columns {
+            let before = column.options.len();
+            column
+                .options
+                .retain(|o| !matches!(o.option, ast::ColumnOption::PrimaryKey(_)));
+            if column.options.len() < before {
+                table.primary_key.push(column.name.clone());
+            }
+        }
+        if table.primary_key.is_empty() {
+            return Err(ParserError::ParserError(format!(
+                "Expected: a PRIMARY KEY for table '{}' (a table is the latest row per key; \
+                 for a stream of events, write CREATE SOURCE), found none{}",
+                table.name,
+                at(&start)
+            )));
+        }
+        if table.watermark.is_some() {
+            return Err(ParserError::ParserError(format!(
+                "Expected: no WATERMARK in CREATE TABLE '{}' (a lookup join reads the table's \
+                 current rows, not its event time){}",
+                table.name,
+                at(&start)
+            )));
+        }
+        Ok(table)
+    }
+
     fn parse_create_source(&mut self, or_replace: bool) -> Result<CreateSource, ParserError> {
         let name = self.parser.parse_identifier()?;
         self.parser.expect_token(&Token::LParen)?;
         let mut columns = Vec::new();
         let mut watermark = None;
+        let mut primary_key = Vec::new();
         loop {
-            if self.peek_word(0, "WATERMARK") {
+            if self.peek_word(0, "PRIMARY") && self.peek_word(1, "KEY") {
+                self.parser.next_token();
+                self.parser.next_token();
+                primary_key = self.parser.parse_parenthesized_column_list(
+                    datafusion::sql::sqlparser::parser::IsOptional::Mandatory,
+                    false,
+                )?;
+                // Flink's words for a key it does not check; neither does Vigil.
+                let _not_enforced = self
+                    .parser
+                    .parse_keywords(&[Keyword::NOT, Keyword::ENFORCED]);
+            } else if self.peek_word(0, "WATERMARK") {
                 self.parser.next_token();
                 self.parser.expect_keyword(Keyword::FOR)?;
                 let column = self.parser.parse_identifier()?;
@@ -299,6 +353,7 @@ impl<'a> StreamParser<'a> {
             watermark,
             options,
             or_replace,
+            primary_key,
         })
     }
 
@@ -374,6 +429,47 @@ impl<'a> StreamParser<'a> {
             _ => false,
         }
     }
+}
+
+/// The tokens without Flink's `FOR SYSTEM_TIME AS OF s.ts` after a table in a join: a
+/// lookup join reads the table's current row whatever time it is written with.
+fn without_as_of(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let is_word = |t: &TokenWithSpan, word: &str| matches!(&t.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word));
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        let solid: Vec<usize> = (i..tokens.len())
+            .filter(|j| !matches!(tokens[*j].token, Token::Whitespace(_)))
+            .take(5)
+            .collect();
+        let clause = solid.len() == 5
+            && ["FOR", "SYSTEM_TIME", "AS", "OF"]
+                .iter()
+                .zip(&solid)
+                .all(|(word, j)| is_word(&tokens[*j], word))
+            && matches!(tokens[solid[4]].token, Token::Word(_));
+        if !clause {
+            out.push(tokens[i].clone());
+            i += 1;
+            continue;
+        }
+        // Skip the clause: its words and a dotted column name.
+        i = solid[4] + 1;
+        while i + 1 < tokens.len()
+            && tokens[i].token == Token::Period
+            && matches!(tokens[i + 1].token, Token::Word(_))
+        {
+            i += 2;
+        }
+        // Flink's processing time: AS OF PROCTIME().
+        if i + 1 < tokens.len()
+            && tokens[i].token == Token::LParen
+            && tokens[i + 1].token == Token::RParen
+        {
+            i += 2;
+        }
+    }
+    out
 }
 
 /// `INSERT INTO sink SELECT ...`, as Flink writes a query into a declared sink: the same as

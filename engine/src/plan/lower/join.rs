@@ -18,6 +18,9 @@ impl Lowering<'_> {
     /// An interval join, or a window join (an interval join of width zero on the windows'
     /// ends), of two append-only streams.
     pub(super) fn lower_join(&mut self, join: &Join) -> Result<Stream> {
+        if let Some((side, table)) = super::lookup::table_side(join) {
+            return self.lower_lookup_join(join, side, &table);
+        }
         let kind = join_kind(join.join_type)?;
         let left = self.lower(&join.left)?;
         let right = self.lower(&join.right)?;

@@ -1,0 +1,178 @@
+//! [`LookupTable`]: the latest row per primary key of a table, for a lookup join.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, BooleanArray, new_null_array};
+use datafusion::arrow::compute::interleave_record_batch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::evaluate_all;
+use crate::error::Result;
+
+/// Where a row lives: its stored batch and its index there.
+type Slot = (usize, usize);
+
+/// The rows of a table, the latest per key. An upsert leaves the row it replaces in its
+/// batch until replaced rows outnumber live ones; then the live rows are copied into one
+/// batch and the rest is freed.
+pub struct LookupTable {
+    schema: SchemaRef,
+    keys: Vec<Arc<dyn PhysicalExpr>>,
+    key_fields: Vec<SortField>,
+    batches: Vec<RecordBatch>,
+    index: HashMap<Box<[u8]>, Slot>,
+    replaced: usize,
+}
+
+/// Evaluated keys of a batch: Arrow rows, and whether each has no NULL in it.
+pub struct Keys {
+    rows: Rows,
+    pub valid: Vec<bool>,
+}
+
+impl Keys {
+    fn key(&self, i: usize) -> Option<&[u8]> {
+        self.valid[i].then(|| self.rows.row(i).data())
+    }
+}
+
+impl LookupTable {
+    /// A table of `schema` keyed by `keys`, expressions over its rows.
+    pub fn new(schema: SchemaRef, keys: Vec<Arc<dyn PhysicalExpr>>) -> Result<Self> {
+        let key_fields = keys
+            .iter()
+            .map(|k| Ok(SortField::new(k.data_type(&schema)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            schema,
+            keys,
+            key_fields,
+            batches: Vec::new(),
+            index: HashMap::new(),
+            replaced: 0,
+        })
+    }
+
+    /// The same table, empty.
+    pub fn empty_copy(&self) -> Self {
+        Self {
+            schema: Arc::clone(&self.schema),
+            keys: self.keys.clone(),
+            key_fields: self.key_fields.clone(),
+            batches: Vec::new(),
+            index: HashMap::new(),
+            replaced: 0,
+        }
+    }
+
+    /// The table's columns.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// The key expressions, for EXPLAIN.
+    pub fn key_exprs(&self) -> &[Arc<dyn PhysicalExpr>] {
+        &self.keys
+    }
+
+    /// Evaluates `exprs` over `rows` as keys of this table's types.
+    pub fn keys_of(&self, exprs: &[Arc<dyn PhysicalExpr>], rows: &RecordBatch) -> Result<Keys> {
+        let columns = evaluate_all(exprs, rows)?;
+        let mut valid = vec![true; rows.num_rows()];
+        for column in &columns {
+            if let Some(nulls) = column.logical_nulls() {
+                for (ok, present) in valid.iter_mut().zip(nulls.iter()) {
+                    *ok &= present;
+                }
+            }
+        }
+        let converter = RowConverter::new(self.key_fields.clone())?;
+        Ok(Keys {
+            rows: converter.convert_columns(&columns)?,
+            valid,
+        })
+    }
+
+    /// Takes in `rows`, each replacing the row of its key; a later row of one batch wins.
+    /// Returns the rows left out for a NULL in their key.
+    pub fn upsert(&mut self, rows: RecordBatch) -> Result<Option<RecordBatch>> {
+        let keys = self.keys_of(&self.keys.clone(), &rows)?;
+        let batch = self.batches.len();
+        for i in 0..rows.num_rows() {
+            if let Some(key) = keys.key(i)
+                && self.index.insert(key.into(), (batch, i)).is_some()
+            {
+                self.replaced += 1;
+            }
+        }
+        let null_keys = keys.valid.iter().filter(|v| !**v).count();
+        let rejected = (null_keys > 0)
+            .then(|| {
+                let mask: BooleanArray = keys.valid.iter().map(|v| Some(!v)).collect();
+                datafusion::arrow::compute::filter_record_batch(&rows, &mask)
+            })
+            .transpose()?;
+        self.batches.push(rows);
+        if self.replaced + null_keys > self.index.len() {
+            self.compact()?;
+        }
+        Ok(rejected)
+    }
+
+    /// The slot of each row's match, `None` for none.
+    pub fn lookup(&self, keys: &Keys) -> Vec<Option<Slot>> {
+        (0..keys.valid.len())
+            .map(|i| keys.key(i).and_then(|k| self.index.get(k).copied()))
+            .collect()
+    }
+
+    /// The rows at `slots` as one batch, NULLs where there is none.
+    pub fn gather(&self, slots: &[Option<Slot>]) -> Result<RecordBatch> {
+        let nulls: Vec<_> = (self.schema.fields().iter())
+            .map(|f| new_null_array(f.data_type(), 1))
+            .collect();
+        let null_row = RecordBatch::try_new(Arc::clone(&self.schema), nulls)?;
+        let mut sources: Vec<&RecordBatch> = self.batches.iter().collect();
+        sources.push(&null_row);
+        let none = (sources.len() - 1, 0);
+        let indices: Vec<Slot> = slots.iter().map(|s| s.unwrap_or(none)).collect();
+        Ok(interleave_record_batch(&sources, &indices)?)
+    }
+
+    /// Copies the live rows into one batch, freeing replaced ones.
+    fn compact(&mut self) -> Result<()> {
+        let live = self.live_rows()?;
+        self.batches.clear();
+        self.index.clear();
+        self.replaced = 0;
+        if live.num_rows() > 0 {
+            self.upsert(live)?;
+        }
+        Ok(())
+    }
+
+    /// Every live row, as one batch.
+    pub fn live_rows(&self) -> Result<RecordBatch> {
+        let mut slots: Vec<Option<Slot>> = self.index.values().copied().map(Some).collect();
+        slots.sort_unstable();
+        if slots.is_empty() {
+            return Ok(RecordBatch::new_empty(Arc::clone(&self.schema)));
+        }
+        self.gather(&slots)
+    }
+
+    /// Live rows.
+    pub fn key_count(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Bytes held by the stored batches, replaced rows included.
+    pub fn bytes(&self) -> usize {
+        let batches: usize = self.batches.iter().map(|b| b.get_array_memory_size()).sum();
+        batches + self.index.keys().map(|k| k.len() + 24).sum::<usize>()
+    }
+}
