@@ -4,6 +4,7 @@ mod bad_rows;
 mod failures;
 mod fuzz;
 mod guards;
+mod join_oracle;
 mod oracle;
 mod payment_due;
 mod read_columns;
