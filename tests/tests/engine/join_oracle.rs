@@ -64,7 +64,9 @@ fn watermarks_before(arrivals: &[Arrival]) -> Vec<i64> {
 
 fn batch(schema: &Arc<Schema>, rows: &[&Arrival], with_watermark: Option<&[i64]>) -> RecordBatch {
     let mut columns: Vec<Arc<dyn datafusion::arrow::array::Array>> = vec![
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|a| a.key.as_str()))),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|a| a.key.as_str()),
+        )),
         Arc::new(Int64Array::from_iter_values(rows.iter().map(|a| a.value))),
     ];
     match with_watermark {
@@ -72,7 +74,9 @@ fn batch(schema: &Arc<Schema>, rows: &[&Arrival], with_watermark: Option<&[i64]>
             rows.iter().map(|a| a.ts),
         ))),
         Some(watermarks) => {
-            columns.push(Arc::new(Int64Array::from_iter_values(rows.iter().map(|a| a.ts))));
+            columns.push(Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|a| a.ts),
+            )));
             columns.push(Arc::new(Int64Array::from(watermarks.to_vec())));
         }
     }
@@ -204,7 +208,10 @@ async fn joins_equal_batch_joins_minus_late_events() {
             assert!(expected.len() > 10, "join {j} has rows to compare");
             for batch_size in [1, 7, 1024] {
                 let actual = streamed(&arrivals, streaming, batch_size).await;
-                assert_eq!(actual, expected, "join {j}, seed {seed}, batch size {batch_size}");
+                assert_eq!(
+                    actual, expected,
+                    "join {j}, seed {seed}, batch size {batch_size}"
+                );
             }
         }
     }

@@ -9,6 +9,7 @@ mod readiness;
 mod restart;
 mod rules;
 mod scale_out;
+mod tables;
 mod watermarks;
 
 use std::time::Duration;
