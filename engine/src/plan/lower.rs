@@ -38,6 +38,7 @@ use crate::time::WindowSpec;
 
 mod join;
 mod lookup;
+mod over;
 
 use join::with_where;
 
@@ -221,9 +222,7 @@ impl Lowering<'_> {
             LogicalPlan::Limit(limit) => self.lower_limit(limit),
             LogicalPlan::Sort(_) => Err(Error::Plan(ORDER_BY_ON_A_STREAM.into())),
             LogicalPlan::Join(join) => self.lower_join(join),
-            LogicalPlan::Window(_) => Err(Error::Unsupported(
-                "OVER windows; use TUMBLE or HOP with GROUP BY".into(),
-            )),
+            LogicalPlan::Window(window) => self.lower_over(window),
             LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => Err(Error::Plan(
                 "a streaming query must read a source (FROM a source, view, TUMBLE, HOP or CUMULATE)".into(),
             )),

@@ -14,7 +14,7 @@ use crate::error::Location;
 const CLAUSES: &[(&str, &[&str])] = &[
     ("ORDER BY", &["ORDER", "BY"]),
     ("join", &["JOIN"]),
-    ("OVER windows", &["OVER"]),
+    ("OVER", &["OVER"]),
     ("GROUPING SETS", &["GROUP"]),
     ("window_start and window_end", &["GROUP"]),
     ("HAVING", &["HAVING"]),

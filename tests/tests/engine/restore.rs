@@ -54,6 +54,12 @@ pub(crate) const QUERIES: &[&str] = &[
      JOIN (SELECT window_start, window_end, max(v) AS m
            FROM TUMBLE(events, ts, INTERVAL '10' SECOND) GROUP BY window_start, window_end) y
      ON x.window_start = y.window_start AND x.window_end = y.window_end",
+    // OVER windows: rows waiting for the watermark and each partition's recent past.
+    "SELECT k, v, count(*) OVER w, sum(v) OVER w, max(v) OVER w FROM events
+     WINDOW w AS (PARTITION BY k ORDER BY ts RANGE BETWEEN INTERVAL '4' SECOND PRECEDING AND CURRENT ROW)",
+    "SELECT k, v, avg(v) OVER (PARTITION BY k ORDER BY ts ROWS BETWEEN 2 PRECEDING AND CURRENT ROW),
+       lag(v) OVER (PARTITION BY k ORDER BY ts ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)
+     FROM events",
 ];
 
 /// One split's batch of events.

@@ -43,8 +43,9 @@ async fn windows_sessions_and_joins_hold_no_rows_the_watermark_has_passed() {
     let later = a_day_later(&inputs);
     for (q, query) in QUERIES.iter().enumerate() {
         let (mut fresh, updating, _) = executor(query).await;
-        if updating {
-            // An updating GROUP BY keeps a row per key for as long as the key exists.
+        if updating || query.contains("ROWS BETWEEN") {
+            // An updating GROUP BY keeps a row per key for as long as the key exists, and a
+            // ROWS frame a partition's last rows: bounded by the keys, not by time.
             continue;
         }
         feed(&mut fresh, &later, updating, &mut Vec::new());

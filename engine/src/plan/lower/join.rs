@@ -33,7 +33,7 @@ impl Lowering<'_> {
             }
         }
         for side in [&join.left, &join.right] {
-            if let Some(source) = late_sink_reaching_join(side) {
+            if let Some(source) = late_sink_reaching(side) {
                 return Err(Error::Unsupported(format!(
                     "late_sink on source '{source}' read by a join (its late rows are counted, \
                      but not written yet); join a window of it, or drop the late_sink"
@@ -135,7 +135,7 @@ pub(super) fn with_where(join: &Join, predicate: &Expr) -> Join {
 /// A source with a `late_sink` whose rows reach the join unwindowed: the join would judge
 /// them late where no window has, and it does not write to the sink. Windows and aggregates
 /// in between send their late rows there themselves, and emit none the join finds late.
-fn late_sink_reaching_join(plan: &LogicalPlan) -> Option<String> {
+pub(super) fn late_sink_reaching(plan: &LogicalPlan) -> Option<String> {
     let mut found = None;
     let _ = plan.apply(|node| {
         let LogicalPlan::TableScan(scan) = node else {
@@ -156,7 +156,7 @@ fn late_sink_reaching_join(plan: &LogicalPlan) -> Option<String> {
         if provider.downcast_ref::<WindowTable>().is_none()
             && let Some(view) = provider.get_logical_plan()
         {
-            found = late_sink_reaching_join(&view);
+            found = late_sink_reaching(&view);
         }
         Ok(match found {
             Some(_) => TreeNodeRecursion::Stop,

@@ -1,0 +1,362 @@
+//! [`OverWindow`]: `agg(x) OVER (PARTITION BY k ORDER BY ts RANGE|ROWS BETWEEN ... PRECEDING
+//! AND CURRENT ROW)` over a stream, DataFusion's window functions evaluated per partition.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch, UInt64Array};
+use datafusion::arrow::compute::{
+    SortColumn, concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampNanosecondType};
+use datafusion::common::utils::evaluate_partition_ranges;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::window::WindowExpr;
+
+use super::{Context, Operator, evaluate_all, show_exprs};
+use crate::batch::{ChangeBatch, RejectedRows};
+use crate::error::{Error, Result};
+use crate::time::{Timestamp, WATERMARK_MAX, WATERMARK_MIN};
+
+const SEQUENCE: &str = "vigil.arrival";
+const PART_KEY: &str = "vigil.over";
+
+/// How much of a partition's past the frames still need once the watermark is at `w`: the
+/// rows after `w - range`, and the last `rows` rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// For RANGE frames: how far back, in nanoseconds.
+    pub range: Option<i64>,
+    /// For ROWS frames and LAG: how many rows back.
+    pub rows: Option<usize>,
+}
+
+/// Computes each row's OVER values once the watermark passes its time: by then every row
+/// of its partition up to that time (its RANGE peers included) has arrived, so the result
+/// is final and the output append-only. Rows at or below the watermark when they arrive
+/// are late, counted and dropped. Between watermarks rows wait; after, a partition keeps
+/// only the past its frames reach.
+pub struct OverWindow {
+    exprs: Vec<Arc<dyn WindowExpr>>,
+    /// Each expression as EXPLAIN shows it.
+    labels: Vec<String>,
+    partition_by: Vec<Arc<dyn PhysicalExpr>>,
+    time_column: usize,
+    retention: Retention,
+    /// The input's columns plus the arrival sequence.
+    stored_schema: SchemaRef,
+    schema: SchemaRef,
+    /// Rows waiting for the watermark, with the source batch they came in.
+    waiting: Vec<(u64, RecordBatch)>,
+    history: Option<RecordBatch>,
+    next_sequence: u64,
+    watermark: Timestamp,
+}
+
+impl OverWindow {
+    /// OVER expressions sharing `partition_by` and an ORDER BY on `time_column` of the
+    /// input, giving rows of `schema` (the input's columns, then one per expression).
+    pub fn try_new(
+        exprs: Vec<Arc<dyn WindowExpr>>,
+        labels: Vec<String>,
+        partition_by: Vec<Arc<dyn PhysicalExpr>>,
+        time_column: usize,
+        retention: Retention,
+        input_schema: &Schema,
+        schema: SchemaRef,
+    ) -> Result<Self> {
+        let mut fields: Vec<Field> = input_schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(SEQUENCE, DataType::UInt64, false));
+        Ok(Self {
+            exprs,
+            labels,
+            partition_by,
+            time_column,
+            retention,
+            stored_schema: Arc::new(Schema::new(fields)),
+            schema,
+            waiting: Vec::new(),
+            history: None,
+            next_sequence: 0,
+            watermark: WATERMARK_MIN,
+        })
+    }
+
+    fn input_width(&self) -> usize {
+        self.stored_schema.fields().len() - 1
+    }
+
+    fn times(&self, rows: &RecordBatch) -> Result<Vec<Option<i64>>> {
+        let column = rows.column(self.time_column);
+        let times = column
+            .as_primitive_opt::<TimestampNanosecondType>()
+            .ok_or_else(|| Error::Internal("an OVER window's time is not in nanoseconds".into()))?;
+        Ok(times.iter().collect())
+    }
+
+    /// Keeps the on-time rows of `batch` to wait for the watermark, with their arrival order.
+    fn take_in(&mut self, batch: ChangeBatch, ctx: &mut Context) -> Result<()> {
+        let times = self.times(&batch.rows)?;
+        let own = self.watermark;
+        let row_watermark =
+            |i: usize| (batch.row_watermarks.as_ref()).map_or(own, |w| w.value(i).max(own));
+        let no_time: Vec<bool> = times.iter().map(Option::is_none).collect();
+        if no_time.contains(&true) {
+            let rows = filter_record_batch(&batch.rows, &BooleanArray::from(no_time))?;
+            ctx.reject(RejectedRows {
+                operator: "OverWindow",
+                errors: vec![
+                    "NULL event time in an OVER window's ORDER BY".into();
+                    rows.num_rows()
+                ],
+                rows,
+            });
+        }
+        let on_time: Vec<bool> = (times.iter().enumerate())
+            .map(|(i, t)| t.is_some_and(|t| t > row_watermark(i)))
+            .collect();
+        let late = on_time
+            .iter()
+            .zip(&times)
+            .filter(|(ok, t)| !**ok && t.is_some())
+            .count();
+        ctx.counters.late_rows += late as u64;
+        let rows = filter_record_batch(&batch.rows, &BooleanArray::from(on_time))?;
+        if rows.num_rows() == 0 {
+            return Ok(());
+        }
+        let first = self.next_sequence;
+        self.next_sequence += rows.num_rows() as u64;
+        let sequence: ArrayRef = Arc::new(UInt64Array::from_iter_values(first..self.next_sequence));
+        let mut columns = rows.columns().to_vec();
+        columns.push(sequence);
+        let rows = RecordBatch::try_new(Arc::clone(&self.stored_schema), columns)?;
+        self.waiting.push((ctx.epoch, rows));
+        Ok(())
+    }
+
+    /// The waiting rows at or below `watermark`, leaving the rest waiting.
+    fn ready(&mut self, watermark: Timestamp) -> Result<RecordBatch> {
+        let mut ready = Vec::new();
+        for (epoch, rows) in std::mem::take(&mut self.waiting) {
+            let times = self.times(&rows)?;
+            let due: BooleanArray = (times.iter())
+                .map(|t| Some(t.is_some_and(|t| t <= watermark)))
+                .collect();
+            match due.true_count() {
+                0 => self.waiting.push((epoch, rows)),
+                n if n == rows.num_rows() => ready.push(rows),
+                _ => {
+                    let rest = filter_record_batch(&rows, &datafusion::arrow::compute::not(&due)?)?;
+                    self.waiting.push((epoch, rest));
+                    ready.push(filter_record_batch(&rows, &due)?);
+                }
+            }
+        }
+        Ok(concat_batches(&self.stored_schema, &ready)?)
+    }
+
+    /// The kept past and the ready rows, sorted by partition, time and arrival, with a
+    /// column saying which rows are ready.
+    fn sorted_with_past(&mut self, ready: RecordBatch) -> Result<(RecordBatch, BooleanArray)> {
+        let past = self.history.take();
+        let past_rows = past.as_ref().map_or(0, RecordBatch::num_rows);
+        let mut parts: Vec<RecordBatch> = past.into_iter().collect();
+        let ready_rows = ready.num_rows();
+        parts.push(ready);
+        let all = concat_batches(&self.stored_schema, &parts)?;
+        let flags: BooleanArray = (0..past_rows + ready_rows)
+            .map(|i| Some(i >= past_rows))
+            .collect();
+        let mut sort: Vec<SortColumn> = evaluate_all(&self.partition_by, &all)?
+            .into_iter()
+            .map(|values| SortColumn {
+                values,
+                options: None,
+            })
+            .collect();
+        for column in [self.time_column, self.input_width()] {
+            sort.push(SortColumn {
+                values: Arc::clone(all.column(column)),
+                options: None,
+            });
+        }
+        let order = lexsort_to_indices(&sort, None)?;
+        let flags = datafusion::arrow::compute::take(&flags, &order, None)?;
+        Ok((take_record_batch(&all, &order)?, flags.as_boolean().clone()))
+    }
+
+    /// Evaluates the OVER expressions for the ready rows; keeps what the frames still need.
+    fn compute(&mut self, ready: RecordBatch, watermark: Timestamp) -> Result<RecordBatch> {
+        let (sorted, flags) = self.sorted_with_past(ready)?;
+        let keys: Vec<SortColumn> = evaluate_all(&self.partition_by, &sorted)?
+            .into_iter()
+            .map(|values| SortColumn {
+                values,
+                options: None,
+            })
+            .collect();
+        let ranges = evaluate_partition_ranges(sorted.num_rows(), &keys)?;
+        let input: Vec<usize> = (0..self.input_width()).collect();
+        let mut output = Vec::new();
+        let mut kept = Vec::new();
+        let times = self.times(&sorted)?;
+        for range in ranges {
+            let partition = sorted.slice(range.start, range.len());
+            let ready = flags.slice(range.start, range.len());
+            if ready.true_count() > 0 {
+                let rows = partition.project(&input)?;
+                let mut columns = rows.columns().to_vec();
+                for expr in &self.exprs {
+                    columns.push(expr.evaluate(&rows)?);
+                }
+                let evaluated = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
+                output.push(filter_record_batch(&evaluated, &ready)?);
+            }
+            let keep: BooleanArray = (0..range.len())
+                .map(|i| Some(self.still_needed(i, range.len(), times[range.start + i], watermark)))
+                .collect();
+            kept.push(filter_record_batch(&partition, &keep)?);
+        }
+        let history = concat_batches(&self.stored_schema, &kept)?;
+        self.history = (history.num_rows() > 0).then_some(history);
+        Ok(concat_batches(&self.schema, &output)?)
+    }
+
+    /// Whether row `i` of a partition of `len` rows is in some later row's frame.
+    fn still_needed(&self, i: usize, len: usize, time: Option<i64>, watermark: Timestamp) -> bool {
+        let by_rows = self.retention.rows.is_some_and(|n| i + n >= len);
+        let by_range = (self.retention.range)
+            .zip(time)
+            .is_some_and(|(range, t)| t > watermark.saturating_sub(range));
+        by_rows || by_range
+    }
+}
+
+impl Operator for OverWindow {
+    fn name(&self) -> &'static str {
+        "OverWindow"
+    }
+
+    fn new_instance(&self) -> Result<Box<dyn Operator>> {
+        Ok(Box::new(Self {
+            exprs: self.exprs.clone(),
+            labels: self.labels.clone(),
+            partition_by: self.partition_by.clone(),
+            stored_schema: Arc::clone(&self.stored_schema),
+            schema: Arc::clone(&self.schema),
+            waiting: Vec::new(),
+            history: None,
+            next_sequence: 0,
+            watermark: WATERMARK_MIN,
+            ..*self
+        }))
+    }
+
+    fn describe(&self) -> String {
+        let mut text = self.labels.join(", ");
+        if !self.partition_by.is_empty() {
+            text.push_str(&format!(
+                " partition by [{}]",
+                show_exprs(&self.partition_by)
+            ));
+        }
+        let field = self.stored_schema.field(self.time_column).name();
+        text.push_str(&format!(" order by {field}"));
+        text
+    }
+
+    fn on_batch(&mut self, batch: ChangeBatch, ctx: &mut Context) -> Result<()> {
+        if batch.is_updating() {
+            return Err(Error::Execution(
+                "an OVER window cannot take an updating input".into(),
+            ));
+        }
+        self.take_in(batch, ctx)
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp, ctx: &mut Context) -> Result<()> {
+        self.watermark = watermark;
+        if !self.waiting.is_empty() {
+            let ready = self.ready(watermark)?;
+            if ready.num_rows() > 0 {
+                let rows = self.compute(ready, watermark)?;
+                ctx.emit(ChangeBatch::inserts(rows));
+            }
+        }
+        ctx.emit_watermark(watermark);
+        Ok(())
+    }
+
+    fn on_end(&mut self, ctx: &mut Context) -> Result<()> {
+        self.on_watermark(WATERMARK_MAX, ctx)
+    }
+
+    fn state_rows(&self) -> usize {
+        let waiting: usize = self.waiting.iter().map(|(_, b)| b.num_rows()).sum();
+        waiting + self.history.as_ref().map_or(0, RecordBatch::num_rows)
+    }
+
+    fn state_bytes(&self) -> usize {
+        let waiting: usize = (self.waiting.iter())
+            .map(|(_, b)| b.get_array_memory_size())
+            .sum();
+        waiting
+            + self
+                .history
+                .as_ref()
+                .map_or(0, |b| b.get_array_memory_size())
+    }
+
+    fn retained_epoch(&self) -> Option<u64> {
+        self.waiting.iter().map(|(epoch, _)| *epoch).min()
+    }
+
+    /// The waiting rows and the kept past, each marked in its schema's metadata, with the
+    /// watermark and the next arrival number.
+    fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
+        let waiting: Vec<RecordBatch> = self.waiting.iter().map(|(_, b)| b.clone()).collect();
+        let waiting = concat_batches(&self.stored_schema, &waiting)?;
+        let history = match &self.history {
+            Some(h) => h.clone(),
+            None => RecordBatch::new_empty(Arc::clone(&self.stored_schema)),
+        };
+        let mut out = Vec::new();
+        for (part, rows) in [("waiting", waiting), ("history", history)] {
+            let metadata = [
+                (PART_KEY.to_string(), part.to_string()),
+                ("vigil.watermark".to_string(), self.watermark.to_string()),
+                ("vigil.next".to_string(), self.next_sequence.to_string()),
+            ];
+            let schema = Schema::clone(&self.stored_schema).with_metadata(metadata.into());
+            out.push(rows.with_schema(Arc::new(schema))?);
+        }
+        Ok(out)
+    }
+
+    fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
+        for batch in state {
+            let metadata = batch.schema().metadata().clone();
+            let number = |key: &str| -> Result<i64> {
+                (metadata.get(key).and_then(|v| v.parse().ok()))
+                    .ok_or_else(|| Error::Internal(format!("OVER window state without {key}")))
+            };
+            self.watermark = number("vigil.watermark")?;
+            self.next_sequence = number("vigil.next")? as u64;
+            let rows =
+                RecordBatch::try_new(Arc::clone(&self.stored_schema), batch.columns().to_vec())?;
+            if rows.num_rows() == 0 {
+                continue;
+            }
+            match metadata.get(PART_KEY).map(String::as_str) {
+                Some("waiting") => self.waiting.push((0, rows)),
+                Some("history") => self.history = Some(rows),
+                _ => return Err(Error::Internal("OVER window state without its part".into())),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,230 @@
+//! Lowering of `... OVER (PARTITION BY k ORDER BY ts ...)` to an [`OverWindow`].
+
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::logical_expr::expr::{WindowFunction, WindowFunctionParams};
+use datafusion::logical_expr::logical_plan::Window;
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::{
+    Expr, SortExpr, WindowFrameBound, WindowFrameUnits, WindowFunctionDefinition,
+};
+use datafusion::physical_planner::create_window_expr;
+
+use super::join::late_sink_reaching;
+use super::{Lowering, Stream, arrow_schema};
+use crate::error::{Error, Result};
+use crate::operators::{OverWindow, Retention};
+use crate::time::describe_nanos;
+
+const FRAMES: &str = "write ROWS BETWEEN n PRECEDING AND CURRENT ROW or RANGE BETWEEN \
+    INTERVAL '10' MINUTE PRECEDING AND CURRENT ROW";
+
+/// Functions whose value at a row depends on rows after it, or on every row before it.
+const UNBOUNDED_FUNCTIONS: &[&str] = &[
+    "lead",
+    "row_number",
+    "rank",
+    "dense_rank",
+    "percent_rank",
+    "cume_dist",
+    "ntile",
+    "first_value",
+    "last_value",
+    "nth_value",
+];
+
+impl Lowering<'_> {
+    /// OVER windows sharing one PARTITION BY and an ORDER BY on an event time.
+    pub(super) fn lower_over(&mut self, window: &Window) -> Result<Stream> {
+        if let Some(source) = late_sink_reaching(&window.input) {
+            return Err(Error::Unsupported(format!(
+                "late_sink on source '{source}' read by an OVER window (its late rows are \
+                 counted, but not written yet)"
+            )));
+        }
+        let input = self.lower(&window.input)?;
+        if let Some(what) = &input.updating {
+            return Err(Error::Unsupported(format!(
+                "an OVER window over {what}: OVER windows take append-only streams"
+            )));
+        }
+        let schema = window.input.schema();
+        let mut shape: Option<(&[Expr], &[SortExpr])> = None;
+        let mut retention = Retention::default();
+        let mut exprs = Vec::new();
+        let mut labels = Vec::new();
+        for expr in &window.window_expr {
+            let function = window_function(expr)?;
+            let params = &function.params;
+            match shape {
+                None => shape = Some((&params.partition_by, &params.order_by)),
+                Some((p, o))
+                    if p == params.partition_by.as_slice() && o == params.order_by.as_slice() => {}
+                Some(_) => {
+                    return Err(Error::Unsupported(
+                        "OVER windows with different PARTITION BY or ORDER BY in one SELECT; \
+                         compute them in views stacked on each other"
+                            .into(),
+                    ));
+                }
+            }
+            let reach = function_retention(function)?;
+            labels.push(label(function, reach));
+            retention = widen(retention, reach);
+            let planning = PhysicalPlanningContext::default();
+            exprs.push(create_window_expr(expr, schema, &self.props, &planning)?);
+        }
+        let (partition_by, order_by) = shape
+            .ok_or_else(|| Error::Internal("a window node without window functions".into()))?;
+        let time_column = event_time(order_by, schema)?;
+        let partition_by = self.physical_exprs(partition_by, schema)?;
+        let operator = OverWindow::try_new(
+            exprs,
+            labels,
+            partition_by,
+            time_column,
+            retention,
+            &arrow_schema(schema),
+            arrow_schema(&window.schema),
+        )?;
+        let node = self.add_after(Box::new(operator), &input);
+        // A partition's rows must meet in one place, whichever split they came through.
+        self.spans_splits = true;
+        Ok(Stream { node, ..input })
+    }
+}
+
+fn window_function(expr: &Expr) -> Result<&WindowFunction> {
+    match expr {
+        Expr::Alias(alias) => window_function(&alias.expr),
+        Expr::WindowFunction(function) => Ok(function),
+        other => Err(Error::Internal(format!("{other} in a window node"))),
+    }
+}
+
+/// The ORDER BY of an OVER window: one ascending TIMESTAMP column, its index.
+fn event_time(order_by: &[SortExpr], schema: &DFSchema) -> Result<usize> {
+    let refuse = || {
+        Error::Plan(
+            "an OVER window on a stream must ORDER BY its event time, one ascending \
+             TIMESTAMP column (ORDER BY ts)"
+                .into(),
+        )
+    };
+    let [sort] = order_by else {
+        return Err(refuse());
+    };
+    let Expr::Column(column) = &sort.expr else {
+        return Err(refuse());
+    };
+    let index = schema.index_of_column(column).map_err(|_| refuse())?;
+    match schema.field(index).data_type() {
+        DataType::Timestamp(TimeUnit::Nanosecond, _) if sort.asc => Ok(index),
+        _ => Err(refuse()),
+    }
+}
+
+/// How far back a function's frame reaches: rows for ROWS frames and LAG, time for RANGE.
+fn function_retention(function: &WindowFunction) -> Result<Retention> {
+    let name = function.fun.name().to_ascii_lowercase();
+    if let WindowFunctionDefinition::WindowUDF(_) = &function.fun {
+        if name == "lag" {
+            return Ok(Retention {
+                range: None,
+                rows: Some(lag_offset(&function.params)?),
+            });
+        }
+        if UNBOUNDED_FUNCTIONS.contains(&name.as_str()) {
+            return Err(Error::Unsupported(format!(
+                "{name}() OVER a stream (its value needs rows after the current one, or every \
+                 row before it); aggregates over a bounded frame and LAG are supported"
+            )));
+        }
+    }
+    let frame = &function.params.window_frame;
+    if !matches!(frame.end_bound, WindowFrameBound::CurrentRow) {
+        return Err(Error::Unsupported(format!(
+            "OVER frames ending after the current row: {FRAMES}"
+        )));
+    }
+    let WindowFrameBound::Preceding(start) = &frame.start_bound else {
+        return Err(Error::Unsupported(format!("this OVER frame: {FRAMES}")));
+    };
+    if start.is_null() {
+        return Err(Error::Plan(format!(
+            "an OVER frame from UNBOUNDED PRECEDING (the default with ORDER BY) keeps every \
+             row of the stream: {FRAMES}"
+        )));
+    }
+    match frame.units {
+        WindowFrameUnits::Rows => Ok(Retention {
+            range: None,
+            rows: Some(scalar_count(start)?),
+        }),
+        WindowFrameUnits::Range => Ok(Retention {
+            range: Some(interval_nanos(start)?),
+            rows: None,
+        }),
+        WindowFrameUnits::Groups => Err(Error::Unsupported(format!("GROUPS frames: {FRAMES}"))),
+    }
+}
+
+/// LAG's offset, its second argument (1 without one).
+fn lag_offset(params: &WindowFunctionParams) -> Result<usize> {
+    match params.args.get(1) {
+        None => Ok(1),
+        Some(Expr::Literal(value, _)) => scalar_count(value),
+        Some(_) => Err(Error::Plan("LAG's offset must be a constant".into())),
+    }
+}
+
+fn scalar_count(value: &ScalarValue) -> Result<usize> {
+    let count = value.cast_to(&DataType::UInt64).ok().and_then(|v| match v {
+        ScalarValue::UInt64(Some(n)) => usize::try_from(n).ok(),
+        _ => None,
+    });
+    count.ok_or_else(|| Error::Plan(format!("{value} is not a count of rows")))
+}
+
+/// A RANGE frame's reach on a timestamp ORDER BY, in nanoseconds.
+fn interval_nanos(value: &ScalarValue) -> Result<i64> {
+    let nanos = match value {
+        ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => i64::from(v.days)
+            .checked_mul(86_400_000_000_000)
+            .and_then(|d| d.checked_add(v.nanoseconds)),
+        ScalarValue::IntervalDayTime(Some(v)) => i64::from(v.days)
+            .checked_mul(86_400_000_000_000)
+            .and_then(|d| d.checked_add(i64::from(v.milliseconds) * 1_000_000)),
+        _ => None,
+    };
+    nanos.filter(|n| *n >= 0).ok_or_else(|| {
+        Error::Plan(format!(
+            "a RANGE frame over an event time reaches back by an interval of days or less \
+             (found {value}): {FRAMES}"
+        ))
+    })
+}
+
+/// A function and its frame as EXPLAIN shows them: `avg(temperature) range 10m`.
+fn label(function: &WindowFunction, reach: Retention) -> String {
+    let args: Vec<String> = (function.params.args.iter())
+        .map(|a| match a {
+            Expr::Column(c) => c.name.clone(),
+            other => other.to_string(),
+        })
+        .collect();
+    let call = format!("{}({})", function.fun.name(), args.join(", "));
+    match (&function.fun, reach) {
+        (WindowFunctionDefinition::WindowUDF(_), _) => call,
+        (_, Retention { range: Some(r), .. }) => format!("{call} range {}", describe_nanos(r)),
+        (_, Retention { rows: Some(n), .. }) => format!("{call} rows {n}"),
+        _ => call,
+    }
+}
+
+fn widen(a: Retention, b: Retention) -> Retention {
+    Retention {
+        range: a.range.max(b.range),
+        rows: a.rows.max(b.rows),
+    }
+}
