@@ -28,7 +28,7 @@ const KAFKA_PROFILE: (&str, &str) = (
 );
 
 /// The rules of `queries/`.
-const RULES: [(&str, &str); 4] = [
+const RULES: [(&str, &str); 5] = [
     (
         "queries/sensor_threshold.sql",
         include_str!("../queries/sensor_threshold.sql"),
@@ -45,6 +45,10 @@ const RULES: [(&str, &str); 4] = [
         "queries/brute_force.sql",
         include_str!("../queries/brute_force.sql"),
     ),
+    (
+        "queries/temperature_zscore.sql",
+        include_str!("../queries/temperature_zscore.sql"),
+    ),
 ];
 
 pub async fn run(limit: Option<Duration>) -> Result<()> {
@@ -55,6 +59,9 @@ pub async fn run(limit: Option<Duration>) -> Result<()> {
     say!("  sensor_windows    per-sensor stats, 1-minute tumbling and 5-minute hopping windows");
     say!("  payment_due       accounts owing more than 150 (changelog: +I -U +U -D)");
     say!("  brute_force       5+ failed logins per user in a minute, every 10 s");
+    say!(
+        "  temperature_zscore  readings 3 standard deviations from their sensor's last 10 minutes"
+    );
     say!("Windows close 5 s after they end (the watermark delay). Ctrl-C stops.\n");
     let mut engine = Engine::new(vigil_connectors::registry());
     let mut queries = Vec::new();
@@ -73,12 +80,13 @@ const KAFKA_INPUTS: [(Kind, f64, u64, f64); 4] = [
 ];
 
 /// Alert topics the demo prints.
-const ALERT_TOPICS: [&str; 5] = [
+const ALERT_TOPICS: [&str; 6] = [
     "sensor_alerts",
     "sensor_stats_1m",
     "sensor_stats_5m",
     "payment_due_alerts",
     "brute_force_alerts",
+    "temperature_zscore_alerts",
 ];
 
 /// Partitions of the topics the demo creates.

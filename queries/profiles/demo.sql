@@ -32,3 +32,5 @@ CREATE SINK payment_due_alerts
 WITH (connector = 'stdout', title = 'payment_due_alerts (payment_due.sql)');
 CREATE SINK brute_force_alerts
 WITH (connector = 'stdout', title = 'brute_force_alerts (brute_force.sql)');
+CREATE SINK temperature_zscore_alerts
+WITH (connector = 'stdout', title = 'temperature_zscore_alerts (temperature_zscore.sql)');

@@ -28,3 +28,5 @@ CREATE SINK sensor_stats_1m WITH (connector = 'file', path = 'out/sensor_stats_1
 CREATE SINK sensor_stats_5m WITH (connector = 'file', path = 'out/sensor_stats_5m.jsonl');
 CREATE SINK payment_due_alerts WITH (connector = 'file', path = 'out/payment_due_alerts.jsonl');
 CREATE SINK brute_force_alerts WITH (connector = 'file', path = 'out/brute_force_alerts.jsonl');
+CREATE SINK temperature_zscore_alerts
+WITH (connector = 'file', path = 'out/temperature_zscore_alerts.jsonl');

@@ -45,3 +45,5 @@ CREATE SINK payment_due_alerts
 WITH (connector = 'kafka', topic = 'payment_due_alerts', key = 'account_id');
 CREATE SINK brute_force_alerts
 WITH (connector = 'kafka', topic = 'brute_force_alerts', key = 'user_id');
+CREATE SINK temperature_zscore_alerts
+WITH (connector = 'kafka', topic = 'temperature_zscore_alerts', key = 'sensor_id');

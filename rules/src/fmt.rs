@@ -27,7 +27,7 @@ pub const MAX_WIDTH: usize = 100;
 /// Keywords that start a clause: at the statement's margin, not indented as continuations.
 const CLAUSES: &[&str] = &[
     "SELECT", "FROM", "WHERE", "GROUP", "HAVING", "UNION", "ORDER", "LIMIT", "WITH", "CREATE",
-    "DROP", "EXPLAIN", "JOIN", "LEFT", "RIGHT", "INNER", "FULL", "CROSS",
+    "DROP", "EXPLAIN", "JOIN", "LEFT", "RIGHT", "INNER", "FULL", "CROSS", "WINDOW",
 ];
 
 /// Keywords after which `(` is not a call: `AS (`, `IN (`, `WITH (`.

@@ -48,7 +48,7 @@ fn the_shipped_rules_check_clean_and_pass_their_tests() {
     assert_eq!(text(&out.stdout), "", "no diagnostics");
     assert!(
         text(&out.stderr)
-            .contains("checked 4 rule file(s) with 3 profile(s): 0 error(s), 0 warning(s)"),
+            .contains("checked 5 rule file(s) with 3 profile(s): 0 error(s), 0 warning(s)"),
         "{}",
         text(&out.stderr)
     );
@@ -61,6 +61,7 @@ fn the_shipped_rules_check_clean_and_pass_their_tests() {
         "payment_due",
         "sensor_threshold",
         "sensor_windows",
+        "temperature_zscore",
     ] {
         assert!(
             report.contains(&format!("ok    queries/tests/{rule}.test:")),
@@ -178,7 +179,7 @@ fn check_warns_of_windows_without_watermarks_unkeyed_topics_and_unused_sources()
     );
     assert!(
         line("clicks").starts_with(
-            "rules/profiles/files.sql:31:1: warning: source 'clicks' is declared but no rule reads it"
+            "rules/profiles/files.sql:33:1: warning: source 'clicks' is declared but no rule reads it"
         ),
         "{report}"
     );
@@ -360,7 +361,7 @@ fn test_selects_rules_and_cases_and_writes_junit_that_a_junit_parser_reads() {
     let out = vigil(root, &["test", "rules", "--format", "junit"]);
     assert!(!out.status.success(), "a failure still fails the run");
     let suites = junit_parser::from_reader(std::io::Cursor::new(out.stdout)).expect("JUnit XML");
-    assert_eq!((suites.tests, suites.failures, suites.skipped), (13, 1, 1));
+    assert_eq!((suites.tests, suites.failures, suites.skipped), (16, 1, 1));
     let threshold = suites
         .suites
         .iter()
@@ -522,6 +523,7 @@ fn deploy_shows_the_plan_with_diffs_and_exit_codes_and_applies_it() {
             "= payment_due unchanged",
             "~ sensor_threshold change",
             "= sensor_windows unchanged",
+            "= temperature_zscore unchanged",
         ],
         "{plan}"
     );
@@ -633,7 +635,7 @@ fn a_bare_server_takes_a_profile_with_the_rules_and_hand_made_queries_show_as_dr
     let (code, plan, error) = deploy(&root, &url, &[]);
     assert_eq!(code, 1, "{plan}{error}");
     assert!(plan.contains("! sensor_threshold"), "{plan}");
-    assert!(error.contains("4 rule(s) do not plan"), "{error}");
+    assert!(error.contains("5 rule(s) do not plan"), "{error}");
 
     let (code, plan, _) = deploy(&root, &url, &["--with-profile", "demo"]);
     assert_eq!(code, 2, "{plan}");

@@ -22,12 +22,13 @@ use vigil_tests::workspace_root;
 
 /// The input topics of `queries/profiles/kafka.sql`, and its other topics.
 const INPUT_TOPICS: [&str; 4] = ["sensors", "payments", "dues", "logins"];
-const OUTPUT_TOPICS: [&str; 6] = [
+const OUTPUT_TOPICS: [&str; 7] = [
     "sensor_alerts",
     "sensor_stats_1m",
     "sensor_stats_5m",
     "payment_due_alerts",
     "brute_force_alerts",
+    "temperature_zscore_alerts",
     "dead_letters",
 ];
 

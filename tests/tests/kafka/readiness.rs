@@ -69,7 +69,22 @@ async fn readiness_fails_while_a_query_cannot_reach_its_broker_and_says_why() {
     assert_eq!(ready["running_queries"], 1, "{ready}");
 
     broker.cut(true);
-    let not_ready = wait_for_readiness(&client, &base, StatusCode::SERVICE_UNAVAILABLE).await;
+    let not_ready = tokio::spawn({
+        let (client, base) = (client.clone(), base.clone());
+        async move { wait_for_readiness(&client, &base, StatusCode::SERVICE_UNAVAILABLE).await }
+    })
+    .await;
+    let not_ready = match not_ready {
+        Ok(body) => body,
+        Err(panic) => {
+            let queries = client
+                .get(format!("{base}/v1/queries"))
+                .send()
+                .await
+                .unwrap();
+            panic!("{panic}; the queries: {}", queries.text().await.unwrap());
+        }
+    };
     assert_eq!(not_ready["status"], "not_ready");
     let reasons = not_ready["reasons"].as_array().unwrap();
     let source = reasons

@@ -11,9 +11,10 @@ use datafusion::logical_expr::{
 use datafusion::physical_planner::create_window_expr;
 
 use super::join::late_sink_reaching;
-use super::{Lowering, Stream, arrow_schema};
+use super::{Lowering, Partitioning, Stream, arrow_schema, column_index};
 use crate::error::{Error, Result};
 use crate::operators::{OverWindow, Retention};
+use crate::plan::graph::WarningKind;
 use crate::time::describe_nanos;
 
 const FRAMES: &str = "write ROWS BETWEEN n PRECEDING AND CURRENT ROW or RANGE BETWEEN \
@@ -76,6 +77,7 @@ impl Lowering<'_> {
         }
         let (partition_by, order_by) = shape
             .ok_or_else(|| Error::Internal("a window node without window functions".into()))?;
+        self.check_over_partitioning(partition_by, schema, &input);
         let time_column = event_time(order_by, schema)?;
         let partition_by = self.physical_exprs(partition_by, schema)?;
         let operator = OverWindow::try_new(
@@ -91,6 +93,47 @@ impl Lowering<'_> {
         // A partition's rows must meet in one place, whichever split they came through.
         self.spans_splits = true;
         Ok(Stream { node, ..input })
+    }
+}
+
+impl Lowering<'_> {
+    /// Warns when processes sharing the input's splits would each see only some rows of a
+    /// partition, as for a GROUP BY.
+    fn check_over_partitioning(
+        &mut self,
+        partition_by: &[Expr],
+        schema: &DFSchema,
+        input: &Stream,
+    ) {
+        let columns: Vec<Option<usize>> = partition_by
+            .iter()
+            .map(|e| column_index(e, schema))
+            .collect();
+        let covered = match &input.partitioning {
+            Partitioning::Whole => true,
+            Partitioning::By(by, _) => by.iter().all(|c| columns.contains(&Some(*c))),
+            Partitioning::Unknown(_) => false,
+        };
+        if covered {
+            return;
+        }
+        let sources: Vec<String> = (input.partitioning.sources().iter())
+            .map(|s| format!("'{s}'"))
+            .collect();
+        self.warn(
+            WarningKind::GroupsNotPartitioned,
+            format!(
+                "the OVER window partitions by ({}) but source {} is not declared \
+                 partitioned_by those columns: when several vigil processes share this \
+                 query's consumer group, each sees only its partitions' rows of a partition",
+                partition_by
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                sources.join(", ")
+            ),
+        );
     }
 }
 
