@@ -26,6 +26,7 @@ mod watermark_assign;
 mod window_aggregate;
 mod window_assign;
 mod window_groups;
+mod windowed_over;
 
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -46,6 +47,7 @@ pub use updating_aggregate::UpdatingAggregate;
 pub use watermark_assign::WatermarkAssign;
 pub use window_aggregate::WindowAggregate;
 pub use window_assign::WindowAssign;
+pub use windowed_over::WindowedOver;
 
 pub(crate) use row_errors::evaluate_or_reject;
 

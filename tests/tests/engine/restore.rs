@@ -60,6 +60,11 @@ pub(crate) const QUERIES: &[&str] = &[
     "SELECT k, v, avg(v) OVER (PARTITION BY k ORDER BY ts ROWS BETWEEN 2 PRECEDING AND CURRENT ROW),
        lag(v) OVER (PARTITION BY k ORDER BY ts ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)
      FROM events",
+    // Top-N per window: each window's rows held until it closes.
+    "SELECT window_start, k, v, r FROM (
+       SELECT window_start, k, v,
+         ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY v DESC) AS r
+       FROM TUMBLE(events, ts, INTERVAL '10' SECOND)) WHERE r <= 2",
 ];
 
 /// One split's batch of events.

@@ -13,7 +13,7 @@ use datafusion::physical_planner::create_window_expr;
 use super::join::late_sink_reaching;
 use super::{Lowering, Partitioning, Stream, arrow_schema, column_index};
 use crate::error::{Error, Result};
-use crate::operators::{OverWindow, Retention};
+use crate::operators::{OverWindow, Retention, WindowedOver};
 use crate::plan::graph::WarningKind;
 use crate::time::describe_nanos;
 
@@ -50,33 +50,42 @@ impl Lowering<'_> {
             )));
         }
         let schema = window.input.schema();
-        let mut shape: Option<(&[Expr], &[SortExpr])> = None;
+        let functions = (window.window_expr.iter())
+            .map(window_function)
+            .collect::<Result<Vec<_>>>()?;
+        let (partition_by, order_by) = shared_shape(&functions)?;
+        let planning = PhysicalPlanningContext::default();
+        let exprs = (window.window_expr.iter())
+            .map(|e| Ok(create_window_expr(e, schema, &self.props, &planning)?))
+            .collect::<Result<Vec<_>>>()?;
+        if let Some((start, end)) = input.window
+            && [start, end].iter().all(|c| {
+                let column = |e: &Expr| column_index(e, schema);
+                partition_by.iter().any(|e| column(e) == Some(*c))
+            })
+        {
+            let labels = (functions.iter())
+                .map(|f| label(f, Retention::default()))
+                .collect();
+            let schema = arrow_schema(&window.schema);
+            let operator = WindowedOver::new(
+                exprs,
+                labels,
+                end,
+                &arrow_schema(window.input.schema()),
+                schema,
+            );
+            let node = self.add_after(Box::new(operator), &input);
+            self.spans_splits = true;
+            return Ok(Stream { node, ..input });
+        }
         let mut retention = Retention::default();
-        let mut exprs = Vec::new();
         let mut labels = Vec::new();
-        for expr in &window.window_expr {
-            let function = window_function(expr)?;
-            let params = &function.params;
-            match shape {
-                None => shape = Some((&params.partition_by, &params.order_by)),
-                Some((p, o))
-                    if p == params.partition_by.as_slice() && o == params.order_by.as_slice() => {}
-                Some(_) => {
-                    return Err(Error::Unsupported(
-                        "OVER windows with different PARTITION BY or ORDER BY in one SELECT; \
-                         compute them in views stacked on each other"
-                            .into(),
-                    ));
-                }
-            }
+        for function in &functions {
             let reach = function_retention(function)?;
             labels.push(label(function, reach));
             retention = widen(retention, reach);
-            let planning = PhysicalPlanningContext::default();
-            exprs.push(create_window_expr(expr, schema, &self.props, &planning)?);
         }
-        let (partition_by, order_by) = shape
-            .ok_or_else(|| Error::Internal("a window node without window functions".into()))?;
         self.check_over_partitioning(partition_by, schema, &input);
         let time_column = event_time(order_by, schema)?;
         let partition_by = self.physical_exprs(partition_by, schema)?;
@@ -94,6 +103,25 @@ impl Lowering<'_> {
         self.spans_splits = true;
         Ok(Stream { node, ..input })
     }
+}
+
+/// The PARTITION BY and ORDER BY every function of one window node shares.
+fn shared_shape<'a>(functions: &[&'a WindowFunction]) -> Result<(&'a [Expr], &'a [SortExpr])> {
+    let first = functions
+        .first()
+        .ok_or_else(|| Error::Internal("a window node without window functions".into()))?;
+    let params = &first.params;
+    let same = |f: &&WindowFunction| {
+        f.params.partition_by == params.partition_by && f.params.order_by == params.order_by
+    };
+    if !functions.iter().all(same) {
+        return Err(Error::Unsupported(
+            "OVER windows with different PARTITION BY or ORDER BY in one SELECT; compute them \
+             in views stacked on each other"
+                .into(),
+        ));
+    }
+    Ok((&params.partition_by, &params.order_by))
 }
 
 impl Lowering<'_> {
