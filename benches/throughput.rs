@@ -6,7 +6,9 @@
 //!
 //! Cases: Q1 the sensor threshold rule; Q2 1-minute tumbling count/avg/max per sensor over
 //! 1,000 sensors; Q3 5-minute windows sliding by 1 minute; Q4 payment due over 100,000
-//! accounts; Q5 1-hour windows sliding by 1 minute. Inputs come from the `generator`
+//! accounts; Q5 1-hour windows sliding by 1 minute; Q6 the temperature z-score rule (an OVER
+//! window over 10 minutes); Q7 each 10-second window's peak readings (Nexmark q7's window
+//! join); Q8 an interval join of a sensor's readings within 2 s. Inputs come from the `generator`
 //! connector: a pool of batches is made once and replayed with event time shifted forward,
 //! so the clock never goes back. Each case reads:
 //!
@@ -50,6 +52,9 @@ CREATE SINK sensor_stats_1m WITH (connector = 'memory');
 CREATE SINK sensor_stats_5m WITH (connector = 'memory');
 CREATE SINK sensor_stats_1h WITH (connector = 'memory');
 CREATE SINK payment_due_alerts WITH (connector = 'memory');
+CREATE SINK temperature_zscore_alerts WITH (connector = 'memory');
+CREATE SINK sensor_peaks WITH (connector = 'memory');
+CREATE SINK sensor_pairs WITH (connector = 'memory');
 ";
 
 /// The same sources and sinks over files: `{data}` is the input directory, `{sensors}` and
@@ -71,6 +76,23 @@ SELECT window_start, window_end, sensor_id, count(*) AS readings,
 FROM HOP(sensors, ts, INTERVAL '1' MINUTE, INTERVAL '1' HOUR)
 GROUP BY window_start, window_end, sensor_id;";
 
+/// Nexmark q7's shape: each 10-second window's readings at the window's peak temperature,
+/// a window's rows joined with its own aggregate.
+const PEAKS: &str = "CREATE SINK sensor_peaks AS
+SELECT r.sensor_id, r.temperature, r.ts
+FROM TUMBLE(sensors, ts, INTERVAL '10' SECOND) r
+JOIN (SELECT window_start, window_end, max(temperature) AS peak
+      FROM TUMBLE(sensors, ts, INTERVAL '10' SECOND) GROUP BY window_start, window_end) m
+  ON r.window_start = m.window_start AND r.window_end = m.window_end
+  AND r.temperature = m.peak;";
+
+/// An interval join: readings of one sensor within 2 s of each other, both over 30.
+const PAIRS: &str = "CREATE SINK sensor_pairs AS
+SELECT a.sensor_id, a.ts AS first_ts, b.ts AS second_ts
+FROM sensors a JOIN sensors b
+  ON a.sensor_id = b.sensor_id AND b.ts > a.ts AND b.ts <= a.ts + INTERVAL '2' SECOND
+  AND a.temperature > 30 AND b.temperature > 30;";
+
 struct Case {
     name: &'static str,
     rule: &'static str,
@@ -79,7 +101,7 @@ struct Case {
     inputs: &'static [(&'static str, &'static str)],
 }
 
-const CASES: [Case; 5] = [
+const CASES: [Case; 8] = [
     Case {
         name: "Q1 threshold",
         rule: include_str!("../queries/sensor_threshold.sql"),
@@ -108,6 +130,24 @@ const CASES: [Case; 5] = [
         name: "Q5 hop 1h/1m",
         rule: HOP_1H,
         sink: "sensor_stats_1h",
+        inputs: &[("sensors", "sensors:1000")],
+    },
+    Case {
+        name: "Q6 zscore OVER",
+        rule: include_str!("../queries/temperature_zscore.sql"),
+        sink: "temperature_zscore_alerts",
+        inputs: &[("sensors", "sensors:1000")],
+    },
+    Case {
+        name: "Q7 window peaks",
+        rule: PEAKS,
+        sink: "sensor_peaks",
+        inputs: &[("sensors", "sensors:1000")],
+    },
+    Case {
+        name: "Q8 interval join",
+        rule: PAIRS,
+        sink: "sensor_pairs",
         inputs: &[("sensors", "sensors:1000")],
     },
 ];

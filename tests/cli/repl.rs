@@ -352,12 +352,15 @@ fn piped_repl_shows_an_updating_query_as_its_final_table_or_expanded_rows() {
 #[test]
 fn piped_repl_points_flink_and_ksqldb_spellings_at_vigils() {
     let input = format!(
-        "{REPL_SOURCE}SELECT window_start, count(*) FROM TABLE(TUMBLE(TABLE sensors, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end;\n"
+        "{REPL_SOURCE}SELECT window_start, count(*) FROM TABLE(SESSION(TABLE sensors PARTITION BY sensor_id, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end;\n"
     );
     let out = repl_script(&[], &input);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("Flink's TABLE(TUMBLE("), "{stderr}");
-    assert!(stderr.contains("help: write FROM TUMBLE(t, ts"), "{stderr}");
+    assert!(stderr.contains("Flink's TABLE(SESSION("), "{stderr}");
+    assert!(
+        stderr.contains("help: write FROM SESSION(t, ts"),
+        "{stderr}"
+    );
     let out = repl_script(
         &[],
         "CREATE STREAM s (a INT) WITH (KAFKA_TOPIC = 's', VALUE_FORMAT = 'JSON');\n",

@@ -14,23 +14,8 @@ struct Spelling {
 
 const SPELLINGS: &[Spelling] = &[
     Spelling {
-        words: &["TABLE", "(", "TUMBLE"],
-        what: "Flink's TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), size)) is not Vigil's spelling",
-        help: "write FROM TUMBLE(t, ts, INTERVAL '1' MINUTE); it adds window_start and window_end",
-    },
-    Spelling {
-        words: &["TABLE", "(", "HOP"],
-        what: "Flink's TABLE(HOP(TABLE t, DESCRIPTOR(ts), slide, size)) is not Vigil's spelling",
-        help: "write FROM HOP(t, ts, INTERVAL '1' MINUTE, INTERVAL '5' MINUTE): slide, then size",
-    },
-    Spelling {
-        words: &["TABLE", "(", "CUMULATE"],
-        what: "Flink's TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), step, size)) is not Vigil's spelling",
-        help: "write FROM CUMULATE(t, ts, INTERVAL '1' HOUR, INTERVAL '1' DAY): step, then size",
-    },
-    Spelling {
         words: &["TABLE", "(", "SESSION"],
-        what: "Flink's TABLE(SESSION(TABLE t PARTITION BY k, DESCRIPTOR(ts), gap)) is not Vigil's spelling",
+        what: "Flink's TABLE(SESSION(TABLE t PARTITION BY k, DESCRIPTOR(ts), gap)) is not supported",
         help: "write FROM SESSION(t, ts, INTERVAL '5' MINUTE) GROUP BY window_start, window_end, k: \
                sessions form per the GROUP BY keys",
     },
@@ -118,11 +103,11 @@ mod tests {
 
     #[test]
     fn flink_window_functions_and_ksqldb_clauses_are_recognised() {
-        let flink = "SELECT * FROM TABLE(\n  TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE))";
+        let flink = "SELECT * FROM TABLE(\n  SESSION(TABLE t PARTITION BY k, DESCRIPTOR(ts), INTERVAL '1' MINUTE))";
         let (at, what, help) = recognise(flink).unwrap();
         assert_eq!(&flink[at..at + 5], "TABLE");
-        assert!(what.starts_with("Flink's TABLE(TUMBLE"), "{what}");
-        assert!(help.contains("FROM TUMBLE(t, ts"), "{help}");
+        assert!(what.starts_with("Flink's TABLE(SESSION"), "{what}");
+        assert!(help.contains("FROM SESSION(t, ts"), "{help}");
         assert!(what_is("SELECT a FROM t EMIT CHANGES").contains("EMIT CHANGES"));
         assert!(
             what_is("CREATE STREAM s (a INT) WITH (KAFKA_TOPIC='s')").contains("CREATE SOURCE")

@@ -7,6 +7,7 @@ use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 use super::Options;
+use super::flink_windows::rewrite_flink_windows;
 use crate::error::{Error, Location, Result, SqlError};
 
 /// `CREATE SOURCE name (columns, WATERMARK FOR col AS expr) WITH (options)`.
@@ -137,7 +138,8 @@ impl<'a> StreamParser<'a> {
             .with_unescape(true)
             .tokenize_with_location()
             .map_err(|e| parser_error(e.into()))?;
-        let parser = Parser::new(&DIALECT).with_tokens_with_locations(without_as_of(tokens));
+        let parser = Parser::new(&DIALECT)
+            .with_tokens_with_locations(rewrite_flink_windows(without_as_of(tokens)));
         let mut this = StreamParser { parser, sql };
         let mut out = Vec::new();
         loop {
@@ -609,17 +611,17 @@ mod tests {
 
     #[test]
     fn other_dialects_get_a_pointer_to_vigils_form_where_they_are_written() {
-        let sql = "SELECT *\nFROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE))";
+        let sql = "SELECT *\nFROM TABLE(SESSION(TABLE t PARTITION BY k, DESCRIPTOR(ts), INTERVAL '1' MINUTE))";
         let Err(Error::Sql(e)) = StreamParser::parse_sql(sql) else {
             panic!("parsed");
         };
         assert!(
-            e.message.starts_with("Flink's TABLE(TUMBLE"),
+            e.message.starts_with("Flink's TABLE(SESSION"),
             "{}",
             e.message
         );
         assert_eq!(e.location, Some(Location { line: 2, column: 6 }));
-        assert!(e.help.unwrap().contains("FROM TUMBLE(t, ts"));
+        assert!(e.help.unwrap().contains("FROM SESSION(t, ts"));
         let Err(Error::Sql(e)) = StreamParser::parse_sql("SELECT a FROM t EMIT CHANGES;") else {
             panic!("parsed");
         };
