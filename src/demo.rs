@@ -28,7 +28,7 @@ const KAFKA_PROFILE: (&str, &str) = (
 );
 
 /// The rules of `queries/`.
-const RULES: [(&str, &str); 5] = [
+const RULES: [(&str, &str); 7] = [
     (
         "queries/sensor_threshold.sql",
         include_str!("../queries/sensor_threshold.sql"),
@@ -49,6 +49,14 @@ const RULES: [(&str, &str); 5] = [
         "queries/temperature_zscore.sql",
         include_str!("../queries/temperature_zscore.sql"),
     ),
+    (
+        "queries/silent_sensor.sql",
+        include_str!("../queries/silent_sensor.sql"),
+    ),
+    (
+        "queries/rapid_activity.sql",
+        include_str!("../queries/rapid_activity.sql"),
+    ),
 ];
 
 pub async fn run(limit: Option<Duration>) -> Result<()> {
@@ -62,6 +70,8 @@ pub async fn run(limit: Option<Duration>) -> Result<()> {
     say!(
         "  temperature_zscore  readings 3 standard deviations from their sensor's last 10 minutes"
     );
+    say!("  silent_sensor     sensors quiet for 2 minutes after reporting");
+    say!("  rapid_activity    users logging in 10 times their hourly rate in a minute");
     say!("Windows close 5 s after they end (the watermark delay). Ctrl-C stops.\n");
     let mut engine = Engine::new(vigil_connectors::registry());
     let mut queries = Vec::new();
@@ -80,13 +90,15 @@ const KAFKA_INPUTS: [(Kind, f64, u64, f64); 4] = [
 ];
 
 /// Alert topics the demo prints.
-const ALERT_TOPICS: [&str; 6] = [
+const ALERT_TOPICS: [&str; 8] = [
     "sensor_alerts",
     "sensor_stats_1m",
     "sensor_stats_5m",
     "payment_due_alerts",
     "brute_force_alerts",
     "temperature_zscore_alerts",
+    "silent_sensor_alerts",
+    "rapid_activity_alerts",
 ];
 
 /// Partitions of the topics the demo creates.

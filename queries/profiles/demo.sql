@@ -34,3 +34,7 @@ CREATE SINK brute_force_alerts
 WITH (connector = 'stdout', title = 'brute_force_alerts (brute_force.sql)');
 CREATE SINK temperature_zscore_alerts
 WITH (connector = 'stdout', title = 'temperature_zscore_alerts (temperature_zscore.sql)');
+CREATE SINK silent_sensor_alerts
+WITH (connector = 'stdout', title = 'silent_sensor_alerts (silent_sensor.sql)');
+CREATE SINK rapid_activity_alerts
+WITH (connector = 'stdout', title = 'rapid_activity_alerts (rapid_activity.sql)');

@@ -30,3 +30,7 @@ CREATE SINK payment_due_alerts WITH (connector = 'file', path = 'out/payment_due
 CREATE SINK brute_force_alerts WITH (connector = 'file', path = 'out/brute_force_alerts.jsonl');
 CREATE SINK temperature_zscore_alerts
 WITH (connector = 'file', path = 'out/temperature_zscore_alerts.jsonl');
+CREATE SINK silent_sensor_alerts
+WITH (connector = 'file', path = 'out/silent_sensor_alerts.jsonl');
+CREATE SINK rapid_activity_alerts
+WITH (connector = 'file', path = 'out/rapid_activity_alerts.jsonl');

@@ -47,3 +47,7 @@ CREATE SINK brute_force_alerts
 WITH (connector = 'kafka', topic = 'brute_force_alerts', key = 'user_id');
 CREATE SINK temperature_zscore_alerts
 WITH (connector = 'kafka', topic = 'temperature_zscore_alerts', key = 'sensor_id');
+CREATE SINK silent_sensor_alerts
+WITH (connector = 'kafka', topic = 'silent_sensor_alerts', key = 'sensor_id');
+CREATE SINK rapid_activity_alerts
+WITH (connector = 'kafka', topic = 'rapid_activity_alerts', key = 'user_id');

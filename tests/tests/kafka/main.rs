@@ -22,13 +22,15 @@ use vigil_tests::workspace_root;
 
 /// The input topics of `queries/profiles/kafka.sql`, and its other topics.
 const INPUT_TOPICS: [&str; 4] = ["sensors", "payments", "dues", "logins"];
-const OUTPUT_TOPICS: [&str; 7] = [
+const OUTPUT_TOPICS: [&str; 9] = [
     "sensor_alerts",
     "sensor_stats_1m",
     "sensor_stats_5m",
     "payment_due_alerts",
     "brute_force_alerts",
     "temperature_zscore_alerts",
+    "silent_sensor_alerts",
+    "rapid_activity_alerts",
     "dead_letters",
 ];
 
