@@ -160,6 +160,16 @@ const JOINS: &[(&str, &str)] = &[
          LEFT JOIN (SELECT * FROM b WHERE ts > wm) b
          ON a.k = b.k AND b.ts > a.ts AND b.ts < a.ts + 6000000000 AND a.v < b.v",
     ),
+    // One-sided conjuncts: the right's filters b before the join, the left's only decides
+    // which left rows meet one.
+    (
+        "SELECT a.k, a.v, CAST(a.ts AS BIGINT), b.v FROM a LEFT JOIN b
+         ON a.k = b.k AND b.ts BETWEEN a.ts AND a.ts + INTERVAL '5' SECOND
+         AND a.v > 40 AND b.v < 70",
+        "SELECT a.k, a.v, a.ts, b.v FROM (SELECT * FROM a WHERE ts > wm) a
+         LEFT JOIN (SELECT * FROM b WHERE ts > wm) b
+         ON a.k = b.k AND b.ts BETWEEN a.ts AND a.ts + 5000000000 AND a.v > 40 AND b.v < 70",
+    ),
     (
         "SELECT a.v, CAST(a.ts AS BIGINT), b.v, CAST(b.ts AS BIGINT) FROM a FULL OUTER JOIN b
          ON a.k = b.k AND a.ts BETWEEN b.ts AND b.ts + INTERVAL '2' SECOND",

@@ -4,12 +4,13 @@ use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::DFSchema;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::source_as_provider;
+use datafusion::logical_expr::utils::split_conjunction_owned;
 use datafusion::logical_expr::{Expr, Join, JoinType, LogicalPlan, and};
 
 use super::{Lowering, Partitioning, Stream, arrow_schema};
 use crate::catalog::SourceTable;
 use crate::error::{Error, Result};
-use crate::operators::{IntervalJoin, JoinInput, JoinKind, MAIN_PORT};
+use crate::operators::{Filter, IntervalJoin, JoinInput, JoinKind, MAIN_PORT};
 use crate::plan::graph::Edge;
 use crate::plan::join_condition::{JoinCondition, WindowEnds, join_condition};
 use crate::plan::window_table::WindowTable;
@@ -44,8 +45,13 @@ impl Lowering<'_> {
             left: left.window.map(|(_, end)| end),
             right: right.window.map(|(_, end)| end),
         };
-        let condition = join_condition(join, ends)?;
+        let mut condition = join_condition(join, ends)?;
         let (left_schema, right_schema) = (join.left.schema(), join.right.schema());
+        // A conjunct on one side's columns filters that side before the join keeps its rows,
+        // where it can: both sides of an inner join, the padded side of an outer one.
+        let [left_only, right_only] = take_one_sided(&mut condition, join, kind);
+        let left = self.filtered(left, left_only, left_schema)?;
+        let right = self.filtered(right, right_only, right_schema)?;
         check_nanoseconds(left_schema, condition.bound.left_column)?;
         check_nanoseconds(right_schema, condition.bound.right_column)?;
         let operator = self.interval_join(join, &condition, kind)?;
@@ -80,6 +86,21 @@ impl Lowering<'_> {
             updating: None,
             partitioning,
         })
+    }
+
+    /// `stream` through a filter of `conjuncts` over `schema`, if there are any.
+    fn filtered(
+        &mut self,
+        stream: Stream,
+        conjuncts: Vec<Expr>,
+        schema: &DFSchema,
+    ) -> Result<Stream> {
+        let Some(predicate) = conjuncts.into_iter().reduce(and) else {
+            return Ok(stream);
+        };
+        let predicate = self.physical_expr(&predicate, schema)?;
+        let node = self.add_after(Box::new(Filter::new(predicate)), &stream);
+        Ok(Stream { node, ..stream })
     }
 
     fn interval_join(
@@ -117,6 +138,36 @@ impl Lowering<'_> {
             bound.describe(left_schema, right_schema),
         )
     }
+}
+
+/// Takes the residual's conjuncts that read one side only and may filter it before the join:
+/// (left's, right's).
+fn take_one_sided(condition: &mut JoinCondition, join: &Join, kind: JoinKind) -> [Vec<Expr>; 2] {
+    let Some(residual) = condition.residual.take() else {
+        return [Vec::new(), Vec::new()];
+    };
+    // A side padded with NULLs loses no rows to a filter of the other side's ON conjuncts.
+    let (left_ok, right_ok) = match kind {
+        JoinKind::Inner => (true, true),
+        JoinKind::Left => (false, true),
+        JoinKind::Right => (true, false),
+        JoinKind::Full => (false, false),
+    };
+    let reads_only =
+        |e: &Expr, schema: &DFSchema| e.column_refs().iter().all(|c| schema.has_column(c));
+    let mut sides = [Vec::new(), Vec::new()];
+    let mut rest = Vec::new();
+    for conjunct in split_conjunction_owned(residual) {
+        if left_ok && reads_only(&conjunct, join.left.schema()) {
+            sides[0].push(conjunct);
+        } else if right_ok && reads_only(&conjunct, join.right.schema()) {
+            sides[1].push(conjunct);
+        } else {
+            rest.push(conjunct);
+        }
+    }
+    condition.residual = rest.into_iter().reduce(and);
+    sides
 }
 
 /// An inner join with a WHERE over it as one join: the WHERE's conjuncts join its ON (Nexmark
