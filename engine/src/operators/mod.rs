@@ -39,7 +39,7 @@ pub use interval_join::{IntervalJoin, JoinInput, JoinKind};
 pub use limit::Limit;
 pub use lookup_join::{LookupJoin, LookupSides};
 pub(crate) use lookup_table::LookupTable;
-pub use over_window::{OverWindow, Retention};
+pub use over_window::{OverFunction, OverWindow, Retention};
 pub use project::Project;
 pub use session_aggregate::SessionAggregate;
 pub use union::Union;

@@ -1,13 +1,17 @@
 //! [`OverWindow`]: `agg(x) OVER (PARTITION BY k ORDER BY ts RANGE|ROWS BETWEEN ... PRECEDING
 //! AND CURRENT ROW)` over a stream, DataFusion's window functions evaluated per partition.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch, UInt64Array};
+use datafusion::arrow::array::{
+    ArrayRef, AsArray, BinaryArray, BooleanArray, RecordBatch, UInt64Array,
+};
 use datafusion::arrow::compute::{
     SortColumn, concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampNanosecondType};
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::utils::evaluate_partition_ranges;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::window::WindowExpr;
@@ -39,6 +43,11 @@ pub struct OverWindow {
     exprs: Vec<Arc<dyn WindowExpr>>,
     /// Each expression as EXPLAIN shows it.
     labels: Vec<String>,
+    /// Which expressions are `ROW_NUMBER()`, numbered from the rows emitted before.
+    row_numbers: Vec<bool>,
+    /// Per partition key (Arrow's row format), the rows emitted so far: what a
+    /// `ROW_NUMBER()` goes on from.
+    emitted: HashMap<Box<[u8]>, u64>,
     partition_by: Vec<Arc<dyn PhysicalExpr>>,
     time_column: usize,
     retention: Retention,
@@ -52,12 +61,21 @@ pub struct OverWindow {
     watermark: Timestamp,
 }
 
+/// One OVER expression of an [`OverWindow`].
+pub struct OverFunction {
+    /// DataFusion's window expression.
+    pub expr: Arc<dyn WindowExpr>,
+    /// How EXPLAIN shows it.
+    pub label: String,
+    /// Whether it is `ROW_NUMBER()`, numbered on from the rows emitted before.
+    pub row_number: bool,
+}
+
 impl OverWindow {
     /// OVER expressions sharing `partition_by` and an ORDER BY on `time_column` of the
     /// input, giving rows of `schema` (the input's columns, then one per expression).
     pub fn try_new(
-        exprs: Vec<Arc<dyn WindowExpr>>,
-        labels: Vec<String>,
+        functions: Vec<OverFunction>,
         partition_by: Vec<Arc<dyn PhysicalExpr>>,
         time_column: usize,
         retention: Retention,
@@ -71,8 +89,10 @@ impl OverWindow {
             .collect();
         fields.push(Field::new(SEQUENCE, DataType::UInt64, false));
         Ok(Self {
-            exprs,
-            labels,
+            exprs: functions.iter().map(|f| Arc::clone(&f.expr)).collect(),
+            labels: functions.iter().map(|f| f.label.clone()).collect(),
+            row_numbers: functions.iter().map(|f| f.row_number).collect(),
+            emitted: HashMap::new(),
             partition_by,
             time_column,
             retention,
@@ -200,6 +220,7 @@ impl OverWindow {
             })
             .collect();
         let ranges = evaluate_partition_ranges(sorted.num_rows(), &keys)?;
+        let key_rows = self.key_rows(&keys)?;
         let input: Vec<usize> = (0..self.input_width()).collect();
         let mut output = Vec::new();
         let mut kept = Vec::new();
@@ -210,11 +231,22 @@ impl OverWindow {
             if ready.true_count() > 0 {
                 let rows = partition.project(&input)?;
                 let mut columns = rows.columns().to_vec();
-                for expr in &self.exprs {
-                    columns.push(expr.evaluate(&rows)?);
+                let key = key_rows
+                    .as_ref()
+                    .map_or(&[][..], |k| k.row(range.start).data());
+                let numbers = self.number_rows(key, range.len(), ready.true_count());
+                for (expr, numbered) in self.exprs.iter().zip(&self.row_numbers) {
+                    columns.push(match numbered {
+                        true => Arc::clone(&numbers),
+                        false => expr.evaluate(&rows)?,
+                    });
                 }
-                let evaluated = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
-                output.push(filter_record_batch(&evaluated, &ready)?);
+                let ready_columns = columns
+                    .iter()
+                    .chain([partition.column(self.input_width())])
+                    .map(|c| datafusion::arrow::compute::filter(c, &ready))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                output.push(ready_columns);
             }
             let keep: BooleanArray = (0..range.len())
                 .map(|i| Some(self.still_needed(i, range.len(), times[range.start + i], watermark)))
@@ -223,7 +255,114 @@ impl OverWindow {
         }
         let history = concat_batches(&self.stored_schema, &kept)?;
         self.history = (history.num_rows() > 0).then_some(history);
-        Ok(concat_batches(&self.schema, &output)?)
+        self.in_time_order(output)
+    }
+
+    /// The ready rows of every partition (each with its arrival number last) as one batch
+    /// in event-time order, then partition and arrival: the order the rows would have
+    /// come out in had each watermark passed one time at a time, whatever the batching.
+    fn in_time_order(&self, parts: Vec<Vec<ArrayRef>>) -> Result<RecordBatch> {
+        let width = self.schema.fields().len();
+        let columns: Vec<ArrayRef> = (0..=width)
+            .map(|i| {
+                let pieces: Vec<&dyn datafusion::arrow::array::Array> =
+                    parts.iter().map(|p| p[i].as_ref()).collect();
+                datafusion::arrow::compute::concat(&pieces)
+            })
+            .collect::<std::result::Result<_, _>>()?;
+        if columns[0].is_empty() {
+            return Ok(RecordBatch::new_empty(Arc::clone(&self.schema)));
+        }
+        // Columns: the input's, the window values, then the arrival number.
+        let arrival = width;
+        let keys = RecordBatch::try_new(
+            Arc::clone(&self.stored_schema),
+            (0..self.input_width())
+                .map(|i| Arc::clone(&columns[i]))
+                .chain([Arc::clone(&columns[arrival])])
+                .collect(),
+        )?;
+        let mut sort = vec![SortColumn {
+            values: Arc::clone(&columns[self.time_column]),
+            options: None,
+        }];
+        sort.extend(
+            evaluate_all(&self.partition_by, &keys)?
+                .into_iter()
+                .map(|values| SortColumn {
+                    values,
+                    options: None,
+                }),
+        );
+        sort.push(SortColumn {
+            values: Arc::clone(&columns[arrival]),
+            options: None,
+        });
+        let order = lexsort_to_indices(&sort, None)?;
+        let sorted = (columns[..width].iter())
+            .map(|c| datafusion::arrow::compute::take(c, &order, None))
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), sorted)?)
+    }
+
+    /// The partition keys in Arrow's row format; `None` without PARTITION BY.
+    fn key_rows(&self, keys: &[SortColumn]) -> Result<Option<Rows>> {
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        let fields = keys
+            .iter()
+            .map(|k| SortField::new(k.values.data_type().clone()))
+            .collect();
+        let columns: Vec<ArrayRef> = keys.iter().map(|k| Arc::clone(&k.values)).collect();
+        Ok(Some(RowConverter::new(fields)?.convert_columns(&columns)?))
+    }
+
+    /// `ROW_NUMBER()` for a partition of `len` rows whose last `ready` are emitted now,
+    /// going on from the rows of `key` emitted before (the kept past comes first, unused).
+    fn number_rows(&mut self, key: &[u8], len: usize, ready: usize) -> ArrayRef {
+        if !self.row_numbers.contains(&true) {
+            return Arc::new(UInt64Array::from(Vec::<u64>::new()));
+        }
+        let before = self.emitted.entry(key.into()).or_insert(0);
+        let first = *before + 1;
+        *before += ready as u64;
+        let past = std::iter::repeat_n(0, len - ready);
+        Arc::new(UInt64Array::from_iter_values(past.chain(first..=*before)))
+    }
+
+    /// The rows emitted per partition key, as a batch of (key, count).
+    fn emitted_batch(&self) -> Result<RecordBatch> {
+        let keys = BinaryArray::from_iter_values(self.emitted.keys());
+        let counts = UInt64Array::from_iter_values(self.emitted.values().copied());
+        let schema = Schema::new(vec![
+            Field::new("key", DataType::Binary, false),
+            Field::new("emitted", DataType::UInt64, false),
+        ])
+        .with_metadata([(PART_KEY.to_string(), "emitted".to_string())].into());
+        Ok(RecordBatch::try_new(
+            Arc::new(schema),
+            vec![Arc::new(keys), Arc::new(counts)],
+        )?)
+    }
+
+    fn restore_emitted(&mut self, batch: &RecordBatch) -> Result<()> {
+        let (Some(keys), Some(counts)) = (
+            batch.column(0).as_binary_opt::<i32>(),
+            batch
+                .column(1)
+                .as_primitive_opt::<datafusion::arrow::datatypes::UInt64Type>(),
+        ) else {
+            return Err(Error::Internal(
+                "OVER window counts of another shape".into(),
+            ));
+        };
+        for (key, count) in keys.iter().zip(counts.iter()) {
+            if let (Some(key), Some(count)) = (key, count) {
+                self.emitted.insert(key.into(), count);
+            }
+        }
+        Ok(())
     }
 
     /// Whether row `i` of a partition of `len` rows is in some later row's frame.
@@ -245,6 +384,8 @@ impl Operator for OverWindow {
         Ok(Box::new(Self {
             exprs: self.exprs.clone(),
             labels: self.labels.clone(),
+            row_numbers: self.row_numbers.clone(),
+            emitted: HashMap::new(),
             partition_by: self.partition_by.clone(),
             stored_schema: Arc::clone(&self.stored_schema),
             schema: Arc::clone(&self.schema),
@@ -297,7 +438,7 @@ impl Operator for OverWindow {
 
     fn state_rows(&self) -> usize {
         let waiting: usize = self.waiting.iter().map(|(_, b)| b.num_rows()).sum();
-        waiting + self.history.as_ref().map_or(0, RecordBatch::num_rows)
+        waiting + self.history.as_ref().map_or(0, RecordBatch::num_rows) + self.emitted.len()
     }
 
     fn state_bytes(&self) -> usize {
@@ -334,6 +475,9 @@ impl Operator for OverWindow {
             let schema = Schema::clone(&self.stored_schema).with_metadata(metadata.into());
             out.push(rows.with_schema(Arc::new(schema))?);
         }
+        if !self.emitted.is_empty() {
+            out.push(self.emitted_batch()?);
+        }
         Ok(out)
     }
 
@@ -344,6 +488,10 @@ impl Operator for OverWindow {
                 (metadata.get(key).and_then(|v| v.parse().ok()))
                     .ok_or_else(|| Error::Internal(format!("OVER window state without {key}")))
             };
+            if metadata.get(PART_KEY).map(String::as_str) == Some("emitted") {
+                self.restore_emitted(&batch)?;
+                continue;
+            }
             self.watermark = number("vigil.watermark")?;
             self.next_sequence = number("vigil.next")? as u64;
             let rows =

@@ -153,7 +153,7 @@ async fn planning_errors_point_at_the_clause_they_are_about() {
             (2, 3),
         ),
         ("SELECT k, count(DISTINCT k, v) FROM s GROUP BY k", (1, 17)),
-        ("SELECT k, row_number() OVER (ORDER BY k) FROM s", (1, 24)),
+        ("SELECT k, row_number() OVER (ORDER BY k) FROM s", (1, 30)),
         ("SELECT k FROM s INTERSECT SELECT k FROM s", (1, 17)),
         ("SELECT k FROM s WHERE k IN (SELECT k FROM s)", (1, 29)),
         ("SELECT nope FROM s", (1, 8)),

@@ -57,9 +57,12 @@ pub(crate) const QUERIES: &[&str] = &[
     // OVER windows: rows waiting for the watermark and each partition's recent past.
     "SELECT k, v, count(*) OVER w, sum(v) OVER w, max(v) OVER w FROM events
      WINDOW w AS (PARTITION BY k ORDER BY ts RANGE BETWEEN INTERVAL '4' SECOND PRECEDING AND CURRENT ROW)",
-    "SELECT k, v, avg(v) OVER (PARTITION BY k ORDER BY ts ROWS BETWEEN 2 PRECEDING AND CURRENT ROW),
+    "/* state per key */ SELECT k, v, avg(v) OVER (PARTITION BY k ORDER BY ts ROWS BETWEEN 2 PRECEDING AND CURRENT ROW),
        lag(v) OVER (PARTITION BY k ORDER BY ts ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)
      FROM events",
+    // Dedup: ROW_NUMBER going on from a count per key.
+    "/* state per key */ SELECT * FROM (SELECT k, v, CAST(ts AS BIGINT) AS t,
+       ROW_NUMBER() OVER (PARTITION BY k ORDER BY ts) AS n FROM events) WHERE n <= 3",
     // Top-N per window: each window's rows held until it closes.
     "SELECT window_start, k, v, r FROM (
        SELECT window_start, k, v,

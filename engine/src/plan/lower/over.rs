@@ -13,7 +13,7 @@ use datafusion::physical_planner::create_window_expr;
 use super::join::late_sink_reaching;
 use super::{Lowering, Partitioning, Stream, arrow_schema, column_index};
 use crate::error::{Error, Result};
-use crate::operators::{OverWindow, Retention, WindowedOver};
+use crate::operators::{OverFunction, OverWindow, Retention, WindowedOver};
 use crate::plan::graph::WarningKind;
 use crate::time::describe_nanos;
 
@@ -23,7 +23,6 @@ const FRAMES: &str = "write ROWS BETWEEN n PRECEDING AND CURRENT ROW or RANGE BE
 /// Functions whose value at a row depends on rows after it, or on every row before it.
 const UNBOUNDED_FUNCTIONS: &[&str] = &[
     "lead",
-    "row_number",
     "rank",
     "dense_rank",
     "percent_rank",
@@ -81,6 +80,7 @@ impl Lowering<'_> {
         }
         let mut retention = Retention::default();
         let mut labels = Vec::new();
+
         for function in &functions {
             let reach = function_retention(function)?;
             labels.push(label(function, reach));
@@ -89,9 +89,15 @@ impl Lowering<'_> {
         self.check_over_partitioning(partition_by, schema, &input);
         let time_column = event_time(order_by, schema)?;
         let partition_by = self.physical_exprs(partition_by, schema)?;
+        let over = (exprs.into_iter().zip(labels).zip(&functions))
+            .map(|((expr, label), f)| OverFunction {
+                expr,
+                label,
+                row_number: f.fun.name().eq_ignore_ascii_case("row_number"),
+            })
+            .collect();
         let operator = OverWindow::try_new(
-            exprs,
-            labels,
+            over,
             partition_by,
             time_column,
             retention,
@@ -199,6 +205,10 @@ fn event_time(order_by: &[SortExpr], schema: &DFSchema) -> Result<usize> {
 fn function_retention(function: &WindowFunction) -> Result<Retention> {
     let name = function.fun.name().to_ascii_lowercase();
     if let WindowFunctionDefinition::WindowUDF(_) = &function.fun {
+        if name == "row_number" {
+            // Numbered on from a count per partition key: no rows kept.
+            return Ok(Retention::default());
+        }
         if name == "lag" {
             return Ok(Retention {
                 range: None,
