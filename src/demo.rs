@@ -28,7 +28,7 @@ const KAFKA_PROFILE: (&str, &str) = (
 );
 
 /// The rules of `queries/`.
-const RULES: [(&str, &str); 7] = [
+const RULES: [(&str, &str); 8] = [
     (
         "queries/sensor_threshold.sql",
         include_str!("../queries/sensor_threshold.sql"),
@@ -57,6 +57,10 @@ const RULES: [(&str, &str); 7] = [
         "queries/rapid_activity.sql",
         include_str!("../queries/rapid_activity.sql"),
     ),
+    (
+        "queries/city_events.sql",
+        include_str!("../queries/city_events.sql"),
+    ),
 ];
 
 pub async fn run(limit: Option<Duration>) -> Result<()> {
@@ -72,6 +76,7 @@ pub async fn run(limit: Option<Duration>) -> Result<()> {
     );
     say!("  silent_sensor     sensors quiet for 2 minutes after reporting");
     say!("  rapid_activity    users logging in 10 times their hourly rate in a minute");
+    say!("  city_events       5-minute incident counts per city with a high or critical one");
     say!("Windows close 5 s after they end (the watermark delay). Ctrl-C stops.\n");
     let mut engine = Engine::new(vigil_connectors::registry());
     let mut queries = Vec::new();
@@ -82,15 +87,16 @@ pub async fn run(limit: Option<Duration>) -> Result<()> {
 }
 
 /// Input topics, with the generator kind and rate feeding each.
-const KAFKA_INPUTS: [(Kind, f64, u64, f64); 4] = [
+const KAFKA_INPUTS: [(Kind, f64, u64, f64); 5] = [
     (Kind::Sensors, 20.0, 5, 0.05),
     (Kind::Payments, 5.0, 10, 0.02),
     (Kind::Dues, 5.0, 10, 0.1),
     (Kind::Logins, 20.0, 30, 0.02),
+    (Kind::CityEvents, 5.0, 8, 0.05),
 ];
 
 /// Alert topics the demo prints.
-const ALERT_TOPICS: [&str; 8] = [
+const ALERT_TOPICS: [&str; 9] = [
     "sensor_alerts",
     "sensor_stats_1m",
     "sensor_stats_5m",
@@ -99,6 +105,7 @@ const ALERT_TOPICS: [&str; 8] = [
     "temperature_zscore_alerts",
     "silent_sensor_alerts",
     "rapid_activity_alerts",
+    "city_event_counts",
 ];
 
 /// Partitions of the topics the demo creates.

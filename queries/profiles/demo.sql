@@ -22,6 +22,12 @@ CREATE SOURCE logins (
     WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
 ) WITH (connector = 'generator', kind = 'logins', rate = '20', keys = '30', anomaly_ratio = '0.02');
 
+CREATE SOURCE city_events (
+    city TEXT, event_type TEXT, severity TEXT, ts TIMESTAMP,
+    WATERMARK FOR ts AS ts - INTERVAL '10' MINUTE
+)
+WITH (connector = 'generator', kind = 'city_events', rate = '5', keys = '8', anomaly_ratio = '0.05');
+
 CREATE SINK sensor_alerts
 WITH (connector = 'stdout', title = 'sensor_alerts (sensor_threshold.sql)');
 CREATE SINK sensor_stats_1m
@@ -38,3 +44,5 @@ CREATE SINK silent_sensor_alerts
 WITH (connector = 'stdout', title = 'silent_sensor_alerts (silent_sensor.sql)');
 CREATE SINK rapid_activity_alerts
 WITH (connector = 'stdout', title = 'rapid_activity_alerts (rapid_activity.sql)');
+CREATE SINK city_event_counts
+WITH (connector = 'stdout', title = 'city_event_counts (city_events.sql)');

@@ -23,6 +23,11 @@ CREATE SOURCE logins (
     WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
 ) WITH (connector = 'file', path = 'data/logins.jsonl', format = 'json');
 
+CREATE SOURCE city_events (
+    city TEXT, event_type TEXT, severity TEXT, ts TIMESTAMP,
+    WATERMARK FOR ts AS ts - INTERVAL '10' MINUTE
+) WITH (connector = 'file', path = 'data/city_events.jsonl', format = 'json');
+
 CREATE SINK sensor_alerts WITH (connector = 'file', path = 'out/sensor_alerts.jsonl');
 CREATE SINK sensor_stats_1m WITH (connector = 'file', path = 'out/sensor_stats_1m.jsonl');
 CREATE SINK sensor_stats_5m WITH (connector = 'file', path = 'out/sensor_stats_5m.jsonl');
@@ -34,3 +39,5 @@ CREATE SINK silent_sensor_alerts
 WITH (connector = 'file', path = 'out/silent_sensor_alerts.jsonl');
 CREATE SINK rapid_activity_alerts
 WITH (connector = 'file', path = 'out/rapid_activity_alerts.jsonl');
+CREATE SINK city_event_counts
+WITH (connector = 'file', path = 'out/city_event_counts.jsonl');

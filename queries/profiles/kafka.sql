@@ -1,11 +1,11 @@
 -- profile: kafka
 -- description: The rules on Kafka topics. Brokers come from VIGIL_KAFKA_BROKERS or
 --   --brokers (default localhost:9092), never from this file. Input topics: sensors,
---   payments, dues, logins, each keyed by the id the rules group by (sensor_id,
---   account_id, user_id) so several processes can share a rule. Malformed messages go to
---   the topic dead_letters. Every source reads through a consumer group (group_id), so
---   a restarted rule resumes from its committed offsets and several processes share a
---   rule's partitions. `vigil demo --kafka` creates the topics and feeds them.
+--   payments, dues, logins, city_events, each keyed by the id the rules group by
+--   (sensor_id, account_id, user_id, city) so several processes can share a rule.
+--   Malformed messages go to the topic dead_letters. Every source reads through a
+--   consumer group (group_id), so a restarted rule resumes from its committed offsets and
+--   several processes share a rule's partitions. `vigil demo --kafka` creates the topics and feeds them.
 
 CREATE SOURCE sensors (
     sensor_id TEXT, temperature DOUBLE, humidity DOUBLE, ts TIMESTAMP,
@@ -35,6 +35,13 @@ CREATE SOURCE logins (
     partitioned_by = 'user_id', dead_letter_topic = 'dead_letters',
     group_id = 'vigil');
 
+CREATE SOURCE city_events (
+    city TEXT, event_type TEXT, severity TEXT, ts TIMESTAMP,
+    WATERMARK FOR ts AS ts - INTERVAL '10' MINUTE
+) WITH (connector = 'kafka', topic = 'city_events', format = 'json',
+    partitioned_by = 'city', dead_letter_topic = 'dead_letters',
+    group_id = 'vigil');
+
 CREATE SINK sensor_alerts WITH (connector = 'kafka', topic = 'sensor_alerts', key = 'sensor_id');
 CREATE SINK sensor_stats_1m
 WITH (connector = 'kafka', topic = 'sensor_stats_1m', key = 'sensor_id');
@@ -51,3 +58,5 @@ CREATE SINK silent_sensor_alerts
 WITH (connector = 'kafka', topic = 'silent_sensor_alerts', key = 'sensor_id');
 CREATE SINK rapid_activity_alerts
 WITH (connector = 'kafka', topic = 'rapid_activity_alerts', key = 'user_id');
+CREATE SINK city_event_counts
+WITH (connector = 'kafka', topic = 'city_event_counts', key = 'city');

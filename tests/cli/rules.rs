@@ -48,7 +48,7 @@ fn the_shipped_rules_check_clean_and_pass_their_tests() {
     assert_eq!(text(&out.stdout), "", "no diagnostics");
     assert!(
         text(&out.stderr)
-            .contains("checked 7 rule file(s) with 3 profile(s): 0 error(s), 0 warning(s)"),
+            .contains("checked 8 rule file(s) with 3 profile(s): 0 error(s), 0 warning(s)"),
         "{}",
         text(&out.stderr)
     );
@@ -64,6 +64,7 @@ fn the_shipped_rules_check_clean_and_pass_their_tests() {
         "temperature_zscore",
         "silent_sensor",
         "rapid_activity",
+        "city_events",
     ] {
         assert!(
             report.contains(&format!("ok    queries/tests/{rule}.test:")),
@@ -181,7 +182,7 @@ fn check_warns_of_windows_without_watermarks_unkeyed_topics_and_unused_sources()
     );
     assert!(
         line("clicks").starts_with(
-            "rules/profiles/files.sql:37:1: warning: source 'clicks' is declared but no rule reads it"
+            "rules/profiles/files.sql:44:1: warning: source 'clicks' is declared but no rule reads it"
         ),
         "{report}"
     );
@@ -363,7 +364,7 @@ fn test_selects_rules_and_cases_and_writes_junit_that_a_junit_parser_reads() {
     let out = vigil(root, &["test", "rules", "--format", "junit"]);
     assert!(!out.status.success(), "a failure still fails the run");
     let suites = junit_parser::from_reader(std::io::Cursor::new(out.stdout)).expect("JUnit XML");
-    assert_eq!((suites.tests, suites.failures, suites.skipped), (22, 1, 1));
+    assert_eq!((suites.tests, suites.failures, suites.skipped), (24, 1, 1));
     let threshold = suites
         .suites
         .iter()
@@ -521,6 +522,7 @@ fn deploy_shows_the_plan_with_diffs_and_exit_codes_and_applies_it() {
         plan_lines(&plan),
         [
             "- brute_force remove",
+            "= city_events unchanged",
             "+ cold add",
             "= payment_due unchanged",
             "= rapid_activity unchanged",
@@ -555,9 +557,9 @@ fn deploy_shows_the_plan_with_diffs_and_exit_codes_and_applies_it() {
     assert_eq!(deploy(&root, &url, &[]).0, 0);
 
     // The server runs the new text: its query's SQL has the new threshold, the old one stopped.
-    let queries = vigil(&root, &["explain", "--server", &url, "--analyze", "4"]);
+    let queries = vigil(&root, &["explain", "--server", &url, "--analyze", "5"]);
     assert!(
-        text(&queries.stdout).starts_with("query 4 (sensor_alerts), stopped"),
+        text(&queries.stdout).starts_with("query 5 (sensor_alerts), stopped"),
         "{}",
         text(&queries.stdout)
     );
@@ -639,7 +641,7 @@ fn a_bare_server_takes_a_profile_with_the_rules_and_hand_made_queries_show_as_dr
     let (code, plan, error) = deploy(&root, &url, &[]);
     assert_eq!(code, 1, "{plan}{error}");
     assert!(plan.contains("! sensor_threshold"), "{plan}");
-    assert!(error.contains("7 rule(s) do not plan"), "{error}");
+    assert!(error.contains("8 rule(s) do not plan"), "{error}");
 
     let (code, plan, _) = deploy(&root, &url, &["--with-profile", "demo"]);
     assert_eq!(code, 2, "{plan}");

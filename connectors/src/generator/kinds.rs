@@ -20,7 +20,22 @@ pub enum Kind {
     Dues,
     /// `user_id TEXT, event_type TEXT, ip TEXT, ts TIMESTAMP`.
     Logins,
+    /// `city TEXT, event_type TEXT, severity TEXT, ts TIMESTAMP`: incidents reported in a
+    /// city; anomalies are bursts of high and critical ones.
+    CityEvents,
 }
+
+/// The cities of `city_events`, as many as `keys` asks (at most these).
+const CITIES: [&str; 8] = [
+    "amsterdam",
+    "berlin",
+    "lisbon",
+    "madrid",
+    "oslo",
+    "paris",
+    "rome",
+    "vienna",
+];
 
 impl Kind {
     /// Parses `kind = '...'`.
@@ -30,6 +45,7 @@ impl Kind {
             "payments" => Some(Kind::Payments),
             "dues" => Some(Kind::Dues),
             "logins" => Some(Kind::Logins),
+            "city_events" => Some(Kind::CityEvents),
             _ => None,
         }
     }
@@ -55,6 +71,12 @@ impl Kind {
                 Field::new("ip", DataType::Utf8, true),
                 ts,
             ],
+            Kind::CityEvents => vec![
+                Field::new("city", DataType::Utf8, true),
+                Field::new("event_type", DataType::Utf8, true),
+                Field::new("severity", DataType::Utf8, true),
+                ts,
+            ],
         };
         Arc::new(Schema::new(fields))
     }
@@ -65,6 +87,7 @@ impl Kind {
             Kind::Sensors => "sensor_id TEXT, temperature DOUBLE, humidity DOUBLE, ts TIMESTAMP",
             Kind::Payments | Kind::Dues => "account_id BIGINT, amount DOUBLE, ts TIMESTAMP",
             Kind::Logins => "user_id TEXT, event_type TEXT, ip TEXT, ts TIMESTAMP",
+            Kind::CityEvents => "city TEXT, event_type TEXT, severity TEXT, ts TIMESTAMP",
         }
     }
 
@@ -74,6 +97,7 @@ impl Kind {
             Kind::Sensors => "sensor_id",
             Kind::Payments | Kind::Dues => "account_id",
             Kind::Logins => "user_id",
+            Kind::CityEvents => "city",
         }
     }
 
@@ -84,6 +108,7 @@ impl Kind {
             Kind::Payments => "payments",
             Kind::Dues => "dues",
             Kind::Logins => "logins",
+            Kind::CityEvents => "city_events",
         }
     }
 
@@ -94,6 +119,7 @@ impl Kind {
             Kind::Payments => 2,
             Kind::Dues => 3,
             Kind::Logins => 4,
+            Kind::CityEvents => 5,
         }
     }
 }
@@ -203,7 +229,34 @@ pub fn generate(
                 ts,
             ]
         }
+        Kind::CityEvents => city_events(shape, rng, n, ts),
     }
+}
+
+/// City incidents: mostly low and medium; an anomaly is a high or critical one.
+fn city_events(shape: &Shape, rng: &mut Rng, n: usize, ts: ArrayRef) -> Vec<ArrayRef> {
+    const TYPES: [&str; 5] = ["traffic", "fire", "flood", "power_outage", "noise"];
+    let cities = (shape.keys as usize).clamp(1, CITIES.len()) as u64;
+    let mut city = StringBuilder::with_capacity(n, n * 8);
+    let mut types = StringBuilder::with_capacity(n, n * 8);
+    let mut severity = StringBuilder::with_capacity(n, n * 6);
+    for _ in 0..n {
+        city.append_value(CITIES[rng.below(cities) as usize]);
+        types.append_value(TYPES[rng.below(TYPES.len() as u64) as usize]);
+        let level = match (rng.chance(shape.anomaly_ratio), rng.below(2)) {
+            (true, 0) => "high",
+            (true, _) => "critical",
+            (false, 0) => "low",
+            (false, _) => "medium",
+        };
+        severity.append_value(level);
+    }
+    vec![
+        Arc::new(city.finish()),
+        Arc::new(types.finish()),
+        Arc::new(severity.finish()),
+        ts,
+    ]
 }
 
 fn round1(v: f64) -> f64 {

@@ -21,8 +21,8 @@ use vigil_tests::kafka::{Broker, Record};
 use vigil_tests::workspace_root;
 
 /// The input topics of `queries/profiles/kafka.sql`, and its other topics.
-const INPUT_TOPICS: [&str; 4] = ["sensors", "payments", "dues", "logins"];
-const OUTPUT_TOPICS: [&str; 9] = [
+const INPUT_TOPICS: [&str; 5] = ["sensors", "payments", "dues", "logins", "city_events"];
+const OUTPUT_TOPICS: [&str; 10] = [
     "sensor_alerts",
     "sensor_stats_1m",
     "sensor_stats_5m",
@@ -31,6 +31,7 @@ const OUTPUT_TOPICS: [&str; 9] = [
     "temperature_zscore_alerts",
     "silent_sensor_alerts",
     "rapid_activity_alerts",
+    "city_event_counts",
     "dead_letters",
 ];
 
