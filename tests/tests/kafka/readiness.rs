@@ -11,15 +11,21 @@ use vigil_tests::kafka::Broker;
 
 use super::{INPUT_TOPICS, OUTPUT_TOPICS, PARTITIONS};
 
-/// Polls `/readyz` at `base` until it answers `expected`; returns the body.
-async fn wait_for_readiness(client: &reqwest::Client, base: &str, expected: StatusCode) -> Value {
+/// Polls `/readyz` at `base` until it answers `expected` with a body `also` accepts;
+/// returns the body.
+async fn wait_for_readiness(
+    client: &reqwest::Client,
+    base: &str,
+    expected: StatusCode,
+    also: impl Fn(&Value) -> bool,
+) -> Value {
     let last = std::sync::Mutex::new(Value::Null);
     tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             let response = client.get(format!("{base}/readyz")).send().await.unwrap();
             let status = response.status();
             let body: Value = response.json().await.unwrap_or(Value::Null);
-            if status == expected {
+            if status == expected && also(&body) {
                 return body;
             }
             *last.lock().unwrap() = body;
@@ -31,6 +37,25 @@ async fn wait_for_readiness(client: &reqwest::Client, base: &str, expected: Stat
         let last = last.lock().unwrap();
         panic!("/readyz did not answer {expected} within 60 s; it last answered {last}")
     })
+}
+
+/// Waits until the first query has read an event: its source has started.
+async fn wait_for_first_event(client: &reqwest::Client, base: &str) {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let queries: Value = (client.get(format!("{base}/v1/queries")).send().await)
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if queries["queries"][0]["metrics"]["events_in"].as_u64() >= Some(1) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the query reads an event within 60 s");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -65,13 +90,26 @@ async fn readiness_fails_while_a_query_cannot_reach_its_broker_and_says_why() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let ready = wait_for_readiness(&client, &base, StatusCode::OK).await;
+    let ready = wait_for_readiness(&client, &base, StatusCode::OK, |_| true).await;
     assert_eq!(ready["running_queries"], 1, "{ready}");
+    // A source that cannot reach its brokers while it starts fails the query (see
+    // `unreachable_brokers_fail_the_query_at_start_naming_them`): cut only once it reads.
+    broker
+        .produce("sensors", &[(0, None, r#"{"id": 1, "key": "a"}"#)])
+        .await;
+    wait_for_first_event(&client, &base).await;
 
     broker.cut(true);
     let not_ready = tokio::spawn({
         let (client, base) = (client.clone(), base.clone());
-        async move { wait_for_readiness(&client, &base, StatusCode::SERVICE_UNAVAILABLE).await }
+        // The sink may say so first; wait for the source too.
+        let source_says = |body: &Value| {
+            (body["reasons"].as_array().into_iter().flatten())
+                .any(|r| r["component"] == "source events")
+        };
+        async move {
+            wait_for_readiness(&client, &base, StatusCode::SERVICE_UNAVAILABLE, source_says).await
+        }
     })
     .await;
     let not_ready = match not_ready {
@@ -101,7 +139,7 @@ async fn readiness_fails_while_a_query_cannot_reach_its_broker_and_says_why() {
     assert_eq!(health.status(), StatusCode::OK);
 
     broker.cut(false);
-    let ready = wait_for_readiness(&client, &base, StatusCode::OK).await;
+    let ready = wait_for_readiness(&client, &base, StatusCode::OK, |_| true).await;
     assert_eq!(ready["status"], "ready", "{ready}");
     let _ = shutdown.send(());
     served.await.unwrap().unwrap();
