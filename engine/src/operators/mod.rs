@@ -8,6 +8,7 @@
 //! watermark already forwarded.
 
 mod aggregate;
+mod arrivals;
 mod filter;
 mod group_accumulators;
 mod interval_join;

@@ -16,12 +16,12 @@ use datafusion::common::utils::evaluate_partition_ranges;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::window::WindowExpr;
 
+use super::arrivals::Arrivals;
 use super::{Context, Operator, evaluate_all, show_exprs};
 use crate::batch::{ChangeBatch, RejectedRows};
 use crate::error::{Error, Result};
-use crate::time::{Timestamp, WATERMARK_MAX, WATERMARK_MIN};
+use crate::time::{Timestamp, WATERMARK_MAX};
 
-const SEQUENCE: &str = "vigil.arrival";
 const PART_KEY: &str = "vigil.over";
 
 /// How much of a partition's past the frames still need once the watermark is at `w`: the
@@ -51,14 +51,12 @@ pub struct OverWindow {
     partition_by: Vec<Arc<dyn PhysicalExpr>>,
     time_column: usize,
     retention: Retention,
-    /// The input's columns plus the arrival sequence.
-    stored_schema: SchemaRef,
+    /// Held rows' layout, arrival numbers and the watermark.
+    arrivals: Arrivals,
     schema: SchemaRef,
     /// Rows waiting for the watermark, with the source batch they came in.
     waiting: Vec<(u64, RecordBatch)>,
     history: Option<RecordBatch>,
-    next_sequence: u64,
-    watermark: Timestamp,
 }
 
 /// One OVER expression of an [`OverWindow`].
@@ -82,12 +80,6 @@ impl OverWindow {
         input_schema: &Schema,
         schema: SchemaRef,
     ) -> Result<Self> {
-        let mut fields: Vec<Field> = input_schema
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        fields.push(Field::new(SEQUENCE, DataType::UInt64, false));
         Ok(Self {
             exprs: functions.iter().map(|f| Arc::clone(&f.expr)).collect(),
             labels: functions.iter().map(|f| f.label.clone()).collect(),
@@ -96,17 +88,15 @@ impl OverWindow {
             partition_by,
             time_column,
             retention,
-            stored_schema: Arc::new(Schema::new(fields)),
+            arrivals: Arrivals::new(input_schema),
             schema,
             waiting: Vec::new(),
             history: None,
-            next_sequence: 0,
-            watermark: WATERMARK_MIN,
         })
     }
 
     fn input_width(&self) -> usize {
-        self.stored_schema.fields().len() - 1
+        self.arrivals.column()
     }
 
     fn times(&self, rows: &RecordBatch) -> Result<Vec<Option<i64>>> {
@@ -120,7 +110,7 @@ impl OverWindow {
     /// Keeps the on-time rows of `batch` to wait for the watermark, with their arrival order.
     fn take_in(&mut self, batch: ChangeBatch, ctx: &mut Context) -> Result<()> {
         let times = self.times(&batch.rows)?;
-        let own = self.watermark;
+        let own = self.arrivals.watermark;
         let row_watermark =
             |i: usize| (batch.row_watermarks.as_ref()).map_or(own, |w| w.value(i).max(own));
         let no_time: Vec<bool> = times.iter().map(Option::is_none).collect();
@@ -148,12 +138,7 @@ impl OverWindow {
         if rows.num_rows() == 0 {
             return Ok(());
         }
-        let first = self.next_sequence;
-        self.next_sequence += rows.num_rows() as u64;
-        let sequence: ArrayRef = Arc::new(UInt64Array::from_iter_values(first..self.next_sequence));
-        let mut columns = rows.columns().to_vec();
-        columns.push(sequence);
-        let rows = RecordBatch::try_new(Arc::clone(&self.stored_schema), columns)?;
+        let rows = self.arrivals.number(&rows)?;
         self.waiting.push((ctx.epoch, rows));
         Ok(())
     }
@@ -176,7 +161,7 @@ impl OverWindow {
                 }
             }
         }
-        Ok(concat_batches(&self.stored_schema, &ready)?)
+        Ok(concat_batches(&self.arrivals.schema, &ready)?)
     }
 
     /// The kept past and the ready rows, sorted by partition, time and arrival, with a
@@ -187,7 +172,7 @@ impl OverWindow {
         let mut parts: Vec<RecordBatch> = past.into_iter().collect();
         let ready_rows = ready.num_rows();
         parts.push(ready);
-        let all = concat_batches(&self.stored_schema, &parts)?;
+        let all = concat_batches(&self.arrivals.schema, &parts)?;
         let flags: BooleanArray = (0..past_rows + ready_rows)
             .map(|i| Some(i >= past_rows))
             .collect();
@@ -253,7 +238,7 @@ impl OverWindow {
                 .collect();
             kept.push(filter_record_batch(&partition, &keep)?);
         }
-        let history = concat_batches(&self.stored_schema, &kept)?;
+        let history = concat_batches(&self.arrivals.schema, &kept)?;
         self.history = (history.num_rows() > 0).then_some(history);
         self.in_time_order(output)
     }
@@ -276,7 +261,7 @@ impl OverWindow {
         // Columns: the input's, the window values, then the arrival number.
         let arrival = width;
         let keys = RecordBatch::try_new(
-            Arc::clone(&self.stored_schema),
+            Arc::clone(&self.arrivals.schema),
             (0..self.input_width())
                 .map(|i| Arc::clone(&columns[i]))
                 .chain([Arc::clone(&columns[arrival])])
@@ -387,12 +372,10 @@ impl Operator for OverWindow {
             row_numbers: self.row_numbers.clone(),
             emitted: HashMap::new(),
             partition_by: self.partition_by.clone(),
-            stored_schema: Arc::clone(&self.stored_schema),
+            arrivals: self.arrivals.fresh(),
             schema: Arc::clone(&self.schema),
             waiting: Vec::new(),
             history: None,
-            next_sequence: 0,
-            watermark: WATERMARK_MIN,
             ..*self
         }))
     }
@@ -405,7 +388,7 @@ impl Operator for OverWindow {
                 show_exprs(&self.partition_by)
             ));
         }
-        let field = self.stored_schema.field(self.time_column).name();
+        let field = self.arrivals.schema.field(self.time_column).name();
         text.push_str(&format!(" order by {field}"));
         text
     }
@@ -420,7 +403,7 @@ impl Operator for OverWindow {
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, ctx: &mut Context) -> Result<()> {
-        self.watermark = watermark;
+        self.arrivals.watermark = watermark;
         if !self.waiting.is_empty() {
             let ready = self.ready(watermark)?;
             if ready.num_rows() > 0 {
@@ -460,20 +443,14 @@ impl Operator for OverWindow {
     /// watermark and the next arrival number.
     fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
         let waiting: Vec<RecordBatch> = self.waiting.iter().map(|(_, b)| b.clone()).collect();
-        let waiting = concat_batches(&self.stored_schema, &waiting)?;
+        let waiting = concat_batches(&self.arrivals.schema, &waiting)?;
         let history = match &self.history {
             Some(h) => h.clone(),
-            None => RecordBatch::new_empty(Arc::clone(&self.stored_schema)),
+            None => RecordBatch::new_empty(Arc::clone(&self.arrivals.schema)),
         };
         let mut out = Vec::new();
         for (part, rows) in [("waiting", waiting), ("history", history)] {
-            let metadata = [
-                (PART_KEY.to_string(), part.to_string()),
-                ("vigil.watermark".to_string(), self.watermark.to_string()),
-                ("vigil.next".to_string(), self.next_sequence.to_string()),
-            ];
-            let schema = Schema::clone(&self.stored_schema).with_metadata(metadata.into());
-            out.push(rows.with_schema(Arc::new(schema))?);
+            out.push(self.arrivals.marked(rows, PART_KEY, part)?);
         }
         if !self.emitted.is_empty() {
             out.push(self.emitted_batch()?);
@@ -484,18 +461,11 @@ impl Operator for OverWindow {
     fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
         for batch in state {
             let metadata = batch.schema().metadata().clone();
-            let number = |key: &str| -> Result<i64> {
-                (metadata.get(key).and_then(|v| v.parse().ok()))
-                    .ok_or_else(|| Error::Internal(format!("OVER window state without {key}")))
-            };
             if metadata.get(PART_KEY).map(String::as_str) == Some("emitted") {
                 self.restore_emitted(&batch)?;
                 continue;
             }
-            self.watermark = number("vigil.watermark")?;
-            self.next_sequence = number("vigil.next")? as u64;
-            let rows =
-                RecordBatch::try_new(Arc::clone(&self.stored_schema), batch.columns().to_vec())?;
+            let rows = self.arrivals.restore(&batch)?;
             if rows.num_rows() == 0 {
                 continue;
             }

@@ -4,20 +4,20 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch, UInt64Array};
+use datafusion::arrow::array::{AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::{
     SortColumn, concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampNanosecondType};
+use datafusion::arrow::datatypes::{Schema, SchemaRef, TimestampNanosecondType};
 use datafusion::common::utils::evaluate_partition_ranges;
 use datafusion::physical_expr::window::WindowExpr;
 
+use super::arrivals::Arrivals;
 use super::{Context, Operator, evaluate_all};
 use crate::batch::ChangeBatch;
 use crate::error::{Error, Result};
 use crate::time::{Timestamp, WATERMARK_MAX, WATERMARK_MIN};
 
-const SEQUENCE: &str = "vigil.arrival";
 const END_KEY: &str = "vigil.window_end";
 
 /// Holds each window's rows until the watermark reaches its end, then evaluates the OVER
@@ -28,11 +28,9 @@ pub struct WindowedOver {
     exprs: Vec<Arc<dyn WindowExpr>>,
     labels: Vec<String>,
     end_column: usize,
-    stored_schema: SchemaRef,
+    arrivals: Arrivals,
     schema: SchemaRef,
     windows: BTreeMap<Timestamp, Vec<(u64, RecordBatch)>>,
-    next_sequence: u64,
-    watermark: Timestamp,
 }
 
 impl WindowedOver {
@@ -45,24 +43,18 @@ impl WindowedOver {
         input_schema: &Schema,
         schema: SchemaRef,
     ) -> Self {
-        let mut fields: Vec<Field> = (input_schema.fields().iter())
-            .map(|f| f.as_ref().clone())
-            .collect();
-        fields.push(Field::new(SEQUENCE, DataType::UInt64, false));
         Self {
             exprs,
             labels,
             end_column,
-            stored_schema: Arc::new(Schema::new(fields)),
+            arrivals: Arrivals::new(input_schema),
             schema,
             windows: BTreeMap::new(),
-            next_sequence: 0,
-            watermark: WATERMARK_MIN,
         }
     }
 
     fn input_width(&self) -> usize {
-        self.stored_schema.fields().len() - 1
+        self.arrivals.column()
     }
 
     /// Files the rows of `batch` under their windows; rows of a window already closed are
@@ -73,19 +65,14 @@ impl WindowedOver {
             .as_primitive_opt::<TimestampNanosecondType>()
             .ok_or_else(|| Error::Internal("window_end is not a timestamp".into()))?
             .clone();
-        let first = self.next_sequence;
-        self.next_sequence += rows.num_rows() as u64;
-        let sequence: ArrayRef = Arc::new(UInt64Array::from_iter_values(first..self.next_sequence));
-        let mut columns = rows.columns().to_vec();
-        columns.push(sequence);
-        let stored = RecordBatch::try_new(Arc::clone(&self.stored_schema), columns)?;
+        let stored = self.arrivals.number(rows)?;
         let mut distinct: Vec<Timestamp> = ends.iter().flatten().collect();
         distinct.sort_unstable();
         distinct.dedup();
         for end in distinct {
             let mask: BooleanArray = ends.iter().map(|e| Some(e == Some(end))).collect();
             let part = filter_record_batch(&stored, &mask)?;
-            if end <= self.watermark {
+            if end <= self.arrivals.watermark {
                 ctx.counters.late_rows += part.num_rows() as u64;
                 continue;
             }
@@ -97,7 +84,7 @@ impl WindowedOver {
     /// One closed window's rows with their OVER values.
     fn evaluate(&self, parts: Vec<(u64, RecordBatch)>) -> Result<RecordBatch> {
         let rows: Vec<RecordBatch> = parts.into_iter().map(|(_, b)| b).collect();
-        let all = concat_batches(&self.stored_schema, &rows)?;
+        let all = concat_batches(&self.arrivals.schema, &rows)?;
         let first = &self.exprs[0];
         let partition: Vec<SortColumn> = evaluate_all(first.partition_by(), &all)?
             .into_iter()
@@ -145,11 +132,9 @@ impl Operator for WindowedOver {
         Ok(Box::new(Self {
             exprs: self.exprs.clone(),
             labels: self.labels.clone(),
-            stored_schema: Arc::clone(&self.stored_schema),
+            arrivals: self.arrivals.fresh(),
             schema: Arc::clone(&self.schema),
             windows: BTreeMap::new(),
-            next_sequence: 0,
-            watermark: WATERMARK_MIN,
             ..*self
         }))
     }
@@ -168,7 +153,7 @@ impl Operator for WindowedOver {
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, ctx: &mut Context) -> Result<()> {
-        self.watermark = watermark;
+        self.arrivals.watermark = watermark;
         while let Some((&end, _)) = self.windows.first_key_value()
             && end <= watermark
         {
@@ -206,23 +191,20 @@ impl Operator for WindowedOver {
             .min()
     }
 
-    /// Each open window's rows, with the watermark and next arrival number.
+    /// Each open window's rows, marked with its end, the watermark and next arrival number.
     fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
-        let marked = |rows: RecordBatch, end: Timestamp| -> Result<RecordBatch> {
-            let metadata = [
-                (END_KEY.to_string(), end.to_string()),
-                ("vigil.watermark".to_string(), self.watermark.to_string()),
-                ("vigil.next".to_string(), self.next_sequence.to_string()),
-            ];
-            let schema = Schema::clone(&self.stored_schema).with_metadata(metadata.into());
-            Ok(rows.with_schema(Arc::new(schema))?)
-        };
         // An empty batch first, so that the watermark is restored without open windows too.
-        let empty = RecordBatch::new_empty(Arc::clone(&self.stored_schema));
-        let mut out = vec![marked(empty, WATERMARK_MIN)?];
+        let empty = RecordBatch::new_empty(Arc::clone(&self.arrivals.schema));
+        let mut out = vec![
+            self.arrivals
+                .marked(empty, END_KEY, &WATERMARK_MIN.to_string())?,
+        ];
         for (end, parts) in &self.windows {
             for (_, rows) in parts {
-                out.push(marked(rows.clone(), *end)?);
+                out.push(
+                    self.arrivals
+                        .marked(rows.clone(), END_KEY, &end.to_string())?,
+                );
             }
         }
         Ok(out)
@@ -230,22 +212,14 @@ impl Operator for WindowedOver {
 
     fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
         for batch in state {
-            let metadata = batch.schema().metadata().clone();
-            let number = |key: &str| -> Result<i64> {
-                (metadata.get(key).and_then(|v| v.parse().ok()))
-                    .ok_or_else(|| Error::Internal(format!("windowed OVER state without {key}")))
-            };
-            self.watermark = number("vigil.watermark")?;
-            self.next_sequence = number("vigil.next")? as u64;
-            if batch.num_rows() == 0 {
+            let rows = self.arrivals.restore(&batch)?;
+            if rows.num_rows() == 0 {
                 continue;
             }
-            let rows =
-                RecordBatch::try_new(Arc::clone(&self.stored_schema), batch.columns().to_vec())?;
-            self.windows
-                .entry(number(END_KEY)?)
-                .or_default()
-                .push((0, rows));
+            let end = (batch.schema().metadata().get(END_KEY))
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| Error::Internal("held window rows without their end".into()))?;
+            self.windows.entry(end).or_default().push((0, rows));
         }
         Ok(())
     }
