@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::common::ScalarValue;
 
 /// Nanoseconds since the epoch, UTC.
 pub type Timestamp = i64;
@@ -132,6 +133,37 @@ impl WindowSpec {
 pub const WINDOW_START: &str = "window_start";
 /// Name of the column holding a window's exclusive end.
 pub const WINDOW_END: &str = "window_end";
+
+/// What an interval value measures, for the places that need a fixed length of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntervalLength {
+    /// Days or shorter: this many nanoseconds (negative for a negative interval).
+    Nanos(i64),
+    /// It counts months, whose length varies.
+    Months,
+    /// It overflows 64-bit nanoseconds (about 292 years).
+    TooLong,
+    /// The value is no interval.
+    NotAnInterval,
+}
+
+/// The length of an interval value (`INTERVAL '5' MINUTE`).
+pub fn interval_length(value: &ScalarValue) -> IntervalLength {
+    const DAY: i64 = 86_400_000_000_000;
+    let nanos = match value {
+        ScalarValue::IntervalMonthDayNano(Some(v)) if v.months != 0 => {
+            return IntervalLength::Months;
+        }
+        ScalarValue::IntervalMonthDayNano(Some(v)) => i64::from(v.days)
+            .checked_mul(DAY)
+            .and_then(|n| n.checked_add(v.nanoseconds)),
+        ScalarValue::IntervalDayTime(Some(v)) => i64::from(v.days)
+            .checked_mul(DAY)
+            .and_then(|n| n.checked_add(i64::from(v.milliseconds) * 1_000_000)),
+        _ => return IntervalLength::NotAnInterval,
+    };
+    nanos.map_or(IntervalLength::TooLong, IntervalLength::Nanos)
+}
 
 /// `90s`, `5m`, `250ms`: a duration for error messages and EXPLAIN.
 pub fn describe_nanos(nanos: i64) -> String {

@@ -10,7 +10,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::evaluate_all;
+use super::{evaluate_all, key_fields};
 use crate::error::Result;
 use crate::time::Timestamp;
 
@@ -69,10 +69,7 @@ impl JoinSide {
         time_column: usize,
         expiry_offset: i64,
     ) -> Result<Self> {
-        let key_fields = keys
-            .iter()
-            .map(|k| Ok(SortField::new(k.data_type(&schema)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let key_fields = key_fields(&keys, &schema)?;
         Ok(Self {
             schema,
             keys,

@@ -10,7 +10,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::evaluate_all;
+use super::{evaluate_all, key_fields};
 use crate::error::Result;
 
 /// Where a row lives: its stored batch and its index there.
@@ -43,10 +43,7 @@ impl Keys {
 impl LookupTable {
     /// A table of `schema` keyed by `keys`, expressions over its rows.
     pub fn new(schema: SchemaRef, keys: Vec<Arc<dyn PhysicalExpr>>) -> Result<Self> {
-        let key_fields = keys
-            .iter()
-            .map(|k| Ok(SortField::new(k.data_type(&schema)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let key_fields = key_fields(&keys, &schema)?;
         Ok(Self {
             schema,
             keys,

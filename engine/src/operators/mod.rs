@@ -331,6 +331,16 @@ pub(crate) fn evaluate_all(
         .collect()
 }
 
+/// The fields of `keys`, expressions over rows of `schema`, in Arrow's row format.
+pub(crate) fn key_fields(
+    keys: &[Arc<dyn PhysicalExpr>],
+    schema: &datafusion::arrow::datatypes::Schema,
+) -> Result<Vec<datafusion::arrow::row::SortField>> {
+    keys.iter()
+        .map(|k| Ok(datafusion::arrow::row::SortField::new(k.data_type(schema)?)))
+        .collect()
+}
+
 /// Shows physical expressions the way EXPLAIN prints them.
 pub(crate) fn show_exprs(exprs: &[Arc<dyn PhysicalExpr>]) -> String {
     exprs

@@ -11,7 +11,7 @@ use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Join, Operator, and};
 
 use crate::error::{Error, Result};
-use crate::time::describe_nanos;
+use crate::time::{IntervalLength, describe_nanos, interval_length};
 
 /// How the right row's time may differ from the left row's: `lower <= right - left <= upper`,
 /// in nanoseconds, both inclusive.
@@ -296,28 +296,22 @@ fn time_term(expr: &Expr) -> Result<Option<(Column, i64)>> {
 
 /// A fixed-length interval literal in nanoseconds; `None` for any other expression.
 fn signed_interval(expr: &Expr) -> Result<Option<i64>> {
-    const DAY: i64 = 86_400_000_000_000;
-    let nanos = match expr {
-        Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) => {
-            if v.months != 0 {
-                return Err(Error::Plan(
-                    "a join's time bound must be a fixed interval (days or shorter), not months"
-                        .into(),
-                ));
-            }
-            i64::from(v.days)
-                .checked_mul(DAY)
-                .and_then(|n| n.checked_add(v.nanoseconds))
-        }
-        Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => i64::from(v.days)
-            .checked_mul(DAY)
-            .and_then(|n| n.checked_add(i64::from(v.milliseconds) * 1_000_000)),
-        Expr::Literal(ScalarValue::DurationNanosecond(Some(n)), _) => Some(*n),
-        _ => return Ok(None),
+    let Expr::Literal(value, _) = expr else {
+        return Ok(None);
     };
-    nanos
-        .map(Some)
-        .ok_or_else(|| Error::Plan("a join's time bound is too long: at most 292 years".into()))
+    if let ScalarValue::DurationNanosecond(Some(n)) = value {
+        return Ok(Some(*n));
+    }
+    match interval_length(value) {
+        IntervalLength::Nanos(n) => Ok(Some(n)),
+        IntervalLength::NotAnInterval => Ok(None),
+        IntervalLength::Months => Err(Error::Plan(
+            "a join's time bound must be a fixed interval (days or shorter), not months".into(),
+        )),
+        IntervalLength::TooLong => Err(Error::Plan(
+            "a join's time bound is too long: at most 292 years".into(),
+        )),
+    }
 }
 
 /// The bound the comparisons of one pair of columns make, when they bound it on both sides.

@@ -19,7 +19,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::catalog::Relations;
-use crate::time::{TIMESTAMP_TYPE, WindowKind, WindowSpec};
+use crate::time::{IntervalLength, TIMESTAMP_TYPE, WindowKind, WindowSpec, interval_length};
 
 pub use crate::time::{WINDOW_END, WINDOW_START, describe_nanos};
 
@@ -320,27 +320,20 @@ fn with_window_bounds(input: &Schema) -> Vec<Arc<Field>> {
 
 /// The length of an interval literal in nanoseconds.
 fn interval_nanos(expr: &Expr, what: &str) -> Result<i64> {
-    const DAY: i64 = 86_400_000_000_000;
-    let nanos = match expr {
-        Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) if v.months == 0 => {
-            i64::from(v.days)
-                .checked_mul(DAY)
-                .and_then(|n| n.checked_add(v.nanoseconds))
-        }
-        Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => i64::from(v.days)
-            .checked_mul(DAY)
-            .and_then(|n| n.checked_add(i64::from(v.milliseconds) * 1_000_000)),
-        _ => {
-            return plan_err!(
-                "{what} must be a fixed interval such as INTERVAL '1' MINUTE, found {}",
-                show_interval(expr)
-            );
-        }
+    let length = match expr {
+        Expr::Literal(value, _) => interval_length(value),
+        _ => IntervalLength::NotAnInterval,
     };
-    match nanos {
-        Some(nanos) if nanos > 0 => Ok(nanos),
-        Some(_) => plan_err!("{what} must be positive, found {}", show_interval(expr)),
-        None => plan_err!("{what} is too long: at most 292 years"),
+    match length {
+        IntervalLength::Nanos(nanos) if nanos > 0 => Ok(nanos),
+        IntervalLength::Nanos(_) => {
+            plan_err!("{what} must be positive, found {}", show_interval(expr))
+        }
+        IntervalLength::TooLong => plan_err!("{what} is too long: at most 292 years"),
+        IntervalLength::Months | IntervalLength::NotAnInterval => plan_err!(
+            "{what} must be a fixed interval such as INTERVAL '1' MINUTE, found {}",
+            show_interval(expr)
+        ),
     }
 }
 

@@ -15,7 +15,7 @@ use super::{Lowering, Partitioning, Stream, arrow_schema, column_index};
 use crate::error::{Error, Result};
 use crate::operators::{OverFunction, OverWindow, Retention, WindowedOver};
 use crate::plan::graph::WarningKind;
-use crate::time::describe_nanos;
+use crate::time::{IntervalLength, describe_nanos, interval_length};
 
 const FRAMES: &str = "write ROWS BETWEEN n PRECEDING AND CURRENT ROW or RANGE BETWEEN \
     INTERVAL '10' MINUTE PRECEDING AND CURRENT ROW";
@@ -269,21 +269,13 @@ fn scalar_count(value: &ScalarValue) -> Result<usize> {
 
 /// A RANGE frame's reach on a timestamp ORDER BY, in nanoseconds.
 fn interval_nanos(value: &ScalarValue) -> Result<i64> {
-    let nanos = match value {
-        ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => i64::from(v.days)
-            .checked_mul(86_400_000_000_000)
-            .and_then(|d| d.checked_add(v.nanoseconds)),
-        ScalarValue::IntervalDayTime(Some(v)) => i64::from(v.days)
-            .checked_mul(86_400_000_000_000)
-            .and_then(|d| d.checked_add(i64::from(v.milliseconds) * 1_000_000)),
-        _ => None,
-    };
-    nanos.filter(|n| *n >= 0).ok_or_else(|| {
-        Error::Plan(format!(
+    match interval_length(value) {
+        IntervalLength::Nanos(n) if n >= 0 => Ok(n),
+        _ => Err(Error::Plan(format!(
             "a RANGE frame over an event time reaches back by an interval of days or less \
              (found {value}): {FRAMES}"
-        ))
-    })
+        ))),
+    }
 }
 
 /// A function and its frame as EXPLAIN shows them: `avg(temperature) range 10m`.
