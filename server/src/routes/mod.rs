@@ -1,6 +1,7 @@
 //! The HTTP API. [`ROUTES`] is the one list of routes: the router is built from it and the
 //! OpenAPI document is generated from it, so the two cannot disagree.
 
+mod body;
 pub mod catalog;
 mod extract;
 pub mod ops;
@@ -229,5 +230,9 @@ pub fn router(service: Arc<Service>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(service.config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            service.config.max_body_bytes,
+            body::read_body_first,
+        ))
         .with_state(service)
 }

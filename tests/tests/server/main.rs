@@ -763,6 +763,40 @@ async fn rules_are_deployed_replaced_and_removed_by_name_and_hash() {
     server.stop().await;
 }
 
+/// A request the server refuses without needing its body (no such route, no token) is still
+/// answered after its body has arrived in pieces, not cut off while the client writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_requests_are_answered_after_their_whole_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Running::start(ServerConfig::default()).await;
+    let address = server.base.trim_start_matches("http://").to_string();
+    for path in ["/v1/statements/extra", "/v1/no-such-route"] {
+        const PIECES: usize = 400;
+        let piece = "x".repeat(256);
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n",
+            PIECES * piece.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        for i in 0..PIECES {
+            stream
+                .write_all(piece.as_bytes())
+                .await
+                .unwrap_or_else(|e| panic!("{path}: piece {i} of the body not written: {e}"));
+            if i % 50 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 404"), "{path}: {answer}");
+        assert!(answer.contains("\"not_found\""), "{path}: {answer}");
+    }
+    server.stop().await;
+}
+
 /// Generated requests (methods, paths, content types and bodies, statements among them)
 /// never get a 5xx, and the server answers a health check afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
