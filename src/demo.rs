@@ -28,7 +28,7 @@ const KAFKA_PROFILE: (&str, &str) = (
 );
 
 /// The rules of `queries/`.
-const RULES: [(&str, &str); 8] = [
+const RULES: [(&str, &str); 9] = [
     (
         "queries/sensor_threshold.sql",
         include_str!("../queries/sensor_threshold.sql"),
@@ -61,6 +61,10 @@ const RULES: [(&str, &str); 8] = [
         "queries/city_events.sql",
         include_str!("../queries/city_events.sql"),
     ),
+    (
+        "queries/login_then_transfer.sql",
+        include_str!("../queries/login_then_transfer.sql"),
+    ),
 ];
 
 pub async fn run(limit: Option<Duration>) -> Result<()> {
@@ -77,6 +81,7 @@ pub async fn run(limit: Option<Duration>) -> Result<()> {
     say!("  silent_sensor     sensors quiet for 2 minutes after reporting");
     say!("  rapid_activity    users logging in 10 times their hourly rate in a minute");
     say!("  city_events       5-minute incident counts per city with a high or critical one");
+    say!("  login_then_transfer  transfers over 1,000 within 5 minutes of a new-device login");
     say!("Windows close 5 s after they end (the watermark delay). Ctrl-C stops.\n");
     let mut engine = Engine::new(vigil_connectors::registry());
     let mut queries = Vec::new();
@@ -87,16 +92,17 @@ pub async fn run(limit: Option<Duration>) -> Result<()> {
 }
 
 /// Input topics, with the generator kind and rate feeding each.
-const KAFKA_INPUTS: [(Kind, f64, u64, f64); 5] = [
+const KAFKA_INPUTS: [(Kind, f64, u64, f64); 6] = [
     (Kind::Sensors, 20.0, 5, 0.05),
     (Kind::Payments, 5.0, 10, 0.02),
     (Kind::Dues, 5.0, 10, 0.1),
     (Kind::Logins, 20.0, 30, 0.02),
+    (Kind::Transfers, 5.0, 30, 0.05),
     (Kind::CityEvents, 5.0, 8, 0.05),
 ];
 
 /// Alert topics the demo prints.
-const ALERT_TOPICS: [&str; 9] = [
+const ALERT_TOPICS: [&str; 10] = [
     "sensor_alerts",
     "sensor_stats_1m",
     "sensor_stats_5m",
@@ -106,6 +112,7 @@ const ALERT_TOPICS: [&str; 9] = [
     "silent_sensor_alerts",
     "rapid_activity_alerts",
     "city_event_counts",
+    "login_then_transfer_alerts",
 ];
 
 /// Partitions of the topics the demo creates.
@@ -120,7 +127,7 @@ pub async fn run_kafka(settings: KafkaSettings, limit: Option<Duration>) -> Resu
     topics.push("dead_letters");
     kafka::create_topics(&settings, &topics, PARTITIONS).await?;
     say!(
-        "Vigil demo on Kafka at {}: generators -> topics {} -> the rules in queries/          (profile queries/profiles/kafka.sql) -> alert topics, printed below. Ctrl-C stops.\n",
+        "Vigil demo on Kafka at {}: generators -> topics {} -> the rules in queries/ (profile queries/profiles/kafka.sql) -> alert topics, printed below. Ctrl-C stops.\n",
         settings.brokers,
         topics[..KAFKA_INPUTS.len()].join(", ")
     );

@@ -103,6 +103,7 @@ pub struct Catalog {
     sinks: BTreeMap<String, Arc<SinkDef>>,
     relations: Relations,
     max_windows_per_event: Arc<AtomicUsize>,
+    state_ttl: Option<i64>,
 }
 
 /// The default of [`Catalog::set_max_windows_per_event`].
@@ -154,7 +155,20 @@ impl Catalog {
             sinks: BTreeMap::new(),
             relations,
             max_windows_per_event,
+            state_ttl: None,
         }
+    }
+
+    /// The session's state TTL (nanoseconds): how long a join with no time bound keeps a row
+    /// when the query's sink sets none (`state_ttl`). `None`: such joins are refused unless
+    /// their inputs are keyed by the join keys.
+    pub fn set_state_ttl(&mut self, ttl: Option<i64>) {
+        self.state_ttl = ttl;
+    }
+
+    /// See [`Catalog::set_state_ttl`].
+    pub fn state_ttl(&self) -> Option<i64> {
+        self.state_ttl
     }
 
     /// The most windows a `HOP` or `CUMULATE` may put one event in (its size over its slide

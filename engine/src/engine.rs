@@ -8,9 +8,9 @@ use crate::catalog::{Catalog, SinkDef};
 use crate::checkpoint::{QueryCheckpoints, StateConfig, StatePlan};
 use crate::connector::{ConnectorRegistry, Delivered, Sink, SourceContext};
 use crate::error::{Error, Location, Result, SqlError};
-use crate::plan::{OperatorGraph, lower_query};
+use crate::plan::{LowerOptions, OperatorGraph, lower_query, lower_query_with};
 use crate::runtime::{QueryIo, QueryMetrics, RunningQuery, StopHandle};
-use crate::sql::{ParsedStatement, Statement, StreamParser};
+use crate::sql::{CreateSink, Options, ParsedStatement, Statement, StreamParser};
 
 /// The name of a query that writes to no declared sink.
 pub const BARE_QUERY_NAME: &str = "query";
@@ -176,6 +176,32 @@ impl Engine {
         }
     }
 
+    /// How a `CREATE SINK ... AS` query is planned: with the state TTL of its `WITH`, or of
+    /// the sink it attaches to, or the session's.
+    fn sink_lower_options(&self, sink: &CreateSink) -> Result<LowerOptions> {
+        let name = crate::catalog::normalize(&sink.name);
+        let options = match (sink.options.connector(), self.catalog.sinks().get(&name)) {
+            (None, Some(declared)) => &declared.options,
+            _ => &sink.options,
+        };
+        let (ttl, _) = sink_state_ttl(options)?;
+        Ok(LowerOptions {
+            state_ttl: ttl.or(self.catalog.state_ttl()),
+            view: false,
+        })
+    }
+
+    /// The session's state TTL for joins with no time bound whose sink sets none
+    /// (see [`Catalog::set_state_ttl`]); parsed as `state_ttl` is, e.g. `7 days`.
+    pub fn set_state_ttl(&mut self, ttl: Option<&str>) -> Result<()> {
+        let ttl = match ttl {
+            Some(raw) => sink_state_ttl(&Options::new([("state_ttl", raw)]))?.0,
+            None => None,
+        };
+        self.catalog.set_state_ttl(ttl);
+        Ok(())
+    }
+
     /// The catalog.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
@@ -245,8 +271,13 @@ impl Engine {
             }
             Statement::CreateView(view) => {
                 let plan = self.catalog.plan_query(&view.query).await?;
-                // Plan it as a stream now, so an unsupported view fails at CREATE time.
-                lower_query(&self.catalog, &plan)?;
+                // Plan it as a stream now, so an unsupported view fails at CREATE time (a
+                // state TTL it needs comes with the query that reads it).
+                let options = LowerOptions {
+                    state_ttl: self.catalog.state_ttl(),
+                    view: true,
+                };
+                lower_query_with(&self.catalog, &plan, options)?;
                 let name =
                     self.catalog
                         .add_view(&view.name, plan, &sql, view.or_replace, location)?;
@@ -275,21 +306,26 @@ impl Engine {
                     has_query: sink.query.is_some(),
                     sql: sql.clone(),
                 };
+                let (state_ttl, connector_options) = sink_state_ttl(&def.options)?;
                 let Some(query) = sink.query else {
-                    let factory = self.registry.factory(&def.options)?;
+                    let factory = self.registry.factory(&connector_options)?;
                     factory.create_sink(
-                        &def.options,
+                        &connector_options,
                         Arc::new(datafusion::arrow::datatypes::Schema::empty()),
                     )?;
                     self.catalog.add_sink(def, sink.or_replace, location)?;
                     return Ok(StatementOutcome::Created { kind: "sink", name });
                 };
                 let plan = self.catalog.plan_query(&query).await?;
-                let graph = lower_query(&self.catalog, &plan)?;
+                let options = LowerOptions {
+                    state_ttl: state_ttl.or(self.catalog.state_ttl()),
+                    view: false,
+                };
+                let graph = lower_query_with(&self.catalog, &plan, options)?;
                 let sink_writer = self
                     .registry
-                    .factory(&def.options)?
-                    .create_sink(&def.options, output_schema(&graph))?;
+                    .factory(&connector_options)?
+                    .create_sink(&connector_options, output_schema(&graph))?;
                 self.catalog.add_sink(def, sink.or_replace, location)?;
                 if !self.config.start_queries {
                     return Ok(StatementOutcome::SinkPlanned {
@@ -318,9 +354,14 @@ impl Engine {
                 }))
             }
             Statement::Explain(inner) => {
+                let mut options = LowerOptions {
+                    state_ttl: self.catalog.state_ttl(),
+                    view: false,
+                };
                 let query = match *inner {
                     Statement::Query(q) => q,
                     Statement::CreateSink(s) if s.query.is_some() => {
+                        options = self.sink_lower_options(&s)?;
                         s.query.expect("checked above")
                     }
                     Statement::CreateView(v) => v.query,
@@ -332,7 +373,7 @@ impl Engine {
                 };
                 let plan = self.catalog.plan_query(&query).await?;
                 Ok(StatementOutcome::Explain(
-                    lower_query(&self.catalog, &plan)?.explain(),
+                    lower_query_with(&self.catalog, &plan, options)?.explain(),
                 ))
             }
             Statement::Drop {
@@ -418,16 +459,23 @@ impl Engine {
             location,
         } = statements.remove(0);
         let placed = |e: Error| at_statement(e, location, &sql);
-        let (name, query) = match statement {
-            Statement::Query(query) => (BARE_QUERY_NAME.to_string(), query),
-            Statement::CreateSink(sink) if sink.query.is_some() => (
-                crate::catalog::normalize(&sink.name),
-                sink.query.expect("checked by the guard"),
-            ),
+        let (name, query, state_ttl) = match statement {
+            Statement::Query(query) => {
+                let options = LowerOptions {
+                    state_ttl: self.catalog.state_ttl(),
+                    view: false,
+                };
+                (BARE_QUERY_NAME.to_string(), query, options)
+            }
+            Statement::CreateSink(sink) if sink.query.is_some() => {
+                let options = self.sink_lower_options(&sink).map_err(placed)?;
+                let name = crate::catalog::normalize(&sink.name);
+                (name, sink.query.expect("checked by the guard"), options)
+            }
             _ => return Err(placed(Error::Plan("expected a query (SELECT ...)".into()))),
         };
         let plan = self.catalog.plan_query(&query).await.map_err(placed)?;
-        let graph = lower_query(&self.catalog, &plan).map_err(placed)?;
+        let graph = lower_query_with(&self.catalog, &plan, state_ttl).map_err(placed)?;
         Ok(PlannedQuery { name, graph, sql })
     }
 
@@ -611,4 +659,22 @@ fn reads_no_table(plan: &datafusion::logical_expr::LogicalPlan) -> Result<bool> 
         .exists(|node| Ok(matches!(node, LogicalPlan::TableScan(_))))
         .map_err(crate::catalog::from_datafusion)?;
     Ok(!reads)
+}
+
+/// A sink's `state_ttl` in nanoseconds (read by the planner), and the options without it
+/// (for the sink's connector).
+fn sink_state_ttl(options: &Options) -> Result<(Option<i64>, Options)> {
+    let mut rest = options.clone();
+    let Some(raw) = rest.remove("state_ttl") else {
+        return Ok((None, rest));
+    };
+    let ttl = crate::sql::parse_duration(&raw)
+        .filter(|d| !d.is_zero())
+        .and_then(|d| i64::try_from(d.as_nanos()).ok())
+        .ok_or_else(|| {
+            Error::Plan(format!(
+                "state_ttl '{raw}': expected a duration such as '7 days', '12 hours' or '30 min'"
+            ))
+        })?;
+    Ok((Some(ttl), rest))
 }

@@ -18,9 +18,16 @@ CREATE SOURCE dues (
 ) WITH (connector = 'generator', kind = 'dues', rate = '5', keys = '10', anomaly_ratio = '0.1');
 
 CREATE SOURCE logins (
-    user_id TEXT, event_type TEXT, ip TEXT, ts TIMESTAMP,
+    user_id TEXT, event_type TEXT, ip TEXT, device_id TEXT, new_device BOOLEAN,
+    ts TIMESTAMP,
     WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
 ) WITH (connector = 'generator', kind = 'logins', rate = '20', keys = '30', anomaly_ratio = '0.02');
+
+CREATE SOURCE transfers (
+    user_id TEXT, amount DOUBLE, ts TIMESTAMP,
+    WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
+)
+WITH (connector = 'generator', kind = 'transfers', rate = '5', keys = '30', anomaly_ratio = '0.05');
 
 CREATE SOURCE city_events (
     city TEXT, event_type TEXT, severity TEXT, ts TIMESTAMP,
@@ -44,5 +51,7 @@ CREATE SINK silent_sensor_alerts
 WITH (connector = 'stdout', title = 'silent_sensor_alerts (silent_sensor.sql)');
 CREATE SINK rapid_activity_alerts
 WITH (connector = 'stdout', title = 'rapid_activity_alerts (rapid_activity.sql)');
+CREATE SINK login_then_transfer_alerts
+WITH (connector = 'stdout', title = 'login_then_transfer_alerts (login_then_transfer.sql)');
 CREATE SINK city_event_counts
 WITH (connector = 'stdout', title = 'city_event_counts (city_events.sql)');

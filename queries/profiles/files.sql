@@ -19,9 +19,15 @@ CREATE SOURCE dues (
 ) WITH (connector = 'file', path = 'data/dues.jsonl', format = 'json');
 
 CREATE SOURCE logins (
-    user_id TEXT, event_type TEXT, ip TEXT, ts TIMESTAMP,
+    user_id TEXT, event_type TEXT, ip TEXT, device_id TEXT, new_device BOOLEAN,
+    ts TIMESTAMP,
     WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
 ) WITH (connector = 'file', path = 'data/logins.jsonl', format = 'json');
+
+CREATE SOURCE transfers (
+    user_id TEXT, amount DOUBLE, ts TIMESTAMP,
+    WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
+) WITH (connector = 'file', path = 'data/transfers.jsonl', format = 'json');
 
 CREATE SOURCE city_events (
     city TEXT, event_type TEXT, severity TEXT, ts TIMESTAMP,
@@ -39,5 +45,7 @@ CREATE SINK silent_sensor_alerts
 WITH (connector = 'file', path = 'out/silent_sensor_alerts.jsonl');
 CREATE SINK rapid_activity_alerts
 WITH (connector = 'file', path = 'out/rapid_activity_alerts.jsonl');
+CREATE SINK login_then_transfer_alerts
+WITH (connector = 'file', path = 'out/login_then_transfer_alerts.jsonl');
 CREATE SINK city_event_counts
 WITH (connector = 'file', path = 'out/city_event_counts.jsonl');

@@ -1,8 +1,8 @@
 -- profile: kafka
 -- description: The rules on Kafka topics. Brokers come from VIGIL_KAFKA_BROKERS or
 --   --brokers (default localhost:9092), never from this file. Input topics: sensors,
---   payments, dues, logins, city_events, each keyed by the id the rules group by
---   (sensor_id, account_id, user_id, city) so several processes can share a rule.
+--   payments, dues, logins, transfers, city_events, each keyed by the id the rules
+--   group or join by (sensor_id, account_id, user_id, city) so several processes can share a rule.
 --   Malformed messages go to the topic dead_letters. Every source reads through a
 --   consumer group (group_id), so a restarted rule resumes from its committed offsets and
 --   several processes share a rule's partitions. `vigil demo --kafka` creates the topics and feeds them.
@@ -29,9 +29,17 @@ CREATE SOURCE dues (
     group_id = 'vigil');
 
 CREATE SOURCE logins (
-    user_id TEXT, event_type TEXT, ip TEXT, ts TIMESTAMP,
+    user_id TEXT, event_type TEXT, ip TEXT, device_id TEXT, new_device BOOLEAN,
+    ts TIMESTAMP,
     WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
 ) WITH (connector = 'kafka', topic = 'logins', format = 'json',
+    partitioned_by = 'user_id', dead_letter_topic = 'dead_letters',
+    group_id = 'vigil');
+
+CREATE SOURCE transfers (
+    user_id TEXT, amount DOUBLE, ts TIMESTAMP,
+    WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
+) WITH (connector = 'kafka', topic = 'transfers', format = 'json',
     partitioned_by = 'user_id', dead_letter_topic = 'dead_letters',
     group_id = 'vigil');
 
@@ -58,5 +66,7 @@ CREATE SINK silent_sensor_alerts
 WITH (connector = 'kafka', topic = 'silent_sensor_alerts', key = 'sensor_id');
 CREATE SINK rapid_activity_alerts
 WITH (connector = 'kafka', topic = 'rapid_activity_alerts', key = 'user_id');
+CREATE SINK login_then_transfer_alerts
+WITH (connector = 'kafka', topic = 'login_then_transfer_alerts', key = 'user_id');
 CREATE SINK city_event_counts
 WITH (connector = 'kafka', topic = 'city_event_counts', key = 'city');

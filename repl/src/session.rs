@@ -41,7 +41,8 @@ until its sources end, its LIMIT is reached or you press Ctrl-C.
   SET name = value, RESET [name], SHOW name, SHOW ALL
                                session settings: format (table|json), result_mode
                                (changelog|table: an updating SELECT redrawn in place),
-                               expanded (on|off), timing (on|off), batch_size
+                               expanded (on|off), timing (on|off), batch_size,
+                               state_ttl (7 days|off: joins with no time bound)
   \\format table|json           how SELECT rows print
   \\x [on|off]                  expanded rows: one field per line, for wide results
   \\timing [on|off]             print how long each statement took
@@ -93,6 +94,7 @@ impl Session {
             expanded: false,
             timing: false,
             batch_size: engine.config().batch_size,
+            state_ttl: None,
         };
         Self {
             engine,
@@ -316,8 +318,12 @@ impl Session {
                 .map_err(setting_error)?,
             SessionStatement::Reset(None) => self.settings = self.defaults.clone(),
         }
-        // The engine reads its sources in batches of the session's size.
+        // The engine reads its sources in batches of the session's size, and plans joins with
+        // no time bound with its state TTL.
         self.engine.config_mut().batch_size = self.settings.batch_size;
+        self.engine
+            .set_state_ttl(self.settings.state_ttl.as_deref())
+            .map_err(|e| ReplError::Statement(e.to_string()))?;
         Ok(())
     }
 

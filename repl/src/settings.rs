@@ -25,15 +25,19 @@ pub struct Settings {
     pub timing: bool,
     /// Rows per batch the sources read.
     pub batch_size: usize,
+    /// How long a join with no time bound keeps a row (`7 days`); `None`: such joins need
+    /// inputs keyed by their join keys.
+    pub state_ttl: Option<String>,
 }
 
 /// Every setting's name, with what it takes.
-const NAMES: [(&str, &str); 5] = [
+const NAMES: [(&str, &str); 6] = [
     ("format", "table | json"),
     ("result_mode", "changelog | table"),
     ("expanded", "on | off"),
     ("timing", "on | off"),
     ("batch_size", "rows per source batch"),
+    ("state_ttl", "a duration such as 7 days | off"),
 ];
 
 impl Settings {
@@ -64,6 +68,17 @@ impl Settings {
                     .ok()
                     .filter(|n| *n > 0)
                     .ok_or_else(|| wrong("batch_size", &value))?
+            }
+            "state_ttl" => {
+                self.state_ttl = match value.as_str() {
+                    "off" | "none" => None,
+                    _ => {
+                        vigil_engine::sql::parse_duration(&value)
+                            .filter(|d| !d.is_zero())
+                            .ok_or_else(|| wrong("state_ttl", &value))?;
+                        Some(value)
+                    }
+                }
             }
             other => unreachable!("canonical() knows no setting {other}"),
         }
@@ -105,6 +120,7 @@ impl Settings {
             "expanded" => on_off(self.expanded),
             "timing" => on_off(self.timing),
             "batch_size" => self.batch_size.to_string(),
+            "state_ttl" => self.state_ttl.clone().unwrap_or_else(|| "off".into()),
             other => unreachable!("no setting {other}"),
         }
     }
@@ -117,6 +133,7 @@ fn canonical(name: &str) -> Result<&'static str, String> {
         "sql_client_execution_result_mode" | "execution_result_mode" => "result_mode",
         "output_format" => "format",
         "table_exec_batch_size" => "batch_size",
+        "table_exec_state_ttl" => "state_ttl",
         other => other,
     };
     NAMES
@@ -156,6 +173,7 @@ mod tests {
             expanded: false,
             timing: false,
             batch_size: 8192,
+            state_ttl: None,
         }
     }
 
@@ -180,6 +198,11 @@ mod tests {
         let mut settings = defaults();
         let error = settings.set("colour", "red").unwrap_err();
         assert!(error.contains("no setting 'colour'"), "{error}");
+        settings.set("table_exec_state_ttl", "7 days").unwrap();
+        assert_eq!(settings.show("state_ttl").unwrap(), "7 days");
+        assert!(settings.set("state_ttl", "soon").is_err());
+        settings.set("state_ttl", "off").unwrap();
+        assert_eq!(settings.state_ttl, None);
         let error = settings.set("batch_size", "0").unwrap_err();
         assert_eq!(error, "batch_size takes rows per source batch, not '0'");
         assert!(settings.set("expanded", "maybe").is_err());

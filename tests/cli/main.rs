@@ -25,7 +25,14 @@ fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("vigil-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("data")).unwrap();
-    for input in ["sensors", "payments", "dues", "logins", "city_events"] {
+    for input in [
+        "sensors",
+        "payments",
+        "dues",
+        "logins",
+        "transfers",
+        "city_events",
+    ] {
         std::fs::write(dir.join(format!("data/{input}.jsonl")), "").unwrap();
     }
     dir

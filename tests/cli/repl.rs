@@ -280,6 +280,32 @@ SET colour = 'red';
     assert!(stderr.contains("no setting 'colour'"), "{stderr}");
 }
 
+/// A join with no time bound is refused until the session sets a state TTL, then runs.
+#[test]
+fn piped_repl_runs_a_join_with_no_time_bound_once_a_state_ttl_is_set() {
+    let sources = "CREATE SOURCE a (sensor_id TEXT, temperature DOUBLE, ts TIMESTAMP)
+  WITH (connector = 'generator', kind = 'sensors', count = '3', keys = '1', seed = '1');
+CREATE SOURCE b (sensor_id TEXT, humidity DOUBLE, ts TIMESTAMP)
+  WITH (connector = 'generator', kind = 'sensors', count = '2', keys = '1', seed = '2');
+";
+    let join = "SELECT a.sensor_id, a.temperature, b.humidity FROM a JOIN b ON a.sensor_id = b.sensor_id;\n";
+    let out = repl_script(&["--json"], &format!("{sources}{join}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("SET state_ttl = '7 days'"), "{stderr}");
+
+    let rows = json_rows(
+        &["--json"],
+        &format!("{sources}SET state_ttl = '1 day';\n{join}"),
+    );
+    // Every pair of a's 3 rows with b's 2.
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r["sensor_id"] == "sensor-0000"),
+        "{rows:?}"
+    );
+}
+
 #[test]
 fn piped_repl_evaluates_a_select_without_a_source_once() {
     let out = repl_script(

@@ -48,7 +48,7 @@ fn the_shipped_rules_check_clean_and_pass_their_tests() {
     assert_eq!(text(&out.stdout), "", "no diagnostics");
     assert!(
         text(&out.stderr)
-            .contains("checked 8 rule file(s) with 3 profile(s): 0 error(s), 0 warning(s)"),
+            .contains("checked 9 rule file(s) with 3 profile(s): 0 error(s), 0 warning(s)"),
         "{}",
         text(&out.stderr)
     );
@@ -65,6 +65,7 @@ fn the_shipped_rules_check_clean_and_pass_their_tests() {
         "silent_sensor",
         "rapid_activity",
         "city_events",
+        "login_then_transfer",
     ] {
         assert!(
             report.contains(&format!("ok    queries/tests/{rule}.test:")),
@@ -138,8 +139,8 @@ fn check_warns_of_windows_without_watermarks_unkeyed_topics_and_unused_sources()
     let files = dir.join("profiles/files.sql");
     edit(
         &files,
-        "user_id TEXT, event_type TEXT, ip TEXT, ts TIMESTAMP,\n    WATERMARK FOR ts AS ts - INTERVAL '2' SECOND\n)",
-        "user_id TEXT, event_type TEXT, ip TEXT, ts TIMESTAMP\n)",
+        "new_device BOOLEAN,\n    ts TIMESTAMP,\n    WATERMARK FOR ts AS ts - INTERVAL '2' SECOND\n)",
+        "new_device BOOLEAN,\n    ts TIMESTAMP\n)",
     );
     let mut text_of_files = std::fs::read_to_string(&files).unwrap();
     text_of_files.push_str("\nCREATE SOURCE clicks (user_id TEXT, ts TIMESTAMP)\nWITH (connector = 'file', path = 'data/clicks.jsonl');\n");
@@ -182,7 +183,7 @@ fn check_warns_of_windows_without_watermarks_unkeyed_topics_and_unused_sources()
     );
     assert!(
         line("clicks").starts_with(
-            "rules/profiles/files.sql:44:1: warning: source 'clicks' is declared but no rule reads it"
+            "rules/profiles/files.sql:52:1: warning: source 'clicks' is declared but no rule reads it"
         ),
         "{report}"
     );
@@ -364,7 +365,7 @@ fn test_selects_rules_and_cases_and_writes_junit_that_a_junit_parser_reads() {
     let out = vigil(root, &["test", "rules", "--format", "junit"]);
     assert!(!out.status.success(), "a failure still fails the run");
     let suites = junit_parser::from_reader(std::io::Cursor::new(out.stdout)).expect("JUnit XML");
-    assert_eq!((suites.tests, suites.failures, suites.skipped), (24, 1, 1));
+    assert_eq!((suites.tests, suites.failures, suites.skipped), (29, 1, 1));
     let threshold = suites
         .suites
         .iter()
@@ -524,6 +525,7 @@ fn deploy_shows_the_plan_with_diffs_and_exit_codes_and_applies_it() {
             "- brute_force remove",
             "= city_events unchanged",
             "+ cold add",
+            "= login_then_transfer unchanged",
             "= payment_due unchanged",
             "= rapid_activity unchanged",
             "~ sensor_threshold change",
@@ -557,9 +559,10 @@ fn deploy_shows_the_plan_with_diffs_and_exit_codes_and_applies_it() {
     assert_eq!(deploy(&root, &url, &[]).0, 0);
 
     // The server runs the new text: its query's SQL has the new threshold, the old one stopped.
-    let queries = vigil(&root, &["explain", "--server", &url, "--analyze", "5"]);
+    // Queries are numbered in the order of the rules' names: sensor_threshold's is the 6th.
+    let queries = vigil(&root, &["explain", "--server", &url, "--analyze", "6"]);
     assert!(
-        text(&queries.stdout).starts_with("query 5 (sensor_alerts), stopped"),
+        text(&queries.stdout).starts_with("query 6 (sensor_alerts), stopped"),
         "{}",
         text(&queries.stdout)
     );
@@ -641,7 +644,7 @@ fn a_bare_server_takes_a_profile_with_the_rules_and_hand_made_queries_show_as_dr
     let (code, plan, error) = deploy(&root, &url, &[]);
     assert_eq!(code, 1, "{plan}{error}");
     assert!(plan.contains("! sensor_threshold"), "{plan}");
-    assert!(error.contains("8 rule(s) do not plan"), "{error}");
+    assert!(error.contains("9 rule(s) do not plan"), "{error}");
 
     let (code, plan, _) = deploy(&root, &url, &["--with-profile", "demo"]);
     assert_eq!(code, 2, "{plan}");

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{RecordBatch, new_null_array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::prelude::SessionContext;
@@ -69,16 +69,19 @@ impl StreamDb {
     }
 
     async fn insert(&mut self, sql: &str) -> Result<(), HarnessError> {
-        // INSERT INTO name VALUES ...: DataFusion evaluates the VALUES, cast to the source.
+        // INSERT INTO name [(columns)] VALUES ...: DataFusion evaluates the VALUES, cast to
+        // the source; columns left out are NULL.
         let rest = sql.trim_start()[6..].trim_start();
         let rest = rest
             .strip_prefix("INTO")
             .or_else(|| rest.strip_prefix("into"))
             .unwrap_or(rest)
             .trim_start();
-        let (name, values) = rest
-            .split_once(char::is_whitespace)
+        let split = rest
+            .find(|c: char| c.is_whitespace() || c == '(')
             .ok_or_else(|| HarnessError::Harness("INSERT INTO name VALUES ...".into()))?;
+        let (name, values) = rest.split_at(split);
+        let (columns, values) = column_list(values)?;
         let name = name.to_ascii_lowercase();
         let schema = self
             .engine
@@ -97,6 +100,10 @@ impl StreamDb {
             .await
             .map_err(|e| HarnessError::Harness(e.to_string()))?;
         for batch in batches {
+            let batch = match &columns {
+                Some(columns) => widen(&batch, columns, &schema)?,
+                None => batch,
+            };
             self.script.push(&name, cast_to(&batch, &schema)?);
         }
         Ok(())
@@ -160,6 +167,50 @@ impl StreamDb {
         }
         Err(HarnessError::Harness(format!("no sink named '{name}'")))
     }
+}
+
+/// Splits `(a, b) VALUES ...` into the named columns and the VALUES; `VALUES ...` names none.
+fn column_list(values: &str) -> Result<(Option<Vec<String>>, &str), HarnessError> {
+    let values = values.trim_start();
+    let Some(list) = values.strip_prefix('(') else {
+        return Ok((None, values));
+    };
+    let (names, values) = list
+        .split_once(')')
+        .ok_or_else(|| HarnessError::Harness("INSERT INTO name (columns) VALUES ...".into()))?;
+    let names = names
+        .split(',')
+        .map(|n| n.trim().to_ascii_lowercase())
+        .collect();
+    Ok((Some(names), values.trim_start()))
+}
+
+/// The VALUES of named columns as a row of every column of `schema`, NULL where unnamed.
+fn widen(
+    batch: &RecordBatch,
+    columns: &[String],
+    schema: &SchemaRef,
+) -> Result<RecordBatch, HarnessError> {
+    if batch.num_columns() != columns.len() {
+        return Err(HarnessError::Harness(format!(
+            "INSERT names {} columns and gives {} values per row",
+            columns.len(),
+            batch.num_columns()
+        )));
+    }
+    if let Some(unknown) = columns.iter().find(|c| schema.index_of(c).is_err()) {
+        return Err(HarnessError::Harness(format!(
+            "the source has no column '{unknown}'"
+        )));
+    }
+    let all = schema.fields().iter().map(|field| {
+        let column = match columns.iter().position(|c| c == field.name()) {
+            Some(i) => Arc::clone(batch.column(i)),
+            None => new_null_array(field.data_type(), batch.num_rows()),
+        };
+        (field.name().clone(), column)
+    });
+    RecordBatch::try_from_iter(all).map_err(|e| HarnessError::Harness(e.to_string()))
 }
 
 fn cast_to(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, HarnessError> {

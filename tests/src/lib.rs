@@ -5,7 +5,7 @@
 //!
 //! | command | meaning |
 //! |---|---|
-//! | `INSERT INTO src VALUES (...), ...` | appends events to source `src`, in arrival order across sources |
+//! | `INSERT INTO src [(col, ...)] VALUES (...), ...` | appends events to source `src`, in arrival order across sources; columns left out are NULL |
 //! | `SET batch_size = N` | re-chunks inputs into batches of N rows (the runner also runs every file at 1, 7 and 1024) |
 //! | `LOAD 'queries/rule.sql'` | runs a rule file (paths from the workspace root); its sinks are planned, not started |
 //! | `RESULTS name` | runs sink `name`'s query over the inputs; a late-events sink shows the late rows of the last run |

@@ -1,9 +1,10 @@
 //! The event kinds the generator makes, each with its schema and its anomalies.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, Float64Builder, Int64Builder, StringBuilder, TimestampNanosecondArray,
+    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampNanosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
@@ -18,11 +19,17 @@ pub enum Kind {
     Payments,
     /// `account_id BIGINT, amount DOUBLE, ts TIMESTAMP`: money owed.
     Dues,
-    /// `user_id TEXT, event_type TEXT, ip TEXT, ts TIMESTAMP`.
+    /// `user_id TEXT, event_type TEXT, ip TEXT, device_id TEXT, new_device BOOLEAN,
+    /// ts TIMESTAMP`: anomalies are bursts of failures and logins from a new device.
     Logins,
     /// `city TEXT, event_type TEXT, severity TEXT, ts TIMESTAMP`: incidents reported in a
     /// city; anomalies are bursts of high and critical ones.
     CityEvents,
+    /// `user_id TEXT, amount DOUBLE, ts TIMESTAMP`: money sent by the users of `logins`;
+    /// anomalies are transfers over 1,000, and some of exactly 1,000 (the boundary).
+    Transfers,
+    /// `user_id TEXT, page TEXT, ts TIMESTAMP`: pages the users of `logins` view.
+    Clicks,
 }
 
 /// The cities of `city_events`, as many as `keys` asks (at most these).
@@ -46,6 +53,8 @@ impl Kind {
             "dues" => Some(Kind::Dues),
             "logins" => Some(Kind::Logins),
             "city_events" => Some(Kind::CityEvents),
+            "transfers" => Some(Kind::Transfers),
+            "clicks" => Some(Kind::Clicks),
             _ => None,
         }
     }
@@ -53,6 +62,7 @@ impl Kind {
     /// The columns of this kind.
     pub fn schema(self) -> SchemaRef {
         let ts = Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), true);
+        let text = |name| Field::new(name, DataType::Utf8, true);
         let fields = match self {
             Kind::Sensors => vec![
                 Field::new("sensor_id", DataType::Utf8, true),
@@ -66,9 +76,11 @@ impl Kind {
                 ts,
             ],
             Kind::Logins => vec![
-                Field::new("user_id", DataType::Utf8, true),
-                Field::new("event_type", DataType::Utf8, true),
-                Field::new("ip", DataType::Utf8, true),
+                text("user_id"),
+                text("event_type"),
+                text("ip"),
+                text("device_id"),
+                Field::new("new_device", DataType::Boolean, true),
                 ts,
             ],
             Kind::CityEvents => vec![
@@ -77,6 +89,12 @@ impl Kind {
                 Field::new("severity", DataType::Utf8, true),
                 ts,
             ],
+            Kind::Transfers => vec![
+                text("user_id"),
+                Field::new("amount", DataType::Float64, true),
+                ts,
+            ],
+            Kind::Clicks => vec![text("user_id"), text("page"), ts],
         };
         Arc::new(Schema::new(fields))
     }
@@ -86,8 +104,13 @@ impl Kind {
         match self {
             Kind::Sensors => "sensor_id TEXT, temperature DOUBLE, humidity DOUBLE, ts TIMESTAMP",
             Kind::Payments | Kind::Dues => "account_id BIGINT, amount DOUBLE, ts TIMESTAMP",
-            Kind::Logins => "user_id TEXT, event_type TEXT, ip TEXT, ts TIMESTAMP",
+            Kind::Logins => {
+                "user_id TEXT, event_type TEXT, ip TEXT, device_id TEXT, new_device BOOLEAN, \
+                 ts TIMESTAMP"
+            }
             Kind::CityEvents => "city TEXT, event_type TEXT, severity TEXT, ts TIMESTAMP",
+            Kind::Transfers => "user_id TEXT, amount DOUBLE, ts TIMESTAMP",
+            Kind::Clicks => "user_id TEXT, page TEXT, ts TIMESTAMP",
         }
     }
 
@@ -96,7 +119,7 @@ impl Kind {
         match self {
             Kind::Sensors => "sensor_id",
             Kind::Payments | Kind::Dues => "account_id",
-            Kind::Logins => "user_id",
+            Kind::Logins | Kind::Transfers | Kind::Clicks => "user_id",
             Kind::CityEvents => "city",
         }
     }
@@ -109,6 +132,8 @@ impl Kind {
             Kind::Dues => "dues",
             Kind::Logins => "logins",
             Kind::CityEvents => "city_events",
+            Kind::Transfers => "transfers",
+            Kind::Clicks => "clicks",
         }
     }
 
@@ -120,6 +145,8 @@ impl Kind {
             Kind::Dues => 3,
             Kind::Logins => 4,
             Kind::CityEvents => 5,
+            Kind::Transfers => 6,
+            Kind::Clicks => 7,
         }
     }
 }
@@ -138,6 +165,8 @@ pub struct Shape {
 pub struct KindState {
     burst_user: u64,
     burst_left: u32,
+    /// The (user, device) pairs `logins` has used, so a device is new only the first time.
+    known_devices: HashSet<(u64, u64)>,
 }
 
 /// Builds the columns of `n` events with event times `ts`, in `Kind::schema` order.
@@ -189,48 +218,107 @@ pub fn generate(
             }
             vec![Arc::new(accounts.finish()), Arc::new(amounts.finish()), ts]
         }
-        Kind::Logins => {
-            const TYPES: [&str; 5] = [
-                "login_success",
-                "login_failed",
-                "search",
-                "view_item",
-                "logout",
-            ];
-            let mut users = StringBuilder::with_capacity(n, n * 8);
-            let mut types = StringBuilder::with_capacity(n, n * 12);
-            let mut ips = StringBuilder::with_capacity(n, n * 12);
-            for _ in 0..n {
-                if state.burst_left == 0 && rng.chance(shape.anomaly_ratio) {
-                    state.burst_user = rng.below(shape.keys);
-                    state.burst_left = 8;
-                }
-                let (user, event) = if state.burst_left > 0 && rng.chance(0.5) {
-                    state.burst_left -= 1;
-                    (state.burst_user, "login_failed")
-                } else {
-                    let event = match rng.below(20) {
-                        0 => TYPES[1],
-                        1..=5 => TYPES[0],
-                        6..=12 => TYPES[2],
-                        13..=17 => TYPES[3],
-                        _ => TYPES[4],
-                    };
-                    (rng.below(shape.keys), event)
-                };
-                users.append_value(format!("user-{user:03}"));
-                types.append_value(event);
-                ips.append_value(format!("10.0.{}.{}", user % 256, 1 + rng.below(254)));
-            }
-            vec![
-                Arc::new(users.finish()),
-                Arc::new(types.finish()),
-                Arc::new(ips.finish()),
-                ts,
-            ]
-        }
+        Kind::Logins => logins(shape, rng, state, n, ts),
         Kind::CityEvents => city_events(shape, rng, n, ts),
+        Kind::Transfers => transfers(shape, rng, n, ts),
+        Kind::Clicks => clicks(shape, rng, n, ts),
     }
+}
+
+/// Logins and what users do after: bursts of failures (brute force) and logins from a
+/// device the user has not used (new devices).
+fn logins(
+    shape: &Shape,
+    rng: &mut Rng,
+    state: &mut KindState,
+    n: usize,
+    ts: ArrayRef,
+) -> Vec<ArrayRef> {
+    const TYPES: [&str; 5] = [
+        "login_success",
+        "login_failed",
+        "search",
+        "view_item",
+        "logout",
+    ];
+    let mut users = StringBuilder::with_capacity(n, n * 8);
+    let mut types = StringBuilder::with_capacity(n, n * 12);
+    let mut ips = StringBuilder::with_capacity(n, n * 12);
+    let mut devices = StringBuilder::with_capacity(n, n * 12);
+    let mut new_devices = BooleanBuilder::with_capacity(n);
+    for _ in 0..n {
+        if state.burst_left == 0 && rng.chance(shape.anomaly_ratio) {
+            state.burst_user = rng.below(shape.keys);
+            state.burst_left = 8;
+        }
+        let (user, event) = if state.burst_left > 0 && rng.chance(0.5) {
+            state.burst_left -= 1;
+            (state.burst_user, "login_failed")
+        } else {
+            let event = match rng.below(20) {
+                0 => TYPES[1],
+                1..=5 => TYPES[0],
+                6..=12 => TYPES[2],
+                13..=17 => TYPES[3],
+                _ => TYPES[4],
+            };
+            (rng.below(shape.keys), event)
+        };
+        let (device, new) = login_device(shape, rng, state, user);
+        users.append_value(format!("user-{user:03}"));
+        types.append_value(event);
+        ips.append_value(format!("10.0.{}.{}", user % 256, 1 + rng.below(254)));
+        devices.append_value(format!("dev-{user:03}-{device}"));
+        new_devices.append_value(new);
+    }
+    vec![
+        Arc::new(users.finish()),
+        Arc::new(types.finish()),
+        Arc::new(ips.finish()),
+        Arc::new(devices.finish()),
+        Arc::new(new_devices.finish()),
+        ts,
+    ]
+}
+
+/// A user's device and whether it is new: one of the user's three usual devices (new the
+/// first time), or, as an anomaly, one drawn from a million, taken as never seen (those are
+/// not remembered, so the set of known devices stays bounded by three per user).
+fn login_device(shape: &Shape, rng: &mut Rng, state: &mut KindState, user: u64) -> (u64, bool) {
+    const USUAL: u64 = 3;
+    if rng.chance(shape.anomaly_ratio) {
+        return (USUAL + rng.below(1_000_000), true);
+    }
+    let device = rng.below(USUAL);
+    (device, state.known_devices.insert((user, device)))
+}
+
+/// Transfers: mostly under 900; an anomaly is over 1,000, or one in ten exactly 1,000.
+fn transfers(shape: &Shape, rng: &mut Rng, n: usize, ts: ArrayRef) -> Vec<ArrayRef> {
+    let mut users = StringBuilder::with_capacity(n, n * 8);
+    let mut amounts = Float64Builder::with_capacity(n);
+    for _ in 0..n {
+        users.append_value(format!("user-{:03}", rng.below(shape.keys)));
+        let amount = match (rng.chance(shape.anomaly_ratio), rng.below(10)) {
+            (true, 0) => 1000.0,
+            (true, _) => rng.range(1000.01, 5000.0),
+            (false, _) => rng.range(5.0, 900.0),
+        };
+        amounts.append_value((amount * 100.0).round() / 100.0);
+    }
+    vec![Arc::new(users.finish()), Arc::new(amounts.finish()), ts]
+}
+
+/// Page views, for sessions of clicks.
+fn clicks(shape: &Shape, rng: &mut Rng, n: usize, ts: ArrayRef) -> Vec<ArrayRef> {
+    const PAGES: [&str; 5] = ["/", "/search", "/item", "/cart", "/checkout"];
+    let mut users = StringBuilder::with_capacity(n, n * 8);
+    let mut pages = StringBuilder::with_capacity(n, n * 8);
+    for _ in 0..n {
+        users.append_value(format!("user-{:03}", rng.below(shape.keys)));
+        pages.append_value(PAGES[rng.below(PAGES.len() as u64) as usize]);
+    }
+    vec![Arc::new(users.finish()), Arc::new(pages.finish()), ts]
 }
 
 /// City incidents: mostly low and medium; an anomaly is a high or critical one.

@@ -9,7 +9,7 @@
 //!
 //! | option | meaning | default |
 //! |---|---|---|
-//! | `kind` | `sensors`, `payments`, `dues` or `logins` | required |
+//! | `kind` | `sensors`, `payments`, `dues`, `logins`, `transfers`, `clicks` or `city_events` | required |
 //! | `seed` | the same seed gives the same events | 42 |
 //! | `rate` | events per second, or `unlimited` | unlimited |
 //! | `count` | stop after this many events (bounded source) | unbounded |
@@ -363,6 +363,68 @@ mod tests {
         )]));
         let err = GeneratorSource::try_new(config, schema, 10).err().unwrap();
         assert!(err.to_string().contains("no column 'sensor_id'"), "{err}");
+    }
+
+    /// The events of a bounded generator, in one batch.
+    async fn all_events(options: &[(&str, &str)]) -> RecordBatch {
+        let mut source = source(options);
+        let mut batches = Vec::new();
+        while let SourceEvent::Batch(b) = source.next_batch(Duration::ZERO).await.unwrap() {
+            batches.push(b);
+        }
+        datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_login_device_is_new_only_the_first_time_its_user_logs_in_with_it() {
+        use datafusion::arrow::array::{AsArray, BooleanArray};
+        let options = [("kind", "logins"), ("count", "2000"), ("keys", "20")];
+        let batch = all_events(&options).await;
+        let users = batch.column_by_name("user_id").unwrap().as_string::<i32>();
+        let devices = batch
+            .column_by_name("device_id")
+            .unwrap()
+            .as_string::<i32>();
+        let new: &BooleanArray = batch.column_by_name("new_device").unwrap().as_boolean();
+        let mut seen = std::collections::HashSet::new();
+        let mut unusual = 0;
+        for i in 0..batch.num_rows() {
+            let device = devices.value(i);
+            assert!(device.starts_with(users.value(i).replace("user", "dev").as_str()));
+            let first_time = seen.insert(device);
+            assert_eq!(new.value(i), first_time, "row {i}: {device}");
+            unusual += usize::from(device.rsplit('-').next().unwrap().parse::<u64>().unwrap() >= 3);
+        }
+        assert!(unusual > 0, "some logins come from a device never seen");
+    }
+
+    #[tokio::test]
+    async fn transfers_are_under_900_but_for_anomalies_at_or_over_1000() {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::Float64Type;
+        let options = [
+            ("kind", "transfers"),
+            ("count", "5000"),
+            ("anomaly_ratio", "0.1"),
+        ];
+        let batch = all_events(&options).await;
+        let amounts = batch
+            .column_by_name("amount")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        let (mut exactly, mut over) = (0, 0);
+        for amount in amounts.values().iter().copied() {
+            assert!(
+                (5.0..=900.0).contains(&amount) || amount >= 1000.0,
+                "{amount}"
+            );
+            exactly += usize::from(amount == 1000.0);
+            over += usize::from(amount > 1000.0);
+        }
+        assert!(
+            exactly > 0 && over > exactly,
+            "{exactly} at 1000, {over} over"
+        );
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub enum JoinKind {
 
 impl JoinKind {
     /// Whether rows of each side that meet none are emitted, padded with NULLs.
-    fn pads(self) -> [bool; 2] {
+    pub(crate) fn pads(self) -> [bool; 2] {
         match self {
             JoinKind::Inner => [false, false],
             JoinKind::Left => [true, false],

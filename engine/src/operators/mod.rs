@@ -9,6 +9,7 @@
 
 mod aggregate;
 mod arrivals;
+mod changelog_join;
 mod filter;
 mod group_accumulators;
 mod interval_join;
@@ -35,6 +36,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use std::sync::Arc;
 
 pub use aggregate::{AggregateCall, AggregateSpec, OutputColumn};
+pub use changelog_join::{ChangelogInput, ChangelogJoin};
 pub use filter::Filter;
 pub use interval_join::{IntervalJoin, JoinInput, JoinKind};
 pub use limit::Limit;

@@ -67,13 +67,14 @@ pub(crate) struct WindowEnds {
     pub right: Option<usize>,
 }
 
-const NEEDS_A_BOUND: &str = "a join of two streams needs a time bound, so that each side's \
-    rows can be freed once the other side's watermark passes them: an interval join such as \
-    ON a.k = b.k AND b.ts BETWEEN a.ts AND a.ts + INTERVAL '5' MINUTE, or a window join ON \
-    a.window_start = b.window_start AND a.window_end = b.window_end";
+/// What bounds a join's state in time, for the error refusing a join without it.
+pub(crate) const TIME_BOUND_EXAMPLES: &str = "an interval join such as ON a.k = b.k AND b.ts \
+    BETWEEN a.ts AND a.ts + INTERVAL '5' MINUTE, or a window join ON a.window_start = \
+    b.window_start AND a.window_end = b.window_end";
 
-/// Splits `join`'s condition into keys, a time bound and a residual.
-pub(crate) fn join_condition(join: &Join, ends: WindowEnds) -> Result<JoinCondition> {
+/// Splits `join`'s condition into keys, a time bound and a residual; `None` when it has no
+/// time bound.
+pub(crate) fn join_condition(join: &Join, ends: WindowEnds) -> Result<Option<JoinCondition>> {
     let (left, right) = (join.left.schema(), join.right.schema());
     let mut keys: Vec<(Expr, Expr)> = join.on.clone();
     let mut rest: Vec<Expr> = Vec::new();
@@ -91,9 +92,9 @@ pub(crate) fn join_condition(join: &Join, ends: WindowEnds) -> Result<JoinCondit
             rest.push(conjunct);
         }
     }
-    let bound = match tightest_bound(&bounds)? {
-        Some(bound) => bound,
-        None => equality_bound(&time_equalities, ends)?,
+    let Some(bound) = tightest_bound(&bounds)?.or_else(|| equality_bound(&time_equalities, ends))
+    else {
+        return Ok(None);
     };
     // Comparisons of other columns than the bound's still have to hold for a pair.
     rest.extend(
@@ -102,11 +103,11 @@ pub(crate) fn join_condition(join: &Join, ends: WindowEnds) -> Result<JoinCondit
             .filter(|(c, _)| (c.left_column, c.right_column) != columns(&bound))
             .map(|(_, e)| e),
     );
-    Ok(JoinCondition {
+    Ok(Some(JoinCondition {
         keys,
         bound,
         residual: rest.into_iter().reduce(and),
-    })
+    }))
 }
 
 /// Splits `join`'s condition into equality keys (left expression, right expression) and the
@@ -358,14 +359,13 @@ fn tightest_bound(comparisons: &[(Comparison, Expr)]) -> Result<Option<TimeBound
 }
 
 /// A bound of width zero from an equality of timestamp columns, the window ends' first.
-fn equality_bound(equalities: &[(usize, usize)], ends: WindowEnds) -> Result<TimeBound> {
+fn equality_bound(equalities: &[(usize, usize)], ends: WindowEnds) -> Option<TimeBound> {
     let window_ends = ends.left.zip(ends.right);
     let chosen = equalities
         .iter()
         .find(|pair| Some(**pair) == window_ends)
-        .or_else(|| equalities.first())
-        .ok_or_else(|| Error::Plan(NEEDS_A_BOUND.into()))?;
-    Ok(TimeBound {
+        .or_else(|| equalities.first())?;
+    Some(TimeBound {
         left_column: chosen.0,
         right_column: chosen.1,
         lower: 0,

@@ -36,6 +36,7 @@ use crate::operators::{
 };
 use crate::time::WindowSpec;
 
+mod changelog_join;
 mod join;
 mod lookup;
 mod over;
@@ -45,9 +46,32 @@ use join::with_where;
 const ORDER_BY_ON_A_STREAM: &str = "ORDER BY is not supported on a stream: rows are emitted \
     as they are produced; order within a window by sorting downstream";
 
-/// Plans the operator graph of an analyzed logical plan.
+/// What a query's planning takes besides its plan.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LowerOptions {
+    /// How long a join with no time bound keeps a row, in nanoseconds (`state_ttl`).
+    pub state_ttl: Option<i64>,
+    /// Planning a view: a join that needs a TTL gets it from the query reading the view.
+    pub view: bool,
+}
+
+/// Plans the operator graph of an analyzed logical plan, with the session's state TTL.
 pub fn lower_query(catalog: &Catalog, plan: &LogicalPlan) -> Result<OperatorGraph> {
+    let options = LowerOptions {
+        state_ttl: catalog.state_ttl(),
+        view: false,
+    };
+    lower_query_with(catalog, plan, options)
+}
+
+/// Plans the operator graph of an analyzed logical plan.
+pub fn lower_query_with(
+    catalog: &Catalog,
+    plan: &LogicalPlan,
+    options: LowerOptions,
+) -> Result<OperatorGraph> {
     let mut lowering = Lowering {
+        options,
         catalog,
         nodes: Vec::new(),
         sources: Vec::new(),
@@ -167,6 +191,7 @@ impl Partitioning {
 
 struct Lowering<'a> {
     catalog: &'a Catalog,
+    options: LowerOptions,
     nodes: Vec<GraphNode>,
     sources: Vec<SourceBinding>,
     late_outputs: Vec<LateOutput>,

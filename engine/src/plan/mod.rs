@@ -10,4 +10,4 @@ pub mod window_table;
 pub use graph::{
     Edge, GraphNode, LateOutput, NodeId, OperatorGraph, PlanWarning, SourceBinding, WarningKind,
 };
-pub use lower::lower_query;
+pub use lower::{LowerOptions, lower_query, lower_query_with};

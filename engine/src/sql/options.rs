@@ -59,7 +59,7 @@ impl Options {
     }
 }
 
-/// Parses `500ms`, `5s`, `5 seconds`, `2m`, `1h`; a bare number is seconds.
+/// Parses `500ms`, `5s`, `5 seconds`, `2m`, `1h`, `7 days`; a bare number is seconds.
 pub fn parse_duration(raw: &str) -> Option<Duration> {
     let raw = raw.trim();
     let split = raw
@@ -72,6 +72,7 @@ pub fn parse_duration(raw: &str) -> Option<Duration> {
         "" | "s" | "sec" | "second" | "seconds" => number,
         "m" | "min" | "minute" | "minutes" => number * 60.0,
         "h" | "hour" | "hours" => number * 3600.0,
+        "d" | "day" | "days" => number * 86_400.0,
         _ => return None,
     };
     Duration::try_from_secs_f64(seconds).ok()

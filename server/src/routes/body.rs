@@ -21,7 +21,10 @@ pub(crate) async fn read_body_first(
 ) -> Response {
     let (parts, body) = request.into_parts();
     match to_bytes(body, limit).await {
-        Ok(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
         Err(error) => unreadable(limit, &error).into_response(),
     }
 }

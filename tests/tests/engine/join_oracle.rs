@@ -1,6 +1,7 @@
 //! Oracle for joins: on random, disordered inputs of two sources arriving interleaved, the
-//! rows of an interval join (inner, LEFT, FULL OUTER) and of a window join of two TUMBLE
-//! aggregates equal DataFusion's batch join of the same events, minus what was late.
+//! rows of an interval join (inner, LEFT, FULL OUTER), of a window join of two TUMBLE
+//! aggregates and of a join of two changelogs equal DataFusion's batch join of the same
+//! events, minus what was late.
 //!
 //! Lateness is the definition, per source: the watermark before an event is the largest
 //! `ts - 5 s` among the earlier events of its own source. A join drops an event at or below
@@ -14,8 +15,8 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use vigil_engine::replay::{Script, run_to_completion};
 use vigil_engine::{Engine, EngineConfig};
-use vigil_tests::format_rows;
 use vigil_tests::fuzz::Rng;
+use vigil_tests::{format_rows, materialize};
 
 const SECOND: i64 = 1_000_000_000;
 const DELAY: i64 = 5 * SECOND;
@@ -138,8 +139,13 @@ async fn streamed(arrivals: &[Arrival], sql: &str, batch_size: usize) -> Vec<Vec
         script.push(SOURCES[run[0].source], batch(&schema, &rows, None));
     }
     let planned = engine.plan(sql).await.unwrap();
+    let updating = planned.graph.updating;
     let out = run_to_completion(planned.graph, &script, batch_size).unwrap();
     let mut rows = format_rows(&out.rows);
+    if updating {
+        // A changelog: the rows it leaves.
+        return materialize(rows);
+    }
     rows.sort();
     rows
 }
@@ -202,6 +208,19 @@ const JOINS: &[(&str, &str)] = &[
                     WHERE ts - ts % 10000000000 + 10000000000 > wm)
          SELECT w.k, w.v, w.ts FROM w JOIN (SELECT ws, max(v) AS m FROM w GROUP BY ws) y
          ON w.ws = y.ws AND w.v = y.m",
+    ),
+    // A join of two changelogs with no time bound, keyed by the join keys: every event counts
+    // (an updating GROUP BY has no window to be late for), and the join's changelog leaves
+    // the batch join's rows, a group missing on either side padded (k0 and r 4 and 5).
+    (
+        "SELECT x.k, x.r, x.n, y.k, y.r, y.total
+         FROM (SELECT k, v % 4 AS r, count(*) AS n FROM a GROUP BY k, v % 4) x
+         FULL JOIN (SELECT k, v % 6 AS r, sum(v) AS total FROM b WHERE k <> 'k0' GROUP BY k, v % 6) y
+         ON x.k = y.k AND x.r = y.r",
+        "SELECT x.k, x.r, x.n, y.k, y.r, y.total
+         FROM (SELECT k, v % 4 AS r, count(*) AS n FROM a GROUP BY k, v % 4) x
+         FULL JOIN (SELECT k, v % 6 AS r, sum(v) AS total FROM b WHERE k <> 'k0' GROUP BY k, v % 6) y
+         ON x.k = y.k AND x.r = y.r",
     ),
 ];
 

@@ -68,6 +68,12 @@ pub(crate) const QUERIES: &[&str] = &[
        SELECT window_start, k, v,
          ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY v DESC) AS r
        FROM TUMBLE(events, ts, INTERVAL '10' SECOND)) WHERE r <= 2",
+    // Joins with no time bound: two changelogs keyed by the join key, an outer side padded.
+    "SELECT x.k, x.b, y.n FROM balances x FULL JOIN
+       (SELECT k, count(*) AS n FROM events WHERE v % 2 = 0 GROUP BY k) y ON x.k = y.k",
+    // Append-only rows kept for a state TTL, and forgotten after it.
+    "CREATE SINK recent WITH (connector = 'memory', state_ttl = '15 seconds') AS
+     SELECT a.k, a.v, b.v FROM events a JOIN events b ON a.k = b.k AND a.v < b.v",
 ];
 
 /// One split's batch of events.

@@ -61,11 +61,18 @@ async fn windows_sessions_and_joins_hold_no_rows_the_watermark_has_passed() {
                 "query {q} holds state mid-run"
             );
             feed(&mut running, &later, updating, &mut Vec::new());
-            assert_eq!(
-                state_rows(&running),
-                floor,
-                "query {q}, batch size {batch_size}"
-            );
+            let left = state_rows(&running);
+            if query.contains("state_ttl") {
+                // A TTL counts from the watermark a row arrived at: the later events, come
+                // while the watermark still stood at the run's end, are forgotten too.
+                let within = left.iter().zip(&floor).all(|(l, f)| l.1 <= f.1);
+                assert!(
+                    within,
+                    "query {q}, batch size {batch_size}: {left:?} over {floor:?}"
+                );
+                continue;
+            }
+            assert_eq!(left, floor, "query {q}, batch size {batch_size}");
         }
     }
 }

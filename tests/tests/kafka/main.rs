@@ -21,8 +21,15 @@ use vigil_tests::kafka::{Broker, Record};
 use vigil_tests::workspace_root;
 
 /// The input topics of `queries/profiles/kafka.sql`, and its other topics.
-const INPUT_TOPICS: [&str; 5] = ["sensors", "payments", "dues", "logins", "city_events"];
-const OUTPUT_TOPICS: [&str; 10] = [
+const INPUT_TOPICS: [&str; 6] = [
+    "sensors",
+    "payments",
+    "dues",
+    "logins",
+    "transfers",
+    "city_events",
+];
+const OUTPUT_TOPICS: [&str; 11] = [
     "sensor_alerts",
     "sensor_stats_1m",
     "sensor_stats_5m",
@@ -32,6 +39,7 @@ const OUTPUT_TOPICS: [&str; 10] = [
     "silent_sensor_alerts",
     "rapid_activity_alerts",
     "city_event_counts",
+    "login_then_transfer_alerts",
     "dead_letters",
 ];
 

@@ -1,4 +1,5 @@
-//! Lowering of a join of two streams to an [`IntervalJoin`].
+//! Lowering of a join of two streams to an [`IntervalJoin`] (`changelog_join` lowers joins
+//! with no time bound).
 
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::DFSchema;
@@ -25,14 +26,18 @@ impl Lowering<'_> {
         let kind = join_kind(join.join_type)?;
         let left = self.lower(&join.left)?;
         let right = self.lower(&join.right)?;
-        for stream in [&left, &right] {
-            if let Some(what) = &stream.updating {
-                return Err(Error::Unsupported(format!(
-                    "a join of {what}: joins of changelogs; join append-only streams, e.g. \
-                     window aggregates"
-                )));
-            }
-        }
+        let ends = WindowEnds {
+            left: left.window.map(|(_, end)| end),
+            right: right.window.map(|(_, end)| end),
+        };
+        let updating = left.updating.is_some() || right.updating.is_some();
+        let condition = match updating {
+            true => None,
+            false => join_condition(join, ends)?,
+        };
+        let Some(mut condition) = condition else {
+            return self.lower_changelog_join(join, kind, [left, right]);
+        };
         for side in [&join.left, &join.right] {
             if let Some(source) = late_sink_reaching(side) {
                 return Err(Error::Unsupported(format!(
@@ -41,11 +46,6 @@ impl Lowering<'_> {
                 )));
             }
         }
-        let ends = WindowEnds {
-            left: left.window.map(|(_, end)| end),
-            right: right.window.map(|(_, end)| end),
-        };
-        let mut condition = join_condition(join, ends)?;
         let (left_schema, right_schema) = (join.left.schema(), join.right.schema());
         // A conjunct on one side's columns filters that side before the join keeps its rows,
         // where it can: both sides of an inner join, the padded side of an outer one.
