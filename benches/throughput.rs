@@ -8,7 +8,9 @@
 //! 1,000 sensors; Q3 5-minute windows sliding by 1 minute; Q4 payment due over 100,000
 //! accounts; Q5 1-hour windows sliding by 1 minute; Q6 the temperature z-score rule (an OVER
 //! window over 10 minutes); Q7 each 10-second window's peak readings (Nexmark q7's window
-//! join); Q8 an interval join of a sensor's readings within 2 s. Inputs come from the `generator`
+//! join); Q8 an interval join of a sensor's readings within 2 s; Q9 Nexmark q5 (hot auctions
+//! per sliding window) over bids; Q10 Nexmark q8 (a window join of persons and auctions).
+//! Inputs come from the `generator`
 //! connector: a pool of batches is made once and replayed with event time shifted forward,
 //! so the clock never goes back. Each case reads:
 //!
@@ -55,6 +57,14 @@ CREATE SINK payment_due_alerts WITH (connector = 'memory');
 CREATE SINK temperature_zscore_alerts WITH (connector = 'memory');
 CREATE SINK sensor_peaks WITH (connector = 'memory');
 CREATE SINK sensor_pairs WITH (connector = 'memory');
+CREATE SOURCE bids (auction BIGINT, bidder BIGINT, price BIGINT, ts TIMESTAMP,
+    WATERMARK FOR ts AS ts - INTERVAL '5' SECOND) WITH (connector = 'memory');
+CREATE SOURCE persons (id BIGINT, name TEXT, city TEXT, ts TIMESTAMP,
+    WATERMARK FOR ts AS ts - INTERVAL '5' SECOND) WITH (connector = 'memory');
+CREATE SOURCE auctions (id BIGINT, seller BIGINT, category BIGINT, ts TIMESTAMP,
+    WATERMARK FOR ts AS ts - INTERVAL '5' SECOND) WITH (connector = 'memory');
+CREATE SINK hot_items WITH (connector = 'memory');
+CREATE SINK new_sellers WITH (connector = 'memory');
 ";
 
 /// The same sources and sinks over files: `{data}` is the input directory, `{sensors}` and
@@ -67,6 +77,15 @@ CREATE SOURCE payments (account_id BIGINT, amount DOUBLE, ts TIMESTAMP)
     WITH (connector = 'file', path = '{data}/payments-{ledger}.jsonl');
 CREATE SOURCE dues (account_id BIGINT, amount DOUBLE, ts TIMESTAMP)
     WITH (connector = 'file', path = '{data}/dues-{ledger}.jsonl');
+CREATE SOURCE bids (auction BIGINT, bidder BIGINT, price BIGINT, ts TIMESTAMP,
+    WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+    WITH (connector = 'file', path = '{data}/bids-{sensors}.jsonl');
+CREATE SOURCE persons (id BIGINT, name TEXT, city TEXT, ts TIMESTAMP,
+    WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+    WITH (connector = 'file', path = '{data}/persons-{ledger}.jsonl');
+CREATE SOURCE auctions (id BIGINT, seller BIGINT, category BIGINT, ts TIMESTAMP,
+    WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+    WITH (connector = 'file', path = '{data}/auctions-{ledger}.jsonl');
 CREATE SINK {sink} WITH (connector = 'file', path = '{out}');
 ";
 
@@ -93,6 +112,28 @@ FROM sensors a JOIN sensors b
   ON a.sensor_id = b.sensor_id AND b.ts > a.ts AND b.ts <= a.ts + INTERVAL '2' SECOND
   AND a.temperature > 30 AND b.temperature > 30;";
 
+/// Nexmark q5: the auctions with the most bids in each 10-second window sliding by 2 s.
+const HOT_ITEMS: &str = "CREATE SINK hot_items AS
+SELECT ab.starttime, ab.auction, ab.num
+FROM (SELECT auction, count(*) AS num, window_start AS starttime, window_end AS endtime
+      FROM HOP(bids, ts, INTERVAL '2' SECOND, INTERVAL '10' SECOND)
+      GROUP BY auction, window_start, window_end) ab
+JOIN (SELECT max(c.num) AS maxn, c.starttime, c.endtime
+      FROM (SELECT count(*) AS num, window_start AS starttime, window_end AS endtime
+            FROM HOP(bids, ts, INTERVAL '2' SECOND, INTERVAL '10' SECOND)
+            GROUP BY auction, window_start, window_end) c
+      GROUP BY c.starttime, c.endtime) mb
+  ON ab.starttime = mb.starttime AND ab.endtime = mb.endtime AND ab.num >= mb.maxn;";
+
+/// Nexmark q8: people who opened an auction in the 10-second window they registered in.
+const NEW_SELLERS: &str = "CREATE SINK new_sellers AS
+SELECT p.id, p.name, p.window_start
+FROM (SELECT id, name, window_start, window_end FROM TUMBLE(persons, ts, INTERVAL '10' SECOND)
+      GROUP BY id, name, window_start, window_end) p
+JOIN (SELECT seller, window_start, window_end FROM TUMBLE(auctions, ts, INTERVAL '10' SECOND)
+      GROUP BY seller, window_start, window_end) a
+  ON p.id = a.seller AND p.window_start = a.window_start AND p.window_end = a.window_end;";
+
 struct Case {
     name: &'static str,
     rule: &'static str,
@@ -101,7 +142,7 @@ struct Case {
     inputs: &'static [(&'static str, &'static str)],
 }
 
-const CASES: [Case; 8] = [
+const CASES: [Case; 10] = [
     Case {
         name: "Q1 threshold",
         rule: include_str!("../queries/sensor_threshold.sql"),
@@ -149,6 +190,18 @@ const CASES: [Case; 8] = [
         rule: PAIRS,
         sink: "sensor_pairs",
         inputs: &[("sensors", "sensors:1000")],
+    },
+    Case {
+        name: "Q9 nexmark q5",
+        rule: HOT_ITEMS,
+        sink: "hot_items",
+        inputs: &[("bids", "bids:1000")],
+    },
+    Case {
+        name: "Q10 nexmark q8",
+        rule: NEW_SELLERS,
+        sink: "new_sellers",
+        inputs: &[("persons", "persons:1000"), ("auctions", "auctions:1000")],
     },
 ];
 

@@ -4,7 +4,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampNanosecondArray,
+    ArrayRef, BooleanBuilder, Float64Builder, Int64Array, Int64Builder, StringBuilder,
+    TimestampNanosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
@@ -30,6 +31,14 @@ pub enum Kind {
     Transfers,
     /// `user_id TEXT, page TEXT, ts TIMESTAMP`: pages the users of `logins` view.
     Clicks,
+    /// Nexmark's people: `id BIGINT, name TEXT, city TEXT, ts TIMESTAMP`, ids from 1.
+    Persons,
+    /// Nexmark's auctions: `id BIGINT, seller BIGINT, category BIGINT, ts TIMESTAMP`, ids
+    /// from 1, sellers among the first `keys` people.
+    Auctions,
+    /// Nexmark's bids: `auction BIGINT, bidder BIGINT, price BIGINT, ts TIMESTAMP` on the
+    /// first `keys` auctions; anomalies are bids on the three hot auctions 1 to 3.
+    Bids,
 }
 
 /// The cities of `city_events`, as many as `keys` asks (at most these).
@@ -55,6 +64,9 @@ impl Kind {
             "city_events" => Some(Kind::CityEvents),
             "transfers" => Some(Kind::Transfers),
             "clicks" => Some(Kind::Clicks),
+            "persons" => Some(Kind::Persons),
+            "auctions" => Some(Kind::Auctions),
+            "bids" => Some(Kind::Bids),
             _ => None,
         }
     }
@@ -63,6 +75,7 @@ impl Kind {
     pub fn schema(self) -> SchemaRef {
         let ts = Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), true);
         let text = |name| Field::new(name, DataType::Utf8, true);
+        let number = |name| Field::new(name, DataType::Int64, true);
         let fields = match self {
             Kind::Sensors => vec![
                 Field::new("sensor_id", DataType::Utf8, true),
@@ -95,6 +108,9 @@ impl Kind {
                 ts,
             ],
             Kind::Clicks => vec![text("user_id"), text("page"), ts],
+            Kind::Persons => vec![number("id"), text("name"), text("city"), ts],
+            Kind::Auctions => vec![number("id"), number("seller"), number("category"), ts],
+            Kind::Bids => vec![number("auction"), number("bidder"), number("price"), ts],
         };
         Arc::new(Schema::new(fields))
     }
@@ -111,6 +127,9 @@ impl Kind {
             Kind::CityEvents => "city TEXT, event_type TEXT, severity TEXT, ts TIMESTAMP",
             Kind::Transfers => "user_id TEXT, amount DOUBLE, ts TIMESTAMP",
             Kind::Clicks => "user_id TEXT, page TEXT, ts TIMESTAMP",
+            Kind::Persons => "id BIGINT, name TEXT, city TEXT, ts TIMESTAMP",
+            Kind::Auctions => "id BIGINT, seller BIGINT, category BIGINT, ts TIMESTAMP",
+            Kind::Bids => "auction BIGINT, bidder BIGINT, price BIGINT, ts TIMESTAMP",
         }
     }
 
@@ -121,6 +140,8 @@ impl Kind {
             Kind::Payments | Kind::Dues => "account_id",
             Kind::Logins | Kind::Transfers | Kind::Clicks => "user_id",
             Kind::CityEvents => "city",
+            Kind::Persons | Kind::Auctions => "id",
+            Kind::Bids => "auction",
         }
     }
 
@@ -134,6 +155,9 @@ impl Kind {
             Kind::CityEvents => "city_events",
             Kind::Transfers => "transfers",
             Kind::Clicks => "clicks",
+            Kind::Persons => "persons",
+            Kind::Auctions => "auctions",
+            Kind::Bids => "bids",
         }
     }
 
@@ -147,6 +171,9 @@ impl Kind {
             Kind::CityEvents => 5,
             Kind::Transfers => 6,
             Kind::Clicks => 7,
+            Kind::Persons => 8,
+            Kind::Auctions => 9,
+            Kind::Bids => 10,
         }
     }
 }
@@ -167,6 +194,8 @@ pub struct KindState {
     burst_left: u32,
     /// The (user, device) pairs `logins` has used, so a device is new only the first time.
     known_devices: HashSet<(u64, u64)>,
+    /// Events made so far: the next person's or auction's id is one more.
+    made: i64,
 }
 
 /// Builds the columns of `n` events with event times `ts`, in `Kind::schema` order.
@@ -222,6 +251,9 @@ pub fn generate(
         Kind::CityEvents => city_events(shape, rng, n, ts),
         Kind::Transfers => transfers(shape, rng, n, ts),
         Kind::Clicks => clicks(shape, rng, n, ts),
+        Kind::Persons => persons(rng, state, n, ts),
+        Kind::Auctions => auctions(shape, rng, state, n, ts),
+        Kind::Bids => bids(shape, rng, n, ts),
     }
 }
 
@@ -319,6 +351,68 @@ fn clicks(shape: &Shape, rng: &mut Rng, n: usize, ts: ArrayRef) -> Vec<ArrayRef>
         pages.append_value(PAGES[rng.below(PAGES.len() as u64) as usize]);
     }
     vec![Arc::new(users.finish()), Arc::new(pages.finish()), ts]
+}
+
+/// Ids `made + 1 ..= made + n`, counting them made.
+fn next_ids(state: &mut KindState, n: usize) -> Int64Array {
+    let first = state.made + 1;
+    state.made += n as i64;
+    Int64Array::from_iter_values(first..=state.made)
+}
+
+/// Nexmark's people, each registering once, in a city.
+fn persons(rng: &mut Rng, state: &mut KindState, n: usize, ts: ArrayRef) -> Vec<ArrayRef> {
+    const NAMES: [&str; 6] = ["alice", "bob", "carol", "dan", "erin", "frank"];
+    let ids = next_ids(state, n);
+    let mut names = StringBuilder::with_capacity(n, n * 10);
+    let mut cities = StringBuilder::with_capacity(n, n * 8);
+    for id in ids.values() {
+        names.append_value(format!(
+            "{} {id}",
+            NAMES[rng.below(NAMES.len() as u64) as usize]
+        ));
+        cities.append_value(CITIES[rng.below(CITIES.len() as u64) as usize]);
+    }
+    vec![
+        Arc::new(ids),
+        Arc::new(names.finish()),
+        Arc::new(cities.finish()),
+        ts,
+    ]
+}
+
+/// Nexmark's auctions, each opened by one of the first `keys` people.
+fn auctions(
+    shape: &Shape,
+    rng: &mut Rng,
+    state: &mut KindState,
+    n: usize,
+    ts: ArrayRef,
+) -> Vec<ArrayRef> {
+    let ids = next_ids(state, n);
+    let sellers = Int64Array::from_iter_values((0..n).map(|_| 1 + rng.below(shape.keys) as i64));
+    let categories = Int64Array::from_iter_values((0..n).map(|_| 10 + rng.below(5) as i64));
+    vec![Arc::new(ids), Arc::new(sellers), Arc::new(categories), ts]
+}
+
+/// Nexmark's bids on the first `keys` auctions; an anomaly is a bid on a hot one (1 to 3).
+fn bids(shape: &Shape, rng: &mut Rng, n: usize, ts: ArrayRef) -> Vec<ArrayRef> {
+    let mut auction = Int64Builder::with_capacity(n);
+    let mut bidder = Int64Builder::with_capacity(n);
+    let mut price = Int64Builder::with_capacity(n);
+    for _ in 0..n {
+        let hot = rng.chance(shape.anomaly_ratio);
+        let pool = if hot { 3 } else { shape.keys };
+        auction.append_value(1 + rng.below(pool) as i64);
+        bidder.append_value(1 + rng.below(shape.keys) as i64);
+        price.append_value(1 + rng.below(10_000) as i64);
+    }
+    vec![
+        Arc::new(auction.finish()),
+        Arc::new(bidder.finish()),
+        Arc::new(price.finish()),
+        ts,
+    ]
 }
 
 /// City incidents: mostly low and medium; an anomaly is a high or critical one.

@@ -9,7 +9,7 @@
 //!
 //! | option | meaning | default |
 //! |---|---|---|
-//! | `kind` | `sensors`, `payments`, `dues`, `logins`, `transfers`, `clicks` or `city_events` | required |
+//! | `kind` | `sensors`, `payments`, `dues`, `logins`, `transfers`, `clicks`, `city_events`, or Nexmark's `persons`, `auctions` and `bids` | required |
 //! | `seed` | the same seed gives the same events | 42 |
 //! | `rate` | events per second, or `unlimited` | unlimited |
 //! | `count` | stop after this many events (bounded source) | unbounded |
@@ -425,6 +425,38 @@ mod tests {
             exactly > 0 && over > exactly,
             "{exactly} at 1000, {over} over"
         );
+    }
+
+    #[tokio::test]
+    async fn nexmark_ids_count_from_one_and_bids_favour_the_hot_auctions() {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::Int64Type;
+        let persons = all_events(&[("kind", "persons"), ("count", "250")]).await;
+        let ids = persons
+            .column_by_name("id")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        assert!(ids.values().iter().copied().eq(1..=250));
+        let auctions = all_events(&[("kind", "auctions"), ("count", "500"), ("keys", "40")]).await;
+        let sellers = auctions
+            .column_by_name("seller")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        assert!(sellers.values().iter().all(|s| (1..=40).contains(s)));
+        let options = [
+            ("kind", "bids"),
+            ("count", "3000"),
+            ("keys", "100"),
+            ("anomaly_ratio", "0.3"),
+        ];
+        let bids = all_events(&options).await;
+        let auction = bids
+            .column_by_name("auction")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        let hot = auction.values().iter().filter(|a| **a <= 3).count();
+        // About 30% of the bids, and 3% of the rest, go to auctions 1 to 3.
+        assert!((800..1200).contains(&hot), "{hot} bids on the hot auctions");
     }
 
     #[test]

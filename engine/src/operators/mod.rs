@@ -17,6 +17,7 @@ mod join_side;
 mod limit;
 mod lookup_join;
 mod lookup_table;
+mod over_partitions;
 mod over_window;
 mod pane_windows;
 mod project;

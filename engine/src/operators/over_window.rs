@@ -2,6 +2,7 @@
 //! AND CURRENT ROW)` over a stream, DataFusion's window functions evaluated per partition.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -17,6 +18,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::window::WindowExpr;
 
 use super::arrivals::Arrivals;
+use super::over_partitions::OverPartitions;
 use super::{Context, Operator, evaluate_all, show_exprs};
 use crate::batch::{ChangeBatch, RejectedRows};
 use crate::error::{Error, Result};
@@ -50,13 +52,14 @@ pub struct OverWindow {
     emitted: HashMap<Box<[u8]>, u64>,
     partition_by: Vec<Arc<dyn PhysicalExpr>>,
     time_column: usize,
-    retention: Retention,
     /// Held rows' layout, arrival numbers and the watermark.
     arrivals: Arrivals,
     schema: SchemaRef,
     /// Rows waiting for the watermark, with the source batch they came in.
     waiting: Vec<(u64, RecordBatch)>,
-    history: Option<RecordBatch>,
+    /// The rows past the watermark each partition's frames still reach, and DataFusion's
+    /// state of the expressions (ROW_NUMBER apart) over them.
+    partitions: OverPartitions,
 }
 
 /// One OVER expression of an [`OverWindow`].
@@ -80,6 +83,17 @@ impl OverWindow {
         input_schema: &Schema,
         schema: SchemaRef,
     ) -> Result<Self> {
+        let arrivals = Arrivals::new(input_schema);
+        let evaluated = (functions.iter())
+            .filter(|f| !f.row_number)
+            .map(|f| Arc::clone(&f.expr))
+            .collect();
+        let partitions = OverPartitions::new(
+            evaluated,
+            Arc::clone(&arrivals.schema),
+            time_column,
+            retention,
+        );
         Ok(Self {
             exprs: functions.iter().map(|f| Arc::clone(&f.expr)).collect(),
             labels: functions.iter().map(|f| f.label.clone()).collect(),
@@ -87,11 +101,10 @@ impl OverWindow {
             emitted: HashMap::new(),
             partition_by,
             time_column,
-            retention,
-            arrivals: Arrivals::new(input_schema),
+            arrivals,
             schema,
             waiting: Vec::new(),
-            history: None,
+            partitions,
         })
     }
 
@@ -164,19 +177,13 @@ impl OverWindow {
         Ok(concat_batches(&self.arrivals.schema, &ready)?)
     }
 
-    /// The kept past and the ready rows, sorted by partition, time and arrival, with a
-    /// column saying which rows are ready.
-    fn sorted_with_past(&mut self, ready: RecordBatch) -> Result<(RecordBatch, BooleanArray)> {
-        let past = self.history.take();
-        let past_rows = past.as_ref().map_or(0, RecordBatch::num_rows);
-        let mut parts: Vec<RecordBatch> = past.into_iter().collect();
-        let ready_rows = ready.num_rows();
-        parts.push(ready);
-        let all = concat_batches(&self.arrivals.schema, &parts)?;
-        let flags: BooleanArray = (0..past_rows + ready_rows)
-            .map(|i| Some(i >= past_rows))
-            .collect();
-        let mut sort: Vec<SortColumn> = evaluate_all(&self.partition_by, &all)?
+    /// `rows` sorted by partition, time and arrival, with each partition's range and the
+    /// partition keys.
+    fn by_partition(
+        &self,
+        rows: &RecordBatch,
+    ) -> Result<(RecordBatch, Vec<Range<usize>>, Vec<ArrayRef>)> {
+        let mut sort: Vec<SortColumn> = evaluate_all(&self.partition_by, rows)?
             .into_iter()
             .map(|values| SortColumn {
                 values,
@@ -185,61 +192,53 @@ impl OverWindow {
             .collect();
         for column in [self.time_column, self.input_width()] {
             sort.push(SortColumn {
-                values: Arc::clone(all.column(column)),
+                values: Arc::clone(rows.column(column)),
                 options: None,
             });
         }
         let order = lexsort_to_indices(&sort, None)?;
-        let flags = datafusion::arrow::compute::take(&flags, &order, None)?;
-        Ok((take_record_batch(&all, &order)?, flags.as_boolean().clone()))
-    }
-
-    /// Evaluates the OVER expressions for the ready rows; keeps what the frames still need.
-    fn compute(&mut self, ready: RecordBatch, watermark: Timestamp) -> Result<RecordBatch> {
-        let (sorted, flags) = self.sorted_with_past(ready)?;
-        let keys: Vec<SortColumn> = evaluate_all(&self.partition_by, &sorted)?
-            .into_iter()
-            .map(|values| SortColumn {
-                values,
+        let sorted = take_record_batch(rows, &order)?;
+        let keys = evaluate_all(&self.partition_by, &sorted)?;
+        let columns: Vec<SortColumn> = (keys.iter())
+            .map(|k| SortColumn {
+                values: Arc::clone(k),
                 options: None,
             })
             .collect();
-        let ranges = evaluate_partition_ranges(sorted.num_rows(), &keys)?;
+        let ranges = evaluate_partition_ranges(sorted.num_rows(), &columns)?;
+        Ok((sorted, ranges, keys))
+    }
+
+    /// Evaluates the OVER expressions for the ready rows, each partition's state going on
+    /// from its earlier rows.
+    fn compute(&mut self, ready: RecordBatch, watermark: Timestamp) -> Result<RecordBatch> {
+        let (sorted, ranges, keys) = self.by_partition(&ready)?;
         let key_rows = self.key_rows(&keys)?;
-        let input: Vec<usize> = (0..self.input_width()).collect();
-        let mut output = Vec::new();
-        let mut kept = Vec::new();
-        let times = self.times(&sorted)?;
-        for range in ranges {
-            let partition = sorted.slice(range.start, range.len());
-            let ready = flags.slice(range.start, range.len());
-            if ready.true_count() > 0 {
-                let rows = partition.project(&input)?;
-                let mut columns = rows.columns().to_vec();
-                let key = key_rows
-                    .as_ref()
-                    .map_or(&[][..], |k| k.row(range.start).data());
-                let numbers = self.number_rows(key, range.len(), ready.true_count());
-                for (expr, numbered) in self.exprs.iter().zip(&self.row_numbers) {
-                    columns.push(match numbered {
-                        true => Arc::clone(&numbers),
-                        false => expr.evaluate(&rows)?,
-                    });
-                }
-                let ready_columns = columns
-                    .iter()
-                    .chain([partition.column(self.input_width())])
-                    .map(|c| datafusion::arrow::compute::filter(c, &ready))
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                output.push(ready_columns);
+        let mut values = self
+            .partitions
+            .advance(&sorted, &ranges, &keys, watermark)?
+            .into_iter();
+        let mut output = Vec::with_capacity(ranges.len());
+        for range in &ranges {
+            let rows = sorted.slice(range.start, range.len());
+            let mut computed = values.next().unwrap_or_default().into_iter();
+            let key = key_rows
+                .as_ref()
+                .map_or(&[][..], |k| k.row(range.start).data());
+            let numbers = self.number_rows(key, range.len());
+            let mut columns = rows.columns()[..self.input_width()].to_vec();
+            for numbered in &self.row_numbers {
+                columns.push(match numbered {
+                    true => Arc::clone(&numbers),
+                    false => computed.next().ok_or_else(|| {
+                        Error::Internal("an OVER expression without its values".into())
+                    })?,
+                });
             }
-            let keep: BooleanArray = (0..range.len())
-                .map(|i| Some(self.still_needed(i, range.len(), times[range.start + i], watermark)))
-                .collect();
-            kept.push(filter_record_batch(&partition, &keep)?);
+            columns.push(Arc::clone(rows.column(self.input_width())));
+            output.push(columns);
         }
-        let history = concat_batches(&self.arrivals.schema, &kept)?;
-        self.history = (history.num_rows() > 0).then_some(history);
+        self.partitions.forget_quiet(watermark);
         self.in_time_order(output)
     }
 
@@ -291,29 +290,26 @@ impl OverWindow {
     }
 
     /// The partition keys in Arrow's row format; `None` without PARTITION BY.
-    fn key_rows(&self, keys: &[SortColumn]) -> Result<Option<Rows>> {
-        if keys.is_empty() {
+    fn key_rows(&self, keys: &[ArrayRef]) -> Result<Option<Rows>> {
+        if keys.is_empty() || !self.row_numbers.contains(&true) {
             return Ok(None);
         }
-        let fields = keys
-            .iter()
-            .map(|k| SortField::new(k.values.data_type().clone()))
+        let fields = (keys.iter())
+            .map(|k| SortField::new(k.data_type().clone()))
             .collect();
-        let columns: Vec<ArrayRef> = keys.iter().map(|k| Arc::clone(&k.values)).collect();
-        Ok(Some(RowConverter::new(fields)?.convert_columns(&columns)?))
+        Ok(Some(RowConverter::new(fields)?.convert_columns(keys)?))
     }
 
-    /// `ROW_NUMBER()` for a partition of `len` rows whose last `ready` are emitted now,
-    /// going on from the rows of `key` emitted before (the kept past comes first, unused).
-    fn number_rows(&mut self, key: &[u8], len: usize, ready: usize) -> ArrayRef {
+    /// `ROW_NUMBER()` for `len` rows of partition `key` emitted now, going on from the rows
+    /// of `key` emitted before.
+    fn number_rows(&mut self, key: &[u8], len: usize) -> ArrayRef {
         if !self.row_numbers.contains(&true) {
             return Arc::new(UInt64Array::from(Vec::<u64>::new()));
         }
         let before = self.emitted.entry(key.into()).or_insert(0);
         let first = *before + 1;
-        *before += ready as u64;
-        let past = std::iter::repeat_n(0, len - ready);
-        Arc::new(UInt64Array::from_iter_values(past.chain(first..=*before)))
+        *before += len as u64;
+        Arc::new(UInt64Array::from_iter_values(first..=*before))
     }
 
     /// The rows emitted per partition key, as a batch of (key, count).
@@ -349,15 +345,6 @@ impl OverWindow {
         }
         Ok(())
     }
-
-    /// Whether row `i` of a partition of `len` rows is in some later row's frame.
-    fn still_needed(&self, i: usize, len: usize, time: Option<i64>, watermark: Timestamp) -> bool {
-        let by_rows = self.retention.rows.is_some_and(|n| i + n >= len);
-        let by_range = (self.retention.range)
-            .zip(time)
-            .is_some_and(|(range, t)| t > watermark.saturating_sub(range));
-        by_rows || by_range
-    }
 }
 
 impl Operator for OverWindow {
@@ -375,7 +362,7 @@ impl Operator for OverWindow {
             arrivals: self.arrivals.fresh(),
             schema: Arc::clone(&self.schema),
             waiting: Vec::new(),
-            history: None,
+            partitions: self.partitions.fresh(),
             ..*self
         }))
     }
@@ -421,18 +408,14 @@ impl Operator for OverWindow {
 
     fn state_rows(&self) -> usize {
         let waiting: usize = self.waiting.iter().map(|(_, b)| b.num_rows()).sum();
-        waiting + self.history.as_ref().map_or(0, RecordBatch::num_rows) + self.emitted.len()
+        waiting + self.partitions.rows() + self.emitted.len()
     }
 
     fn state_bytes(&self) -> usize {
         let waiting: usize = (self.waiting.iter())
             .map(|(_, b)| b.get_array_memory_size())
             .sum();
-        waiting
-            + self
-                .history
-                .as_ref()
-                .map_or(0, |b| b.get_array_memory_size())
+        waiting + self.partitions.bytes()
     }
 
     fn retained_epoch(&self) -> Option<u64> {
@@ -444,10 +427,7 @@ impl Operator for OverWindow {
     fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
         let waiting: Vec<RecordBatch> = self.waiting.iter().map(|(_, b)| b.clone()).collect();
         let waiting = concat_batches(&self.arrivals.schema, &waiting)?;
-        let history = match &self.history {
-            Some(h) => h.clone(),
-            None => RecordBatch::new_empty(Arc::clone(&self.arrivals.schema)),
-        };
+        let history = self.partitions.snapshot()?;
         let mut out = Vec::new();
         for (part, rows) in [("waiting", waiting), ("history", history)] {
             out.push(self.arrivals.marked(rows, PART_KEY, part)?);
@@ -471,7 +451,10 @@ impl Operator for OverWindow {
             }
             match metadata.get(PART_KEY).map(String::as_str) {
                 Some("waiting") => self.waiting.push((0, rows)),
-                Some("history") => self.history = Some(rows),
+                Some("history") => {
+                    let (sorted, ranges, keys) = self.by_partition(&rows)?;
+                    self.partitions.restore(&sorted, &ranges, &keys)?;
+                }
                 _ => return Err(Error::Internal("OVER window state without its part".into())),
             }
         }

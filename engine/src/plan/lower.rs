@@ -24,7 +24,7 @@ use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 use super::graph::{
     Edge, GraphNode, LateOutput, NodeId, OperatorGraph, PlanWarning, SourceBinding, WarningKind,
 };
-use super::panes::{hop_by_panes, session_gap};
+use super::panes::{hop_by_panes, session_gap, session_partition};
 use super::read_columns::read_columns;
 use super::window_table::{WINDOW_END, WINDOW_START, WindowTable};
 use crate::catalog::{Catalog, SourceDef, SourceTable};
@@ -509,6 +509,9 @@ impl Lowering<'_> {
 
     fn lower_aggregate(&mut self, agg: &Aggregate) -> Result<Stream> {
         let gap = session_gap(agg);
+        if gap.is_some() {
+            check_session_keys(agg)?;
+        }
         let outer = std::mem::replace(&mut self.session_feeds_aggregate, gap.is_some());
         let lowered = self.lower_aggregate_input(agg);
         self.session_feeds_aggregate = outer;
@@ -821,6 +824,35 @@ fn column_index(expr: &Expr, schema: &DFSchema) -> Option<usize> {
 
 fn arrow_schema(schema: &DFSchema) -> SchemaRef {
     Arc::new(schema.as_arrow().clone())
+}
+
+/// Refuses a Flink `SESSION(TABLE t PARTITION BY k, ...)` grouped by other keys than `k`:
+/// Vigil's sessions form per the GROUP BY keys, which then must be the partition's.
+fn check_session_keys(agg: &Aggregate) -> Result<()> {
+    let mut partition = session_partition(agg);
+    if partition.is_empty() {
+        return Ok(());
+    }
+    let mut keys: Vec<String> = (agg.group_expr.iter())
+        .filter_map(|e| match e {
+            Expr::Column(c) if c.name != WINDOW_START && c.name != WINDOW_END => {
+                Some(c.name.clone())
+            }
+            Expr::Column(_) => None,
+            other => Some(other.schema_name().to_string()),
+        })
+        .collect();
+    partition.sort();
+    keys.sort();
+    if partition == keys {
+        return Ok(());
+    }
+    Err(Error::Plan(format!(
+        "SESSION's PARTITION BY ({}) must be the GROUP BY keys besides window_start and \
+         window_end ({}): sessions form per the GROUP BY keys",
+        partition.join(", "),
+        keys.join(", ")
+    )))
 }
 
 /// Refuses a `SESSION` anywhere but directly under an aggregate grouping by its bounds.

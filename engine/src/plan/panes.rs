@@ -81,16 +81,27 @@ fn window_names(plan: &LogicalPlan) -> Option<HashSet<String>> {
     }
 }
 
+/// The `PARTITION BY` columns of the `SESSION` that `agg` reads, as Flink's form names them
+/// (none for Vigil's own).
+pub(super) fn session_partition(agg: &Aggregate) -> Vec<String> {
+    window_table(&agg.input, |w| w.partition_by.clone()).unwrap_or_default()
+}
+
 /// The window under projections, filters and aliases at the top of `plan`, if any.
 fn window_spec(plan: &LogicalPlan) -> Option<WindowSpec> {
+    window_table(plan, |w| w.spec)
+}
+
+/// `read` of the window table under projections, filters and aliases at the top of `plan`.
+fn window_table<T>(plan: &LogicalPlan, read: fn(&WindowTable) -> T) -> Option<T> {
     match plan {
         LogicalPlan::TableScan(scan) => {
             let provider = source_as_provider(&scan.source).ok()?;
-            Some(provider.downcast_ref::<WindowTable>()?.spec)
+            Some(read(provider.downcast_ref::<WindowTable>()?))
         }
-        LogicalPlan::SubqueryAlias(alias) => window_spec(&alias.input),
-        LogicalPlan::Filter(filter) => window_spec(&filter.input),
-        LogicalPlan::Projection(projection) => window_spec(&projection.input),
+        LogicalPlan::SubqueryAlias(alias) => window_table(&alias.input, read),
+        LogicalPlan::Filter(filter) => window_table(&filter.input, read),
+        LogicalPlan::Projection(projection) => window_table(&projection.input, read),
         _ => None,
     }
 }

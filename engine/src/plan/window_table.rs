@@ -34,6 +34,9 @@ pub struct WindowTable {
     pub time_column: usize,
     /// Tumbling or hopping.
     pub spec: WindowSpec,
+    /// A session's `PARTITION BY` columns as Flink writes them (`SESSION(TABLE t PARTITION
+    /// BY k, ...)`): the GROUP BY keys must be these. Empty otherwise.
+    pub partition_by: Vec<String>,
     schema: SchemaRef,
 }
 
@@ -200,14 +203,14 @@ impl SessionFunction {
 impl TableFunctionImpl for SessionFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         let exprs = args.exprs();
-        if exprs.len() != 3 {
+        if !(3..=4).contains(&exprs.len()) {
             return plan_err!(
                 "SESSION takes 3 arguments (relation, time column, gap), e.g. SESSION(clicks, ts, INTERVAL '5' MINUTE); got {}",
                 exprs.len()
             );
         }
         let gap = interval_nanos(&exprs[2], "SESSION gap")?;
-        build_window_table(
+        let table = build_window_table(
             &self.relations,
             "SESSION",
             &exprs[0],
@@ -217,8 +220,44 @@ impl TableFunctionImpl for SessionFunction {
                 slide: gap,
                 kind: WindowKind::Session,
             },
-        )
+        )?;
+        match exprs.get(3) {
+            Some(partition_by) => with_partition_by(table, partition_by),
+            None => Ok(table),
+        }
     }
+}
+
+/// A session table with the `PARTITION BY` columns of Flink's form (see
+/// `sql::flink_windows`), each a column of the relation.
+fn with_partition_by(
+    table: Arc<dyn TableProvider>,
+    columns: &Expr,
+) -> Result<Arc<dyn TableProvider>> {
+    let Expr::Literal(ScalarValue::Utf8(Some(columns)), _) = columns else {
+        return plan_err!("SESSION's fourth argument is its PARTITION BY columns, as text");
+    };
+    let window = table.downcast_ref::<WindowTable>().expect("built above");
+    // A qualified column (`s.k`) is the relation's own column `k`.
+    let partition_by: Vec<String> = (columns.split(','))
+        .map(|c| c.trim().rsplit('.').next().unwrap_or_default().to_string())
+        .collect();
+    if let Some(missing) =
+        (partition_by.iter()).find(|c| window.input.schema().index_of(c).is_err())
+    {
+        return plan_err!(
+            "SESSION PARTITION BY {missing}: not a column of '{}'",
+            window.input_name
+        );
+    }
+    Ok(Arc::new(WindowTable {
+        input: Arc::clone(&window.input),
+        input_name: window.input_name.clone(),
+        time_column: window.time_column,
+        spec: window.spec,
+        partition_by,
+        schema: Arc::clone(&window.schema),
+    }))
 }
 
 /// Refuses a `size` that is not a multiple of its `slide` (or step), and one that puts an
@@ -299,6 +338,7 @@ fn build_window_table(
         input_name: rel.name.clone(),
         time_column,
         spec,
+        partition_by: Vec::new(),
         schema,
     }))
 }

@@ -1,10 +1,11 @@
 //! Flink's window table functions in Vigil's words, at the token level before parsing:
 //! `TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), size))` reads as `TUMBLE(t, ts, size)`, and so do
-//! `HOP`, `CUMULATE` and `SESSION` (without `PARTITION BY`: Vigil's sessions form per the
-//! GROUP BY keys). Tokens keep their positions, so errors still point into the text as
-//! written.
+//! `HOP`, `CUMULATE` and `SESSION`. `SESSION(TABLE t PARTITION BY k, DESCRIPTOR(ts), gap)`
+//! reads as `SESSION(t, ts, gap, 'k')`: Vigil's sessions form per the GROUP BY keys, and the
+//! planner checks they are the `PARTITION BY`'s. Tokens keep their positions, so errors still
+//! point into the text as written.
 
-use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
+use datafusion::sql::sqlparser::tokenizer::{Span, Token, TokenWithSpan};
 
 const WINDOW_FUNCTIONS: [&str; 4] = ["TUMBLE", "HOP", "CUMULATE", "SESSION"];
 
@@ -55,6 +56,7 @@ fn window_call(tokens: &[TokenWithSpan], i: usize) -> Option<Call> {
         return None;
     }
     let name = at.name()?;
+    let partition = at.partition_by(tokens[function].token.to_string())?;
     if !at.token(&Token::Comma) {
         return None;
     }
@@ -80,7 +82,14 @@ fn window_call(tokens: &[TokenWithSpan], i: usize) -> Option<Call> {
     rewritten.extend_from_slice(&tokens[name.0..name.1]);
     rewritten.push(tokens[comma].clone());
     rewritten.extend_from_slice(&tokens[column..column_end]);
-    rewritten.extend_from_slice(&tokens[rest..=close]);
+    rewritten.extend_from_slice(&tokens[rest..close]);
+    if let Some((columns, span)) = partition {
+        // The PARTITION BY columns as a fourth argument, where they were written.
+        let at = |token| TokenWithSpan { token, span };
+        rewritten.push(at(Token::Comma));
+        rewritten.push(at(Token::SingleQuotedString(columns)));
+    }
+    rewritten.push(tokens[close].clone());
     Some(Call {
         tokens: rewritten,
         next: end,
@@ -140,6 +149,41 @@ impl Cursor<'_> {
         found
     }
 
+    /// Takes `PARTITION BY a, b` if it comes next (only in a `SESSION`): the columns as one
+    /// text and the span of the first; `None` for anything else after `PARTITION BY`.
+    fn partition_by(&mut self, function: String) -> Option<Option<(String, Span)>> {
+        let before = self.i;
+        if !(self.word("PARTITION") && self.word("BY")) {
+            self.i = before;
+            return Some(None);
+        }
+        if !function.eq_ignore_ascii_case("SESSION") {
+            return None;
+        }
+        let mut columns = Vec::new();
+        let mut span = None;
+        loop {
+            let (start, end) = self.name()?;
+            span.get_or_insert(self.tokens[start].span);
+            columns.push(
+                self.tokens[start..end]
+                    .iter()
+                    .map(|t| t.token.to_string())
+                    .collect::<String>(),
+            );
+            let after_name = self.i;
+            if !self.token(&Token::Comma) {
+                return None;
+            }
+            let next_is_descriptor = self.word("DESCRIPTOR");
+            self.i = after_name;
+            if next_is_descriptor {
+                return Some(Some((columns.join(", "), span?)));
+            }
+            self.token(&Token::Comma);
+        }
+    }
+
     /// Takes a name, `a` or `a.b`; its token range.
     fn name(&mut self) -> Option<(usize, usize)> {
         self.skip_space();
@@ -188,13 +232,19 @@ mod tests {
             rewritten("FROM HOP( TABLE t , DESCRIPTOR( ts ), f(1), g(2))"),
             "FROM HOP(t,ts, f(1), g(2))"
         );
+        assert_eq!(
+            rewritten(
+                "FROM TABLE(SESSION(TABLE t PARTITION BY k, s.j, DESCRIPTOR(ts), INTERVAL '1' MINUTE))"
+            ),
+            "FROM SESSION(t,ts, INTERVAL '1' MINUTE,'k, s.j')"
+        );
     }
 
     #[test]
     fn other_shapes_are_left_alone() {
         for sql in [
             "FROM TUMBLE(t, ts, INTERVAL '1' MINUTE)",
-            "FROM TABLE(SESSION(TABLE t PARTITION BY k, DESCRIPTOR(ts), INTERVAL '1' MINUTE))",
+            "FROM TABLE(TUMBLE(TABLE t PARTITION BY k, DESCRIPTOR(ts), INTERVAL '1' MINUTE))",
             "SELECT tumble FROM t",
         ] {
             assert_eq!(rewritten(sql), sql);

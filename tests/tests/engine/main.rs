@@ -5,6 +5,7 @@ mod failures;
 mod fuzz;
 mod guards;
 mod join_oracle;
+mod nexmark_oracle;
 mod oracle;
 mod payment_due;
 mod read_columns;
