@@ -141,12 +141,14 @@ impl OverWindow {
         let on_time: Vec<bool> = (times.iter().enumerate())
             .map(|(i, t)| t.is_some_and(|t| t > row_watermark(i)))
             .collect();
-        let late = on_time
-            .iter()
-            .zip(&times)
-            .filter(|(ok, t)| !**ok && t.is_some())
-            .count();
-        ctx.counters.late_rows += late as u64;
+        // Late rows go to the late port (a source's late_sink, if it has one), counted there.
+        let late: BooleanArray = (on_time.iter().zip(&times))
+            .map(|(ok, t)| Some(!*ok && t.is_some()))
+            .collect();
+        if late.true_count() > 0 {
+            let rows = filter_record_batch(&batch.rows, &late)?;
+            ctx.emit_late(ChangeBatch::inserts(rows));
+        }
         let rows = filter_record_batch(&batch.rows, &BooleanArray::from(on_time))?;
         if rows.num_rows() == 0 {
             return Ok(());

@@ -1,20 +1,24 @@
 //! Lowering of `... OVER (PARTITION BY k ORDER BY ts ...)` to an [`OverWindow`].
 
-use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::expr::{WindowFunction, WindowFunctionParams};
 use datafusion::logical_expr::logical_plan::Window;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{
-    Expr, SortExpr, WindowFrameBound, WindowFrameUnits, WindowFunctionDefinition,
+    Expr, LogicalPlan, SortExpr, WindowFrameBound, WindowFrameUnits, WindowFunctionDefinition,
 };
 use datafusion::physical_planner::create_window_expr;
 
 use super::join::late_sink_reaching;
 use super::{Lowering, Partitioning, Stream, arrow_schema, column_index};
+use crate::catalog::{SinkDef, SourceDef, SourceTable};
 use crate::error::{Error, Result};
 use crate::operators::{OverFunction, OverWindow, Retention, WindowedOver};
-use crate::plan::graph::WarningKind;
+use crate::plan::graph::{LateOutput, WarningKind};
 use crate::time::{IntervalLength, describe_nanos, interval_length};
 
 const FRAMES: &str = "write ROWS BETWEEN n PRECEDING AND CURRENT ROW or RANGE BETWEEN \
@@ -36,12 +40,10 @@ const UNBOUNDED_FUNCTIONS: &[&str] = &[
 impl Lowering<'_> {
     /// OVER windows sharing one PARTITION BY and an ORDER BY on an event time.
     pub(super) fn lower_over(&mut self, window: &Window) -> Result<Stream> {
-        if let Some(source) = late_sink_reaching(&window.input) {
-            return Err(Error::Unsupported(format!(
-                "late_sink on source '{source}' read by an OVER window (its late rows are \
-                 counted, but not written yet)"
-            )));
-        }
+        let late_sink = match late_sink_reaching(&window.input) {
+            Some(source) => Some(self.over_late_sink(&window.input, &source)?),
+            None => None,
+        };
         let input = self.lower(&window.input)?;
         if let Some(what) = &input.updating {
             return Err(Error::Unsupported(format!(
@@ -105,9 +107,54 @@ impl Lowering<'_> {
             arrow_schema(&window.schema),
         )?;
         let node = self.add_after(Box::new(operator), &input);
+        if let Some((sink, schema)) = late_sink {
+            self.late_outputs.push(LateOutput { node, sink, schema });
+        }
         // A partition's rows must meet in one place, whichever split they came through.
         self.spans_splits = true;
         Ok(Stream { node, ..input })
+    }
+
+    /// The late_sink of `source`, whose rows reach an OVER window as the source has them
+    /// (through filters): the window's late rows are the source's and go there whole.
+    fn over_late_sink(
+        &self,
+        input: &LogicalPlan,
+        source: &str,
+    ) -> Result<(Arc<SinkDef>, SchemaRef)> {
+        let refused = || {
+            Error::Unsupported(format!(
+                "late_sink on source '{source}' read by an OVER window through a projection, \
+                 join or union: its late rows are the source's only when the window reads the \
+                 source's rows as they are (through filters)"
+            ))
+        };
+        let def = whole_source(input).ok_or_else(refused)?;
+        let sink_name = def.late_sink.as_ref().ok_or_else(refused)?;
+        let sink = self
+            .catalog
+            .sinks()
+            .get(sink_name)
+            .cloned()
+            .ok_or_else(|| {
+                Error::Plan(format!(
+                    "source '{source}' names late_sink '{sink_name}', which is not a declared sink"
+                ))
+            })?;
+        Ok((sink, Arc::clone(&def.schema)))
+    }
+}
+
+/// The source `plan` reads with its columns as they are: a scan under filters and aliases.
+fn whole_source(plan: &LogicalPlan) -> Option<Arc<SourceDef>> {
+    match plan {
+        LogicalPlan::TableScan(scan) if scan.projection.is_none() && scan.filters.is_empty() => {
+            let provider = source_as_provider(&scan.source).ok()?;
+            Some(Arc::clone(&provider.downcast_ref::<SourceTable>()?.def))
+        }
+        LogicalPlan::Filter(filter) => whole_source(&filter.input),
+        LogicalPlan::SubqueryAlias(alias) => whole_source(&alias.input),
+        _ => None,
     }
 }
 
