@@ -82,6 +82,7 @@ pub fn lower_query_with(
         session_feeds_aggregate: false,
         spans_splits: false,
         table_allowed: false,
+        top_n: None,
     };
     let out = lowering.lower(plan)?;
     let mut sources = lowering.sources;
@@ -207,6 +208,8 @@ struct Lowering<'a> {
     spans_splits: bool,
     /// True while lowering the table side of a lookup join, the one place a table is read.
     table_allowed: bool,
+    /// The N of a `WHERE r <= N` over a ROW_NUMBER() being lowered, for its OVER.
+    top_n: Option<usize>,
 }
 
 impl Lowering<'_> {
@@ -237,7 +240,11 @@ impl Lowering<'_> {
                     return self.lower_join(&with_where(join, &f.predicate));
                 }
                 self.check_having(f);
-                let input = self.lower(&f.input)?;
+                // `WHERE r <= N` over a ROW_NUMBER() bounds a Top-N: its OVER needs N.
+                let outer = std::mem::replace(&mut self.top_n, over::top_n_limit(f));
+                let input = self.lower(&f.input);
+                self.top_n = outer;
+                let input = input?;
                 let predicate = self.physical_expr(&f.predicate, f.input.schema())?;
                 let node = self.add_after(Box::new(Filter::new(predicate)), &input);
                 Ok(Stream { node, ..input })

@@ -71,6 +71,11 @@ pub(crate) const QUERIES: &[&str] = &[
     // Joins with no time bound: two changelogs keyed by the join key, an outer side padded.
     "SELECT x.k, x.b, y.n FROM balances x FULL JOIN
        (SELECT k, count(*) AS n FROM events WHERE v % 2 = 0 GROUP BY k) y ON x.k = y.k",
+    // Updating Top-N: every live row of a changelog ranked; a stream's first rows per key.
+    "SELECT * FROM (SELECT k, b, ROW_NUMBER() OVER (ORDER BY b DESC) AS r FROM balances)
+     WHERE r <= 2",
+    "SELECT * FROM (SELECT k, v, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v DESC) AS r
+       FROM events) WHERE r <= 2",
     // Append-only rows kept for a state TTL, and forgotten after it.
     "CREATE SINK recent WITH (connector = 'memory', state_ttl = '15 seconds') AS
      SELECT a.k, a.v, b.v FROM events a JOIN events b ON a.k = b.k AND a.v < b.v",

@@ -2,14 +2,17 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use datafusion::arrow::row::SortField;
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::expr::{WindowFunction, WindowFunctionParams};
 use datafusion::logical_expr::logical_plan::Window;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{
-    Expr, LogicalPlan, SortExpr, WindowFrameBound, WindowFrameUnits, WindowFunctionDefinition,
+    Expr, ExprSchemable, Filter, LogicalPlan, SortExpr, WindowFrameBound, WindowFrameUnits,
+    WindowFunctionDefinition,
 };
 use datafusion::physical_planner::create_window_expr;
 
@@ -17,7 +20,7 @@ use super::join::late_sink_reaching;
 use super::{Lowering, Partitioning, Stream, arrow_schema, column_index};
 use crate::catalog::{SinkDef, SourceDef, SourceTable};
 use crate::error::{Error, Result};
-use crate::operators::{OverFunction, OverWindow, Retention, WindowedOver};
+use crate::operators::{OverFunction, OverWindow, Retention, UpdatingTopN, WindowedOver};
 use crate::plan::graph::{LateOutput, WarningKind};
 use crate::time::{IntervalLength, describe_nanos, interval_length};
 
@@ -40,21 +43,37 @@ const UNBOUNDED_FUNCTIONS: &[&str] = &[
 impl Lowering<'_> {
     /// OVER windows sharing one PARTITION BY and an ORDER BY on an event time.
     pub(super) fn lower_over(&mut self, window: &Window) -> Result<Stream> {
+        let top_n = self.top_n.take();
         let late_sink = match late_sink_reaching(&window.input) {
             Some(source) => Some(self.over_late_sink(&window.input, &source)?),
             None => None,
         };
         let input = self.lower(&window.input)?;
-        if let Some(what) = &input.updating {
-            return Err(Error::Unsupported(format!(
-                "an OVER window over {what}: OVER windows take append-only streams"
-            )));
-        }
         let schema = window.input.schema();
         let functions = (window.window_expr.iter())
             .map(window_function)
             .collect::<Result<Vec<_>>>()?;
         let (partition_by, order_by) = shared_shape(&functions)?;
+        let windowed = input.window.is_some_and(|(start, end)| {
+            let column = |e: &Expr| column_index(e, schema);
+            [start, end]
+                .iter()
+                .all(|c| partition_by.iter().any(|e| column(e) == Some(*c)))
+        });
+        let ranked = matches!(functions.as_slice(), [f] if f.fun.name() == "row_number");
+        let by_time = event_time(order_by, schema).is_ok();
+        if let (false, true, Some(limit)) = (windowed, ranked, top_n)
+            && (input.updating.is_some() || !by_time)
+        {
+            return self.updating_top_n(window, input, (partition_by, order_by), limit);
+        }
+        if let Some(what) = &input.updating {
+            return Err(Error::Unsupported(format!(
+                "an OVER window over {what}: OVER windows take append-only streams; an \
+                 updating Top-N is ROW_NUMBER() OVER (PARTITION BY k ORDER BY x DESC) AS r \
+                 with WHERE r <= N"
+            )));
+        }
         let planning = PhysicalPlanningContext::default();
         let exprs = (window.window_expr.iter())
             .map(|e| Ok(create_window_expr(e, schema, &self.props, &planning)?))
@@ -115,6 +134,46 @@ impl Lowering<'_> {
         Ok(Stream { node, ..input })
     }
 
+    /// `ROW_NUMBER() ... AS r` under `WHERE r <= limit` over a changelog, or ordered by other
+    /// than the event time: each partition's first rows, kept current.
+    fn updating_top_n(
+        &mut self,
+        window: &Window,
+        input: Stream,
+        (partition_by, order_by): (&[Expr], &[SortExpr]),
+        limit: usize,
+    ) -> Result<Stream> {
+        let schema = window.input.schema();
+        let order_fields = (order_by.iter())
+            .map(|sort| {
+                let options = SortOptions {
+                    descending: !sort.asc,
+                    nulls_first: sort.nulls_first,
+                };
+                let data_type = sort.expr.get_type(schema)?;
+                Ok(SortField::new_with_options(data_type, options))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let order_exprs: Vec<Expr> = order_by.iter().map(|s| s.expr.clone()).collect();
+        let operator = UpdatingTopN::try_new(
+            self.physical_exprs(partition_by, schema)?,
+            self.physical_exprs(&order_exprs, schema)?,
+            order_fields,
+            (arrow_schema(schema), arrow_schema(&window.schema)),
+            limit,
+            input.updating.is_some(),
+        )?;
+        let node = self.add_after(Box::new(operator), &input);
+        self.spans_splits = true;
+        let what = input.updating.clone().unwrap_or_else(|| "a stream".into());
+        Ok(Stream {
+            node,
+            window: None,
+            updating: Some(format!("the Top-N of {what}")),
+            partitioning: Partitioning::Unknown(input.partitioning.sources().to_vec()),
+        })
+    }
+
     /// The late_sink of `source`, whose rows reach an OVER window as the source has them
     /// (through filters): the window's late rows are the source's and go there whole.
     fn over_late_sink(
@@ -143,6 +202,68 @@ impl Lowering<'_> {
             })?;
         Ok((sink, Arc::clone(&def.schema)))
     }
+}
+
+/// N when `filter` keeps the first N rows of a ROW_NUMBER() under it (`r <= N`, `r < N + 1`,
+/// `r = 1`), through projections and aliases.
+pub(super) fn top_n_limit(filter: &Filter) -> Option<usize> {
+    let (mut name, limit) = row_number_bound(&filter.predicate)?;
+    let mut plan = filter.input.as_ref();
+    loop {
+        match plan {
+            LogicalPlan::SubqueryAlias(alias) => plan = &alias.input,
+            LogicalPlan::Projection(projection) => {
+                let at = (projection.schema.fields().iter()).position(|f| *f.name() == name)?;
+                let Expr::Column(column) = projection.expr[at].clone().unalias() else {
+                    return None;
+                };
+                name = column.name;
+                plan = &projection.input;
+            }
+            LogicalPlan::Window(window) => {
+                let at = (window.schema.fields().iter()).position(|f| *f.name() == name)?;
+                let first = window.input.schema().fields().len();
+                let expr = window.window_expr.get(at.checked_sub(first)?)?;
+                let function = window_function(expr).ok()?;
+                return (function.fun.name() == "row_number").then_some(limit);
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// `column <= N` (or `< N + 1`, `= 1`, either way round): the column's name and N.
+fn row_number_bound(predicate: &Expr) -> Option<(String, usize)> {
+    let Expr::BinaryExpr(binary) = predicate else {
+        return None;
+    };
+    let number = |e: &Expr| match e {
+        Expr::Literal(value, _) => value.cast_to(&DataType::Int64).ok().and_then(|v| match v {
+            ScalarValue::Int64(Some(n)) => usize::try_from(n).ok(),
+            _ => None,
+        }),
+        _ => None,
+    };
+    let column = |e: &Expr| match e {
+        Expr::Column(c) => Some(c.name.clone()),
+        _ => None,
+    };
+    use datafusion::logical_expr::Operator as Op;
+    let (name, op, n) = match (column(&binary.left), number(&binary.right)) {
+        (Some(name), Some(n)) => (name, binary.op, n),
+        _ => (
+            column(&binary.right)?,
+            binary.op.swap()?,
+            number(&binary.left)?,
+        ),
+    };
+    let limit = match op {
+        Op::LtEq => n,
+        Op::Lt => n.checked_sub(1)?,
+        Op::Eq if n == 1 => 1,
+        _ => return None,
+    };
+    (limit > 0).then_some((name, limit))
 }
 
 /// The source `plan` reads with its columns as they are: a scan under filters and aliases.
