@@ -106,23 +106,51 @@ fn batch_tables(arrivals: &[Arrival]) -> SessionContext {
     ctx
 }
 
-async fn oracle(arrivals: &[Arrival], sql: &str) -> Vec<Vec<String>> {
-    let ctx = batch_tables(arrivals);
+/// DataFusion's rows of `sql` over `ctx`, sorted.
+pub(crate) async fn batch_rows(ctx: &SessionContext, sql: &str) -> Vec<Vec<String>> {
     let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
     let mut rows = format_rows(&batches);
     rows.sort();
     rows
 }
 
-async fn streamed(arrivals: &[Arrival], sql: &str, batch_size: usize) -> Vec<Vec<String>> {
-    let mut engine = Engine::with_config(
+/// An engine that plans queries without starting them, its sources cut in `batch_size`.
+pub(crate) fn planning_engine(batch_size: usize) -> Engine {
+    Engine::with_config(
         vigil_connectors::registry(),
         EngineConfig {
             batch_size,
             start_queries: false,
             ..EngineConfig::default()
         },
-    );
+    )
+}
+
+/// Vigil's rows of `sql` over `script`, run to its end at `batch_size`: sorted, or for a
+/// changelog the rows it leaves.
+pub(crate) async fn streamed_rows(
+    engine: &Engine,
+    sql: &str,
+    script: &Script,
+    batch_size: usize,
+) -> Vec<Vec<String>> {
+    let planned = engine.plan(sql).await.unwrap();
+    let updating = planned.graph.updating;
+    let out = run_to_completion(planned.graph, script, batch_size).unwrap();
+    let mut rows = format_rows(&out.rows);
+    if updating {
+        return materialize(rows);
+    }
+    rows.sort();
+    rows
+}
+
+async fn oracle(arrivals: &[Arrival], sql: &str) -> Vec<Vec<String>> {
+    batch_rows(&batch_tables(arrivals), sql).await
+}
+
+async fn streamed(arrivals: &[Arrival], sql: &str, batch_size: usize) -> Vec<Vec<String>> {
+    let mut engine = planning_engine(batch_size);
     for name in SOURCES {
         engine
             .execute(&format!(
@@ -138,16 +166,7 @@ async fn streamed(arrivals: &[Arrival], sql: &str, batch_size: usize) -> Vec<Vec
         let rows: Vec<&Arrival> = run.iter().collect();
         script.push(SOURCES[run[0].source], batch(&schema, &rows, None));
     }
-    let planned = engine.plan(sql).await.unwrap();
-    let updating = planned.graph.updating;
-    let out = run_to_completion(planned.graph, &script, batch_size).unwrap();
-    let mut rows = format_rows(&out.rows);
-    if updating {
-        // A changelog: the rows it leaves.
-        return materialize(rows);
-    }
-    rows.sort();
-    rows
+    streamed_rows(&engine, sql, &script, batch_size).await
 }
 
 /// Each join as Vigil runs it, and as DataFusion computes it over the on-time events.

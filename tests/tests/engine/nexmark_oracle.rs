@@ -16,10 +16,10 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use vigil_connectors::generator::{GeneratorConfig, GeneratorSource};
 use vigil_engine::connector::{Source, SourceEvent};
-use vigil_engine::replay::{Script, run_to_completion};
+use vigil_engine::replay::Script;
 use vigil_engine::sql::Options;
-use vigil_engine::{Engine, EngineConfig};
-use vigil_tests::format_rows;
+
+use crate::join_oracle::{batch_rows, planning_engine, streamed_rows};
 
 const DELAY: i64 = 5_000_000_000;
 
@@ -120,11 +120,7 @@ fn batch_tables(arrivals: &[(usize, RecordBatch)]) -> SessionContext {
 }
 
 async fn oracle(arrivals: &[(usize, RecordBatch)], sql: &str) -> Vec<Vec<String>> {
-    let ctx = batch_tables(arrivals);
-    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
-    let mut rows = format_rows(&batches);
-    rows.sort();
-    rows
+    batch_rows(&batch_tables(arrivals), sql).await
 }
 
 async fn streamed(
@@ -132,14 +128,7 @@ async fn streamed(
     sql: &str,
     batch_size: usize,
 ) -> Vec<Vec<String>> {
-    let mut engine = Engine::with_config(
-        vigil_connectors::registry(),
-        EngineConfig {
-            batch_size,
-            start_queries: false,
-            ..EngineConfig::default()
-        },
-    );
+    let mut engine = planning_engine(batch_size);
     for (name, kind, ..) in SOURCES {
         let columns = vigil_connectors::generator::Kind::parse(kind)
             .unwrap()
@@ -156,11 +145,7 @@ async fn streamed(
     for (source, batch) in arrivals {
         script.push(SOURCES[*source].0, batch.clone());
     }
-    let planned = engine.plan(sql).await.unwrap();
-    let out = run_to_completion(planned.graph, &script, batch_size).unwrap();
-    let mut rows = format_rows(&out.rows);
-    rows.sort();
-    rows
+    streamed_rows(&engine, sql, &script, batch_size).await
 }
 
 /// Each query as Vigil runs it, and as DataFusion computes it over the on-time events.
