@@ -7,7 +7,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, TimestampNanosecondArray, UInt32Array,
 };
-use datafusion::arrow::compute::{cast, concat_batches, take};
+use datafusion::arrow::compute::{cast, concat_batches, take, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::row::{RowConverter, SortField};
@@ -59,6 +59,9 @@ pub struct SessionAggregate {
     expiring: VecDeque<(Timestamp, Key)>,
     next_id: u64,
     watermark: Timestamp,
+    /// The input columns a late row goes to the late port with, when the source has a
+    /// late_sink; `None`: late rows are only counted.
+    late_columns: Option<Vec<usize>>,
 }
 
 struct Session {
@@ -99,7 +102,15 @@ impl SessionAggregate {
             expiring: VecDeque::new(),
             next_id: 0,
             watermark: WATERMARK_MIN,
+            late_columns: None,
         })
+    }
+
+    /// Sends late rows to the late port as the source had them: these input columns (the
+    /// source's, without the window bounds).
+    pub fn with_late_rows(mut self, columns: Vec<usize>) -> Self {
+        self.late_columns = Some(columns);
+        self
     }
 
     /// The rows' keys in row format.
@@ -292,6 +303,7 @@ impl Operator for SessionAggregate {
             expiring: VecDeque::new(),
             next_id: 0,
             watermark: WATERMARK_MIN,
+            late_columns: self.late_columns.clone(),
         }))
     }
 
@@ -334,7 +346,7 @@ impl Operator for SessionAggregate {
         // Sessions are made event by event: which session a row joins depends on the rows
         // of its key before it, and on the sessions the watermark before it had closed.
         let mut touched = Vec::new();
-        let mut late = 0u64;
+        let mut late = Vec::new();
         let mut closed_at = watermark;
         for (i, key) in row_keys.iter().enumerate() {
             let before = row_wm(i);
@@ -345,12 +357,18 @@ impl Operator for SessionAggregate {
             let bounds = (starts.value(i), ends.value(i));
             let met = self.met(key, bounds.0, bounds.1);
             if self.is_late(key, bounds, !met.is_empty(), before) {
-                late += 1;
+                late.push(i as u32);
                 continue;
             }
             touched.push(self.place(key, bounds, met, i as u32, ctx.epoch)?);
         }
-        ctx.counters.late_rows += late;
+        match &self.late_columns {
+            Some(columns) if !late.is_empty() => {
+                let rows = take_record_batch(&batch.rows, &UInt32Array::from(late))?;
+                ctx.emit_late(ChangeBatch::inserts(rows.project(columns)?));
+            }
+            _ => ctx.counters.late_rows += late.len() as u64,
+        }
         for id in touched {
             self.apply_pending(id, &placed)?;
         }

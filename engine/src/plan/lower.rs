@@ -24,7 +24,7 @@ use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 use super::graph::{
     Edge, GraphNode, LateOutput, NodeId, OperatorGraph, PlanWarning, SourceBinding, WarningKind,
 };
-use super::panes::{hop_by_panes, session_gap, session_partition};
+use super::panes::{hop_by_panes, session_gap, session_partition, session_source};
 use super::read_columns::read_columns;
 use super::window_table::{WINDOW_END, WINDOW_START, WindowTable};
 use crate::catalog::{Catalog, SourceDef, SourceTable};
@@ -111,6 +111,10 @@ pub fn lower_query_with(
         warnings: lowering.warnings,
     })
 }
+
+/// Where a session's late rows go: the sink, the source's schema, and the source's columns
+/// in the session aggregate's input.
+type SessionLateSink = (Arc<crate::catalog::SinkDef>, SchemaRef, Vec<usize>);
 
 /// A lowered stream.
 #[derive(Debug, Clone)]
@@ -440,7 +444,7 @@ impl Lowering<'_> {
                 )));
             }
             if window.spec.is_session() {
-                check_session(window, session_allowed)?;
+                check_session(session_allowed)?;
             }
             let schema = window.schema();
             let bounds = (schema.index_of(WINDOW_START)?, schema.index_of(WINDOW_END)?);
@@ -543,14 +547,18 @@ impl Lowering<'_> {
                         .into(),
                 ));
             }
+            let late_sink = match gap {
+                Some(_) => self.session_late_sink(agg)?,
+                None => None,
+            };
             let operator: Box<dyn Operator> = match gap {
-                Some(gap) => Box::new(SessionAggregate::try_new(
-                    spec,
-                    &arrow_input,
-                    start,
-                    end,
-                    gap,
-                )?),
+                Some(gap) => {
+                    let operator = SessionAggregate::try_new(spec, &arrow_input, start, end, gap)?;
+                    match &late_sink {
+                        Some((_, _, columns)) => Box::new(operator.with_late_rows(columns.clone())),
+                        None => Box::new(operator),
+                    }
+                }
                 None => {
                     let operator = WindowAggregate::try_new(spec, &arrow_input, start, end)?;
                     match panes {
@@ -560,6 +568,9 @@ impl Lowering<'_> {
                 }
             };
             let node = self.add_after(operator, &input);
+            if let Some((sink, schema, _)) = late_sink {
+                self.late_outputs.push(LateOutput { node, sink, schema });
+            }
             let out_start = layout.iter().position(|c| *c == OutputColumn::WindowStart);
             let out_end = layout.iter().position(|c| *c == OutputColumn::WindowEnd);
             return Ok(Stream {
@@ -578,6 +589,41 @@ impl Lowering<'_> {
             updating: Some(format!("the updating GROUP BY ({})", keys.join(", "))),
             partitioning,
         })
+    }
+
+    /// The late_sink of the source a `SESSION` aggregate reads, with the source's schema and
+    /// where its columns are in the aggregate's input: a session's late rows are decided by
+    /// its aggregate, which sends them there as the source had them. Only when the input is
+    /// the whole windowed source (no projection between).
+    fn session_late_sink(&self, agg: &Aggregate) -> Result<Option<SessionLateSink>> {
+        let Some(table) = session_source(agg) else {
+            return Ok(None);
+        };
+        let Some(source) = table.downcast_ref::<SourceTable>() else {
+            return Ok(None);
+        };
+        let Some(sink) = &source.def.late_sink else {
+            return Ok(None);
+        };
+        let input = agg.input.schema();
+        let columns: Option<Vec<usize>> = (source.def.schema.fields().iter())
+            .map(|f| input.index_of_column_by_name(None, f.name()))
+            .collect();
+        let whole = input.fields().len() == source.def.schema.fields().len() + 2;
+        let (Some(columns), true) = (columns, whole) else {
+            return Err(Error::Unsupported(format!(
+                "late_sink on source '{}' read by a SESSION window through a projection: its \
+                 late rows are the source's only when the session reads every column",
+                source.def.name
+            )));
+        };
+        let sink = self.catalog.sinks().get(sink).cloned().ok_or_else(|| {
+            Error::Plan(format!(
+                "source '{}' names late_sink '{sink}', which is not a declared sink",
+                source.def.name
+            ))
+        })?;
+        Ok(Some((sink, Arc::clone(&source.def.schema), columns)))
     }
 
     /// Lowers the aggregate's input, by panes when its `HOP` may be (see [`hop_by_panes`]):
@@ -863,7 +909,7 @@ fn check_session_keys(agg: &Aggregate) -> Result<()> {
 }
 
 /// Refuses a `SESSION` anywhere but directly under an aggregate grouping by its bounds.
-fn check_session(window: &WindowTable, allowed: bool) -> Result<()> {
+fn check_session(allowed: bool) -> Result<()> {
     if !allowed {
         return Err(Error::Plan(
             "SESSION windows form per the GROUP BY keys: write SELECT window_start, \
@@ -871,15 +917,6 @@ fn check_session(window: &WindowTable, allowed: bool) -> Result<()> {
              k, and read the bounds only after the GROUP BY"
                 .into(),
         ));
-    }
-    if let Some(source) = window.input.downcast_ref::<SourceTable>()
-        && source.def.late_sink.is_some()
-    {
-        return Err(Error::Unsupported(format!(
-            "late_sink on source '{}' read by a SESSION window (its late events are \
-             counted, but not written yet)",
-            source.def.name
-        )));
     }
     Ok(())
 }

@@ -8,7 +8,9 @@
 //! neither. Anything else keeps the copies, which are always right.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
+use datafusion::catalog::TableProvider;
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan};
 
@@ -85,6 +87,11 @@ fn window_names(plan: &LogicalPlan) -> Option<HashSet<String>> {
 /// (none for Vigil's own).
 pub(super) fn session_partition(agg: &Aggregate) -> Vec<String> {
     window_table(&agg.input, |w| w.partition_by.clone()).unwrap_or_default()
+}
+
+/// The relation the `SESSION` that `agg` reads windows.
+pub(super) fn session_source(agg: &Aggregate) -> Option<Arc<dyn TableProvider>> {
+    window_table(&agg.input, |w| Arc::clone(&w.input))
 }
 
 /// The window under projections, filters and aliases at the top of `plan`, if any.

@@ -30,6 +30,7 @@ CREATE SINK sensor_stats_1m WITH (connector = 'memory');
 CREATE SINK sensor_stats_5m WITH (connector = 'memory');
 CREATE SINK payment_due_alerts WITH (connector = 'memory');
 CREATE SINK brute_force_alerts WITH (connector = 'memory');
+CREATE SINK silent_sensor_alerts WITH (connector = 'memory');
 CREATE SINK temperature_zscore_alerts WITH (connector = 'memory');
 CREATE SINK rapid_activity_alerts WITH (connector = 'memory');
 CREATE SINK city_event_counts WITH (connector = 'memory');
