@@ -230,6 +230,7 @@ impl<'a> Checker<'a> {
         for warning in &graph.warnings {
             let keywords: &[&str] = match warning.kind {
                 WarningKind::WindowWithoutWatermark => &["TUMBLE", "HOP", "CUMULATE"],
+                WarningKind::JoinWithoutWatermark => &["JOIN"],
                 WarningKind::GroupsNotPartitioned => &["GROUP"],
                 WarningKind::HavingCouldBeWhere => &["HAVING"],
             };

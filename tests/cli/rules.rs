@@ -171,6 +171,13 @@ fn check_warns_of_windows_without_watermarks_unkeyed_topics_and_unused_sources()
         line("declares no watermark").ends_with("(with profile files)"),
         "{report}"
     );
+    // An interval join of it keeps the other side's rows until the source ends.
+    assert!(
+        line("the other side's rows are kept").starts_with(
+            "rules/login_then_transfer.sql:17:1: warning: join of source 'logins', which declares no watermark"
+        ),
+        "{report}"
+    );
     assert!(
         line("not declared partitioned_by").starts_with(
             "rules/payment_due.sql:16:1: warning: the query groups by (account_id) but source 'payments'"

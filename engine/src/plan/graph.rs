@@ -89,6 +89,9 @@ pub struct PlanWarning {
 pub enum WarningKind {
     /// A TUMBLE, HOP or CUMULATE over a source that declares no watermark.
     WindowWithoutWatermark,
+    /// An interval or window join of a source that declares no watermark: the other side's
+    /// rows are kept until the source ends.
+    JoinWithoutWatermark,
     /// A keyed aggregate over a shared input not partitioned by its keys.
     GroupsNotPartitioned,
     /// A HAVING on a windowed aggregate that tests group columns only: as a WHERE it would

@@ -12,7 +12,7 @@ use super::{Lowering, Partitioning, Stream, arrow_schema};
 use crate::catalog::SourceTable;
 use crate::error::{Error, Result};
 use crate::operators::{Filter, IntervalJoin, JoinInput, JoinKind, MAIN_PORT};
-use crate::plan::graph::Edge;
+use crate::plan::graph::{Edge, WarningKind};
 use crate::plan::join_condition::{JoinCondition, WindowEnds, join_condition};
 use crate::plan::window_table::WindowTable;
 
@@ -39,6 +39,15 @@ impl Lowering<'_> {
             return self.lower_changelog_join(join, kind, [left, right]);
         };
         for side in [&join.left, &join.right] {
+            if let Some(source) = source_without_watermark(side) {
+                self.warn(
+                    WarningKind::JoinWithoutWatermark,
+                    format!(
+                        "join of source '{source}', which declares no watermark: the other \
+                         side's rows are kept until it ends; declare one on the source"
+                    ),
+                );
+            }
             if let Some(source) = late_sink_reaching(side) {
                 return Err(Error::Unsupported(format!(
                     "late_sink on source '{source}' read by a join (its late rows are counted, \
@@ -183,10 +192,22 @@ pub(super) fn with_where(join: &Join, predicate: &Expr) -> Join {
     }
 }
 
+/// A source without a watermark whose rows reach the join unwindowed: nothing tells the join
+/// the other side's rows can go.
+fn source_without_watermark(plan: &LogicalPlan) -> Option<String> {
+    reaching_source(plan, |source| source.def.watermark.is_none())
+}
+
 /// A source with a `late_sink` whose rows reach the join unwindowed: the join would judge
 /// them late where no window has, and it does not write to the sink. Windows and aggregates
 /// in between send their late rows there themselves, and emit none the join finds late.
 pub(super) fn late_sink_reaching(plan: &LogicalPlan) -> Option<String> {
+    reaching_source(plan, |source| source.def.late_sink.is_some())
+}
+
+/// The first source `wanted` picks whose rows reach the top of `plan` unwindowed: through
+/// views, not through windows or aggregates.
+fn reaching_source(plan: &LogicalPlan, wanted: fn(&SourceTable) -> bool) -> Option<String> {
     let mut found = None;
     let _ = plan.apply(|node| {
         let LogicalPlan::TableScan(scan) = node else {
@@ -199,7 +220,7 @@ pub(super) fn late_sink_reaching(plan: &LogicalPlan) -> Option<String> {
             return Ok(TreeNodeRecursion::Continue);
         };
         if let Some(source) = provider.downcast_ref::<SourceTable>()
-            && source.def.late_sink.is_some()
+            && wanted(source)
         {
             found = Some(source.def.name.clone());
             return Ok(TreeNodeRecursion::Stop);
@@ -207,7 +228,7 @@ pub(super) fn late_sink_reaching(plan: &LogicalPlan) -> Option<String> {
         if provider.downcast_ref::<WindowTable>().is_none()
             && let Some(view) = provider.get_logical_plan()
         {
-            found = late_sink_reaching(&view);
+            found = reaching_source(&view, wanted);
         }
         Ok(match found {
             Some(_) => TreeNodeRecursion::Stop,
