@@ -8,7 +8,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::concat_batches;
 
 use crate::batch::{ChangeBatch, RejectedRows};
-use crate::operators::{LATE_PORT, MAIN_PORT, Message};
+use crate::operators::{MAIN_PORT, Message};
 use crate::plan::OperatorGraph;
 use crate::runtime::{GraphExecutor, OutputPort};
 
@@ -78,7 +78,7 @@ pub fn run_to_completion(
         .collect();
     outputs.extend(graph.late_outputs.iter().map(|l| OutputPort {
         node: l.node,
-        port: LATE_PORT,
+        port: l.port,
     }));
     let source_names: Vec<String> = graph.sources.iter().map(|s| s.def.name.clone()).collect();
     let updating = graph.updating;

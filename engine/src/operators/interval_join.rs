@@ -12,7 +12,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::join_side::{JoinSide, KeyedRows, RowRef};
 use super::row_errors::predicate_holds;
-use super::{Context, Operator, evaluate_or_reject, show_expr};
+use super::{Context, LATE_PORT, Operator, SECOND_LATE_PORT, evaluate_or_reject, show_expr};
 use crate::batch::ChangeBatch;
 use crate::error::{Error, Result};
 use crate::time::{Timestamp, WATERMARK_MAX, WATERMARK_MIN};
@@ -298,7 +298,17 @@ impl Operator for IntervalJoin {
         let on_time: Vec<bool> = (keyed.times.iter().enumerate())
             .map(|(i, t)| !keyed.joinable[i] || *t > row_watermark(i))
             .collect();
-        ctx.counters.late_rows += on_time.iter().filter(|ok| !**ok).count() as u64;
+        // Late rows go to this side's late port (its source's late_sink, if it has one).
+        let late: BooleanArray = on_time.iter().map(|ok| Some(!*ok)).collect();
+        if late.true_count() > 0 {
+            let rows = filter_record_batch(&batch.rows, &late)?;
+            let port = if side == LEFT {
+                LATE_PORT
+            } else {
+                SECOND_LATE_PORT
+            };
+            ctx.emit_late_on(port, ChangeBatch::inserts(rows));
+        }
         let matched = self.emit_pairs(side, &batch.rows, &keyed, &on_time, ctx)?;
         // Rows no later row of the other side can meet are not kept; an outer side's that
         // met none are padded now.

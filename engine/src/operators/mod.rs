@@ -66,6 +66,8 @@ use crate::time::Timestamp;
 pub const MAIN_PORT: usize = 0;
 /// The port on which window operators put late events.
 pub const LATE_PORT: usize = 1;
+/// The port on which a two-input operator (a join) puts its second input's late events.
+pub const SECOND_LATE_PORT: usize = 2;
 
 /// What flows along the edges of an operator graph.
 // Batches are by far the most common message; boxing them would cost an allocation each.
@@ -141,9 +143,15 @@ impl<'a> Context<'a> {
 
     /// Emits late rows on the late port and counts them.
     pub fn emit_late(&mut self, batch: ChangeBatch) {
+        self.emit_late_on(LATE_PORT, batch);
+    }
+
+    /// Emits late rows on late port `port` ([`LATE_PORT`] or [`SECOND_LATE_PORT`]) and
+    /// counts them.
+    pub fn emit_late_on(&mut self, port: usize, batch: ChangeBatch) {
         if batch.num_rows() > 0 {
             self.counters.late_rows += batch.num_rows() as u64;
-            self.out.push((LATE_PORT, Message::Batch(batch)));
+            self.out.push((port, Message::Batch(batch)));
         }
     }
 

@@ -49,6 +49,8 @@ pub struct LateOutput {
     pub sink: Arc<SinkDef>,
     /// The schema of the late rows.
     pub schema: SchemaRef,
+    /// The operator's port they come on: [`LATE_PORT`], or a join's second input's.
+    pub port: usize,
 }
 
 /// A planned query. Nodes are in topological order: inputs come before the nodes they feed.

@@ -30,7 +30,7 @@ use super::window_table::{WINDOW_END, WINDOW_START, WindowTable};
 use crate::catalog::{Catalog, SourceDef, SourceTable};
 use crate::error::{Error, Result};
 use crate::operators::{
-    AggregateCall, AggregateSpec, Filter, Limit as LimitOperator, MAIN_PORT, Operator,
+    AggregateCall, AggregateSpec, Filter, LATE_PORT, Limit as LimitOperator, MAIN_PORT, Operator,
     OutputColumn, Project, SessionAggregate, SourceScan, Union as UnionOperator, UpdatingAggregate,
     WatermarkAssign, WindowAggregate, WindowAssign,
 };
@@ -469,6 +469,7 @@ impl Lowering<'_> {
                     node,
                     sink,
                     schema: window.input.schema(),
+                    port: LATE_PORT,
                 });
             }
             if let Some(source) = window.input.downcast_ref::<SourceTable>()
@@ -569,7 +570,12 @@ impl Lowering<'_> {
             };
             let node = self.add_after(operator, &input);
             if let Some((sink, schema, _)) = late_sink {
-                self.late_outputs.push(LateOutput { node, sink, schema });
+                self.late_outputs.push(LateOutput {
+                    node,
+                    sink,
+                    schema,
+                    port: LATE_PORT,
+                });
             }
             let out_start = layout.iter().position(|c| *c == OutputColumn::WindowStart);
             let out_end = layout.iter().position(|c| *c == OutputColumn::WindowEnd);

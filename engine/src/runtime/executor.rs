@@ -397,6 +397,7 @@ impl GraphExecutor {
                     self.rejected.append(&mut ctx.take_rejected());
                     out.push((MAIN_PORT, Message::End));
                     out.push((crate::operators::LATE_PORT, Message::End));
+                    out.push((crate::operators::SECOND_LATE_PORT, Message::End));
                 }
             }
         }
@@ -408,6 +409,7 @@ impl GraphExecutor {
             node.finished = true;
             if !node.inputs_ended.iter().all(|e| *e) {
                 out.push((crate::operators::LATE_PORT, Message::End));
+                out.push((crate::operators::SECOND_LATE_PORT, Message::End));
             }
         }
         Ok(())

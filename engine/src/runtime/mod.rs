@@ -28,7 +28,7 @@ use crate::connector::{
     SplitStatus,
 };
 use crate::error::{Error, Result};
-use crate::operators::{LATE_PORT, MAIN_PORT};
+use crate::operators::MAIN_PORT;
 use crate::plan::OperatorGraph;
 use crate::time::Timestamp;
 use checkpointer::Checkpointer;
@@ -216,7 +216,7 @@ fn launch(
     }];
     outputs.extend(graph.late_outputs.iter().map(|l| OutputPort {
         node: l.node,
-        port: LATE_PORT,
+        port: l.port,
     }));
     let updating = graph.updating;
     let source_names: Vec<String> = graph.sources.iter().map(|s| s.def.name.clone()).collect();

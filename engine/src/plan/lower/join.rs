@@ -1,18 +1,24 @@
 //! Lowering of a join of two streams to an [`IntervalJoin`] (`changelog_join` lowers joins
 //! with no time bound).
 
-use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::common::DFSchema;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::utils::split_conjunction_owned;
 use datafusion::logical_expr::{Expr, Join, JoinType, LogicalPlan, and};
 
+use super::over::whole_source;
 use super::{Lowering, Partitioning, Stream, arrow_schema};
+use crate::catalog::SinkDef;
 use crate::catalog::SourceTable;
 use crate::error::{Error, Result};
-use crate::operators::{Filter, IntervalJoin, JoinInput, JoinKind, MAIN_PORT};
-use crate::plan::graph::{Edge, WarningKind};
+use crate::operators::{
+    Filter, IntervalJoin, JoinInput, JoinKind, LATE_PORT, MAIN_PORT, SECOND_LATE_PORT,
+};
+use crate::plan::graph::{Edge, LateOutput, WarningKind};
 use crate::plan::join_condition::{JoinCondition, WindowEnds, join_condition};
 use crate::plan::window_table::WindowTable;
 
@@ -48,13 +54,8 @@ impl Lowering<'_> {
                     ),
                 );
             }
-            if let Some(source) = late_sink_reaching(side) {
-                return Err(Error::Unsupported(format!(
-                    "late_sink on source '{source}' read by a join (its late rows are counted, \
-                     but not written yet); join a window of it, or drop the late_sink"
-                )));
-            }
         }
+        let late_sinks = self.join_late_sinks(join)?;
         let (left_schema, right_schema) = (join.left.schema(), join.right.schema());
         // A conjunct on one side's columns filters that side before the join keeps its rows,
         // where it can: both sides of an inner join, the padded side of an outer one.
@@ -77,6 +78,14 @@ impl Lowering<'_> {
                 },
             ],
         );
+        for (port, sink, schema) in late_sinks {
+            self.late_outputs.push(LateOutput {
+                node,
+                sink,
+                schema,
+                port,
+            });
+        }
         // Rows of two splits meet in a join: one copy of the graph per split would miss them.
         self.spans_splits = true;
         let bound = condition.bound;
@@ -95,6 +104,39 @@ impl Lowering<'_> {
             updating: None,
             partitioning,
         })
+    }
+
+    /// The late ports of an interval join and the late_sinks they go to: each side that
+    /// reads a source with a late_sink as the source has it (through filters), on its own
+    /// port; a source read on both sides once. A late_sink the rows reach otherwise (through
+    /// a projection) is refused: its late rows would not be the source's.
+    fn join_late_sinks(&self, join: &Join) -> Result<Vec<(usize, Arc<SinkDef>, SchemaRef)>> {
+        let mut out: Vec<(usize, Arc<SinkDef>, SchemaRef)> = Vec::new();
+        let mut seen = Vec::new();
+        for (side, port) in [(&join.left, LATE_PORT), (&join.right, SECOND_LATE_PORT)] {
+            let Some(source) = late_sink_reaching(side) else {
+                continue;
+            };
+            let Some(def) = whole_source(side) else {
+                return Err(Error::Unsupported(format!(
+                    "late_sink on source '{source}' read by a join through a projection: its \
+                     late rows are the source's only when the join reads the source's rows as \
+                     they are (through filters); join a window of it, or drop the late_sink"
+                )));
+            };
+            if seen.contains(&def.name) {
+                continue;
+            }
+            seen.push(def.name.clone());
+            let name = def.late_sink.clone().unwrap_or_default();
+            let sink = self.catalog.sinks().get(&name).cloned().ok_or_else(|| {
+                Error::Plan(format!(
+                    "source '{source}' names late_sink '{name}', which is not a declared sink"
+                ))
+            })?;
+            out.push((port, sink, Arc::clone(&def.schema)));
+        }
+        Ok(out)
     }
 
     /// `stream` through a filter of `conjuncts` over `schema`, if there are any.

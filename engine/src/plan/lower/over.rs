@@ -20,7 +20,9 @@ use super::join::late_sink_reaching;
 use super::{Lowering, Partitioning, Stream, arrow_schema, column_index};
 use crate::catalog::{SinkDef, SourceDef, SourceTable};
 use crate::error::{Error, Result};
-use crate::operators::{OverFunction, OverWindow, Retention, UpdatingTopN, WindowedOver};
+use crate::operators::{
+    LATE_PORT, OverFunction, OverWindow, Retention, UpdatingTopN, WindowedOver,
+};
 use crate::plan::graph::{LateOutput, WarningKind};
 use crate::time::{IntervalLength, describe_nanos, interval_length};
 
@@ -127,7 +129,12 @@ impl Lowering<'_> {
         )?;
         let node = self.add_after(Box::new(operator), &input);
         if let Some((sink, schema)) = late_sink {
-            self.late_outputs.push(LateOutput { node, sink, schema });
+            self.late_outputs.push(LateOutput {
+                node,
+                sink,
+                schema,
+                port: LATE_PORT,
+            });
         }
         // A partition's rows must meet in one place, whichever split they came through.
         self.spans_splits = true;
@@ -267,7 +274,7 @@ fn row_number_bound(predicate: &Expr) -> Option<(String, usize)> {
 }
 
 /// The source `plan` reads with its columns as they are: a scan under filters and aliases.
-fn whole_source(plan: &LogicalPlan) -> Option<Arc<SourceDef>> {
+pub(super) fn whole_source(plan: &LogicalPlan) -> Option<Arc<SourceDef>> {
     match plan {
         LogicalPlan::TableScan(scan) if scan.projection.is_none() && scan.filters.is_empty() => {
             let provider = source_as_provider(&scan.source).ok()?;
