@@ -22,7 +22,38 @@ use crate::batch::{ChangeBatch, ChangeKind};
 use crate::error::Result;
 
 /// Where a row sits in its partition: its ORDER BY key, then its arrival.
-type Place = (Box<[u8]>, u64);
+type Place = (SortKey, u64);
+
+/// An ORDER BY key in Arrow's row format. Fixed-width keys of up to 16 bytes (one or two
+/// numbers, a time) are packed into an integer with the same order: comparing them is one
+/// instruction, not a `memcmp` call per step of the ordered map.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum SortKey {
+    Packed(u128),
+    Bytes(Box<[u8]>),
+}
+
+impl SortKey {
+    /// The key of `bytes`; `packed` when every key has the same width of at most 16 bytes.
+    fn new(bytes: &[u8], packed: bool) -> Self {
+        if !packed {
+            return SortKey::Bytes(bytes.into());
+        }
+        // Equal widths: big-endian, left-aligned, the integers order as the bytes do.
+        let mut word = [0u8; 16];
+        word[..bytes.len()].copy_from_slice(bytes);
+        SortKey::Packed(u128::from_be_bytes(word))
+    }
+}
+
+/// Whether keys of `types` are fixed-width in the row format and at most 16 bytes: a NULL
+/// flag byte and the value for each primitive type.
+fn packs(types: &[DataType]) -> bool {
+    let width: Option<usize> = (types.iter())
+        .map(|t| t.primitive_width().map(|w| w + 1))
+        .sum();
+    width.is_some_and(|w| w <= 16)
+}
 
 /// The ranked rows of one partition.
 #[derive(Default)]
@@ -39,6 +70,8 @@ pub struct UpdatingTopN {
     partition_by: Vec<Arc<dyn PhysicalExpr>>,
     order_by: Vec<Arc<dyn PhysicalExpr>>,
     order_fields: Vec<SortField>,
+    /// Whether the ORDER BY keys pack into integers ([`SortKey`]).
+    packed: bool,
     input: SchemaRef,
     schema: SchemaRef,
     limit: usize,
@@ -65,9 +98,13 @@ impl UpdatingTopN {
         let fields = (input.fields().iter())
             .map(|f| SortField::new(f.data_type().clone()))
             .collect();
+        let order_types = (order_by.iter())
+            .map(|e| e.data_type(&input))
+            .collect::<datafusion::common::Result<Vec<_>>>()?;
         Ok(Self {
             partition_by,
             order_by,
+            packed: packs(&order_types),
             order_fields,
             rows: RowConverter::new(fields)?,
             input,
@@ -98,7 +135,7 @@ impl UpdatingTopN {
             } else {
                 self.arrivals = arrivals.map_or(self.arrivals + 1, |a| a[i].max(self.arrivals));
                 let arrival = arrivals.map_or(self.arrivals, |a| a[i]);
-                let place = (order.row(i).data().into(), arrival);
+                let place = (SortKey::new(order.row(i).data(), self.packed), arrival);
                 ranking
                     .places
                     .entry(row.clone())
@@ -284,5 +321,52 @@ impl Operator for UpdatingTopN {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::Float64Array;
+    use datafusion::arrow::compute::SortOptions;
+
+    use super::*;
+
+    /// Packed keys order as their row-format bytes do, NULLs and both directions included.
+    #[test]
+    fn packed_keys_order_as_their_bytes() {
+        let values = Float64Array::from(vec![
+            Some(2.5),
+            None,
+            Some(-1.0),
+            Some(0.0),
+            Some(-0.0),
+            Some(1e300),
+            Some(f64::NEG_INFINITY),
+            Some(2.5),
+        ]);
+        assert!(packs(&[DataType::Float64]) && packs(&[DataType::Int64, DataType::Int32]));
+        assert!(!packs(&[DataType::Int64, DataType::Int64]) && !packs(&[DataType::Utf8]));
+        for descending in [false, true] {
+            let options = SortOptions {
+                descending,
+                nulls_first: !descending,
+            };
+            let field = SortField::new_with_options(DataType::Float64, options);
+            let rows = RowConverter::new(vec![field])
+                .unwrap()
+                .convert_columns(&[Arc::new(values.clone()) as ArrayRef])
+                .unwrap();
+            for i in 0..rows.num_rows() {
+                for j in 0..rows.num_rows() {
+                    let (a, b) = (rows.row(i).data(), rows.row(j).data());
+                    let packed = SortKey::new(a, true).cmp(&SortKey::new(b, true));
+                    assert_eq!(
+                        packed,
+                        a.cmp(b),
+                        "rows {i} and {j}, descending {descending}"
+                    );
+                }
+            }
+        }
     }
 }
