@@ -194,10 +194,7 @@ impl Engine {
     /// The session's state TTL for joins with no time bound whose sink sets none
     /// (see [`Catalog::set_state_ttl`]); parsed as `state_ttl` is, e.g. `7 days`.
     pub fn set_state_ttl(&mut self, ttl: Option<&str>) -> Result<()> {
-        let ttl = match ttl {
-            Some(raw) => sink_state_ttl(&Options::new([("state_ttl", raw)]))?.0,
-            None => None,
-        };
+        let ttl = ttl.map(parse_state_ttl).transpose()?;
         self.catalog.set_state_ttl(ttl);
         Ok(())
     }
@@ -668,13 +665,17 @@ fn sink_state_ttl(options: &Options) -> Result<(Option<i64>, Options)> {
     let Some(raw) = rest.remove("state_ttl") else {
         return Ok((None, rest));
     };
-    let ttl = crate::sql::parse_duration(&raw)
+    Ok((Some(parse_state_ttl(&raw)?), rest))
+}
+
+/// A `state_ttl` in nanoseconds: a positive duration such as `7 days`.
+fn parse_state_ttl(raw: &str) -> Result<i64> {
+    crate::sql::parse_duration(raw)
         .filter(|d| !d.is_zero())
         .and_then(|d| i64::try_from(d.as_nanos()).ok())
         .ok_or_else(|| {
             Error::Plan(format!(
                 "state_ttl '{raw}': expected a duration such as '7 days', '12 hours' or '30 min'"
             ))
-        })?;
-    Ok((Some(ttl), rest))
+        })
 }

@@ -78,6 +78,8 @@ pub struct UpdatingTopN {
     /// The input is a changelog: a row after the first `limit` may move up when one before
     /// it is taken back, so every live row is kept.
     keeps_all: bool,
+    /// The ORDER BY keys in the row format, with their directions.
+    order_keys: RowConverter,
     rows: RowConverter,
     partitions: HashMap<Box<[u8]>, Ranking>,
     arrivals: u64,
@@ -105,6 +107,7 @@ impl UpdatingTopN {
             partition_by,
             order_by,
             packed: packs(&order_types),
+            order_keys: RowConverter::new(order_fields.clone())?,
             order_fields,
             rows: RowConverter::new(fields)?,
             input,
@@ -120,8 +123,8 @@ impl UpdatingTopN {
     /// rows as a checkpoint had them); the partitions it touched, in the order it did.
     fn apply(&mut self, batch: &ChangeBatch, arrivals: Option<&[u64]>) -> Result<Vec<Box<[u8]>>> {
         let keys = partition_keys(&self.partition_by, &batch.rows)?;
-        let order = RowConverter::new(self.order_fields.clone())?
-            .convert_columns(&evaluate_all(&self.order_by, &batch.rows)?)?;
+        let order =
+            (self.order_keys).convert_columns(&evaluate_all(&self.order_by, &batch.rows)?)?;
         let rows = self.rows.convert_columns(batch.rows.columns())?;
         let (mut touched, mut seen) = (Vec::new(), HashSet::new());
         for i in 0..batch.num_rows() {
