@@ -12,6 +12,11 @@ use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::error::Result;
 
+/// Schema metadata key marking a batch in changelog form: its first column, `op`, holds each
+/// row's change kind as text (`+I`, `-U`, `+U`, `-D`). Sinks of updating queries receive this
+/// form; a source reading deletes (a Kafka table's tombstones) gives it.
+pub const CHANGELOG_METADATA_KEY: &str = "vigil.changelog";
+
 /// The kind of change a row carries, as Flink names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(i8)]
@@ -40,6 +45,17 @@ impl ChangeKind {
     /// True for `-U` and `-D`: the row takes a previous row back.
     pub fn is_retraction(self) -> bool {
         matches!(self, ChangeKind::UpdateBefore | ChangeKind::Delete)
+    }
+
+    /// The kind Flink's short name names.
+    pub fn parse(name: &str) -> Option<ChangeKind> {
+        Some(match name {
+            "+I" => ChangeKind::Insert,
+            "-U" => ChangeKind::UpdateBefore,
+            "+U" => ChangeKind::UpdateAfter,
+            "-D" => ChangeKind::Delete,
+            _ => return None,
+        })
     }
 
     /// Flink's short name: `+I`, `-U`, `+U`, `-D`.
@@ -117,6 +133,33 @@ impl ChangeBatch {
             ops: None,
             row_watermarks: None,
         }
+    }
+
+    /// A batch as a source gives it: append-only rows, or rows in changelog form (see
+    /// [`CHANGELOG_METADATA_KEY`]), whose `op` column becomes the batch's change kinds.
+    pub fn from_source(rows: RecordBatch) -> Result<Self> {
+        let schema = rows.schema();
+        if !schema.metadata().contains_key(CHANGELOG_METADATA_KEY) {
+            return Ok(Self::inserts(rows));
+        }
+        let names = (rows.columns().first())
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            .ok_or_else(|| crate::error::Error::Internal("a changelog batch without its op column".into()))?;
+        let ops = (names.iter())
+            .map(|name| {
+                name.and_then(ChangeKind::parse).map(|k| k as i8).ok_or_else(|| {
+                    crate::error::Error::Internal(format!("change kind {name:?} in a changelog batch"))
+                })
+            })
+            .collect::<Result<Int8Array>>()?;
+        let fields: Vec<_> = schema.fields().iter().skip(1).cloned().collect();
+        let columns = rows.columns()[1..].to_vec();
+        let rows = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+        Ok(Self {
+            rows,
+            ops: Some(ops),
+            row_watermarks: None,
+        })
     }
 
     /// Number of rows.

@@ -257,6 +257,7 @@ impl Engine {
                     delivered: Arc::default(),
                     read_columns: None,
                     split_state: false,
+                    table_key: def.primary_key.clone(),
                 };
                 factory.create_source(&def.options, Arc::clone(&def.schema), ctx)?;
                 let name = def.name.clone();
@@ -564,6 +565,7 @@ impl Engine {
                     delivered: Arc::clone(delivered),
                     read_columns: binding.read_columns.clone(),
                     split_state,
+                    table_key: def.primary_key.clone(),
                 };
                 let factory = self.registry.factory(&def.options)?;
                 Ok(factory.create_source(&def.options, Arc::clone(&def.schema), ctx)?)

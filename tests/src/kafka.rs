@@ -289,6 +289,17 @@ impl Broker {
         }
     }
 
+    /// Produces a tombstone (a message with `key` and no value) and waits for its delivery.
+    pub async fn produce_tombstone(&self, topic: &str, partition: i32, key: &str) {
+        let record = FutureRecord::<str, str>::to(topic)
+            .partition(partition)
+            .key(key);
+        self.producer()
+            .send(record, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|(e, _)| panic!("producing a tombstone to {topic}: {e}"));
+    }
+
     /// Every message now in `topic`, in (partition, offset) order.
     ///
     /// Reads up to the partitions' high watermarks, then on until nothing arrives for a

@@ -276,6 +276,7 @@ mod tests {
             delivered: Arc::new(Delivered::default()),
             read_columns: None,
             split_state: false,
+            table_key: Vec::new(),
         };
         FileSource::new(path.to_path_buf(), None, JsonDecoder::new(schema, 3), ctx)
     }

@@ -12,6 +12,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::{can_cast_types, cast, filter};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
+use super::tombstones::{TableKey, Tombstone, with_deletes};
 use crate::ConnectorError;
 use crate::format::JsonDecoder;
 
@@ -72,6 +73,8 @@ pub struct BatchLayout {
     decoder: JsonDecoder,
     columns: Vec<ColumnSource>,
     wants_timestamp: bool,
+    /// For a table: its primary key, so that a tombstone deletes its key's row.
+    table_key: Option<TableKey>,
 }
 
 impl BatchLayout {
@@ -111,7 +114,17 @@ impl BatchLayout {
             wants_timestamp: columns.contains(&ColumnSource::Timestamp),
             columns,
             schema,
+            table_key: None,
         }
+    }
+
+    /// The same for a table keyed by `columns` (none: a stream), whose tombstones delete
+    /// their key's row; epoch numbers in timestamp key columns are read in `unit`.
+    pub fn for_table(mut self, columns: &[usize], unit: TimeUnit) -> Self {
+        if !columns.is_empty() {
+            self.table_key = Some(TableKey::new(&self.schema, columns, unit));
+        }
+        self
     }
 }
 
@@ -161,6 +174,7 @@ struct Held {
     key_spans: Vec<Option<Range<usize>>>,
     timestamps: Vec<Option<i64>>,
     bad: Vec<BadMessage>,
+    tombstones: Vec<Tombstone>,
 }
 
 impl Held {
@@ -203,7 +217,7 @@ impl PartitionBuffer {
 
     /// Messages held (good or already known bad).
     pub fn len(&self) -> usize {
-        self.held.offsets.len() + self.held.bad.len()
+        self.held.offsets.len() + self.held.bad.len() + self.held.tombstones.len()
     }
 
     /// True when nothing is held.
@@ -216,7 +230,8 @@ impl PartitionBuffer {
         self.first_at
     }
 
-    /// Adds a message. A message without a value cannot be a row and is held as bad at once.
+    /// Adds a message. A message without a value cannot be a row: for a table, a tombstone
+    /// (a key and no value) deletes its key; anything else is held as bad at once.
     pub fn push(
         &mut self,
         layout: &BatchLayout,
@@ -228,11 +243,22 @@ impl PartitionBuffer {
         self.first_at.get_or_insert_with(Instant::now);
         self.next_offset = Some(offset + 1);
         let held = &mut self.held;
+        if let (None, Some(key), Some(_)) = (payload, key, &layout.table_key) {
+            let key = key.to_vec();
+            held.tombstones.push(Tombstone { offset, key });
+            return;
+        }
+        let keyless_tombstone = payload.is_none() && layout.table_key.is_some();
         let payload = payload.unwrap_or_default();
         if payload.iter().all(u8::is_ascii_whitespace) {
+            let error = if keyless_tombstone {
+                "a tombstone without a key deletes nothing"
+            } else {
+                "message has no value"
+            };
             held.bad.push(BadMessage {
                 offset,
-                error: "message has no value".into(),
+                error: error.into(),
                 payload: payload.to_vec(),
                 key: key.map(<[u8]>::to_vec),
             });
@@ -262,11 +288,12 @@ impl PartitionBuffer {
         self.first_at = None;
         let mut held = std::mem::take(&mut self.held);
         let mut bad = std::mem::take(&mut held.bad);
-        let rows = match assemble(layout, self.partition, &held, &mut bad) {
+        let rows = match assemble_changes(layout, self.partition, &held, &mut bad) {
             Ok(rows) => rows,
             Err(e) => {
                 let error = format!("cannot assemble a batch: {e}");
                 bad.extend((0..held.offsets.len()).map(|i| held.bad_message(i, error.clone())));
+                bad.extend(held.tombstones.iter().map(|t| t.bad(error.clone())));
                 RecordBatch::new_empty(Arc::clone(&layout.schema))
             }
         };
@@ -279,14 +306,31 @@ impl PartitionBuffer {
     }
 }
 
-/// The rows of the messages `held`, in the declared schema. Messages that cannot be rows are
-/// added to `bad`.
-fn assemble(
+/// The rows of the messages `held`, with a table's deletes in changelog form when it holds
+/// tombstones. Messages that cannot be rows are added to `bad`.
+fn assemble_changes(
     layout: &BatchLayout,
     partition: i32,
     held: &Held,
     bad: &mut Vec<BadMessage>,
 ) -> Result<RecordBatch, ConnectorError> {
+    let (rows, offsets) = assemble(layout, partition, held, bad)?;
+    match &layout.table_key {
+        Some(key) if !held.tombstones.is_empty() => {
+            with_deletes(key, rows, &offsets, &held.tombstones, bad)
+        }
+        _ => Ok(rows),
+    }
+}
+
+/// The rows of the messages `held`, in the declared schema, with the offset of each.
+/// Messages that cannot be rows are added to `bad`.
+fn assemble(
+    layout: &BatchLayout,
+    partition: i32,
+    held: &Held,
+    bad: &mut Vec<BadMessage>,
+) -> Result<(RecordBatch, Vec<i64>), ConnectorError> {
     let received = held.offsets.len();
     let (payload, bad_records) = layout
         .decoder
@@ -346,11 +390,16 @@ fn assemble(
         };
         columns.push(column);
     }
-    Ok(RecordBatch::try_new_with_options(
+    let rows = RecordBatch::try_new_with_options(
         Arc::clone(&layout.schema),
         columns,
         &RecordBatchOptions::new().with_row_count(Some(kept)),
-    )?)
+    )?;
+    let offsets = (held.offsets.iter().zip(&good))
+        .filter(|(_, g)| **g)
+        .map(|(o, _)| *o)
+        .collect();
+    Ok((rows, offsets))
 }
 
 /// A metadata column for every message held, in its natural type; `None` for a payload column.

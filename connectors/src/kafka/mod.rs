@@ -19,6 +19,7 @@ mod reader;
 mod rebalance;
 mod sink;
 mod source;
+mod tombstones;
 mod topic_keys;
 mod transactions;
 

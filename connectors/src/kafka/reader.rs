@@ -259,7 +259,8 @@ impl Reader {
                     ctx.batch_size,
                     config.timestamp_unit,
                     &ctx.reads(schema.fields().len()),
-                ),
+                )
+                .for_table(&ctx.table_key, config.timestamp_unit),
                 batch_size: ctx.batch_size.max(1),
                 config,
                 settings,

@@ -25,9 +25,7 @@ pub use memory::{MemoryFactory, MemoryInput, MemorySink};
 use crate::runtime::QueryMetrics;
 use crate::sql::Options;
 
-/// Schema metadata key set on the schema a sink is created with when the query is updating:
-/// its first column `op` holds the change kind of each row.
-pub const CHANGELOG_METADATA_KEY: &str = "vigil.changelog";
+pub use crate::batch::CHANGELOG_METADATA_KEY;
 
 /// True when a sink created with `schema` receives a changelog (see
 /// [`CHANGELOG_METADATA_KEY`]) rather than append-only rows.
@@ -248,6 +246,10 @@ pub struct SourceContext {
     /// whose splits move between processes announces each assignment and revocation with
     /// [`SourceEvent::Handover`] and reads an assigned split from where the answer says.
     pub split_state: bool,
+    /// For a table, its primary key's columns, by index in the schema; empty for a stream.
+    /// A source that can read deletes (a Kafka tombstone names its key) gives them as `-D`
+    /// rows of these columns, in changelog form ([`CHANGELOG_METADATA_KEY`]).
+    pub table_key: Vec<usize>,
 }
 
 impl SourceContext {

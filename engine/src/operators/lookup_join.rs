@@ -178,13 +178,8 @@ impl Operator for LookupJoin {
     }
 
     fn on_batch(&mut self, batch: ChangeBatch, ctx: &mut Context) -> Result<()> {
-        if batch.is_updating() {
-            return Err(Error::Execution(
-                "a lookup join cannot take an updating input".into(),
-            ));
-        }
         if ctx.input == self.sides.table_input {
-            if let Some(rows) = self.table.upsert(batch.rows)? {
+            if let Some(rows) = self.table.apply(batch)? {
                 let error = format!("NULL primary key in table '{}'", self.table_name);
                 ctx.reject(RejectedRows {
                     operator: "LookupJoin",
@@ -193,6 +188,11 @@ impl Operator for LookupJoin {
                 });
             }
             return Ok(());
+        }
+        if batch.is_updating() {
+            return Err(Error::Execution(
+                "a lookup join cannot take an updating stream".into(),
+            ));
         }
         if !self.loaded {
             self.waiting.push((ctx.epoch, batch));

@@ -11,21 +11,23 @@ use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::{evaluate_all, key_fields};
+use crate::batch::{ChangeBatch, ChangeKind};
 use crate::error::Result;
 
 /// Where a row lives: its stored batch and its index there.
 type Slot = (usize, usize);
 
-/// The rows of a table, the latest per key. An upsert leaves the row it replaces in its
-/// batch until replaced rows outnumber live ones; then the live rows are copied into one
-/// batch and the rest is freed.
+/// The rows of a table, the latest per key. An upsert or a delete leaves the row it replaces
+/// in its batch (a delete's own row too) until such dead rows outnumber live ones; then the
+/// live rows are copied into one batch and the rest is freed.
 pub struct LookupTable {
     schema: SchemaRef,
     keys: Vec<Arc<dyn PhysicalExpr>>,
     key_fields: Vec<SortField>,
     batches: Vec<RecordBatch>,
     index: HashMap<Box<[u8]>, Slot>,
-    replaced: usize,
+    /// Rows in `batches` no key points at.
+    dead: usize,
 }
 
 /// Evaluated keys of a batch: Arrow rows, and whether each has no NULL in it.
@@ -50,7 +52,7 @@ impl LookupTable {
             key_fields,
             batches: Vec::new(),
             index: HashMap::new(),
-            replaced: 0,
+            dead: 0,
         })
     }
 
@@ -62,7 +64,7 @@ impl LookupTable {
             key_fields: self.key_fields.clone(),
             batches: Vec::new(),
             index: HashMap::new(),
-            replaced: 0,
+            dead: 0,
         }
     }
 
@@ -97,14 +99,27 @@ impl LookupTable {
     /// Takes in `rows`, each replacing the row of its key; a later row of one batch wins.
     /// Returns the rows left out for a NULL in their key.
     pub fn upsert(&mut self, rows: RecordBatch) -> Result<Option<RecordBatch>> {
+        self.apply(ChangeBatch::inserts(rows))
+    }
+
+    /// Takes in `changes` in order: an insert (`+I`, `+U`) replaces its key's row, a
+    /// retraction (`-D`, `-U`) removes it. Returns the rows left out for a NULL in their key.
+    pub fn apply(&mut self, changes: ChangeBatch) -> Result<Option<RecordBatch>> {
+        let rows = changes.rows;
         let keys = self.keys_of(&self.keys.clone(), &rows)?;
         let batch = self.batches.len();
+        let retracts = |i: usize| (changes.ops.as_ref())
+            .is_some_and(|ops| ChangeKind::from_i8(ops.value(i)).is_retraction());
         for i in 0..rows.num_rows() {
-            if let Some(key) = keys.key(i)
-                && self.index.insert(key.into(), (batch, i)).is_some()
-            {
-                self.replaced += 1;
-            }
+            let Some(key) = keys.key(i) else { continue };
+            let gone = if retracts(i) {
+                // The retraction's own row is dead from the start.
+                self.dead += 1;
+                self.index.remove(key)
+            } else {
+                self.index.insert(key.into(), (batch, i))
+            };
+            self.dead += usize::from(gone.is_some());
         }
         let null_keys = keys.valid.iter().filter(|v| !**v).count();
         let rejected = (null_keys > 0)
@@ -114,7 +129,7 @@ impl LookupTable {
             })
             .transpose()?;
         self.batches.push(rows);
-        if self.replaced + null_keys > self.index.len() {
+        if self.dead + null_keys > self.index.len() {
             self.compact()?;
         }
         Ok(rejected)
@@ -145,7 +160,7 @@ impl LookupTable {
         let live = self.live_rows()?;
         self.batches.clear();
         self.index.clear();
-        self.replaced = 0;
+        self.dead = 0;
         if live.num_rows() > 0 {
             self.upsert(live)?;
         }

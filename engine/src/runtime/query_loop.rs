@@ -246,7 +246,7 @@ impl QueryLoop {
         self.metrics
             .events_in
             .fetch_add(rows.num_rows() as u64, Ordering::Relaxed);
-        let batch = ChangeBatch::inserts(rows);
+        let batch = ChangeBatch::from_source(rows)?;
         if let Some(splits) = &mut self.splits {
             let split = split.ok_or_else(|| {
                 Error::Internal("state per split needs a source with splits".into())

@@ -1,5 +1,5 @@
 //! A table on a Kafka topic is followed as it changes: each reading meets the row its
-//! sensor had in the topic when the reading came.
+//! sensor had in the topic when the reading came, and a tombstone deletes its key's row.
 
 use std::time::Duration;
 
@@ -91,5 +91,60 @@ async fn a_kafka_table_is_followed_as_its_topic_changes() {
             json!({"sensor_id": "s1", "site": "south", "temperature": 21.0}),
         ]
     );
+    stop(queries).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tombstone_in_a_table_topic_deletes_its_key() {
+    let broker = Broker::start();
+    broker
+        .create_topics(&["limits", "payments", "checked"], 1)
+        .await;
+    let mut engine = engine(&broker);
+    let queries = start(
+        &mut engine,
+        "CREATE SOURCE payments (account BIGINT, amount DOUBLE, ts TIMESTAMP,
+             WATERMARK FOR ts AS ts) WITH (connector = 'kafka', topic = 'payments');
+         CREATE TABLE limits (account BIGINT PRIMARY KEY, credit_limit DOUBLE)
+             WITH (connector = 'kafka', topic = 'limits');
+         CREATE SINK checked WITH (connector = 'kafka', topic = 'checked') AS
+         SELECT p.account, p.amount, l.credit_limit
+         FROM payments p LEFT JOIN limits FOR SYSTEM_TIME AS OF p.ts AS l
+           ON p.account = l.account;",
+    )
+    .await;
+    let query = &queries[0];
+    let payment = |amount: f64, second: u32| {
+        json!({"account": 7, "amount": amount,
+               "ts": format!("2024-01-01T00:00:{second:02}Z")})
+    };
+    let limit = |credit_limit: f64| json!({"account": 7, "credit_limit": credit_limit}).to_string();
+
+    broker.produce("limits", &[(0, Some("7"), &limit(500.0))]).await;
+    joined_inputs(query, 1).await;
+    produce(&broker, "payments", payment(10.0, 1)).await;
+    joined_inputs(query, 2).await;
+    // The key is the account's text, as Vigil's upsert sink writes it.
+    broker.produce_tombstone("limits", 0, "7").await;
+    joined_inputs(query, 3).await;
+    produce(&broker, "payments", payment(20.0, 2)).await;
+    joined_inputs(query, 4).await;
+    broker.produce("limits", &[(0, Some("7"), &limit(900.0))]).await;
+    joined_inputs(query, 5).await;
+    produce(&broker, "payments", payment(30.0, 3)).await;
+
+    let records = broker.wait_for("checked", 3, Duration::from_secs(30)).await;
+    let values: Vec<Value> = (records.iter())
+        .map(|r| serde_json::from_str(r.value.as_deref().unwrap()).unwrap())
+        .collect();
+    assert_eq!(
+        values,
+        vec![
+            json!({"account": 7, "amount": 10.0, "credit_limit": 500.0}),
+            json!({"account": 7, "amount": 20.0, "credit_limit": null}),
+            json!({"account": 7, "amount": 30.0, "credit_limit": 900.0}),
+        ]
+    );
+    assert_eq!(query.metrics().snapshot().dead_letters, 0);
     stop(queries).await;
 }
