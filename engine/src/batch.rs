@@ -144,12 +144,18 @@ impl ChangeBatch {
         }
         let names = (rows.columns().first())
             .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-            .ok_or_else(|| crate::error::Error::Internal("a changelog batch without its op column".into()))?;
+            .ok_or_else(|| {
+                crate::error::Error::Internal("a changelog batch without its op column".into())
+            })?;
         let ops = (names.iter())
             .map(|name| {
-                name.and_then(ChangeKind::parse).map(|k| k as i8).ok_or_else(|| {
-                    crate::error::Error::Internal(format!("change kind {name:?} in a changelog batch"))
-                })
+                name.and_then(ChangeKind::parse)
+                    .map(|k| k as i8)
+                    .ok_or_else(|| {
+                        crate::error::Error::Internal(format!(
+                            "change kind {name:?} in a changelog batch"
+                        ))
+                    })
             })
             .collect::<Result<Int8Array>>()?;
         let fields: Vec<_> = schema.fields().iter().skip(1).cloned().collect();

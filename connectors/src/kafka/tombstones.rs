@@ -105,13 +105,15 @@ impl TableKey {
             .collect();
         let rows = offsets.len();
         let columns = (schema.fields().iter().enumerate())
-            .map(|(i, field)| match self.columns.iter().position(|c| *c == i) {
-                Some(k) => Ok(keys.as_ref().map_or_else(
-                    || new_null_array(field.data_type(), 0),
-                    |keys| Arc::clone(keys.column(k)),
-                )),
-                None => filler(field, rows),
-            })
+            .map(
+                |(i, field)| match self.columns.iter().position(|c| *c == i) {
+                    Some(k) => Ok(keys.as_ref().map_or_else(
+                        || new_null_array(field.data_type(), 0),
+                        |keys| Arc::clone(keys.column(k)),
+                    )),
+                    None => filler(field, rows),
+                },
+            )
             .collect::<Result<Vec<ArrayRef>, ConnectorError>>()?;
         Ok((RecordBatch::try_new(Arc::clone(schema), columns)?, offsets))
     }
@@ -210,15 +212,33 @@ mod tests {
             ],
         )
         .unwrap();
-        let tombstones = [tombstone(11, b"7"), tombstone(13, b"x"), tombstone(14, b"2")];
+        let tombstones = [
+            tombstone(11, b"7"),
+            tombstone(13, b"x"),
+            tombstone(14, b"2"),
+        ];
         let mut bad = Vec::new();
         let batch = with_deletes(&key, upserts, &[10, 12], &tombstones, &mut bad).unwrap();
-        let ops: Vec<_> = batch.column(0).as_string::<i32>().iter().flatten().collect();
+        let ops: Vec<_> = batch
+            .column(0)
+            .as_string::<i32>()
+            .iter()
+            .flatten()
+            .collect();
         assert_eq!(ops, ["+I", "-D", "+I", "-D"]);
         let ids = batch.column(2).as_primitive::<Int64Type>().values();
         assert_eq!(ids, &[1, 7, 2, 2]);
-        assert_eq!(batch.column(1).null_count(), 2, "a delete's other columns are null");
-        assert!(batch.schema().metadata().contains_key(CHANGELOG_METADATA_KEY));
+        assert_eq!(
+            batch.column(1).null_count(),
+            2,
+            "a delete's other columns are null"
+        );
+        assert!(
+            batch
+                .schema()
+                .metadata()
+                .contains_key(CHANGELOG_METADATA_KEY)
+        );
         assert_eq!(bad.len(), 1, "the key 'x' is no BIGINT");
         assert_eq!(bad[0].offset, 13);
     }

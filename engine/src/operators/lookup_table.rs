@@ -108,8 +108,10 @@ impl LookupTable {
         let rows = changes.rows;
         let keys = self.keys_of(&self.keys.clone(), &rows)?;
         let batch = self.batches.len();
-        let retracts = |i: usize| (changes.ops.as_ref())
-            .is_some_and(|ops| ChangeKind::from_i8(ops.value(i)).is_retraction());
+        let retracts = |i: usize| {
+            (changes.ops.as_ref())
+                .is_some_and(|ops| ChangeKind::from_i8(ops.value(i)).is_retraction())
+        };
         for i in 0..rows.num_rows() {
             let Some(key) = keys.key(i) else { continue };
             let gone = if retracts(i) {
@@ -186,5 +188,80 @@ impl LookupTable {
     pub fn bytes(&self) -> usize {
         let batches: usize = self.batches.iter().map(|b| b.get_array_memory_size()).sum();
         batches + self.index.keys().map(|k| k.len() + 24).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Int8Array, Int64Array};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::physical_expr::expressions::Column;
+
+    use super::*;
+
+    fn table() -> LookupTable {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("v", DataType::Int64, true),
+        ]));
+        LookupTable::new(schema, vec![Arc::new(Column::new("k", 0))]).unwrap()
+    }
+
+    fn changes(table: &LookupTable, rows: &[(i64, i64, ChangeKind)]) -> ChangeBatch {
+        let keys = Int64Array::from_iter_values(rows.iter().map(|r| r.0));
+        let values = Int64Array::from_iter_values(rows.iter().map(|r| r.1));
+        let ops = Int8Array::from_iter_values(rows.iter().map(|r| r.2 as i8));
+        let rows = RecordBatch::try_new(
+            Arc::clone(table.schema()),
+            vec![Arc::new(keys), Arc::new(values)],
+        )
+        .unwrap();
+        ChangeBatch {
+            rows,
+            ops: Some(ops),
+            row_watermarks: None,
+        }
+    }
+
+    fn live(table: &LookupTable) -> Vec<(i64, i64)> {
+        let rows = table.live_rows().unwrap();
+        let column = |i: usize| {
+            rows.column(i)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .clone()
+        };
+        let mut live: Vec<_> = column(0)
+            .values()
+            .iter()
+            .copied()
+            .zip(column(1).values().iter().copied())
+            .collect();
+        live.sort_unstable();
+        live
+    }
+
+    #[test]
+    fn deletes_remove_keys_in_order_and_dead_rows_are_freed() {
+        use ChangeKind::{Delete, Insert};
+        let mut table = table();
+        let batch = changes(
+            &table,
+            &[
+                (1, 10, Insert),
+                (2, 20, Insert),
+                (1, 0, Delete),
+                (1, 11, Insert),
+            ],
+        );
+        table.apply(batch).unwrap();
+        assert_eq!(live(&table), [(1, 11), (2, 20)]);
+        let batch = changes(&table, &[(2, 0, Delete), (3, 30, Insert), (9, 0, Delete)]);
+        table.apply(batch).unwrap();
+        assert_eq!(live(&table), [(1, 11), (3, 30)]);
+        // Dead rows outnumbered live ones, so the live ones were copied out.
+        assert_eq!(table.batches.len(), 1);
+        assert_eq!(table.batches[0].num_rows(), 2);
     }
 }

@@ -120,7 +120,9 @@ async fn a_tombstone_in_a_table_topic_deletes_its_key() {
     };
     let limit = |credit_limit: f64| json!({"account": 7, "credit_limit": credit_limit}).to_string();
 
-    broker.produce("limits", &[(0, Some("7"), &limit(500.0))]).await;
+    broker
+        .produce("limits", &[(0, Some("7"), &limit(500.0))])
+        .await;
     joined_inputs(query, 1).await;
     produce(&broker, "payments", payment(10.0, 1)).await;
     joined_inputs(query, 2).await;
@@ -129,7 +131,9 @@ async fn a_tombstone_in_a_table_topic_deletes_its_key() {
     joined_inputs(query, 3).await;
     produce(&broker, "payments", payment(20.0, 2)).await;
     joined_inputs(query, 4).await;
-    broker.produce("limits", &[(0, Some("7"), &limit(900.0))]).await;
+    broker
+        .produce("limits", &[(0, Some("7"), &limit(900.0))])
+        .await;
     joined_inputs(query, 5).await;
     produce(&broker, "payments", payment(30.0, 3)).await;
 
