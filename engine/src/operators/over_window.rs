@@ -19,6 +19,7 @@ use datafusion::physical_expr::window::WindowExpr;
 
 use super::arrivals::Arrivals;
 use super::over_partitions::OverPartitions;
+use super::sliding_frames::{SlidingAggregate, SlidingFrames};
 use super::{Context, Operator, evaluate_all, show_exprs};
 use crate::batch::{ChangeBatch, RejectedRows};
 use crate::error::{Error, Result};
@@ -57,9 +58,75 @@ pub struct OverWindow {
     schema: SchemaRef,
     /// Rows waiting for the watermark, with the source batch they came in.
     waiting: Vec<(u64, RecordBatch)>,
-    /// The rows past the watermark each partition's frames still reach, and DataFusion's
-    /// state of the expressions (ROW_NUMBER apart) over them.
-    partitions: OverPartitions,
+    /// The past each partition's frames still reach, and the state of the expressions
+    /// (ROW_NUMBER apart) over it.
+    frames: Frames,
+    /// The partition keys' types, and their converter to Arrow's row format, for
+    /// ROW_NUMBER and sliding frames; `None` without PARTITION BY.
+    key_fields: Vec<SortField>,
+    key_converter: Option<RowConverter>,
+}
+
+/// How the OVER expressions other than ROW_NUMBER are computed.
+enum Frames {
+    /// DataFusion's window expressions, evaluated incrementally on the rows they reach.
+    DataFusion(OverPartitions),
+    /// Aggregates Vigil slides itself (see [`SlidingFrames`]): every expression is one.
+    Sliding(SlidingFrames),
+}
+
+impl Frames {
+    fn fresh(&self) -> Self {
+        match self {
+            Self::DataFusion(p) => Self::DataFusion(p.fresh()),
+            Self::Sliding(s) => Self::Sliding(s.fresh()),
+        }
+    }
+
+    /// One column per expression over the rows of `sorted`.
+    fn advance(
+        &mut self,
+        sorted: &RecordBatch,
+        ranges: &[Range<usize>],
+        keys: (&[ArrayRef], Option<&Rows>),
+        watermark: Timestamp,
+    ) -> Result<Vec<ArrayRef>> {
+        match self {
+            Self::Sliding(frames) => frames.advance(sorted, ranges, keys.1),
+            Self::DataFusion(partitions) => {
+                let per_range = partitions.advance(sorted, ranges, keys.0, watermark)?;
+                let width = per_range.first().map_or(0, Vec::len);
+                (0..width)
+                    .map(|e| {
+                        let pieces: Vec<&dyn datafusion::arrow::array::Array> =
+                            per_range.iter().map(|r| r[e].as_ref()).collect();
+                        Ok(datafusion::arrow::compute::concat(&pieces)?)
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    fn forget_quiet(&mut self, watermark: Timestamp) {
+        match self {
+            Self::DataFusion(p) => p.forget_quiet(watermark),
+            Self::Sliding(s) => s.forget_quiet(watermark),
+        }
+    }
+
+    fn rows(&self) -> usize {
+        match self {
+            Self::DataFusion(p) => p.rows(),
+            Self::Sliding(s) => s.rows(),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Self::DataFusion(p) => p.bytes(),
+            Self::Sliding(s) => s.bytes(),
+        }
+    }
 }
 
 /// One OVER expression of an [`OverWindow`].
@@ -70,6 +137,9 @@ pub struct OverFunction {
     pub label: String,
     /// Whether it is `ROW_NUMBER()`, numbered on from the rows emitted before.
     pub row_number: bool,
+    /// The same aggregate as Vigil slides it, when it is one it can (see
+    /// [`SlidingFrames`]); used when every expression but ROW_NUMBER is.
+    pub sliding: Option<SlidingAggregate>,
 }
 
 impl OverWindow {
@@ -84,16 +154,23 @@ impl OverWindow {
         schema: SchemaRef,
     ) -> Result<Self> {
         let arrivals = Arrivals::new(input_schema);
-        let evaluated = (functions.iter())
-            .filter(|f| !f.row_number)
-            .map(|f| Arc::clone(&f.expr))
-            .collect();
-        let partitions = OverPartitions::new(
-            evaluated,
-            Arc::clone(&arrivals.schema),
-            time_column,
-            retention,
-        );
+        let evaluated: Vec<&OverFunction> = functions.iter().filter(|f| !f.row_number).collect();
+        let sliding: Option<Vec<SlidingAggregate>> = evaluated.iter().map(|f| f.sliding).collect();
+        let frames = match sliding {
+            Some(aggregates) => {
+                Frames::Sliding(SlidingFrames::new(aggregates, time_column, retention))
+            }
+            None => Frames::DataFusion(OverPartitions::new(
+                evaluated.iter().map(|f| Arc::clone(&f.expr)).collect(),
+                Arc::clone(&arrivals.schema),
+                time_column,
+                retention,
+            )),
+        };
+        let key_fields = (partition_by.iter())
+            .map(|e| Ok(SortField::new(e.data_type(input_schema)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let key_converter = key_converter(&key_fields)?;
         Ok(Self {
             exprs: functions.iter().map(|f| Arc::clone(&f.expr)).collect(),
             labels: functions.iter().map(|f| f.label.clone()).collect(),
@@ -104,7 +181,9 @@ impl OverWindow {
             arrivals,
             schema,
             waiting: Vec::new(),
-            partitions,
+            frames,
+            key_fields,
+            key_converter,
         })
     }
 
@@ -217,45 +296,29 @@ impl OverWindow {
         let (sorted, ranges, keys) = self.by_partition(&ready)?;
         let key_rows = self.key_rows(&keys)?;
         let mut values = self
-            .partitions
-            .advance(&sorted, &ranges, &keys, watermark)?
+            .frames
+            .advance(&sorted, &ranges, (&keys, key_rows.as_ref()), watermark)?
             .into_iter();
-        let mut output = Vec::with_capacity(ranges.len());
-        for range in &ranges {
-            let rows = sorted.slice(range.start, range.len());
-            let mut computed = values.next().unwrap_or_default().into_iter();
-            let key = key_rows
-                .as_ref()
-                .map_or(&[][..], |k| k.row(range.start).data());
-            let numbers = self.number_rows(key, range.len());
-            let mut columns = rows.columns()[..self.input_width()].to_vec();
-            for numbered in &self.row_numbers {
-                columns.push(match numbered {
-                    true => Arc::clone(&numbers),
-                    false => computed.next().ok_or_else(|| {
-                        Error::Internal("an OVER expression without its values".into())
-                    })?,
-                });
-            }
-            columns.push(Arc::clone(rows.column(self.input_width())));
-            output.push(columns);
+        let numbers = self.number_rows(&ranges, key_rows.as_ref());
+        let mut columns = sorted.columns()[..self.input_width()].to_vec();
+        for numbered in &self.row_numbers {
+            columns.push(match numbered {
+                true => Arc::clone(&numbers),
+                false => values.next().ok_or_else(|| {
+                    Error::Internal("an OVER expression without its values".into())
+                })?,
+            });
         }
-        self.partitions.forget_quiet(watermark);
-        self.in_time_order(output)
+        columns.push(Arc::clone(sorted.column(self.input_width())));
+        self.frames.forget_quiet(watermark);
+        self.in_time_order(columns)
     }
 
-    /// The ready rows of every partition (each with its arrival number last) as one batch
-    /// in event-time order, then partition and arrival: the order the rows would have
-    /// come out in had each watermark passed one time at a time, whatever the batching.
-    fn in_time_order(&self, parts: Vec<Vec<ArrayRef>>) -> Result<RecordBatch> {
+    /// The ready rows (each with its arrival number last) as one batch in event-time
+    /// order, then partition and arrival: the order the rows would have come out in had
+    /// each watermark passed one time at a time, whatever the batching.
+    fn in_time_order(&self, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
         let width = self.schema.fields().len();
-        let columns: Vec<ArrayRef> = (0..=width)
-            .map(|i| {
-                let pieces: Vec<&dyn datafusion::arrow::array::Array> =
-                    parts.iter().map(|p| p[i].as_ref()).collect();
-                datafusion::arrow::compute::concat(&pieces)
-            })
-            .collect::<std::result::Result<_, _>>()?;
         if columns[0].is_empty() {
             return Ok(RecordBatch::new_empty(Arc::clone(&self.schema)));
         }
@@ -291,27 +354,30 @@ impl OverWindow {
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), sorted)?)
     }
 
-    /// The partition keys in Arrow's row format; `None` without PARTITION BY.
+    /// The partition keys in Arrow's row format, when ROW_NUMBER or sliding frames need
+    /// them; `None` without PARTITION BY.
     fn key_rows(&self, keys: &[ArrayRef]) -> Result<Option<Rows>> {
-        if keys.is_empty() || !self.row_numbers.contains(&true) {
-            return Ok(None);
+        let needed = self.row_numbers.contains(&true) || matches!(self.frames, Frames::Sliding(_));
+        match &self.key_converter {
+            Some(converter) if needed => Ok(Some(converter.convert_columns(keys)?)),
+            _ => Ok(None),
         }
-        let fields = (keys.iter())
-            .map(|k| SortField::new(k.data_type().clone()))
-            .collect();
-        Ok(Some(RowConverter::new(fields)?.convert_columns(keys)?))
     }
 
-    /// `ROW_NUMBER()` for `len` rows of partition `key` emitted now, going on from the rows
-    /// of `key` emitted before.
-    fn number_rows(&mut self, key: &[u8], len: usize) -> ArrayRef {
+    /// `ROW_NUMBER()` for the rows of each partition in `ranges` emitted now, going on
+    /// from the rows of its key emitted before.
+    fn number_rows(&mut self, ranges: &[Range<usize>], keys: Option<&Rows>) -> ArrayRef {
         if !self.row_numbers.contains(&true) {
             return Arc::new(UInt64Array::from(Vec::<u64>::new()));
         }
-        let before = self.emitted.entry(key.into()).or_insert(0);
-        let first = *before + 1;
-        *before += len as u64;
-        Arc::new(UInt64Array::from_iter_values(first..=*before))
+        let mut numbers = Vec::with_capacity(ranges.last().map_or(0, |r| r.end));
+        for range in ranges {
+            let key = keys.map_or(&[][..], |k| k.row(range.start).data());
+            let before = self.emitted.entry(key.into()).or_insert(0);
+            numbers.extend(*before + 1..=*before + range.len() as u64);
+            *before += range.len() as u64;
+        }
+        Arc::new(UInt64Array::from(numbers))
     }
 
     /// The rows emitted per partition key, as a batch of (key, count).
@@ -349,6 +415,14 @@ impl OverWindow {
     }
 }
 
+/// A converter of partition keys of `fields` to Arrow's row format; `None` for no key.
+fn key_converter(fields: &[SortField]) -> Result<Option<RowConverter>> {
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(RowConverter::new(fields.to_vec())?))
+}
+
 impl Operator for OverWindow {
     fn name(&self) -> &'static str {
         "OverWindow"
@@ -364,7 +438,9 @@ impl Operator for OverWindow {
             arrivals: self.arrivals.fresh(),
             schema: Arc::clone(&self.schema),
             waiting: Vec::new(),
-            partitions: self.partitions.fresh(),
+            frames: self.frames.fresh(),
+            key_fields: self.key_fields.clone(),
+            key_converter: key_converter(&self.key_fields)?,
             ..*self
         }))
     }
@@ -379,6 +455,9 @@ impl Operator for OverWindow {
         }
         let field = self.arrivals.schema.field(self.time_column).name();
         text.push_str(&format!(" order by {field}"));
+        if matches!(self.frames, Frames::Sliding(_)) {
+            text.push_str(" by sliding");
+        }
         text
     }
 
@@ -410,14 +489,14 @@ impl Operator for OverWindow {
 
     fn state_rows(&self) -> usize {
         let waiting: usize = self.waiting.iter().map(|(_, b)| b.num_rows()).sum();
-        waiting + self.partitions.rows() + self.emitted.len()
+        waiting + self.frames.rows() + self.emitted.len()
     }
 
     fn state_bytes(&self) -> usize {
         let waiting: usize = (self.waiting.iter())
             .map(|(_, b)| b.get_array_memory_size())
             .sum();
-        waiting + self.partitions.bytes()
+        waiting + self.frames.bytes()
     }
 
     fn retained_epoch(&self) -> Option<u64> {
@@ -429,10 +508,18 @@ impl Operator for OverWindow {
     fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
         let waiting: Vec<RecordBatch> = self.waiting.iter().map(|(_, b)| b.clone()).collect();
         let waiting = concat_batches(&self.arrivals.schema, &waiting)?;
-        let history = self.partitions.snapshot()?;
-        let mut out = Vec::new();
-        for (part, rows) in [("waiting", waiting), ("history", history)] {
-            out.push(self.arrivals.marked(rows, PART_KEY, part)?);
+        let mut out = vec![self.arrivals.marked(waiting, PART_KEY, "waiting")?];
+        match &self.frames {
+            Frames::DataFusion(partitions) => {
+                let history = partitions.snapshot()?;
+                out.push(self.arrivals.marked(history, PART_KEY, "history")?);
+            }
+            Frames::Sliding(frames) => {
+                let held = frames.snapshot()?;
+                let metadata = [(PART_KEY.to_string(), "sliding".to_string())].into();
+                let schema = Schema::clone(&held.schema()).with_metadata(metadata);
+                out.push(held.with_schema(Arc::new(schema))?);
+            }
         }
         if !self.emitted.is_empty() {
             out.push(self.emitted_batch()?);
@@ -443,9 +530,21 @@ impl Operator for OverWindow {
     fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
         for batch in state {
             let metadata = batch.schema().metadata().clone();
-            if metadata.get(PART_KEY).map(String::as_str) == Some("emitted") {
-                self.restore_emitted(&batch)?;
-                continue;
+            match (metadata.get(PART_KEY).map(String::as_str), &mut self.frames) {
+                (Some("emitted"), _) => {
+                    self.restore_emitted(&batch)?;
+                    continue;
+                }
+                (Some("sliding"), Frames::Sliding(frames)) => {
+                    frames.restore(&batch)?;
+                    continue;
+                }
+                (Some("sliding"), _) => {
+                    return Err(Error::Internal(
+                        "sliding OVER state for another plan".into(),
+                    ));
+                }
+                _ => {}
             }
             let rows = self.arrivals.restore(&batch)?;
             if rows.num_rows() == 0 {
@@ -455,7 +554,10 @@ impl Operator for OverWindow {
                 Some("waiting") => self.waiting.push((0, rows)),
                 Some("history") => {
                     let (sorted, ranges, keys) = self.by_partition(&rows)?;
-                    self.partitions.restore(&sorted, &ranges, &keys)?;
+                    let Frames::DataFusion(partitions) = &mut self.frames else {
+                        return Err(Error::Internal("OVER rows for another plan".into()));
+                    };
+                    partitions.restore(&sorted, &ranges, &keys)?;
                 }
                 _ => return Err(Error::Internal("OVER window state without its part".into())),
             }

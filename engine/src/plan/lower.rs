@@ -40,6 +40,7 @@ mod changelog_join;
 mod join;
 mod lookup;
 mod over;
+mod sliding;
 
 use join::with_where;
 

@@ -7,6 +7,7 @@ mod guards;
 mod join_oracle;
 mod nexmark_oracle;
 mod oracle;
+mod over_oracle;
 mod payment_due;
 mod read_columns;
 mod restore;

@@ -57,6 +57,15 @@ pub(crate) const QUERIES: &[&str] = &[
     // OVER windows: rows waiting for the watermark and each partition's recent past.
     "SELECT k, v, count(*) OVER w, sum(v) OVER w, max(v) OVER w FROM events
      WINDOW w AS (PARTITION BY k ORDER BY ts RANGE BETWEEN INTERVAL '4' SECOND PRECEDING AND CURRENT ROW)",
+    // Sliding frames: each partition's frame values and running accumulators.
+    "SELECT k, v, count(*) OVER w, avg(v) OVER w, round(stddev_pop(v) OVER w, 6),
+       min(CAST(v AS DOUBLE)) OVER w
+     FROM events
+     WINDOW w AS (PARTITION BY k ORDER BY ts RANGE BETWEEN INTERVAL '3' SECOND PRECEDING AND CURRENT ROW)",
+    "/* state per key */ SELECT k, v, sum(CAST(v AS DOUBLE)) OVER (PARTITION BY k ORDER BY ts
+       ROWS BETWEEN 2 PRECEDING AND CURRENT ROW), avg(v) OVER (PARTITION BY k ORDER BY ts
+       RANGE BETWEEN INTERVAL '2' SECOND PRECEDING AND CURRENT ROW)
+     FROM events",
     "/* state per key */ SELECT k, v, avg(v) OVER (PARTITION BY k ORDER BY ts ROWS BETWEEN 2 PRECEDING AND CURRENT ROW),
        lag(v) OVER (PARTITION BY k ORDER BY ts ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)
      FROM events",

@@ -17,6 +17,7 @@ use datafusion::logical_expr::{
 use datafusion::physical_planner::create_window_expr;
 
 use super::join::late_sink_reaching;
+use super::sliding::sliding_aggregate;
 use super::{Lowering, Partitioning, Stream, arrow_schema, column_index};
 use crate::catalog::{SinkDef, SourceDef, SourceTable};
 use crate::error::{Error, Result};
@@ -103,20 +104,28 @@ impl Lowering<'_> {
         }
         let mut retention = Retention::default();
         let mut labels = Vec::new();
-
-        for function in &functions {
+        let mut sliding = Vec::new();
+        let outputs = &window.schema.fields()[schema.fields().len()..];
+        for (function, output) in functions.iter().zip(outputs) {
             let reach = function_retention(function)?;
             labels.push(label(function, reach));
             retention = widen(retention, reach);
+            sliding.push(sliding_aggregate(
+                function,
+                reach,
+                schema,
+                output.data_type(),
+            ));
         }
         self.check_over_partitioning(partition_by, schema, &input);
         let time_column = event_time(order_by, schema)?;
         let partition_by = self.physical_exprs(partition_by, schema)?;
-        let over = (exprs.into_iter().zip(labels).zip(&functions))
-            .map(|((expr, label), f)| OverFunction {
+        let over = (exprs.into_iter().zip(labels).zip(&functions).zip(sliding))
+            .map(|(((expr, label), f), sliding)| OverFunction {
                 expr,
                 label,
                 row_number: f.fun.name().eq_ignore_ascii_case("row_number"),
+                sliding,
             })
             .collect();
         let operator = OverWindow::try_new(
