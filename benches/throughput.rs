@@ -86,10 +86,12 @@ CREATE SOURCE bids (auction BIGINT, bidder BIGINT, price BIGINT, ts TIMESTAMP,
     WITH (connector = 'file', path = '{data}/bids-{sensors}.jsonl');
 CREATE SOURCE persons (id BIGINT, name TEXT, city TEXT, ts TIMESTAMP,
     WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
-    WITH (connector = 'file', path = '{data}/persons-{ledger}.jsonl');
+    WITH (connector = 'file', path = '{data}/persons-{ledger}.jsonl',
+        max_drift = '30s');
 CREATE SOURCE auctions (id BIGINT, seller BIGINT, category BIGINT, ts TIMESTAMP,
     WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
-    WITH (connector = 'file', path = '{data}/auctions-{ledger}.jsonl');
+    WITH (connector = 'file', path = '{data}/auctions-{ledger}.jsonl',
+        max_drift = '30s');
 CREATE SINK {sink} WITH (connector = 'file', path = '{out}');
 ";
 

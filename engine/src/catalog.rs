@@ -49,6 +49,9 @@ pub struct SourceDef {
     /// For a table (`CREATE TABLE ... PRIMARY KEY`), its key columns' indices: the table is
     /// the latest row per key, read by lookup joins. Empty for a source.
     pub primary_key: Vec<usize>,
+    /// How far its watermark may get ahead of the query's other sources' before it stops
+    /// reading (`max_drift = '30s'`, Flink's watermark alignment); `None`: it never waits.
+    pub max_drift: Option<std::time::Duration>,
     /// True when several processes running one query share the source's splits (Kafka
     /// partitions through a consumer group), each reading only some of them.
     pub shared_splits: bool,
@@ -289,6 +292,20 @@ impl Catalog {
         };
         let mut options = src.options.clone();
         let late_sink = options.remove("late_sink");
+        let max_drift = options
+            .remove("max_drift")
+            .map(|raw| match (crate::sql::parse_duration(&raw), &watermark) {
+                (Some(drift), Some(_)) => Ok(drift),
+                (None, _) => Err(sql_error(
+                    format!("max_drift: '{raw}' is no duration (write '30s' or '5 minutes')"),
+                    Some(location),
+                )),
+                (Some(_), None) => Err(sql_error(
+                    format!("max_drift: source '{name}' has no WATERMARK to align"),
+                    Some(location),
+                )),
+            })
+            .transpose()?;
         let partitioned_by = options
             .remove("partitioned_by")
             .map(|columns| {
@@ -323,6 +340,7 @@ impl Catalog {
             watermark,
             options,
             late_sink,
+            max_drift,
             partitioned_by,
             primary_key,
             shared_splits: false,

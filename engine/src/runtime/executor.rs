@@ -213,6 +213,12 @@ impl GraphExecutor {
         self.nodes[out.node].finished
     }
 
+    /// The watermark source `source` stands at, as its entry operator emitted it.
+    pub fn source_watermark(&self, source: usize) -> Timestamp {
+        let node = &self.nodes[self.source_nodes[source]];
+        node.counters.watermark_out.unwrap_or(node.watermark)
+    }
+
     /// The watermark at output `index`.
     pub fn output_watermark(&self, index: usize) -> Timestamp {
         self.nodes[self.outputs[index].node].watermark

@@ -2,6 +2,7 @@
 //! and one task per sink, linked by bounded channels. Full channels make a slow sink slow the
 //! sources down instead of filling memory.
 
+mod alignment;
 mod checkpointer;
 mod delivery;
 mod executor;
@@ -236,6 +237,14 @@ fn launch(
         }
         None => (None, None),
     };
+    let alignment = alignment::Alignment::new(
+        graph.sources.iter().map(|s| s.def.max_drift).collect(),
+        graph
+            .sources
+            .iter()
+            .map(|s| s.def.watermark.is_some())
+            .collect(),
+    );
     let executor = GraphExecutor::new(graph, outputs);
     metrics.update_operators(|stats| *stats = executor.operator_stats());
 
@@ -248,7 +257,12 @@ fn launch(
         .map(|(i, source)| {
             let (start, started) = tokio::sync::oneshot::channel();
             starts.push(start);
-            tokio::spawn(read_source(i, source, tx.clone(), stop.clone(), started))
+            let feed = Feed {
+                index: i,
+                tx: tx.clone(),
+                alignment: alignment.clone(),
+            };
+            tokio::spawn(read_source(feed, source, stop.clone(), started))
         })
         .collect();
     drop(tx);
@@ -288,6 +302,7 @@ fn launch(
         checkpoints,
         splits,
         starts,
+        alignment,
     };
     let tasks = Tasks {
         sources,
@@ -324,24 +339,32 @@ fn on_graph_thread<F: Future<Output = Result<()>>>(
     })
 }
 
+/// Where a source task sends what it reads: source `index` of the graph's channel, paced
+/// by the query's watermark alignment when it has one.
+struct Feed {
+    index: usize,
+    tx: mpsc::Sender<FromSource>,
+    alignment: Option<Arc<alignment::Alignment>>,
+}
+
 /// Reads a source into the graph's channel, from where `start` says once the query has
 /// looked at its checkpoints (a dropped `start`: the query did not start).
 async fn read_source(
-    index: usize,
+    feed: Feed,
     mut source: Box<dyn Source>,
-    tx: mpsc::Sender<FromSource>,
     stop: watch::Receiver<bool>,
     start: tokio::sync::oneshot::Receiver<Option<SourcePosition>>,
 ) {
+    let Feed { index, .. } = feed;
     let resumed = match start.await {
         Ok(Some(position)) => source.restore(position).await,
         Ok(None) => Ok(()),
         Err(_) => return,
     };
     match resumed {
-        Ok(()) => pump_source(index, source.as_mut(), tx, stop).await,
+        Ok(()) => pump_source(&feed, source.as_mut(), stop).await,
         Err(e) => {
-            let _ = tx.send(FromSource::Failed(index, e)).await;
+            let _ = feed.tx.send(FromSource::Failed(index, e)).await;
         }
     }
     // The sender is gone now, so the query can finish and report what was delivered.
@@ -350,16 +373,23 @@ async fn read_source(
     }
 }
 
-async fn pump_source(
-    index: usize,
-    source: &mut dyn Source,
-    tx: mpsc::Sender<FromSource>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn pump_source(feed: &Feed, source: &mut dyn Source, mut stop: watch::Receiver<bool>) {
+    let (index, tx) = (feed.index, &feed.tx);
+    let reading = |on: bool| {
+        if let Some(alignment) = &feed.alignment {
+            alignment.set_reading(index, on);
+        }
+    };
     let mut seq = 0;
     loop {
         if *stop.borrow() {
             return;
+        }
+        if let Some(alignment) = &feed.alignment {
+            tokio::select! {
+                _ = alignment.wait_turn(index) => {}
+                _ = stop.changed() => return,
+            }
         }
         let event = tokio::select! {
             event = source.next_batch(SOURCE_POLL) => event,
@@ -368,40 +398,45 @@ async fn pump_source(
         let (split, rows) = match event {
             Ok(SourceEvent::Batch(rows)) => (None, rows),
             Ok(SourceEvent::SplitBatch { split, rows }) => (Some(split), rows),
-            Ok(SourceEvent::Idle) => continue,
+            Ok(SourceEvent::Idle) => {
+                reading(false);
+                continue;
+            }
             Ok(SourceEvent::CaughtUp) => {
-                if !send(&tx, &mut stop, FromSource::CaughtUp(index)).await {
+                if !send(tx, &mut stop, FromSource::CaughtUp(index)).await {
                     return;
                 }
                 continue;
             }
             Ok(SourceEvent::Resume(emitted_until)) => {
-                if !send(&tx, &mut stop, FromSource::Resume(index, emitted_until)).await {
+                if !send(tx, &mut stop, FromSource::Resume(index, emitted_until)).await {
                     return;
                 }
                 continue;
             }
             Ok(SourceEvent::Splits(status)) => {
-                if !send(&tx, &mut stop, FromSource::Splits(index, status)).await {
+                if !send(tx, &mut stop, FromSource::Splits(index, status)).await {
                     return;
                 }
                 continue;
             }
             Ok(SourceEvent::Handover(handover)) => {
-                if !send(&tx, &mut stop, FromSource::Handover(index, handover)).await {
+                if !send(tx, &mut stop, FromSource::Handover(index, handover)).await {
                     return;
                 }
                 continue;
             }
             Ok(SourceEvent::End) => {
-                send(&tx, &mut stop, FromSource::End(index)).await;
+                reading(false);
+                send(tx, &mut stop, FromSource::End(index)).await;
                 return;
             }
             Err(e) => {
-                send(&tx, &mut stop, FromSource::Failed(index, e)).await;
+                send(tx, &mut stop, FromSource::Failed(index, e)).await;
                 return;
             }
         };
+        reading(true);
         let message = FromSource::Batch {
             source: index,
             seq,
@@ -410,7 +445,7 @@ async fn pump_source(
             position: source.position(),
         };
         seq += 1;
-        if !send(&tx, &mut stop, message).await {
+        if !send(tx, &mut stop, message).await {
             return;
         }
     }

@@ -59,6 +59,8 @@ pub(super) struct QueryLoop {
     pub splits: Option<SplitTasks>,
     /// Per source, where to start it; sent once the checkpoints were looked at.
     pub starts: Vec<tokio::sync::oneshot::Sender<Option<SourcePosition>>>,
+    /// Where sources with a `max_drift` learn the watermarks of the others.
+    pub alignment: Option<Arc<super::alignment::Alignment>>,
 }
 
 /// The tasks a query loop waits for when it shuts down.
@@ -183,7 +185,13 @@ impl QueryLoop {
                 split,
                 rows,
                 position,
-            } => self.take_batch(source, seq, split, rows, position)?,
+            } => {
+                let emitted = self.take_batch(source, seq, split, rows, position)?;
+                if let Some(alignment) = &self.alignment {
+                    alignment.publish(source, self.executor.source_watermark(source));
+                }
+                emitted
+            }
             FromSource::Splits(source, status) => match &mut self.splits {
                 Some(splits) => splits.push_status(&status)?,
                 None => self.executor.push_split_status(source, &status)?,

@@ -1,5 +1,6 @@
 //! Engine tests in Rust: the payment-due example and the runtime with real connectors.
 
+mod alignment;
 mod bad_rows;
 mod failures;
 mod fuzz;
