@@ -164,10 +164,10 @@ impl Accumulator {
                 *retracted += 1;
                 return *retracted > rebuild_after(len);
             }
-            (Self::Extreme { candidates, .. }, _) => {
-                if candidates.front().is_some_and(|(s, _)| *s == seq) {
-                    candidates.pop_front();
-                }
+            (Self::Extreme { candidates, .. }, _)
+                if candidates.front().is_some_and(|(s, _)| *s == seq) =>
+            {
+                candidates.pop_front();
             }
             _ => {}
         }

@@ -362,7 +362,7 @@ async fn read_source(
         Err(_) => return,
     };
     match resumed {
-        Ok(()) => pump_source(&feed, source.as_mut(), stop).await,
+        Ok(()) => pump_source(feed, source.as_mut(), stop).await,
         Err(e) => {
             let _ = feed.tx.send(FromSource::Failed(index, e)).await;
         }
@@ -373,7 +373,9 @@ async fn read_source(
     }
 }
 
-async fn pump_source(feed: &Feed, source: &mut dyn Source, mut stop: watch::Receiver<bool>) {
+/// Reads `source` into the graph's channel until it ends, fails or the query stops. Takes
+/// `feed` whole, so its sender is gone on return, before the source is closed.
+async fn pump_source(feed: Feed, source: &mut dyn Source, mut stop: watch::Receiver<bool>) {
     let (index, tx) = (feed.index, &feed.tx);
     let reading = |on: bool| {
         if let Some(alignment) = &feed.alignment {
