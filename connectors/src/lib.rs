@@ -6,6 +6,7 @@
 //! - [`generator`]: synthetic sensors, payments, dues and logins, for demos and benchmarks.
 //! - [`file`]: JSON-lines files as a bounded source, and as a sink.
 //! - [`kafka`]: Kafka topics as sources and sinks.
+//! - [`postgres`]: a sink into a Postgres (or TimescaleDB) table.
 //! - [`stdout`]: results on the terminal, as a table or JSON lines.
 //! - [`format`]: JSON decoding and encoding, and the table printer.
 #![warn(missing_docs)]
@@ -14,6 +15,7 @@ pub mod file;
 pub mod format;
 pub mod generator;
 pub mod kafka;
+pub mod postgres;
 pub mod stdout;
 
 use std::sync::Arc;
@@ -40,4 +42,5 @@ pub fn register_all(registry: &mut ConnectorRegistry, kafka: kafka::KafkaSetting
     registry.register(Arc::new(file::FileFactory));
     registry.register(Arc::new(stdout::StdoutFactory));
     registry.register(Arc::new(kafka::KafkaFactory::new(kafka)));
+    registry.register(Arc::new(postgres::PostgresFactory::default()));
 }

@@ -21,6 +21,7 @@
 pub mod fuzz;
 mod harness;
 pub mod kafka;
+pub mod postgres;
 
 pub use harness::{StreamDb, materialize, workspace_root};
 /// Rows as the strings sqllogictest compares (the same text rule tests use).
