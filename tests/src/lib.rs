@@ -24,5 +24,16 @@ pub mod kafka;
 pub mod postgres;
 
 pub use harness::{StreamDb, materialize, workspace_root};
+
+/// Sends Vigil's log to the test's output at the levels `VIGIL_LOG` names (default
+/// `warn`), once per test binary.
+pub fn test_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(filter)
+        .try_init();
+}
 /// Rows as the strings sqllogictest compares (the same text rule tests use).
 pub use vigil_rules::values::format_rows;

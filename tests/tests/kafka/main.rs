@@ -58,12 +58,7 @@ async fn broker_with_topics() -> Broker {
 /// An engine whose Kafka connector talks to `broker`. Logs (warnings, or `VIGIL_LOG`) go to
 /// the test's output, shown when it fails.
 fn engine(broker: &Broker) -> Engine {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter(filter)
-        .try_init();
+    vigil_tests::test_logging();
     engine_with_batches(broker, 1024)
 }
 

@@ -14,12 +14,7 @@ use vigil_tests::{format_rows, materialize};
 
 /// An engine whose postgres sinks reach `server` through the variable `TEST_PG`.
 fn engine(server: &Postgres) -> Engine {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter(filter)
-        .try_init();
+    vigil_tests::test_logging();
     let url = server.url();
     let mut registry = vigil_connectors::registry();
     registry.register(Arc::new(PostgresFactory::with_environment(Arc::new(
