@@ -1,6 +1,7 @@
 //! Offline checks of the Dockerfile and the Kubernetes manifests in `deploy/kubernetes/`
 //! (no cluster or Docker engine is needed): the fields that make them work, checked against
-//! each other and against the `vigil` binary itself.
+//! each other and against the `vigil` binary itself; and (`prometheus.rs`) a real Prometheus
+//! scraping `vigil serve` as the manifests' annotations describe.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -9,11 +10,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-fn repo() -> PathBuf {
+mod prometheus;
+
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn manifest(name: &str) -> Value {
+pub(crate) fn manifest(name: &str) -> Value {
     let path = repo().join("deploy/kubernetes").join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
     serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{name} is no YAML: {e}"))
@@ -231,9 +234,9 @@ fn the_image_is_built_in_one_stage_and_runs_vigil_unprivileged_in_another() {
 }
 
 /// A `vigil serve` on a free loopback port, stopped when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    address: String,
+    pub(crate) address: String,
 }
 
 impl Drop for Server {
@@ -244,6 +247,11 @@ impl Drop for Server {
 }
 
 fn serve(token: &str) -> Server {
+    serve_with(token, &[])
+}
+
+/// The same, with more arguments to `vigil serve`.
+pub(crate) fn serve_with(token: &str, args: &[&str]) -> Server {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -254,6 +262,7 @@ fn serve(token: &str) -> Server {
     std::fs::create_dir_all(&dir).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
         .args(["serve", "--bind", &address])
+        .args(args)
         .env("VIGIL_TOKEN", token)
         .current_dir(&dir)
         .stdout(Stdio::null())
