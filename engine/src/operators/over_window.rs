@@ -155,7 +155,12 @@ impl OverWindow {
     ) -> Result<Self> {
         let arrivals = Arrivals::new(input_schema);
         let evaluated: Vec<&OverFunction> = functions.iter().filter(|f| !f.row_number).collect();
-        let sliding: Option<Vec<SlidingAggregate>> = evaluated.iter().map(|f| f.sliding).collect();
+        // ROW_NUMBER alone keeps no rows: DataFusion's path then holds nothing.
+        let sliding: Option<Vec<SlidingAggregate>> = if evaluated.is_empty() {
+            None
+        } else {
+            evaluated.iter().map(|f| f.sliding).collect()
+        };
         let frames = match sliding {
             Some(aggregates) => {
                 Frames::Sliding(SlidingFrames::new(aggregates, time_column, retention))

@@ -471,7 +471,7 @@ impl Partition {
         let keep_from = (self.frames.iter())
             .map(|f| f.start)
             .min()
-            .unwrap_or(self.first);
+            .unwrap_or(self.next_seq());
         let n = (keep_from - self.first) as usize;
         if n == 0 {
             return;

@@ -76,3 +76,25 @@ async fn windows_sessions_and_joins_hold_no_rows_the_watermark_has_passed() {
         }
     }
 }
+
+#[tokio::test]
+async fn state_kept_per_key_is_bounded_by_the_keys_not_the_events() {
+    let inputs = engine().await;
+    let later = a_day_later(&inputs);
+    for (q, query) in QUERIES.iter().enumerate() {
+        let (_, updating, _) = executor(query).await;
+        if updating || !query.contains("state per key") {
+            continue;
+        }
+        let parts = input(&inputs, q as u64 + 5, 240, 7);
+        let (mut running, _, _) = executor(query).await;
+        feed(&mut running, &parts, updating, &mut Vec::new());
+        feed(&mut running, &later, updating, &mut Vec::new());
+        // 5 keys on 2 splits: a count, or a frame's last few rows, per key and split.
+        let held: u64 = state_rows(&running).iter().map(|(_, rows)| rows).sum();
+        assert!(
+            held <= 40,
+            "query {q} holds {held} rows of 240 events: {query}"
+        );
+    }
+}
