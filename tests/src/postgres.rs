@@ -77,20 +77,21 @@ impl Postgres {
         self.dir.join("data").display().to_string()
     }
 
-    /// Runs a server program, as `postgres` when this is root; panics on failure.
-    fn run(&self, program: &str, args: &[&str]) {
+    /// A server program's command, run as `postgres` when this is root.
+    fn command(&self, program: &str) -> Command {
         let path = self.bin.join(program);
-        let mut command = if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&path);
-            c
+        if is_root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(&path);
+            command
         } else {
             Command::new(&path)
-        };
-        let out = command
-            .args(args)
-            .output()
-            .expect("a PostgreSQL program runs");
+        }
+    }
+
+    /// Runs a server program; panics on failure.
+    fn run(&self, program: &str, args: &[&str]) {
+        let out = (self.command(program).args(args).output()).expect("a PostgreSQL program runs");
         assert!(
             out.status.success(),
             "{program} failed: {}{}",
@@ -173,17 +174,8 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         let data = self.data();
-        let path = self.bin.join("pg_ctl");
-        let mut command = if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&path);
-            c
-        } else {
-            Command::new(&path)
-        };
-        let _ = command
-            .args(["-D", &data, "-m", "immediate", "stop"])
-            .output();
+        let stop = ["-D", &data, "-m", "immediate", "stop"];
+        let _ = self.command("pg_ctl").args(stop).output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

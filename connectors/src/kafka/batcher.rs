@@ -314,23 +314,27 @@ fn assemble_changes(
     held: &Held,
     bad: &mut Vec<BadMessage>,
 ) -> Result<RecordBatch, ConnectorError> {
-    let (rows, offsets) = assemble(layout, partition, held, bad)?;
+    let (rows, good) = assemble(layout, partition, held, bad)?;
     match &layout.table_key {
         Some(key) if !held.tombstones.is_empty() => {
+            let offsets: Vec<i64> = (held.offsets.iter().zip(&good))
+                .filter(|(_, g)| **g)
+                .map(|(o, _)| *o)
+                .collect();
             with_deletes(key, rows, &offsets, &held.tombstones, bad)
         }
         _ => Ok(rows),
     }
 }
 
-/// The rows of the messages `held`, in the declared schema, with the offset of each.
-/// Messages that cannot be rows are added to `bad`.
+/// The rows of the messages `held`, in the declared schema, and per message held whether it
+/// became a row. Messages that cannot be rows are added to `bad`.
 fn assemble(
     layout: &BatchLayout,
     partition: i32,
     held: &Held,
     bad: &mut Vec<BadMessage>,
-) -> Result<(RecordBatch, Vec<i64>), ConnectorError> {
+) -> Result<(RecordBatch, Vec<bool>), ConnectorError> {
     let received = held.offsets.len();
     let (payload, bad_records) = layout
         .decoder
@@ -395,11 +399,7 @@ fn assemble(
         columns,
         &RecordBatchOptions::new().with_row_count(Some(kept)),
     )?;
-    let offsets = (held.offsets.iter().zip(&good))
-        .filter(|(_, g)| **g)
-        .map(|(o, _)| *o)
-        .collect();
-    Ok((rows, offsets))
+    Ok((rows, good))
 }
 
 /// A metadata column for every message held, in its natural type; `None` for a payload column.

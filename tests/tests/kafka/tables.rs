@@ -33,6 +33,14 @@ async fn produce(broker: &Broker, topic: &str, value: Value) {
         .await;
 }
 
+/// The first `count` messages of `topic`, parsed, once they have arrived.
+async fn json_values(broker: &Broker, topic: &str, count: usize) -> Vec<Value> {
+    let records = broker.wait_for(topic, count, Duration::from_secs(30)).await;
+    (records.iter())
+        .map(|r| serde_json::from_str(r.value.as_deref().unwrap()).unwrap())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kafka_table_is_followed_as_its_topic_changes() {
     let broker = Broker::start();
@@ -78,12 +86,7 @@ async fn a_kafka_table_is_followed_as_its_topic_changes() {
     joined_inputs(query, 4).await;
     produce(&broker, "readings", reading(21.0, 2)).await;
 
-    let records = broker
-        .wait_for("enriched", 2, Duration::from_secs(30))
-        .await;
-    let values: Vec<Value> = (records.iter())
-        .map(|r| serde_json::from_str(r.value.as_deref().unwrap()).unwrap())
-        .collect();
+    let values = json_values(&broker, "enriched", 2).await;
     assert_eq!(
         values,
         vec![
@@ -137,10 +140,7 @@ async fn a_tombstone_in_a_table_topic_deletes_its_key() {
     joined_inputs(query, 5).await;
     produce(&broker, "payments", payment(30.0, 3)).await;
 
-    let records = broker.wait_for("checked", 3, Duration::from_secs(30)).await;
-    let values: Vec<Value> = (records.iter())
-        .map(|r| serde_json::from_str(r.value.as_deref().unwrap()).unwrap())
-        .collect();
+    let values = json_values(&broker, "checked", 3).await;
     assert_eq!(
         values,
         vec![
