@@ -320,10 +320,13 @@ impl Engine {
                     view: false,
                 };
                 let graph = lower_query_with(&self.catalog, &plan, options)?;
-                let sink_writer = self
+                let mut sink_writer = self
                     .registry
                     .factory(&connector_options)?
                     .create_sink(&connector_options, output_schema(&graph))?;
+                if self.config.start_queries {
+                    sink_writer.open().await?;
+                }
                 self.catalog.add_sink(def, sink.or_replace, location)?;
                 if !self.config.start_queries {
                     return Ok(StatementOutcome::SinkPlanned {

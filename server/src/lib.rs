@@ -7,12 +7,14 @@
 //! - [`Service`]: the engine and the queries it runs.
 //! - [`routes`]: the API; [`routes::ROUTES`] is the single list the router and the OpenAPI
 //!   document are built from.
+//! - A web console at `/`, its files embedded in the binary, reading the same API.
 //! - [`ResultHub`](results::ResultHub): each query's rows fanned out to its watchers without
 //!   ever waiting for them.
 #![warn(missing_docs)]
 
 mod auth;
 mod config;
+mod console;
 mod durable;
 mod error;
 pub mod queries;

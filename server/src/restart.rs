@@ -108,12 +108,14 @@ impl Service {
         let outcome = state.engine.execute_statement(statement).await?;
         let runs = match outcome {
             StatementOutcome::SinkPlanned { .. } if saved.start => {
-                let result = self.apply(
-                    &state.engine,
-                    outcome,
-                    saved.sql.clone(),
-                    StateStart::Resume,
-                )?;
+                let result = self
+                    .apply(
+                        &state.engine,
+                        outcome,
+                        saved.sql.clone(),
+                        StateStart::Resume,
+                    )
+                    .await?;
                 persistent_query(&result)
             }
             _ => None,

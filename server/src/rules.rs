@@ -301,7 +301,7 @@ impl Service {
             }
             sink_state = Some(SinkState::new(&identity.name, plan));
         }
-        let result = self.apply(&state.engine, outcome, text, on_state)?;
+        let result = (self.apply(&state.engine, outcome, text, on_state)).await?;
         Ok((result, sink_state))
     }
 

@@ -220,7 +220,7 @@ impl Service {
             self.check_capacity(1, 0)?;
         }
         let outcome = state.engine.execute_statement(statement).await?;
-        let result = self.apply(&state.engine, outcome, text.clone(), StateStart::Resume)?;
+        let result = (self.apply(&state.engine, outcome, text.clone(), StateStart::Resume)).await?;
         if let StatementResult::Dropped {
             stopped_queries, ..
         } = &result
@@ -284,7 +284,7 @@ impl Service {
         ))
     }
 
-    pub(crate) fn apply(
+    pub(crate) async fn apply(
         &self,
         engine: &Engine,
         outcome: StatementOutcome,
@@ -309,7 +309,7 @@ impl Service {
                 rows: json_values(&batches)?,
             },
             StatementOutcome::SinkPlanned { name, query } => {
-                let entry = self.start_sink(engine, &name, query, sql, on_state)?;
+                let entry = self.start_sink(engine, &name, query, sql, on_state).await?;
                 started(&entry)
             }
             StatementOutcome::Query(query) => {
@@ -331,8 +331,9 @@ impl Service {
     }
 
     /// Starts a `CREATE SINK ... AS` query writing to its sink, its rows also published for
-    /// results clients.
-    fn start_sink(
+    /// results clients. The sink is opened first: a table that cannot take the rows fails
+    /// the statement.
+    async fn start_sink(
         &self,
         engine: &Engine,
         name: &str,
@@ -347,10 +348,11 @@ impl Service {
                 format!("sink '{name}' vanished from the catalog"),
             )
         })?;
-        let writer = engine
+        let mut writer = engine
             .registry()
             .factory(&def.options)?
             .create_sink(&def.options, query.output_schema())?;
+        writer.open().await?;
         let hub = ResultHub::new(self.config.client_buffer);
         let running = match on_state {
             StateStart::Resume => engine.start(query, hub.sink(Some(writer)))?,

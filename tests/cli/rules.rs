@@ -48,7 +48,7 @@ fn the_shipped_rules_check_clean_and_pass_their_tests() {
     assert_eq!(text(&out.stdout), "", "no diagnostics");
     assert!(
         text(&out.stderr)
-            .contains("checked 9 rule file(s) with 3 profile(s): 0 error(s), 0 warning(s)"),
+            .contains("checked 9 rule file(s) with 4 profile(s): 0 error(s), 0 warning(s)"),
         "{}",
         text(&out.stderr)
     );

@@ -1,7 +1,8 @@
 //! Offline checks of the Dockerfile and the Kubernetes manifests in `deploy/kubernetes/`
 //! (no cluster or Docker engine is needed): the fields that make them work, checked against
-//! each other and against the `vigil` binary itself; and (`prometheus.rs`) a real Prometheus
-//! scraping `vigil serve` as the manifests' annotations describe.
+//! each other and against the `vigil` binary itself; (`prometheus.rs`) a real Prometheus
+//! scraping `vigil serve` as the manifests' annotations describe; and (`grafana.rs`) the
+//! Grafana dashboard against Vigil's metrics and the product rules' tables in PostgreSQL.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+mod grafana;
 mod prometheus;
 
 pub(crate) fn repo() -> PathBuf {

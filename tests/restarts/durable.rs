@@ -154,7 +154,7 @@ pub(super) trait StateView {
 }
 
 /// A local state dir.
-struct LocalState(PathBuf);
+pub(super) struct LocalState(pub PathBuf);
 
 impl StateView for LocalState {
     fn newest_epoch(&self) -> Option<u64> {

@@ -12,6 +12,7 @@ use vigil_tests::kafka::{Broker, window_counts};
 
 mod durable;
 mod exactly_once;
+mod postgres;
 mod rebalance;
 mod s3;
 

@@ -18,6 +18,7 @@
 //! raw changelog depends on batch size: files that pin a changelog `SET batch_size = 1`,
 //! and `MATERIALIZE` checks the final result at every batch size.
 
+pub mod browser;
 pub mod fuzz;
 mod harness;
 pub mod kafka;

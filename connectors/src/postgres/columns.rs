@@ -26,6 +26,8 @@ pub enum Binding {
     Double,
     Boolean,
     Timestamp,
+    /// A list (`array_agg`), as `text[]`.
+    TextList,
 }
 
 impl Binding {
@@ -40,6 +42,9 @@ impl Binding {
             DataType::Float64 => Self::Double,
             DataType::Boolean => Self::Boolean,
             DataType::Timestamp(_, _) => Self::Timestamp,
+            DataType::List(item) | DataType::LargeList(item) if matches!(Self::of(item.data_type()), Some(b) if b != Self::TextList) => {
+                Self::TextList
+            }
             _ => return None,
         })
     }
@@ -55,6 +60,7 @@ impl Binding {
             Self::Double => Type::FLOAT8,
             Self::Boolean => Type::BOOL,
             Self::Timestamp => Type::TIMESTAMPTZ,
+            Self::TextList => Type::TEXT_ARRAY,
         }
     }
 
@@ -69,6 +75,7 @@ impl Binding {
             Self::Double => <f64 as ToSql>::accepts(ty),
             Self::Boolean => <bool as ToSql>::accepts(ty),
             Self::Timestamp => <SystemTime as ToSql>::accepts(ty),
+            Self::TextList => <Vec<Option<String>> as ToSql>::accepts(ty),
         }
     }
 
@@ -83,6 +90,7 @@ impl Binding {
             Self::Double => DataType::Float64,
             Self::Boolean => DataType::Boolean,
             Self::Timestamp => DataType::Timestamp(TimeUnit::Nanosecond, None),
+            Self::TextList => DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
         }
     }
 }
@@ -118,7 +126,7 @@ pub fn columns(fields: &[Arc<Field>]) -> Result<Vec<Column>, ConnectorError> {
         .collect();
     if !unsupported.is_empty() {
         return Err(ConnectorError::Schema(format!(
-            "a postgres sink cannot write {}: cast to TEXT, BIGINT, DOUBLE, BOOLEAN or TIMESTAMP",
+            "a postgres sink cannot write {}: cast to TEXT, BIGINT, DOUBLE, BOOLEAN, TIMESTAMP or a list of them",
             unsupported.join(", ")
         )));
     }
@@ -168,6 +176,7 @@ pub enum Values {
     Double(Vec<Option<f64>>),
     Boolean(Vec<Option<bool>>),
     Timestamp(Vec<Option<SystemTime>>),
+    TextList(Vec<Option<Vec<Option<String>>>>),
 }
 
 impl Values {
@@ -200,6 +209,11 @@ impl Values {
                     .map(|v| v.map(system_time))
                     .collect(),
             ),
+            Binding::TextList => Self::TextList(
+                (cast.as_list::<i32>().iter())
+                    .map(|list| list.map(|items| text_items(&items)))
+                    .collect(),
+            ),
         })
     }
 
@@ -214,6 +228,7 @@ impl Values {
             Self::Double(v) => &v[i],
             Self::Boolean(v) => &v[i],
             Self::Timestamp(v) => &v[i],
+            Self::TextList(v) => &v[i],
         }
     }
 
@@ -231,8 +246,31 @@ impl Values {
             Self::Double(v) => Box::new(pick(v, rows)),
             Self::Boolean(v) => Box::new(pick(v, rows)),
             Self::Timestamp(v) => Box::new(pick(v, rows)),
+            // UNNEST would flatten an array of arrays: each list goes as its literal.
+            Self::TextList(v) => Box::new(
+                (rows.iter())
+                    .map(|&i| v[i].as_deref().map(array_literal))
+                    .collect::<Vec<_>>(),
+            ),
         }
     }
+}
+
+/// A Postgres array literal of `items`: `{"a","b \"c\"",NULL}`.
+fn array_literal(items: &[Option<String>]) -> String {
+    let quoted: Vec<String> = (items.iter())
+        .map(|item| match item {
+            Some(text) => format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\"")),
+            None => "NULL".to_string(),
+        })
+        .collect();
+    format!("{{{}}}", quoted.join(","))
+}
+
+fn text_items(items: &ArrayRef) -> Vec<Option<String>> {
+    (items.as_string::<i32>().iter())
+        .map(|v| v.map(str::to_string))
+        .collect()
 }
 
 /// An Arrow timestamp (nanoseconds since the epoch, UTC) as a `SystemTime`.
@@ -273,8 +311,16 @@ mod tests {
     }
 
     #[test]
+    fn lists_become_array_literals_with_quotes_and_nulls_escaped() {
+        let items = [Some("a".to_string()), Some(r#"b "c" \d"#.to_string()), None];
+        assert_eq!(array_literal(&items), r#"{"a","b \"c\" \\d",NULL}"#);
+        assert_eq!(array_literal(&[]), "{}");
+    }
+
+    #[test]
     fn unwritable_types_are_named_and_values_that_do_not_fit_refused() {
-        let list = DataType::List(Arc::new(Field::new("item", DataType::Int64, true)));
+        let map = DataType::Struct(vec![Field::new("a", DataType::Int64, true)].into());
+        let list = DataType::List(Arc::new(Field::new("item", map, true)));
         let error = columns(&[Arc::new(Field::new("xs", list, true))]).unwrap_err();
         assert!(error.to_string().contains("'xs'"), "{error}");
         let big: ArrayRef = Arc::new(UInt64Array::from(vec![u64::MAX]));

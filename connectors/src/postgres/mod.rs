@@ -13,7 +13,9 @@
 //! once the tries are spent. Nothing is dropped.
 
 mod columns;
+mod epochs;
 mod sink;
+mod writes;
 
 use std::sync::Arc;
 
@@ -77,7 +79,10 @@ impl SinkConfig {
         let create = r.take("create");
         let time_column = r.take("time_column");
         r.finish()?;
-        for column in key.iter().chain(&time_column) {
+        // A declaration without a query has no columns yet: its key is checked when a
+        // query attaches.
+        let declared_only = schema.fields().is_empty();
+        for column in key.iter().chain(&time_column).filter(|_| !declared_only) {
             if schema.index_of(column).is_err() || column == "op" {
                 return Err(ConnectorError::config(
                     "key",

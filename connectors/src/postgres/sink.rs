@@ -1,20 +1,20 @@
-//! [`PostgresSink`]: each batch in one transaction: binary `COPY` for an append-only query;
-//! for an updating one, the batch's last change per key, upserted (`INSERT ... ON CONFLICT
-//! DO UPDATE`) or deleted, so the table always holds the current answer.
+//! [`PostgresSink`]: each batch in one transaction of its own, or, with a state dir, each
+//! checkpoint epoch's batches in one transaction that also records the epoch
+//! ([`super::epochs`]), so the table holds every result once across crashes.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::row::{RowConverter, SortField};
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, NoTls, Transaction};
+use datafusion::arrow::array::RecordBatch;
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, NoTls};
 use vigil_engine::connector::{Health, Sink};
 
 use super::SinkConfig;
-use super::columns::{Column, Values, create_table, quoted, quoted_table};
+use super::columns::{Column, create_table, quoted_table};
+use super::epochs;
+use super::writes::{WriteMode, write_batch};
 use crate::ConnectorError;
 
 /// Tries per batch before the query fails with the database's message.
@@ -24,7 +24,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Why a write failed: worth trying again (the connection, the server restarting) or not
 /// (the table, the data).
-enum Failure {
+pub(super) enum Failure {
     Transient(String),
     Fatal(String),
 }
@@ -59,38 +59,73 @@ impl From<ConnectorError> for Failure {
 pub struct PostgresSink {
     config: SinkConfig,
     columns: Vec<Column>,
-    /// The query is updating: its rows carry `op` first.
-    changelog: bool,
+    mode: WriteMode,
     client: Option<Client>,
     /// Where the sink says whether it reaches the database, for `/readyz`.
     health: Option<Health>,
+    /// With a state dir: output is committed at checkpoints, with their epoch.
+    epochs: Option<Epochs>,
+}
+
+/// The transaction of the checkpoint epoch being written.
+struct Epochs {
+    /// The query's name, which keys its committed epochs.
+    query: String,
+    /// The epoch's batches so far: a lost connection takes the open transaction with it,
+    /// and they are written again on the next.
+    pending: Vec<RecordBatch>,
+    /// Whether the current connection has the epoch's transaction open.
+    open: bool,
+}
+
+/// One thing the sink does against the database, tried again while it fails transiently.
+enum Step<'a> {
+    /// Writes one batch in a transaction of its own.
+    Batch(&'a RecordBatch),
+    /// Writes the newest pending batch into the epoch's transaction.
+    EpochBatch,
+    /// Commits the epoch's transaction with its epoch.
+    Commit(u64),
+    /// Reads the last committed epoch.
+    ReadEpoch,
 }
 
 impl PostgresSink {
     pub(super) fn new(config: SinkConfig, columns: Vec<Column>, changelog: bool) -> Self {
+        let mode = match (changelog, config.key.is_empty()) {
+            (true, _) => WriteMode::Changes,
+            (false, true) => WriteMode::Copy,
+            (false, false) => WriteMode::UpsertRows,
+        };
         Self {
             config,
             columns,
-            changelog,
+            mode,
             client: None,
             health: None,
+            epochs: None,
         }
     }
 
-    /// The connection, made (and the table made ready) when there is none.
-    async fn client(&mut self) -> Result<&mut Client, Failure> {
-        if self.client.is_none() {
-            let url = self.config.url()?;
-            let (client, connection) = tokio_postgres::connect(&url, NoTls).await?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::warn!(error = %e, "the Postgres connection ended");
-                }
-            });
-            self.prepare_table(&client).await?;
-            self.client = Some(client);
+    /// Makes the connection (and the table ready) when there is none. A new connection has
+    /// no transaction open.
+    async fn connect(&mut self) -> Result<(), Failure> {
+        if self.client.is_some() {
+            return Ok(());
         }
-        Ok(self.client.as_mut().expect("connected above"))
+        let url = self.config.url()?;
+        let (client, connection) = tokio_postgres::connect(&url, NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "the Postgres connection ended");
+            }
+        });
+        self.prepare_table(&client).await?;
+        if let Some(epochs) = &mut self.epochs {
+            epochs.open = false;
+        }
+        self.client = Some(client);
+        Ok(())
     }
 
     /// Creates the table if it is missing, then checks that it can take every result
@@ -132,36 +167,84 @@ impl PostgresSink {
         Ok(())
     }
 
-    async fn try_write(&mut self, batch: &RecordBatch) -> Result<(), Failure> {
-        let changelog = self.changelog;
-        let columns = self.columns.clone();
-        let (table, key) = (self.config.table.clone(), self.config.key.clone());
-        let client = self.client().await?;
-        let tx = client.transaction().await?;
-        if changelog {
-            apply_changes(&tx, &table, &columns, &key, batch).await?;
-        } else {
-            copy_rows(&tx, &table, &columns, batch).await?;
+    async fn write_to(&self, client: &Client, batch: &RecordBatch) -> Result<(), Failure> {
+        let (table, key) = (&self.config.table, &self.config.key);
+        write_batch(client, self.mode, table, &self.columns, key, batch).await
+    }
+
+    async fn try_step(&mut self, step: &Step<'_>) -> Result<Option<u64>, Failure> {
+        self.connect().await?;
+        let client = self.client.as_ref().expect("connected above");
+        match step {
+            Step::Batch(batch) => {
+                client.batch_execute("BEGIN").await?;
+                self.write_to(client, batch).await?;
+                client.batch_execute("COMMIT").await?;
+            }
+            Step::EpochBatch => {
+                let epochs = self.epochs.as_ref().expect("epochs");
+                let again = if epochs.open {
+                    epochs.pending.len() - 1
+                } else {
+                    0
+                };
+                if !epochs.open {
+                    client.batch_execute("BEGIN").await?;
+                }
+                for batch in &epochs.pending[again..] {
+                    self.write_to(client, batch).await?;
+                }
+                self.epochs.as_mut().expect("epochs").open = true;
+            }
+            Step::Commit(epoch) => self.try_commit(*epoch).await?,
+            Step::ReadEpoch => {
+                let query = &self.epochs.as_ref().expect("epochs").query;
+                epochs::ensure_table(client).await?;
+                return Ok(Some(
+                    epochs::committed(client, query, &self.config.table).await?,
+                ));
+            }
         }
-        tx.commit().await?;
+        Ok(None)
+    }
+
+    /// Commits the epoch's output with `epoch`. On a new connection the transaction is
+    /// gone: either it committed just before the connection went (the recorded epoch
+    /// says so) or its batches are written again first.
+    async fn try_commit(&mut self, epoch: u64) -> Result<(), Failure> {
+        let client = self.client.as_ref().expect("connected");
+        let epochs = self.epochs.as_ref().expect("epochs");
+        let table = &self.config.table;
+        if !epochs.open {
+            if epochs::committed(client, &epochs.query, table).await? >= epoch {
+                self.epochs.as_mut().expect("epochs").pending.clear();
+                return Ok(());
+            }
+            client.batch_execute("BEGIN").await?;
+            for batch in &epochs.pending {
+                self.write_to(client, batch).await?;
+            }
+        }
+        epochs::record(client, &epochs.query, table, epoch).await?;
+        client.batch_execute("COMMIT").await?;
+        let epochs = self.epochs.as_mut().expect("epochs");
+        epochs.open = false;
+        epochs.pending.clear();
         Ok(())
     }
-}
 
-#[async_trait]
-impl Sink for PostgresSink {
-    async fn write(&mut self, batch: RecordBatch) -> Result<(), ConnectorError> {
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
+    /// Does `step`, trying again with backoff while the database fails transiently (the
+    /// sink then reports itself unreachable); the query fails with the database's message
+    /// once the tries are spent, or at once for a failure that will not pass.
+    async fn retrying(&mut self, step: Step<'_>) -> Result<Option<u64>, ConnectorError> {
         let mut backoff = FIRST_BACKOFF;
         for attempt in 1.. {
-            let error = match self.try_write(&batch).await {
-                Ok(()) => {
+            let error = match self.try_step(&step).await {
+                Ok(answer) => {
                     if let (Some(health), true) = (&self.health, attempt > 1) {
                         health.reachable();
                     }
-                    return Ok(());
+                    return Ok(answer);
                 }
                 Err(Failure::Fatal(error)) => error,
                 Err(Failure::Transient(error)) if attempt < ATTEMPTS => {
@@ -183,165 +266,69 @@ impl Sink for PostgresSink {
         }
         unreachable!("the loop returns")
     }
+}
+
+#[async_trait]
+impl Sink for PostgresSink {
+    /// Creates the table, or checks the existing one can take every result column. A
+    /// database not reachable yet is left to the writes, which try again.
+    async fn open(&mut self) -> Result<(), ConnectorError> {
+        match self.connect().await {
+            Ok(()) => Ok(()),
+            Err(Failure::Fatal(error)) => Err(ConnectorError::External(format!(
+                "postgres sink '{}': {error}",
+                self.config.table
+            ))),
+            Err(Failure::Transient(error)) => {
+                tracing::warn!(table = %self.config.table, %error, "Postgres is not reachable yet; the first write tries again");
+                Ok(())
+            }
+        }
+    }
+
+    async fn write(&mut self, batch: RecordBatch) -> Result<(), ConnectorError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        match &mut self.epochs {
+            None => self.retrying(Step::Batch(&batch)).await?,
+            Some(epochs) => {
+                epochs.pending.push(batch);
+                self.retrying(Step::EpochBatch).await?
+            }
+        };
+        Ok(())
+    }
 
     async fn flush(&mut self) -> Result<(), ConnectorError> {
         Ok(())
     }
 
+    /// A state dir: from now on output is committed at checkpoints, with the epoch.
+    async fn committed_epoch(&mut self, query: &str) -> Result<Option<u64>, ConnectorError> {
+        self.epochs = Some(Epochs {
+            query: query.to_string(),
+            pending: Vec::new(),
+            open: false,
+        });
+        self.retrying(Step::ReadEpoch).await
+    }
+
+    async fn commit(&mut self, epoch: u64) -> Result<(), ConnectorError> {
+        if self.epochs.is_some() {
+            self.retrying(Step::Commit(epoch)).await?;
+        }
+        Ok(())
+    }
+
+    /// The recorded epoch belongs to the query as a whole, not to one of its processes.
+    fn single_writer(&self) -> bool {
+        true
+    }
+
     fn report_health(&mut self, health: Health) {
         self.health = Some(health);
     }
-}
-
-/// Appends the rows of `batch` with a binary `COPY`.
-async fn copy_rows(
-    tx: &Transaction<'_>,
-    table: &str,
-    columns: &[Column],
-    batch: &RecordBatch,
-) -> Result<(), Failure> {
-    let values = batch_values(batch, columns, 0)?;
-    let names: Vec<String> = columns.iter().map(|c| quoted(&c.name)).collect();
-    let statement = format!(
-        "COPY {} ({}) FROM STDIN BINARY",
-        quoted_table(table),
-        names.join(", ")
-    );
-    let sink = tx.copy_in(&statement).await?;
-    let types: Vec<Type> = columns.iter().map(|c| c.ty.clone()).collect();
-    let writer = BinaryCopyInWriter::new(sink, &types);
-    write_copy_rows(writer, &values, batch.num_rows()).await
-}
-
-/// Writes `rows` rows of `values` through a binary `COPY`, then ends it.
-async fn write_copy_rows(
-    writer: BinaryCopyInWriter,
-    values: &[Values],
-    rows: usize,
-) -> Result<(), Failure> {
-    let mut writer = std::pin::pin!(writer);
-    let mut row: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(values.len());
-    for i in 0..rows {
-        row.clear();
-        row.extend(values.iter().map(|v| v.get(i)));
-        writer.as_mut().write(&row).await?;
-    }
-    writer.as_mut().finish().await?;
-    Ok(())
-}
-
-/// Applies a changelog batch: per key its last change wins, an insert or update upserting
-/// the row and a retraction deleting it.
-async fn apply_changes(
-    tx: &Transaction<'_>,
-    table: &str,
-    columns: &[Column],
-    key: &[String],
-    batch: &RecordBatch,
-) -> Result<(), Failure> {
-    let values = batch_values(batch, columns, 1)?;
-    let key_at: Vec<usize> = (key.iter())
-        .map(|k| {
-            columns
-                .iter()
-                .position(|c| &c.name == k)
-                .expect("checked at creation")
-        })
-        .collect();
-    let (upserts, deletes) = last_change_per_key(batch, &key_at)?;
-    if !deletes.is_empty() {
-        let keyed: Vec<&Column> = key_at.iter().map(|&i| &columns[i]).collect();
-        let names: Vec<String> = keyed.iter().map(|c| quoted(&c.name)).collect();
-        let statement = format!(
-            "DELETE FROM {} WHERE ({}) IN (SELECT * FROM UNNEST({}))",
-            quoted_table(table),
-            names.join(", "),
-            array_params(&keyed)
-        );
-        let params: Vec<_> = key_at
-            .iter()
-            .map(|&i| values[i].array_of(&deletes))
-            .collect();
-        tx.execute(&statement, &param_refs(&params)).await?;
-    }
-    if !upserts.is_empty() {
-        let all: Vec<&Column> = columns.iter().collect();
-        let names: Vec<String> = columns.iter().map(|c| quoted(&c.name)).collect();
-        let keys: Vec<String> = key.iter().map(|k| quoted(k)).collect();
-        let updates: Vec<String> = (columns.iter())
-            .filter(|c| !key.contains(&c.name))
-            .map(|c| format!("{0} = EXCLUDED.{0}", quoted(&c.name)))
-            .collect();
-        let on_conflict = if updates.is_empty() {
-            "DO NOTHING".to_string()
-        } else {
-            format!("DO UPDATE SET {}", updates.join(", "))
-        };
-        let statement = format!(
-            "INSERT INTO {} ({}) SELECT * FROM UNNEST({}) ON CONFLICT ({}) {on_conflict}",
-            quoted_table(table),
-            names.join(", "),
-            array_params(&all),
-            keys.join(", ")
-        );
-        let params: Vec<_> = values.iter().map(|v| v.array_of(&upserts)).collect();
-        tx.execute(&statement, &param_refs(&params)).await?;
-    }
-    Ok(())
-}
-
-/// `$1::type[], $2::type[], ...` for `columns`.
-fn array_params(columns: &[&Column]) -> String {
-    (columns.iter().enumerate())
-        .map(|(i, c)| format!("${}::{}[]", i + 1, c.ty.name()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn param_refs(params: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
-    params
-        .iter()
-        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-        .collect()
-}
-
-/// The values of each of `columns`, which start at column `first` of `batch`.
-fn batch_values(
-    batch: &RecordBatch,
-    columns: &[Column],
-    first: usize,
-) -> Result<Vec<Values>, ConnectorError> {
-    (columns.iter().enumerate())
-        .map(|(i, c)| Values::of(batch.column(first + i), c.binding))
-        .collect()
-}
-
-/// The rows whose change is the last of their key in the batch: those to upsert and those
-/// to delete, each in batch order.
-fn last_change_per_key(
-    batch: &RecordBatch,
-    key_at: &[usize],
-) -> Result<(Vec<usize>, Vec<usize>), ConnectorError> {
-    let ops = (batch.column(0).as_string_opt::<i32>())
-        .ok_or_else(|| ConnectorError::Schema("a changelog without its op column".into()))?;
-    let key_columns: Vec<_> = key_at
-        .iter()
-        .map(|&i| batch.column(1 + i).clone())
-        .collect();
-    let fields = key_columns
-        .iter()
-        .map(|c| SortField::new(c.data_type().clone()))
-        .collect();
-    let keys = RowConverter::new(fields)?.convert_columns(&key_columns)?;
-    let mut last: HashMap<&[u8], usize> = HashMap::new();
-    for i in 0..batch.num_rows() {
-        last.insert(keys.row(i).data(), i);
-    }
-    let mut rows: Vec<usize> = last.into_values().collect();
-    rows.sort_unstable();
-    let retracts = |i: &usize| matches!(ops.value(*i), "-D" | "-U");
-    let (deletes, upserts) = rows.into_iter().partition(retracts);
-    Ok((upserts, deletes))
 }
 
 /// Makes `table` a TimescaleDB hypertable on `time_column`, saying so clearly when the

@@ -163,6 +163,15 @@ pub trait Source: Send {
 /// visible outside (the runtime calls it after each emission and at the end).
 #[async_trait]
 pub trait Sink: Send {
+    /// The statement starting the sink's query runs (not when it is only planned or
+    /// validated): a sink that must reach its database to know it can write there checks
+    /// now, so that a table that cannot take the rows fails the statement rather than the
+    /// running query. One that cannot reach it yet leaves that to its writes, which try
+    /// again. The default checks nothing.
+    async fn open(&mut self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+
     /// Writes rows.
     async fn write(&mut self, batch: RecordBatch) -> Result<(), ConnectorError>;
     /// Makes written rows visible.

@@ -1,5 +1,6 @@
-//! The HTTP API. [`ROUTES`] is the one list of routes: the router is built from it and the
-//! OpenAPI document is generated from it, so the two cannot disagree.
+//! The HTTP API. [`ROUTES`] is the one list of API routes: the router is built from it and
+//! the OpenAPI document is generated from it, so the two cannot disagree. The web console's
+//! files (`/`, `/console/...`) are merged in beside them; they are pages, not API.
 
 mod body;
 pub mod catalog;
@@ -221,6 +222,7 @@ pub fn router(service: Arc<Service>) -> Router {
     ));
     build(public)
         .merge(protected)
+        .merge(crate::console::routes())
         .fallback(|| async { ApiError::not_found("no such route (GET /openapi.json lists them)") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -1,5 +1,6 @@
 //! The HTTP server on a loopback port, called with a real HTTP client.
 
+mod console;
 mod lifecycle;
 
 use std::sync::Arc;
