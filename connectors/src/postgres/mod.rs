@@ -7,10 +7,11 @@
 //! table is created if missing, with the result's columns (timestamps as `timestamptz`)
 //! and `key` as its primary key; `create = 'hypertable'` makes it a TimescaleDB hypertable
 //! on `time_column` (default `window_start`). An append-only query's rows are copied in
-//! (binary `COPY`); an updating query needs `key`, and the table then holds its current
-//! answer: each change upserts or deletes its key's row. Every batch is one transaction;
-//! a failing database is tried again with backoff, and the query fails with its message
-//! once the tries are spent. Nothing is dropped.
+//! (binary `COPY`), or upserted when it has a `key`; an updating query needs `key`, and the
+//! table then holds its current answer: each change upserts or deletes its key's row. Every
+//! batch is one transaction, or with a state dir every checkpoint epoch, committed with the
+//! epoch (`epochs.rs`); a failing database is tried again with backoff, and the query fails
+//! with its message once the tries are spent. Nothing is dropped.
 
 mod columns;
 mod epochs;

@@ -1,6 +1,6 @@
 //! [`PostgresSink`]: each batch in one transaction of its own, or, with a state dir, each
 //! checkpoint epoch's batches in one transaction that also records the epoch
-//! ([`super::epochs`]), so the table holds every result once across crashes.
+//! (`epochs.rs`), so the table holds every result once across crashes.
 
 use std::collections::HashMap;
 use std::time::Duration;
