@@ -14,6 +14,17 @@ use super::{Run, scratch};
 
 const KILLS: usize = 20;
 
+/// `profile.sql` then `rule.sql`, checkpointing every 100 ms into `state/`.
+pub(super) const CHECKPOINTED_RUN: [&str; 7] = [
+    "run",
+    "--state-dir",
+    "state",
+    "--checkpoint-interval",
+    "100ms",
+    "profile.sql",
+    "rule.sql",
+];
+
 /// A rule over files of generated events, with its profile.
 struct Case {
     name: &'static str,
@@ -338,16 +349,7 @@ fn rules_killed_twenty_times_with_a_state_dir_write_every_result_exactly_once() 
         assert!(truth.len() > 100, "{}: {} lines", case.name, truth.len());
         std::fs::rename(dir.join("out.jsonl"), dir.join("truth.jsonl")).unwrap();
 
-        let args = [
-            "run",
-            "--state-dir",
-            "state",
-            "--checkpoint-interval",
-            "100ms",
-            "profile.sql",
-            "rule.sql",
-        ];
-        let tally = kill_loop(&dir, &args, 17 + i as u64);
+        let tally = kill_loop(&dir, &CHECKPOINTED_RUN, 17 + i as u64);
         let actual = lines(&dir.join("out.jsonl"));
         let (lost, duplicated) = lost_and_duplicated(&truth, &actual);
         let outcome = if case.updating {

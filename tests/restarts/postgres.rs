@@ -4,7 +4,7 @@
 
 use vigil_tests::postgres::Postgres;
 
-use super::durable::{LocalState, finish, kill_loop_watching, start_with};
+use super::durable::{CHECKPOINTED_RUN, LocalState, finish, kill_loop_watching, start_with};
 use super::scratch;
 
 /// Generated readings, written once as the input file.
@@ -50,16 +50,8 @@ fn a_rule_killed_twenty_times_leaves_every_row_in_its_postgres_table_exactly_onc
     finish(start_with(&dir, &["run", "inputs.sql"], &[]));
     finish(start_with(&dir, &["run", "truth.sql", "rule.sql"], &env));
 
-    let args = [
-        "run",
-        "--state-dir",
-        "state",
-        "--checkpoint-interval",
-        "100ms",
-        "profile.sql",
-        "rule.sql",
-    ];
-    let tally = kill_loop_watching(&dir, &args, &env, 23, &LocalState(dir.join("state")));
+    let state = LocalState(dir.join("state"));
+    let tally = kill_loop_watching(&dir, &CHECKPOINTED_RUN, &env, 23, &state);
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let truth = number(&server, &runtime, "SELECT count(*) FROM truth");

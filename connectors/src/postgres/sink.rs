@@ -21,6 +21,8 @@ use crate::ConnectorError;
 const ATTEMPTS: u32 = 8;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long a connection attempt may take, unless the URL says (`connect_timeout`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a write failed: worth trying again (the connection, the server restarting) or not
 /// (the table, the data).
@@ -113,8 +115,14 @@ impl PostgresSink {
         if self.client.is_some() {
             return Ok(());
         }
-        let url = self.config.url()?;
-        let (client, connection) = tokio_postgres::connect(&url, NoTls).await?;
+        let mut settings: tokio_postgres::Config = (self.config.url()?.parse())
+            .map_err(|e| Failure::Fatal(format!("the connection URL does not parse: {e}")))?;
+        // A statement starting the query waits for this: an unreachable host must not hold
+        // it for the operating system's TCP timeout.
+        if settings.get_connect_timeout().is_none() {
+            settings.connect_timeout(CONNECT_TIMEOUT);
+        }
+        let (client, connection) = settings.connect(NoTls).await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::warn!(error = %e, "the Postgres connection ended");
