@@ -191,18 +191,12 @@ impl PostgresSink {
             }
             Step::EpochBatch => {
                 let epochs = self.epochs.as_ref().expect("epochs");
-                let again = if epochs.open {
-                    epochs.pending.len() - 1
+                if epochs.open {
+                    let newest = epochs.pending.last().expect("pushed before the step");
+                    self.write_to(client, newest).await?;
                 } else {
-                    0
-                };
-                if !epochs.open {
-                    client.batch_execute("BEGIN").await?;
+                    self.reopen_epoch().await?;
                 }
-                for batch in &epochs.pending[again..] {
-                    self.write_to(client, batch).await?;
-                }
-                self.epochs.as_mut().expect("epochs").open = true;
             }
             Step::Commit(epoch) => self.try_commit(*epoch).await?,
             Step::ReadEpoch => {
@@ -216,29 +210,47 @@ impl PostgresSink {
         Ok(None)
     }
 
+    /// Opens the epoch's transaction on the current connection and writes the epoch's
+    /// batches so far into it: what a lost connection took with it.
+    async fn reopen_epoch(&mut self) -> Result<(), Failure> {
+        let client = self.client.as_ref().expect("connected");
+        client.batch_execute("BEGIN").await?;
+        for batch in &self.epochs.as_ref().expect("epochs").pending {
+            self.write_to(client, batch).await?;
+        }
+        self.epochs.as_mut().expect("epochs").open = true;
+        Ok(())
+    }
+
     /// Commits the epoch's output with `epoch`. On a new connection the transaction is
     /// gone: either it committed just before the connection went (the recorded epoch
     /// says so) or its batches are written again first.
     async fn try_commit(&mut self, epoch: u64) -> Result<(), Failure> {
+        let table = &self.config.table;
         let client = self.client.as_ref().expect("connected");
         let epochs = self.epochs.as_ref().expect("epochs");
-        let table = &self.config.table;
         if !epochs.open {
             if epochs::committed(client, &epochs.query, table).await? >= epoch {
                 self.epochs.as_mut().expect("epochs").pending.clear();
                 return Ok(());
             }
-            client.batch_execute("BEGIN").await?;
-            for batch in &epochs.pending {
-                self.write_to(client, batch).await?;
-            }
+            self.reopen_epoch().await?;
         }
-        epochs::record(client, &epochs.query, table, epoch).await?;
+        let (client, epochs) = (
+            self.client.as_ref().expect("connected"),
+            self.epochs.as_ref().expect("epochs"),
+        );
+        epochs::record(client, &epochs.query, &self.config.table, epoch).await?;
         client.batch_execute("COMMIT").await?;
         let epochs = self.epochs.as_mut().expect("epochs");
         epochs.open = false;
         epochs.pending.clear();
         Ok(())
+    }
+
+    /// The query's error for `error`, naming the sink's table.
+    fn failed(&self, error: impl std::fmt::Display) -> ConnectorError {
+        ConnectorError::External(format!("postgres sink '{}': {error}", self.config.table))
     }
 
     /// Does `step`, trying again with backoff while the database fails transiently (the
@@ -267,10 +279,7 @@ impl PostgresSink {
                 }
                 Err(Failure::Transient(error)) => format!("{error} (after {ATTEMPTS} tries)"),
             };
-            return Err(ConnectorError::External(format!(
-                "postgres sink '{}': {error}",
-                self.config.table
-            )));
+            return Err(self.failed(error));
         }
         unreachable!("the loop returns")
     }
@@ -283,10 +292,7 @@ impl Sink for PostgresSink {
     async fn open(&mut self) -> Result<(), ConnectorError> {
         match self.connect().await {
             Ok(()) => Ok(()),
-            Err(Failure::Fatal(error)) => Err(ConnectorError::External(format!(
-                "postgres sink '{}': {error}",
-                self.config.table
-            ))),
+            Err(Failure::Fatal(error)) => Err(self.failed(error)),
             Err(Failure::Transient(error)) => {
                 tracing::warn!(table = %self.config.table, %error, "Postgres is not reachable yet; the first write tries again");
                 Ok(())
