@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
@@ -26,6 +26,8 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 use crate::error::{Error, Location, Result, SqlError};
+use crate::plan::match_planning::{Clause, plan_match};
+use crate::plan::match_table::MatchTable;
 use crate::plan::window_table::{CumulateFunction, HopFunction, SessionFunction, TumbleFunction};
 use crate::sql::{CreateSource, Options};
 
@@ -433,13 +435,46 @@ impl Catalog {
         }
         let mut query = query.clone();
         lowercase_table_functions(&mut query);
+        let matches = self.register_matches(&mut query).await?;
         let statement = DFStatement::Statement(Box::new(ast::Statement::Query(Box::new(query))));
         let state = self.ctx.state();
-        let plan = state
-            .statement_to_plan(statement)
-            .await
-            .map_err(from_datafusion)?;
-        self.analyze(plan).map_err(from_datafusion)
+        let plan = state.statement_to_plan(statement).await;
+        self.deregister(&matches);
+        self.analyze(plan.map_err(from_datafusion)?)
+            .map_err(from_datafusion)
+    }
+
+    /// Plans each MATCH_RECOGNIZE of `query` into a table registered under a name of its
+    /// own, which replaces it in the query; the names, to deregister once it is planned.
+    async fn register_matches(&self, query: &mut ast::Query) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        for (name, factor) in take_match_recognize(query) {
+            match self.match_table(&factor).await {
+                Ok(table) => {
+                    self.ctx.register_table(&name, Arc::new(table))?;
+                    names.push(name);
+                }
+                Err(e) => {
+                    self.deregister(&names);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    fn deregister(&self, names: &[String]) {
+        for name in names {
+            let _ = self.ctx.deregister_table(name.as_str());
+        }
+    }
+
+    async fn match_table(&self, factor: &ast::TableFactor) -> Result<MatchTable> {
+        let (table, clause) = Clause::of(factor)
+            .ok_or_else(|| Error::Internal("a MATCH_RECOGNIZE that is not one".into()))?;
+        let input = select_all_from(table.clone())?;
+        let input = Box::pin(self.plan_query(&input)).await?;
+        plan_match(self, input, &clause)
     }
 
     /// Runs DataFusion's analyzer (type coercion and friends) and expression simplification
@@ -486,7 +521,7 @@ impl Catalog {
     }
 
     /// Plans an expression over the rows of `schema`, with types coerced.
-    fn plan_row_expr(&self, expr: &ast::Expr, schema: &SchemaRef) -> Result<Expr> {
+    pub(crate) fn plan_row_expr(&self, expr: &ast::Expr, schema: &SchemaRef) -> Result<Expr> {
         let df_schema: DFSchema = Arc::clone(schema)
             .to_dfschema()
             .map_err(Error::DataFusion)?;
@@ -604,6 +639,68 @@ fn watermark_error(problem: String, at: Option<Location>) -> Error {
             "write it from the row's event time, e.g. WATERMARK FOR ts AS ts - INTERVAL '5' SECOND",
         ),
     )
+}
+
+/// Takes each MATCH_RECOGNIZE out of `query`, leaving a table of a fresh name in its place
+/// (with its alias); the names and the clauses.
+fn take_match_recognize(query: &mut ast::Query) -> Vec<(String, ast::TableFactor)> {
+    struct Take(Vec<(String, ast::TableFactor)>, Option<Error>);
+    impl ast::VisitorMut for Take {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &mut ast::TableFactor) -> ControlFlow<()> {
+            let ast::TableFactor::MatchRecognize { alias, .. } = factor else {
+                return ControlFlow::Continue(());
+            };
+            static NEXT: AtomicU64 = AtomicU64::new(0);
+            let name = format!("__vigil_match_{}", NEXT.fetch_add(1, Ordering::Relaxed));
+            match select_all_from_name(&name, alias.clone()) {
+                Ok(table) => {
+                    let clause = std::mem::replace(factor, table);
+                    self.0.push((name, clause));
+                    ControlFlow::Continue(())
+                }
+                Err(e) => {
+                    self.1 = Some(e);
+                    ControlFlow::Break(())
+                }
+            }
+        }
+    }
+    let mut take = Take(Vec::new(), None);
+    let _ = ast::VisitMut::visit(query, &mut take);
+    take.0
+}
+
+/// The table factor reading `name`, with `alias`.
+fn select_all_from_name(name: &str, alias: Option<ast::TableAlias>) -> Result<ast::TableFactor> {
+    let query = select_all_from_sql(&format!("SELECT * FROM \"{name}\""))?;
+    let ast::SetExpr::Select(select) = *query.body else {
+        return Err(Error::Internal("SELECT * is not a SELECT".into()));
+    };
+    let mut factor = select.from[0].relation.clone();
+    if let ast::TableFactor::Table { alias: a, .. } = &mut factor {
+        *a = alias;
+    }
+    Ok(factor)
+}
+
+/// `SELECT * FROM factor`.
+fn select_all_from(factor: ast::TableFactor) -> Result<ast::Query> {
+    let mut query = select_all_from_sql("SELECT * FROM t")?;
+    if let ast::SetExpr::Select(select) = query.body.as_mut() {
+        select.from[0].relation = factor;
+    }
+    Ok(query)
+}
+
+fn select_all_from_sql(sql: &str) -> Result<ast::Query> {
+    let dialect = datafusion::sql::sqlparser::dialect::GenericDialect {};
+    let statements = datafusion::sql::sqlparser::parser::Parser::parse_sql(&dialect, sql)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    match statements.into_iter().next() {
+        Some(ast::Statement::Query(query)) => Ok(*query),
+        _ => Err(Error::Internal("SELECT * is not a query".into())),
+    }
 }
 
 /// DataFusion looks table functions up by their exact name; SQL users write `TUMBLE`.

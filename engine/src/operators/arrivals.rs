@@ -4,9 +4,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt64Array};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch, UInt64Array};
+use datafusion::arrow::compute::{concat_batches, filter_record_batch, not};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampNanosecondType};
 
+use super::Context;
+use crate::batch::{ChangeBatch, RejectedRows};
 use crate::error::{Error, Result};
 use crate::time::{Timestamp, WATERMARK_MIN};
 
@@ -58,6 +61,79 @@ impl Arrivals {
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
 
+    /// The rows of `batch` after the watermark (each row's own, when it carries one), with
+    /// their arrival numbers; `None` when there are none. Late rows go to the late port, rows
+    /// without a time to the dead letters, both named after `operator`.
+    pub fn admit(
+        &mut self,
+        batch: ChangeBatch,
+        time_column: usize,
+        operator: &'static str,
+        ctx: &mut Context,
+    ) -> Result<Option<RecordBatch>> {
+        let times = event_times(&batch.rows, time_column)?;
+        let own = self.watermark;
+        let row_watermark =
+            |i: usize| (batch.row_watermarks.as_ref()).map_or(own, |w| w.value(i).max(own));
+        let no_time: Vec<bool> = times.iter().map(Option::is_none).collect();
+        if no_time.contains(&true) {
+            let rows = filter_record_batch(&batch.rows, &BooleanArray::from(no_time))?;
+            let error = format!("NULL event time in the ORDER BY of {operator}");
+            ctx.reject(RejectedRows {
+                operator,
+                errors: vec![error; rows.num_rows()],
+                rows,
+            });
+        }
+        let on_time: Vec<bool> = (times.iter().enumerate())
+            .map(|(i, t)| t.is_some_and(|t| t > row_watermark(i)))
+            .collect();
+        // Late rows go to the late port (a source's late_sink, if it has one), counted there.
+        let late: BooleanArray = (on_time.iter().zip(&times))
+            .map(|(ok, t)| Some(!*ok && t.is_some()))
+            .collect();
+        if late.true_count() > 0 {
+            let rows = filter_record_batch(&batch.rows, &late)?;
+            ctx.emit_late(ChangeBatch::inserts(rows));
+        }
+        let rows = filter_record_batch(&batch.rows, &BooleanArray::from(on_time))?;
+        if rows.num_rows() == 0 {
+            return Ok(None);
+        }
+        self.number(&rows).map(Some)
+    }
+
+    /// Takes the rows of `waiting` at or below `watermark` out, as one batch, with the oldest
+    /// source batch they came in.
+    pub fn ready(
+        &self,
+        waiting: &mut Vec<(u64, RecordBatch)>,
+        time_column: usize,
+        watermark: Timestamp,
+    ) -> Result<(RecordBatch, Option<u64>)> {
+        let mut ready = Vec::new();
+        let mut oldest: Option<u64> = None;
+        for (epoch, rows) in std::mem::take(waiting) {
+            let times = event_times(&rows, time_column)?;
+            let due: BooleanArray = (times.iter())
+                .map(|t| Some(t.is_some_and(|t| t <= watermark)))
+                .collect();
+            match due.true_count() {
+                0 => {
+                    waiting.push((epoch, rows));
+                    continue;
+                }
+                n if n == rows.num_rows() => ready.push(rows),
+                _ => {
+                    waiting.push((epoch, filter_record_batch(&rows, &not(&due)?)?));
+                    ready.push(filter_record_batch(&rows, &due)?);
+                }
+            }
+            oldest = Some(oldest.map_or(epoch, |o| o.min(epoch)));
+        }
+        Ok((concat_batches(&self.schema, &ready)?, oldest))
+    }
+
     /// Held `rows` for a snapshot, marked with `part` (under `key`), the watermark and the
     /// next number.
     pub fn marked(&self, rows: RecordBatch, key: &str, part: &str) -> Result<RecordBatch> {
@@ -85,4 +161,13 @@ impl Arrivals {
             batch.columns().to_vec(),
         )?)
     }
+}
+
+/// The event times of `rows`, at `column`.
+pub(super) fn event_times(rows: &RecordBatch, column: usize) -> Result<Vec<Option<i64>>> {
+    let times = (rows
+        .column(column)
+        .as_primitive_opt::<TimestampNanosecondType>())
+    .ok_or_else(|| Error::Internal("an event time not in nanoseconds".into()))?;
+    Ok(times.iter().collect())
 }

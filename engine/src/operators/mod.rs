@@ -17,6 +17,7 @@ mod join_side;
 mod limit;
 mod lookup_join;
 mod lookup_table;
+mod match_recognize;
 mod over_partitions;
 mod over_window;
 mod pane_windows;
@@ -46,6 +47,10 @@ pub use interval_join::{IntervalJoin, JoinInput, JoinKind};
 pub use limit::Limit;
 pub use lookup_join::{LookupJoin, LookupSides};
 pub(crate) use lookup_table::LookupTable;
+pub use match_recognize::{
+    AfterMatch, AggregateAtom, MAX_VARIABLES, MatchRecognize, MatchSpec, Measures, Navigation,
+    NavigationAtom, Pattern, PrevColumn,
+};
 pub use over_window::{OverFunction, OverWindow, Retention};
 pub use project::Project;
 pub use session_aggregate::SessionAggregate;

@@ -5,13 +5,11 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    ArrayRef, AsArray, BinaryArray, BooleanArray, RecordBatch, UInt64Array,
-};
+use datafusion::arrow::array::{ArrayRef, AsArray, BinaryArray, RecordBatch, UInt64Array};
 use datafusion::arrow::compute::{
-    SortColumn, concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch,
+    SortColumn, concat_batches, lexsort_to_indices, take_record_batch,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampNanosecondType};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::utils::evaluate_partition_ranges;
 use datafusion::physical_expr::PhysicalExpr;
@@ -21,7 +19,7 @@ use super::arrivals::Arrivals;
 use super::over_partitions::OverPartitions;
 use super::sliding_frames::{SlidingAggregate, SlidingFrames};
 use super::{Context, Operator, evaluate_all, show_exprs};
-use crate::batch::{ChangeBatch, RejectedRows};
+use crate::batch::ChangeBatch;
 use crate::error::{Error, Result};
 use crate::time::{Timestamp, WATERMARK_MAX};
 
@@ -194,73 +192,6 @@ impl OverWindow {
 
     fn input_width(&self) -> usize {
         self.arrivals.column()
-    }
-
-    fn times(&self, rows: &RecordBatch) -> Result<Vec<Option<i64>>> {
-        let column = rows.column(self.time_column);
-        let times = column
-            .as_primitive_opt::<TimestampNanosecondType>()
-            .ok_or_else(|| Error::Internal("an OVER window's time is not in nanoseconds".into()))?;
-        Ok(times.iter().collect())
-    }
-
-    /// Keeps the on-time rows of `batch` to wait for the watermark, with their arrival order.
-    fn take_in(&mut self, batch: ChangeBatch, ctx: &mut Context) -> Result<()> {
-        let times = self.times(&batch.rows)?;
-        let own = self.arrivals.watermark;
-        let row_watermark =
-            |i: usize| (batch.row_watermarks.as_ref()).map_or(own, |w| w.value(i).max(own));
-        let no_time: Vec<bool> = times.iter().map(Option::is_none).collect();
-        if no_time.contains(&true) {
-            let rows = filter_record_batch(&batch.rows, &BooleanArray::from(no_time))?;
-            ctx.reject(RejectedRows {
-                operator: "OverWindow",
-                errors: vec![
-                    "NULL event time in an OVER window's ORDER BY".into();
-                    rows.num_rows()
-                ],
-                rows,
-            });
-        }
-        let on_time: Vec<bool> = (times.iter().enumerate())
-            .map(|(i, t)| t.is_some_and(|t| t > row_watermark(i)))
-            .collect();
-        // Late rows go to the late port (a source's late_sink, if it has one), counted there.
-        let late: BooleanArray = (on_time.iter().zip(&times))
-            .map(|(ok, t)| Some(!*ok && t.is_some()))
-            .collect();
-        if late.true_count() > 0 {
-            let rows = filter_record_batch(&batch.rows, &late)?;
-            ctx.emit_late(ChangeBatch::inserts(rows));
-        }
-        let rows = filter_record_batch(&batch.rows, &BooleanArray::from(on_time))?;
-        if rows.num_rows() == 0 {
-            return Ok(());
-        }
-        let rows = self.arrivals.number(&rows)?;
-        self.waiting.push((ctx.epoch, rows));
-        Ok(())
-    }
-
-    /// The waiting rows at or below `watermark`, leaving the rest waiting.
-    fn ready(&mut self, watermark: Timestamp) -> Result<RecordBatch> {
-        let mut ready = Vec::new();
-        for (epoch, rows) in std::mem::take(&mut self.waiting) {
-            let times = self.times(&rows)?;
-            let due: BooleanArray = (times.iter())
-                .map(|t| Some(t.is_some_and(|t| t <= watermark)))
-                .collect();
-            match due.true_count() {
-                0 => self.waiting.push((epoch, rows)),
-                n if n == rows.num_rows() => ready.push(rows),
-                _ => {
-                    let rest = filter_record_batch(&rows, &datafusion::arrow::compute::not(&due)?)?;
-                    self.waiting.push((epoch, rest));
-                    ready.push(filter_record_batch(&rows, &due)?);
-                }
-            }
-        }
-        Ok(concat_batches(&self.arrivals.schema, &ready)?)
     }
 
     /// `rows` sorted by partition, time and arrival, with each partition's range and the
@@ -472,13 +403,20 @@ impl Operator for OverWindow {
                 "an OVER window cannot take an updating input".into(),
             ));
         }
-        self.take_in(batch, ctx)
+        if let Some(rows) = self
+            .arrivals
+            .admit(batch, self.time_column, "OverWindow", ctx)?
+        {
+            self.waiting.push((ctx.epoch, rows));
+        }
+        Ok(())
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, ctx: &mut Context) -> Result<()> {
         self.arrivals.watermark = watermark;
         if !self.waiting.is_empty() {
-            let ready = self.ready(watermark)?;
+            let (ready, _) =
+                (self.arrivals).ready(&mut self.waiting, self.time_column, watermark)?;
             if ready.num_rows() > 0 {
                 let rows = self.compute(ready, watermark)?;
                 ctx.emit(ChangeBatch::inserts(rows));

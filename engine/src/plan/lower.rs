@@ -24,6 +24,7 @@ use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 use super::graph::{
     Edge, GraphNode, LateOutput, NodeId, OperatorGraph, PlanWarning, SourceBinding, WarningKind,
 };
+use super::match_table::MatchTable;
 use super::panes::{hop_by_panes, session_gap, session_partition, session_source};
 use super::read_columns::read_columns;
 use super::window_table::{WINDOW_END, WINDOW_START, WindowTable};
@@ -39,6 +40,7 @@ use crate::time::WindowSpec;
 mod changelog_join;
 mod join;
 mod lookup;
+mod match_recognize;
 mod over;
 mod sliding;
 
@@ -495,6 +497,9 @@ impl Lowering<'_> {
                 updating: None,
                 partitioning: input.partitioning,
             });
+        }
+        if let Some(table) = provider.downcast_ref::<MatchTable>() {
+            return self.lower_match(table);
         }
         if let Some(view) = provider.get_logical_plan() {
             let plan = self.catalog.analyze(view.into_owned())?;

@@ -3,6 +3,8 @@
 mod graph;
 mod join_condition;
 mod lower;
+pub(crate) mod match_planning;
+pub mod match_table;
 mod panes;
 mod read_columns;
 pub mod window_table;

@@ -359,7 +359,7 @@ fn with_window_bounds(input: &Schema) -> Vec<Arc<Field>> {
 }
 
 /// The length of an interval literal in nanoseconds.
-fn interval_nanos(expr: &Expr, what: &str) -> Result<i64> {
+pub(crate) fn interval_nanos(expr: &Expr, what: &str) -> Result<i64> {
     let length = match expr {
         Expr::Literal(value, _) => interval_length(value),
         _ => IntervalLength::NotAnInterval,

@@ -6,6 +6,7 @@ mod foreign;
 mod keywords;
 pub mod limits;
 pub mod locate;
+pub mod match_within;
 mod options;
 mod parser;
 pub mod unsupported;

@@ -8,6 +8,7 @@ use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 use super::Options;
 use super::flink_windows::rewrite_flink_windows;
+use super::match_within::rewrite_match_within;
 use crate::error::{Error, Location, Result, SqlError};
 
 /// `CREATE SOURCE name (columns, WATERMARK FOR col AS expr) WITH (options)`.
@@ -138,8 +139,9 @@ impl<'a> StreamParser<'a> {
             .with_unescape(true)
             .tokenize_with_location()
             .map_err(|e| parser_error(e.into()))?;
-        let parser = Parser::new(&DIALECT)
-            .with_tokens_with_locations(rewrite_flink_windows(without_as_of(tokens)));
+        let parser = Parser::new(&DIALECT).with_tokens_with_locations(rewrite_flink_windows(
+            rewrite_match_within(without_as_of(tokens)),
+        ));
         let mut this = StreamParser { parser, sql };
         let mut out = Vec::new();
         loop {

@@ -67,13 +67,6 @@ impl Visitor for Unsupported {
             } => name.to_string(),
             TableFactor::Function { name, .. } => name.to_string(),
             TableFactor::UNNEST { .. } => "UNNEST".to_string(),
-            TableFactor::MatchRecognize { .. } => {
-                return self.found(
-                    "MATCH_RECOGNIZE (event patterns) in a streaming query yet; count \
-                     events per key in a TUMBLE or HOP window with HAVING instead"
-                        .into(),
-                );
-            }
             TableFactor::Pivot { .. } | TableFactor::Unpivot { .. } => {
                 return self.found("PIVOT and UNPIVOT in a streaming query".into());
             }

@@ -192,7 +192,7 @@ impl Lowering<'_> {
 
     /// The late_sink of `source`, whose rows reach an OVER window as the source has them
     /// (through filters): the window's late rows are the source's and go there whole.
-    fn over_late_sink(
+    pub(super) fn over_late_sink(
         &self,
         input: &LogicalPlan,
         source: &str,
