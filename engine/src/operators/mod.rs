@@ -49,7 +49,7 @@ pub use lookup_join::{LookupJoin, LookupSides};
 pub(crate) use lookup_table::LookupTable;
 pub use match_recognize::{
     AfterMatch, AggregateAtom, MAX_VARIABLES, MatchRecognize, MatchSpec, Measures, Navigation,
-    NavigationAtom, Pattern, PrevColumn,
+    NavigationAtom, Pattern, PrevColumn, Program,
 };
 pub use over_window::{OverFunction, OverWindow, Retention};
 pub use project::Project;

@@ -9,6 +9,7 @@ use super::{Lowering, Partitioning, Stream, arrow_schema};
 use crate::error::{Error, Result};
 use crate::operators::{
     AggregateAtom, LATE_PORT, MatchRecognize, MatchSpec, Measures, NavigationAtom, PrevColumn,
+    Program,
 };
 use crate::plan::graph::LateOutput;
 use crate::plan::match_table::MatchTable;
@@ -27,6 +28,9 @@ impl Lowering<'_> {
             )));
         }
         let spec = self.match_spec(table)?;
+        // What is wrong with the pattern itself is said first.
+        Program::compile(&spec.pattern)?;
+        check_bounded(&spec)?;
         let operator = MatchRecognize::try_new(spec, &arrow_schema(table.input.schema()))?;
         let node = self.add_after(Box::new(operator), &input);
         if let Some((sink, schema)) = late_sink {
@@ -117,4 +121,19 @@ impl Lowering<'_> {
             schema: Arc::clone(&table.schema),
         })
     }
+}
+
+/// Refuses a pattern whose matches can span any number of rows with nothing to bound them:
+/// a key would hold every row from a match's start.
+fn check_bounded(spec: &MatchSpec) -> Result<()> {
+    if spec.within.is_some() || spec.state_ttl.is_some() || spec.pattern.max_rows().is_some() {
+        return Ok(());
+    }
+    Err(Error::Plan(format!(
+        "PATTERN ({}) is a pattern without WITHIN whose matches can grow without bound: each \
+         key would keep every row from a match's start; add WITHIN INTERVAL '10' MINUTE after \
+         the PATTERN, or a state_ttl (state_ttl = '1 hour' on the sink, or SET state_ttl = \
+         '1 hour' in the REPL), which then bounds every match",
+        spec.pattern.display(&spec.variables)
+    )))
 }

@@ -291,8 +291,18 @@ pub(super) fn whole_source(plan: &LogicalPlan) -> Option<Arc<SourceDef>> {
         }
         LogicalPlan::Filter(filter) => whole_source(&filter.input),
         LogicalPlan::SubqueryAlias(alias) => whole_source(&alias.input),
+        // `SELECT *`: every column of the input, in its order.
+        LogicalPlan::Projection(p) if is_identity(p) => whole_source(&p.input),
         _ => None,
     }
+}
+
+/// Whether a projection gives its input's columns as they are.
+fn is_identity(projection: &datafusion::logical_expr::Projection) -> bool {
+    let input = projection.input.schema();
+    projection.expr.len() == input.fields().len()
+        && (projection.expr.iter().enumerate())
+            .all(|(i, e)| matches!(e, Expr::Column(c) if input.index_of_column(c).ok() == Some(i)))
 }
 
 /// The PARTITION BY and ORDER BY every function of one window node shares.
