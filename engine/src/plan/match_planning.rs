@@ -688,11 +688,16 @@ impl MeasureRewrite<'_> {
             && let FunctionArguments::List(list) = &mut function.args
         {
             for arg in &mut list.args {
-                if let FunctionArg::Unnamed(FunctionArgExpr::QualifiedWildcard(name)) = arg
-                    && let [part] = name.0.as_slice()
-                    && let Some(ident) = part.as_ident()
-                    && let Some(v) = self.variables.of(ident)
-                {
+                if let FunctionArg::Unnamed(FunctionArgExpr::QualifiedWildcard(name)) = arg {
+                    let v = (name.0.as_slice().first())
+                        .and_then(|part| part.as_ident())
+                        .and_then(|ident| self.variables.of(ident))
+                        .filter(|_| name.0.len() == 1)
+                        .ok_or_else(|| {
+                            Error::Plan(format!(
+                                "{expr}: {name} is not a variable of the PATTERN"
+                            ))
+                        })?;
                     var = Some(v);
                     *arg = FunctionArg::Unnamed(FunctionArgExpr::Wildcard);
                 }

@@ -9,6 +9,7 @@ mod join_oracle;
 mod nexmark_oracle;
 mod oracle;
 mod over_oracle;
+mod pattern_oracle;
 mod payment_due;
 mod read_columns;
 mod restore;
