@@ -55,3 +55,7 @@ CREATE SINK login_then_transfer_alerts
 WITH (connector = 'stdout', title = 'login_then_transfer_alerts (login_then_transfer.sql)');
 CREATE SINK city_event_counts
 WITH (connector = 'stdout', title = 'city_event_counts (city_events.sql)');
+CREATE SINK rising_temperature_alerts
+WITH (connector = 'stdout', title = 'rising_temperature_alerts (rising_temperature.sql)');
+CREATE SINK login_burst_alerts
+WITH (connector = 'stdout', title = 'login_burst_alerts (login_burst_then_success.sql)');

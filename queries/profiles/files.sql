@@ -49,3 +49,6 @@ CREATE SINK login_then_transfer_alerts
 WITH (connector = 'file', path = 'out/login_then_transfer_alerts.jsonl');
 CREATE SINK city_event_counts
 WITH (connector = 'file', path = 'out/city_event_counts.jsonl');
+CREATE SINK rising_temperature_alerts
+WITH (connector = 'file', path = 'out/rising_temperature_alerts.jsonl');
+CREATE SINK login_burst_alerts WITH (connector = 'file', path = 'out/login_burst_alerts.jsonl');

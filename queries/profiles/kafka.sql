@@ -70,3 +70,7 @@ CREATE SINK login_then_transfer_alerts
 WITH (connector = 'kafka', topic = 'login_then_transfer_alerts', key = 'user_id');
 CREATE SINK city_event_counts
 WITH (connector = 'kafka', topic = 'city_event_counts', key = 'city');
+CREATE SINK rising_temperature_alerts
+WITH (connector = 'kafka', topic = 'rising_temperature_alerts', key = 'sensor_id');
+CREATE SINK login_burst_alerts
+WITH (connector = 'kafka', topic = 'login_burst_alerts', key = 'user_id');

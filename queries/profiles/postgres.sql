@@ -60,3 +60,7 @@ CREATE SINK login_then_transfer_alerts
 WITH (connector = 'postgres', table = 'login_then_transfer_alerts');
 CREATE SINK city_event_counts
 WITH (connector = 'postgres', table = 'city_event_counts', key = 'city, event_type, window_start');
+CREATE SINK rising_temperature_alerts
+WITH (connector = 'postgres', table = 'rising_temperature_alerts', key = 'sensor_id, first_ts');
+CREATE SINK login_burst_alerts
+WITH (connector = 'postgres', table = 'login_burst_alerts', key = 'user_id, first_failure_ts');

@@ -33,7 +33,13 @@ const CLAUSES: &[&str] = &[
 /// Keywords after which `(` is not a call: `AS (`, `IN (`, `WITH (`.
 const BEFORE_PARENTHESIS: &[&str] = &[
     "AND", "AS", "EXISTS", "FILTER", "FROM", "IN", "JOIN", "NOT", "ON", "OR", "SELECT", "THEN",
-    "ELSE", "WHEN", "WHERE", "WITH", "BY", "HAVING", "UNION", "ALL",
+    "ELSE", "WHEN", "WHERE", "WITH", "BY", "HAVING", "UNION", "ALL", "MATCH_RECOGNIZE",
+    "PATTERN",
+];
+
+/// The clauses inside `MATCH_RECOGNIZE (...)`: one indent in, their items one more.
+const MATCH_CLAUSES: &[&str] = &[
+    "PARTITION", "ORDER", "MEASURES", "ONE", "ALL", "AFTER", "PATTERN", "DEFINE",
 ];
 
 /// Why a file could not be formatted.
@@ -112,6 +118,10 @@ fn split_lines(tokens: &[Token]) -> Vec<Line> {
 /// A parenthesis or CASE: where its line started.
 struct Frame {
     opener_indent: usize,
+    /// A `MATCH_RECOGNIZE (`, whose clauses' items go one indent deeper...
+    match_recognize: bool,
+    /// ... once a clause has begun.
+    in_clause: bool,
 }
 
 fn layout(tokens: &[Token]) -> String {
@@ -128,7 +138,12 @@ fn layout(tokens: &[Token]) -> String {
         }
         let indent = match line.tokens.first() {
             Some(first) if is_closer(first) => frames.last().map_or(0, |f| f.opener_indent),
-            first => match frames.last() {
+            first => match frames.last_mut() {
+                Some(frame) if frame.match_recognize => {
+                    let clause = first.is_some_and(|t| word_is(t, MATCH_CLAUSES));
+                    frame.in_clause |= clause;
+                    frame.opener_indent + if frame.in_clause && !clause { 8 } else { 4 }
+                }
                 Some(frame) => frame.opener_indent + 4,
                 None if !in_statement => 0,
                 None if first.is_some_and(is_clause) => 0,
@@ -146,10 +161,13 @@ fn layout(tokens: &[Token]) -> String {
             }
             continue;
         }
-        for token in &line.tokens {
+        for (i, token) in line.tokens.iter().enumerate() {
             if is_opener(token) {
+                let after = i.checked_sub(1).map(|p| &line.tokens[p]);
                 frames.push(Frame {
                     opener_indent: indent,
+                    match_recognize: after.is_some_and(|t| word_is(t, &["MATCH_RECOGNIZE"])),
+                    in_clause: false,
                 });
             } else if is_closer(token) {
                 frames.pop();
@@ -275,13 +293,17 @@ fn is_operator(token: &Token) -> bool {
 /// A line's tokens with canonical spacing and keyword case.
 fn render(tokens: &[Token]) -> String {
     let mut out = String::new();
+    let mut pattern = Pattern::default();
     for (i, token) in tokens.iter().enumerate() {
         let prev = i.checked_sub(1).map(|p| &tokens[p]);
-        if let Some(prev) = prev
-            && space_between(prev, token, i.checked_sub(2).map(|p| &tokens[p]))
-        {
+        let spaced = prev.is_some_and(|prev| match pattern.depth {
+            0 => space_between(prev, token, i.checked_sub(2).map(|p| &tokens[p])),
+            _ => pattern.space_between(prev, token),
+        });
+        if spaced {
             out.push(' ');
         }
+        pattern.step(prev, token);
         match token {
             Token::Word(w) if w.quote_style.is_none() && word_is(token, KEYWORDS) => {
                 out.push_str(&w.value.to_ascii_uppercase())
@@ -290,6 +312,38 @@ fn render(tokens: &[Token]) -> String {
         }
     }
     out
+}
+
+/// Where a line is within a `PATTERN (...)`, whose quantifiers stick to what they repeat:
+/// `(A B+ C{2,})`.
+#[derive(Default)]
+struct Pattern {
+    /// Parentheses open inside the pattern; 0 outside it.
+    depth: usize,
+    in_braces: bool,
+}
+
+impl Pattern {
+    /// Moves past `token`, which follows `prev`.
+    fn step(&mut self, prev: Option<&Token>, token: &Token) {
+        match token {
+            Token::LParen if self.depth > 0 => self.depth += 1,
+            Token::LParen if prev.is_some_and(|p| word_is(p, &["PATTERN"])) => self.depth = 1,
+            Token::RParen if self.depth > 0 => self.depth -= 1,
+            Token::LBrace if self.depth > 0 => self.in_braces = true,
+            Token::RBrace => self.in_braces = false,
+            _ => {}
+        }
+    }
+
+    fn space_between(&self, prev: &Token, token: &Token) -> bool {
+        let quantifier = matches!(token, Token::Plus | Token::Mul | Token::LBrace)
+            || matches!(token, Token::Placeholder(p) if p == "?");
+        !(quantifier
+            || self.in_braces
+            || matches!(prev, Token::LParen)
+            || matches!(token, Token::RParen))
+    }
 }
 
 fn space_between(prev: &Token, token: &Token, before_prev: Option<&Token>) -> bool {
@@ -358,6 +412,17 @@ GROUP BY window_start, window_end, sensor_id
 HAVING count(*) >= 3;
 "
         );
+    }
+
+    #[test]
+    fn match_recognize_clauses_indent_their_items_and_quantifiers_stick() {
+        let sloppy = "SELECT * FROM s match_recognize(partition by k order by ts\nmeasures\nfirst(A.ts) AS t,\ncount(*) AS n\npattern ( (A | B)+? C {2,} D * ) within interval '1' minute\ndefine\nA AS A.x > 1\n);\n";
+        let once = format_sql(sloppy).unwrap();
+        assert_eq!(
+            once,
+            "SELECT * FROM s MATCH_RECOGNIZE (PARTITION BY k ORDER BY ts\n    MEASURES\n        first(A.ts) AS t,\n        count(*) AS n\n    PATTERN ((A | B)+? C{2,} D*) WITHIN INTERVAL '1' MINUTE\n    DEFINE\n        A AS A.x > 1\n);\n"
+        );
+        assert_eq!(format_sql(&once).unwrap(), once);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 /// The keywords of the SQL rules use, Vigil's statements included: what the REPL completes
 /// and `vigil fmt` writes in upper case. Sorted.
 pub const KEYWORDS: &[&str] = &[
+    "AFTER",
     "ALL",
     "AND",
     "AS",
@@ -16,6 +17,7 @@ pub const KEYWORDS: &[&str] = &[
     "CREATE",
     "CROSS",
     "DAY",
+    "DEFINE",
     "DESC",
     "DISTINCT",
     "DOUBLE",
@@ -44,23 +46,34 @@ pub const KEYWORDS: &[&str] = &[
     "LEFT",
     "LIKE",
     "LIMIT",
+    "MATCH",
+    "MATCH_RECOGNIZE",
+    "MEASURES",
     "MINUTE",
     "NOT",
     "NULL",
     "ON",
+    "ONE",
     "OR",
     "ORDER",
     "OUTER",
+    "PARTITION",
+    "PAST",
+    "PATTERN",
+    "PER",
     "REPLACE",
     "RIGHT",
+    "ROW",
     "SECOND",
     "SELECT",
     "SINK",
+    "SKIP",
     "SMALLINT",
     "SOURCE",
     "TEXT",
     "THEN",
     "TIMESTAMP",
+    "TO",
     "TRUE",
     "UNION",
     "VARCHAR",
@@ -69,6 +82,7 @@ pub const KEYWORDS: &[&str] = &[
     "WHEN",
     "WHERE",
     "WITH",
+    "WITHIN",
 ];
 
 #[cfg(test)]
@@ -79,7 +93,7 @@ mod tests {
         assert!(
             super::KEYWORDS
                 .iter()
-                .all(|k| k.chars().all(|c| c.is_ascii_uppercase()))
+                .all(|k| k.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
         );
     }
 }
