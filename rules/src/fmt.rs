@@ -32,14 +32,40 @@ const CLAUSES: &[&str] = &[
 
 /// Keywords after which `(` is not a call: `AS (`, `IN (`, `WITH (`.
 const BEFORE_PARENTHESIS: &[&str] = &[
-    "AND", "AS", "EXISTS", "FILTER", "FROM", "IN", "JOIN", "NOT", "ON", "OR", "SELECT", "THEN",
-    "ELSE", "WHEN", "WHERE", "WITH", "BY", "HAVING", "UNION", "ALL", "MATCH_RECOGNIZE",
+    "AND",
+    "AS",
+    "EXISTS",
+    "FILTER",
+    "FROM",
+    "IN",
+    "JOIN",
+    "NOT",
+    "ON",
+    "OR",
+    "SELECT",
+    "THEN",
+    "ELSE",
+    "WHEN",
+    "WHERE",
+    "WITH",
+    "BY",
+    "HAVING",
+    "UNION",
+    "ALL",
+    "MATCH_RECOGNIZE",
     "PATTERN",
 ];
 
 /// The clauses inside `MATCH_RECOGNIZE (...)`: one indent in, their items one more.
 const MATCH_CLAUSES: &[&str] = &[
-    "PARTITION", "ORDER", "MEASURES", "ONE", "ALL", "AFTER", "PATTERN", "DEFINE",
+    "PARTITION",
+    "ORDER",
+    "MEASURES",
+    "ONE",
+    "ALL",
+    "AFTER",
+    "PATTERN",
+    "DEFINE",
 ];
 
 /// Why a file could not be formatted.

@@ -96,6 +96,49 @@ fn run_writes_alerts_and_dead_letters_as_json_lines() {
 }
 
 #[test]
+fn run_finds_event_patterns_in_a_file() {
+    let dir = scratch("patterns");
+    // s1 rises 27, 28, 29, 31 within 30 s; s2 rises as often, below 30; a line is bad.
+    let mut lines = String::new();
+    for (i, (sensor, temperature)) in [
+        ("s1", 27.0),
+        ("s2", 20.0),
+        ("s1", 28.0),
+        ("s2", 21.0),
+        ("s1", 29.0),
+        ("s2", 22.0),
+        ("s1", 31.0),
+        ("s2", 23.0),
+        ("s1", 25.0),
+    ]
+    .iter()
+    .enumerate()
+    {
+        lines.push_str(&format!(
+            "{{\"sensor_id\":\"{sensor}\",\"temperature\":{temperature},\"humidity\":50,\"ts\":{}}}\n",
+            1_704_067_200_000i64 + i as i64 * 5000
+        ));
+        if i == 3 {
+            lines.push_str("{\"sensor_id\":\"s1\",\"temperature\":\"warm\"}\n");
+        }
+    }
+    std::fs::write(dir.join("data/sensors.jsonl"), lines).unwrap();
+    let out = vigil(&dir, &["run", &profile(), &rule("rising_temperature.sql")]);
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let alerts = std::fs::read_to_string(dir.join("out/rising_temperature_alerts.jsonl")).unwrap();
+    assert_eq!(
+        alerts,
+        "{\"sensor_id\":\"s1\",\"first_ts\":\"2024-01-01T00:00:00.000Z\",\"last_ts\":\"2024-01-01T00:00:30.000Z\",\"first_temperature\":27.0,\"last_temperature\":31.0,\"readings\":4}\n"
+    );
+    let dead = std::fs::read_to_string(dir.join("out/dead_letters/sensors.jsonl")).unwrap();
+    assert_eq!(dead.lines().count(), 1, "{dead}");
+}
+
+#[test]
 fn run_emits_every_window_at_the_end_of_bounded_input() {
     let dir = scratch("windows");
     let mut lines = String::new();

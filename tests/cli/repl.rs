@@ -75,6 +75,32 @@ GROUP BY window_start, window_end, sensor_id;
 }
 
 #[test]
+fn piped_repl_runs_an_event_pattern_over_generated_logins() {
+    // Generated logins with failures bursting for a few users (anomaly_ratio): every alert
+    // the pattern finds has at least 5 failures, then a success after them.
+    let input = "CREATE SOURCE logins (user_id TEXT, event_type TEXT, ip TEXT, device_id TEXT,
+  new_device BOOLEAN, ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+  WITH (connector = 'generator', kind = 'logins', count = '20000', keys = '20', seed = '3',
+  anomaly_ratio = '0.2');
+SELECT user_id, failures, first_ts, success_ts FROM logins MATCH_RECOGNIZE (
+  PARTITION BY user_id ORDER BY ts
+  MEASURES COUNT(F.*) AS failures, FIRST(F.ts) AS first_ts, S.ts AS success_ts
+  PATTERN (F{5,} S) WITHIN INTERVAL '2' MINUTE
+  DEFINE F AS F.event_type = 'login_failed', S AS S.event_type = 'login_success');
+";
+    let rows = json_rows(&["--json"], input);
+    assert!(!rows.is_empty(), "the generated bursts match");
+    for row in &rows {
+        assert!(row["failures"].as_i64().unwrap() >= 5, "{row}");
+        // RFC 3339 times of one zone and precision order as text.
+        assert!(
+            row["first_ts"].as_str() < row["success_ts"].as_str(),
+            "{row}"
+        );
+    }
+}
+
+#[test]
 fn piped_repl_stops_at_the_first_error_with_its_line_and_a_caret() {
     let input = format!("{REPL_SOURCE}\\describe sensors\nSELECT nope FROM sensors;\nSELECT 1;\n");
     let out = repl_script(&[], &input);

@@ -694,9 +694,7 @@ impl MeasureRewrite<'_> {
                         .and_then(|ident| self.variables.of(ident))
                         .filter(|_| name.0.len() == 1)
                         .ok_or_else(|| {
-                            Error::Plan(format!(
-                                "{expr}: {name} is not a variable of the PATTERN"
-                            ))
+                            Error::Plan(format!("{expr}: {name} is not a variable of the PATTERN"))
                         })?;
                     var = Some(v);
                     *arg = FunctionArg::Unnamed(FunctionArgExpr::Wildcard);

@@ -366,6 +366,36 @@ async fn one_call_submits_a_select_and_streams_its_rows_until_the_client_leaves(
     server.stop().await;
 }
 
+/// An event pattern submitted over HTTP runs and streams its matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_match_recognize_query_streams_its_matches() {
+    let server = Running::default().await;
+    server
+        .sql(
+            "/v1/statements",
+            "CREATE SOURCE logins (user_id TEXT, event_type TEXT, ip TEXT, device_id TEXT, \
+             new_device BOOLEAN, ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) \
+             WITH (connector = 'generator', kind = 'logins', rate = '20000', keys = '20', \
+             anomaly_ratio = '0.2')",
+        )
+        .await;
+    let id = server
+        .start_query(
+            "SELECT user_id, failures FROM logins MATCH_RECOGNIZE (PARTITION BY user_id \
+             ORDER BY ts MEASURES COUNT(F.*) AS failures PATTERN (F{5,} S) \
+             WITHIN INTERVAL '2' MINUTE DEFINE F AS F.event_type = 'login_failed', \
+             S AS S.event_type = 'login_success')",
+        )
+        .await;
+    let mut rows = server.results(id, None).await;
+    for _ in 0..3 {
+        let row: Value = serde_json::from_str(&rows.next_row().await.data).unwrap();
+        assert!(row["failures"].as_i64().unwrap() >= 5, "{row}");
+    }
+    drop(rows);
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_the_router_cannot_read_are_answered_in_json() {
     let server = Running::default().await;
