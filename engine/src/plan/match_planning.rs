@@ -668,6 +668,13 @@ impl MeasureRewrite<'_> {
         ))
     }
 
+    /// A bare column other than a placeholder or a partition column: it reads the match's
+    /// last row.
+    fn is_row_column(&self, ident: &Ident) -> bool {
+        let placeholder = ident.quote_style == Some('"') && ident.value.starts_with("__m");
+        !placeholder && !self.partition_names.contains(&normalize(ident))
+    }
+
     fn navigation(&mut self, name: &str, args: &[FunctionArg]) -> Result<ast::Expr> {
         let (mut arg, offset) =
             navigation_args(name, args, usize::from(matches!(name, "prev" | "next")))?;
@@ -752,10 +759,7 @@ impl VisitorMut for MeasureRewrite<'_> {
                 let column = ast::Expr::Identifier(parts[1].clone());
                 *expr = self.placeholder(Atom::Navigation(var, Navigation::Last(0), column));
             }
-            ast::Expr::Identifier(ident)
-                if !(ident.quote_style == Some('"') && ident.value.starts_with("__m"))
-                    && !self.partition_names.contains(&normalize(ident)) =>
-            {
+            ast::Expr::Identifier(ident) if self.is_row_column(ident) => {
                 let column = ast::Expr::Identifier(ident.clone());
                 *expr = self.placeholder(Atom::Navigation(None, Navigation::Last(0), column));
             }

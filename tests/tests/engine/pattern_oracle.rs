@@ -190,7 +190,7 @@ fn repeat(
     path: &mut Vec<u8>,
     k: &mut dyn FnMut(usize, &mut Vec<u8>) -> bool,
 ) -> bool {
-    let mut more = |path: &mut Vec<u8>, k: &mut dyn FnMut(usize, &mut Vec<u8>) -> bool| {
+    let more = |path: &mut Vec<u8>, k: &mut dyn FnMut(usize, &mut Vec<u8>) -> bool| {
         max.is_none_or(|m| done < m)
             && search(inner, masks, pos, path, &mut |next, path| {
                 repeat(inner, (min, max, greedy), done + 1, masks, next, path, k)
@@ -199,11 +199,11 @@ fn repeat(
     let stop = |path: &mut Vec<u8>, k: &mut dyn FnMut(usize, &mut Vec<u8>) -> bool| {
         done >= min && k(pos, path)
     };
-    if greedy {
-        more(path, k) || stop(path, k)
-    } else {
-        stop(path, k) || more(path, k)
-    }
+    // A greedy quantifier prefers one more repetition; a reluctant one prefers to stop.
+    let preference = if greedy { [true, false] } else { [false, true] };
+    preference
+        .into_iter()
+        .any(|again| if again { more(path, k) } else { stop(path, k) })
 }
 
 #[derive(Debug, Clone, Copy)]
