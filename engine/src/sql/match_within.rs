@@ -4,7 +4,7 @@
 //! [`WITHIN_VARIABLE`], whose "condition" is the interval. Tokens keep their positions, so
 //! errors still point into the text as written.
 
-use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Word};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Whitespace, Word};
 
 /// The DEFINE entry that carries a `WITHIN` interval to the planner.
 pub const WITHIN_VARIABLE: &str = "__vigil_within";
@@ -23,12 +23,12 @@ pub(super) fn rewrite_match_within(mut tokens: Vec<TokenWithSpan>) -> Vec<TokenW
         let interval: Vec<TokenWithSpan> = tokens[within + 1..define].to_vec();
         let span = tokens[within].span;
         let at = |token| TokenWithSpan { token, span };
+        let space = || at(Token::Whitespace(Whitespace::Space));
         let mut entry = vec![
             at(Token::Comma),
+            space(),
             at(Token::make_word(WITHIN_VARIABLE, None)),
-            at(Token::Whitespace(
-                datafusion::sql::sqlparser::tokenizer::Whitespace::Space,
-            )),
+            space(),
             at(Token::make_keyword("AS")),
         ];
         entry.extend(interval);
