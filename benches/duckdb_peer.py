@@ -57,6 +57,15 @@ SELECT time_bucket(INTERVAL 1 MINUTE, ts) AS window_start,
 FROM {sensors} GROUP BY ALL
 """
 
+# Q14 emits these early too; DuckDB computes each final row once.
+TUMBLE_1H = """
+SELECT time_bucket(INTERVAL 1 HOUR, ts) AS window_start,
+       time_bucket(INTERVAL 1 HOUR, ts) + INTERVAL 1 HOUR AS window_end,
+       sensor_id, count(*) AS readings, avg(temperature) AS avg_temperature,
+       max(temperature) AS max_temperature
+FROM {sensors} GROUP BY ALL
+"""
+
 # A hopping window as DuckDB has none: each reading copied into each of its windows.
 HOP = """
 SELECT time_bucket(INTERVAL 1 MINUTE, ts) - k * INTERVAL 1 MINUTE AS window_start,
@@ -126,6 +135,7 @@ CASES = [
     ("Q8 interval join", PAIRS, {}),
     ("Q9 nexmark q5", HOT_ITEMS, {}),
     ("Q10 nexmark q8", NEW_SELLERS, {}),
+    ("Q15 tumble 1h", TUMBLE_1H, {}),
 ]
 
 # The cases reading two sources of half the events each.

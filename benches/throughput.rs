@@ -11,7 +11,9 @@
 //! join); Q8 an interval join of a sensor's readings within 2 s; Q9 Nexmark q5 (hot auctions
 //! per sliding window) over bids; Q10 Nexmark q8 (a window join of persons and auctions);
 //! Q11 a join of two changelogs (each account's payments and dues); Q12 an updating Top-N
-//! (the ten accounts owing most).
+//! (the ten accounts owing most); Q13 the rising-temperature event pattern (MATCH_RECOGNIZE
+//! per sensor); Q14 1-hour tumbling windows per sensor emitting early every minute of event
+//! time; Q15 the same windows emitting once, at their end.
 //! Inputs come from the `generator`
 //! connector: a pool of batches is made once and replayed with event time shifted forward,
 //! so the clock never goes back. Each case reads:
@@ -55,6 +57,7 @@ CREATE SINK sensor_alerts WITH (connector = 'memory');
 CREATE SINK sensor_stats_1m WITH (connector = 'memory');
 CREATE SINK sensor_stats_5m WITH (connector = 'memory');
 CREATE SINK sensor_stats_1h WITH (connector = 'memory');
+CREATE SINK sensor_stats_hourly WITH (connector = 'memory');
 CREATE SINK payment_due_alerts WITH (connector = 'memory');
 CREATE SINK temperature_zscore_alerts WITH (connector = 'memory');
 CREATE SINK sensor_peaks WITH (connector = 'memory');
@@ -100,6 +103,19 @@ SELECT window_start, window_end, sensor_id, count(*) AS readings,
        avg(temperature) AS avg_temperature
 FROM HOP(sensors, ts, INTERVAL '1' MINUTE, INTERVAL '1' HOUR)
 GROUP BY window_start, window_end, sensor_id;";
+
+/// Hourly statistics per sensor, emitted once (Q15) or early every minute too (Q14).
+macro_rules! hourly_stats {
+    () => {
+        "CREATE SINK sensor_stats_hourly AS
+SELECT window_start, window_end, sensor_id, count(*) AS readings,
+       avg(temperature) AS avg_temperature, max(temperature) AS max_temperature
+FROM TUMBLE(sensors, ts, INTERVAL '1' HOUR)
+GROUP BY window_start, window_end, sensor_id"
+    };
+}
+const TUMBLE_1H_ONCE: &str = concat!(hourly_stats!(), ";");
+const TUMBLE_1H_EARLY: &str = concat!(hourly_stats!(), " EMIT EARLY EVERY INTERVAL '1' MINUTE;");
 
 /// Nexmark q7's shape: each 10-second window's readings at the window's peak temperature,
 /// a window's rows joined with its own aggregate.
@@ -165,7 +181,7 @@ struct Case {
     inputs: &'static [(&'static str, &'static str)],
 }
 
-const CASES: [Case; 12] = [
+const CASES: [Case; 15] = [
     Case {
         name: "Q1 threshold",
         rule: include_str!("../queries/sensor_threshold.sql"),
@@ -237,6 +253,24 @@ const CASES: [Case; 12] = [
         rule: TOP_DEBTORS,
         sink: "top_debtors",
         inputs: &[("payments", "payments:100000"), ("dues", "dues:100000")],
+    },
+    Case {
+        name: "Q13 rising pattern",
+        rule: include_str!("../queries/rising_temperature.sql"),
+        sink: "rising_temperature_alerts",
+        inputs: &[("sensors", "sensors:1000")],
+    },
+    Case {
+        name: "Q14 tumble 1h early",
+        rule: TUMBLE_1H_EARLY,
+        sink: "sensor_stats_hourly",
+        inputs: &[("sensors", "sensors:1000")],
+    },
+    Case {
+        name: "Q15 tumble 1h",
+        rule: TUMBLE_1H_ONCE,
+        sink: "sensor_stats_hourly",
+        inputs: &[("sensors", "sensors:1000")],
     },
 ];
 

@@ -8,7 +8,8 @@ use crate::catalog::{Catalog, SinkDef};
 use crate::checkpoint::{QueryCheckpoints, StateConfig, StatePlan};
 use crate::connector::{ConnectorRegistry, Delivered, Sink, SourceContext};
 use crate::error::{Error, Location, Result, SqlError};
-use crate::plan::{LowerOptions, OperatorGraph, lower_query, lower_query_with};
+use crate::operators::EmitPolicy;
+use crate::plan::{LowerOptions, OperatorGraph, lower_query_with};
 use crate::runtime::{QueryIo, QueryMetrics, RunningQuery, StopHandle};
 use crate::sql::{CreateSink, Options, ParsedStatement, Statement, StreamParser};
 
@@ -184,11 +185,56 @@ impl Engine {
             (None, Some(declared)) => &declared.options,
             _ => &sink.options,
         };
-        let (ttl, _) = sink_state_ttl(options)?;
+        let (planner, _) = sink_planner_options(options)?;
+        let query = sink.query.as_ref();
         Ok(LowerOptions {
-            state_ttl: ttl.or(self.catalog.state_ttl()),
+            state_ttl: planner.state_ttl.or(self.catalog.state_ttl()),
             view: false,
+            emit: query
+                .map_or(Ok(None), |q| self.query_emit(q))?
+                .unwrap_or(planner.emit),
         })
+    }
+
+    /// Lowering options for a bare query: the session's state TTL, the query's EMIT.
+    fn query_lower_options(
+        &self,
+        query: &datafusion::sql::sqlparser::ast::Query,
+    ) -> Result<LowerOptions> {
+        Ok(LowerOptions {
+            state_ttl: self.catalog.state_ttl(),
+            view: false,
+            emit: self.query_emit(query)?.unwrap_or_default(),
+        })
+    }
+
+    /// The emit policy a query's `EMIT EARLY EVERY` / `ALLOWED LATENESS` clauses set (the
+    /// parser made them its SETTINGS); `None` without them.
+    fn query_emit(
+        &self,
+        query: &datafusion::sql::sqlparser::ast::Query,
+    ) -> Result<Option<EmitPolicy>> {
+        use crate::sql::emit_clause::{ALLOWED_LATENESS_SETTING, EMIT_EARLY_SETTING};
+        let Some(settings) = &query.settings else {
+            return Ok(None);
+        };
+        let empty = Arc::new(datafusion::arrow::datatypes::Schema::empty());
+        let mut policy = EmitPolicy::default();
+        for setting in settings {
+            let key = setting.key.value.as_str();
+            let what = match key {
+                EMIT_EARLY_SETTING => "EMIT EARLY EVERY",
+                ALLOWED_LATENESS_SETTING => "ALLOWED LATENESS",
+                _ => return Err(Error::Unsupported(format!("SETTINGS {key}"))),
+            };
+            let value = self.catalog.plan_row_expr(&setting.value, &empty)?;
+            let nanos = crate::plan::window_table::interval_nanos(&value, what)?;
+            match key {
+                EMIT_EARLY_SETTING => policy.early_every = Some(nanos),
+                _ => policy.allowed_lateness = nanos,
+            }
+        }
+        Ok(Some(policy))
     }
 
     /// The session's state TTL for joins with no time bound whose sink sets none
@@ -268,12 +314,20 @@ impl Engine {
                 })
             }
             Statement::CreateView(view) => {
+                if self.query_emit(&view.query)?.is_some() {
+                    return Err(Error::Unsupported(
+                        "EMIT EARLY or ALLOWED LATENESS in a view: write it on the query or \
+                         sink that reads the view"
+                            .into(),
+                    ));
+                }
                 let plan = self.catalog.plan_query(&view.query).await?;
                 // Plan it as a stream now, so an unsupported view fails at CREATE time (a
                 // state TTL it needs comes with the query that reads it).
                 let options = LowerOptions {
                     state_ttl: self.catalog.state_ttl(),
                     view: true,
+                    emit: EmitPolicy::default(),
                 };
                 lower_query_with(&self.catalog, &plan, options)?;
                 let name =
@@ -304,7 +358,7 @@ impl Engine {
                     has_query: sink.query.is_some(),
                     sql: sql.clone(),
                 };
-                let (state_ttl, connector_options) = sink_state_ttl(&def.options)?;
+                let (planner, connector_options) = sink_planner_options(&def.options)?;
                 let Some(query) = sink.query else {
                     let factory = self.registry.factory(&connector_options)?;
                     factory.create_sink(
@@ -316,8 +370,9 @@ impl Engine {
                 };
                 let plan = self.catalog.plan_query(&query).await?;
                 let options = LowerOptions {
-                    state_ttl: state_ttl.or(self.catalog.state_ttl()),
+                    state_ttl: planner.state_ttl.or(self.catalog.state_ttl()),
                     view: false,
+                    emit: self.query_emit(&query)?.unwrap_or(planner.emit),
                 };
                 let graph = lower_query_with(&self.catalog, &plan, options)?;
                 let mut sink_writer = self
@@ -347,7 +402,8 @@ impl Engine {
                 if reads_no_table(&plan)? {
                     return Ok(StatementOutcome::Rows(self.catalog.evaluate(plan).await?));
                 }
-                let graph = lower_query(&self.catalog, &plan)?;
+                let options = self.query_lower_options(&query)?;
+                let graph = lower_query_with(&self.catalog, &plan, options)?;
                 Ok(StatementOutcome::Query(PlannedQuery {
                     name: BARE_QUERY_NAME.to_string(),
                     graph,
@@ -358,9 +414,13 @@ impl Engine {
                 let mut options = LowerOptions {
                     state_ttl: self.catalog.state_ttl(),
                     view: false,
+                    emit: EmitPolicy::default(),
                 };
                 let query = match *inner {
-                    Statement::Query(q) => q,
+                    Statement::Query(q) => {
+                        options = self.query_lower_options(&q)?;
+                        q
+                    }
                     Statement::CreateSink(s) if s.query.is_some() => {
                         options = self.sink_lower_options(&s)?;
                         s.query.expect("checked above")
@@ -462,10 +522,7 @@ impl Engine {
         let placed = |e: Error| at_statement(e, location, &sql);
         let (name, query, state_ttl) = match statement {
             Statement::Query(query) => {
-                let options = LowerOptions {
-                    state_ttl: self.catalog.state_ttl(),
-                    view: false,
-                };
+                let options = self.query_lower_options(&query).map_err(placed)?;
                 (BARE_QUERY_NAME.to_string(), query, options)
             }
             Statement::CreateSink(sink) if sink.query.is_some() => {
@@ -663,14 +720,46 @@ fn reads_no_table(plan: &datafusion::logical_expr::LogicalPlan) -> Result<bool> 
     Ok(!reads)
 }
 
-/// A sink's `state_ttl` in nanoseconds (read by the planner), and the options without it
-/// (for the sink's connector).
-fn sink_state_ttl(options: &Options) -> Result<(Option<i64>, Options)> {
+/// A sink's options as its connector takes them: without those the planner reads
+/// (`state_ttl`, `emit_early`, `allowed_lateness`).
+pub fn sink_connector_options(options: &Options) -> Result<Options> {
+    Ok(sink_planner_options(options)?.1)
+}
+
+/// What the planner reads of a sink's options.
+struct PlannerOptions {
+    /// `state_ttl`, in nanoseconds.
+    state_ttl: Option<i64>,
+    /// `emit_early` and `allowed_lateness`.
+    emit: EmitPolicy,
+}
+
+/// A sink's options for the planner, and the others (for the sink's connector).
+fn sink_planner_options(options: &Options) -> Result<(PlannerOptions, Options)> {
     let mut rest = options.clone();
-    let Some(raw) = rest.remove("state_ttl") else {
-        return Ok((None, rest));
+    let state_ttl = rest
+        .remove("state_ttl")
+        .map(|raw| parse_state_ttl(&raw))
+        .transpose()?;
+    let mut duration = |key: &str| {
+        rest.remove(key)
+            .map(|raw| {
+                crate::sql::parse_duration(&raw)
+                    .filter(|d| !d.is_zero())
+                    .and_then(|d| i64::try_from(d.as_nanos()).ok())
+                    .ok_or_else(|| {
+                        Error::Plan(format!(
+                            "{key} '{raw}': expected a duration such as '1 minute' or '10 min'"
+                        ))
+                    })
+            })
+            .transpose()
     };
-    Ok((Some(parse_state_ttl(&raw)?), rest))
+    let emit = EmitPolicy {
+        early_every: duration("emit_early")?,
+        allowed_lateness: duration("allowed_lateness")?.unwrap_or(0),
+    };
+    Ok((PlannerOptions { state_ttl, emit }, rest))
 }
 
 /// A `state_ttl` in nanoseconds: a positive duration such as `7 days`.

@@ -46,5 +46,6 @@ pub mod time;
 pub use batch::{ChangeBatch, ChangeKind};
 pub use engine::{
     Engine, EngineConfig, PlannedQuery, QueryIdentity, StatementOutcome, output_schema,
+    sink_connector_options,
 };
 pub use error::{Error, Location, Result, SqlError};

@@ -348,10 +348,11 @@ impl Service {
                 format!("sink '{name}' vanished from the catalog"),
             )
         })?;
+        let options = vigil_engine::sink_connector_options(&def.options)?;
         let mut writer = engine
             .registry()
-            .factory(&def.options)?
-            .create_sink(&def.options, query.output_schema())?;
+            .factory(&options)?
+            .create_sink(&options, query.output_schema())?;
         writer.open().await?;
         let hub = ResultHub::new(self.config.client_buffer);
         let running = match on_state {

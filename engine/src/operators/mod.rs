@@ -10,6 +10,7 @@
 mod aggregate;
 mod arrivals;
 mod changelog_join;
+mod emit_policy;
 mod filter;
 mod group_accumulators;
 mod interval_join;
@@ -42,6 +43,7 @@ use std::sync::Arc;
 
 pub use aggregate::{AggregateCall, AggregateSpec, OutputColumn};
 pub use changelog_join::{ChangelogInput, ChangelogJoin};
+pub use emit_policy::EmitPolicy;
 pub use filter::Filter;
 pub use interval_join::{IntervalJoin, JoinInput, JoinKind};
 pub use limit::Limit;
@@ -244,6 +246,14 @@ pub trait Operator: Send {
     /// windows again from the part of their events that comes back.
     fn resume(&mut self, emitted_until: Timestamp) {
         let _ = emitted_until;
+    }
+
+    /// The wall clock reads `now`; the running query calls this about twice a second. An
+    /// operator that emits on wall time when its input is quiet (a window emitting early)
+    /// does so here. Nothing else calls it, which keeps runs fed by hand deterministic.
+    fn on_clock(&mut self, now: std::time::Instant, ctx: &mut Context) -> Result<()> {
+        let _ = (now, ctx);
+        Ok(())
     }
 
     /// Called once every input has ended.

@@ -13,6 +13,7 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 
 use super::aggregate::AggregateSpec;
+use super::emit_policy::{EmitPolicy, Emitted, WindowKey};
 use super::pane_windows::PaneWindows;
 use super::window_groups::{Frozen, GroupsFactory, WindowGroups};
 use super::{Context, Operator, evaluate_or_reject};
@@ -36,6 +37,8 @@ pub struct WindowAggregate {
     windows: BTreeMap<(Timestamp, Timestamp), WindowGroups>,
     watermark: Timestamp,
     panes: Option<PaneWindows>,
+    /// With an emit policy: what was emitted of each window (see [`EmitPolicy`]).
+    emitted: Option<Emitted>,
 }
 
 impl WindowAggregate {
@@ -54,7 +57,20 @@ impl WindowAggregate {
             windows: BTreeMap::new(),
             watermark: WATERMARK_MIN,
             panes: None,
+            emitted: None,
         })
+    }
+
+    /// The same aggregate emitting by `policy` (not over panes): its output is a changelog.
+    pub fn with_emit(mut self, policy: EmitPolicy) -> Self {
+        self.emitted = (!policy.is_once()).then(|| Emitted::new(policy));
+        self
+    }
+
+    fn lateness(&self) -> i64 {
+        self.emitted
+            .as_ref()
+            .map_or(0, |e| e.policy.allowed_lateness)
     }
 
     /// The same aggregate over the panes of `HOP(slide, size)` (see [`WindowAssign`]'s pane
@@ -79,6 +95,9 @@ impl WindowAggregate {
         args: &[(Vec<ArrayRef>, Option<BooleanArray>)],
         rows: usize,
     ) -> Result<()> {
+        if let Some(emitted) = &mut self.emitted {
+            emitted.touch((end, start));
+        }
         let window = match self.windows.entry((end, start)) {
             Entry::Occupied(entry) => entry.into_mut(),
             Entry::Vacant(entry) => entry.insert(self.factory.empty(epoch)?),
@@ -103,8 +122,91 @@ impl WindowAggregate {
         Ok(())
     }
 
+    /// Adds rows of any windows.
+    fn accumulate_rows(&mut self, epoch: u64, rows: WindowRows) -> Result<()> {
+        for (bounds, run) in rows.runs()? {
+            let n = run.ends.len();
+            self.accumulate(epoch, bounds, &run.keys, &run.args, n)?;
+        }
+        Ok(())
+    }
+
+    /// Under an emit policy: adds rows up to each cut, then emits what is due at the
+    /// watermark the cut names, as if the rows had come in batches ending there.
+    fn accumulate_with_cuts(
+        &mut self,
+        ctx: &mut Context,
+        rows: WindowRows,
+        cuts: &[(usize, Timestamp)],
+    ) -> Result<()> {
+        let mut from = 0;
+        for &(at, watermark) in cuts {
+            self.accumulate_rows(ctx.epoch, rows.slice(from, at - from))?;
+            self.emit_changes(watermark, ctx)?;
+            from = at;
+        }
+        self.accumulate_rows(ctx.epoch, rows.slice(from, rows.ends.len() - from))
+    }
+
+    /// Under an emit policy: emits what changed of the windows due at `watermark` (ended
+    /// ones, and open ones at an early tick), then frees the windows past their lateness.
+    fn emit_changes(&mut self, watermark: Timestamp, ctx: &mut Context) -> Result<()> {
+        let Some(mut emitted) = self.emitted.take() else {
+            return Ok(());
+        };
+        let due = emitted.due(watermark);
+        let result = self.emit_windows(&mut emitted, &due, watermark, ctx);
+        let lateness = emitted.policy.allowed_lateness;
+        let expired: Vec<WindowKey> = (self.windows.keys())
+            .take_while(|(end, _)| end.saturating_add(lateness) <= watermark)
+            .copied()
+            .collect();
+        for key in expired {
+            self.windows.remove(&key);
+        }
+        emitted.forget_expired(watermark);
+        self.emitted = Some(emitted);
+        result
+    }
+
+    /// Emits what changed of windows `keys` since they were last emitted; a window past
+    /// its lateness at `watermark` is read for the last time.
+    fn emit_windows(
+        &mut self,
+        emitted: &mut Emitted,
+        keys: &[WindowKey],
+        watermark: Timestamp,
+        ctx: &mut Context,
+    ) -> Result<()> {
+        for &key in keys {
+            let Some(window) = self.windows.remove(&key) else {
+                continue;
+            };
+            let (end, start) = key;
+            let (keys, values) = if end.saturating_add(emitted.policy.allowed_lateness) <= watermark
+            {
+                let (keys, values, _) = window.finish()?;
+                (keys, values)
+            } else {
+                let (kept, keys, values) = window.read(&self.factory)?;
+                self.windows.insert(key, kept);
+                (keys, values)
+            };
+            let groups = values.first().map_or(0, |v| v.len());
+            let rows = (self.spec()).assemble(Some((start, end)), keys, values, groups)?;
+            let changes = emitted.changes(key, rows)?;
+            if changes.num_rows() > 0 {
+                ctx.emit(changes);
+            }
+        }
+        Ok(())
+    }
+
     /// Emits every window ending at or before `watermark`, in order.
     fn close_windows(&mut self, watermark: Timestamp, ctx: &mut Context) -> Result<()> {
+        if self.emitted.is_some() {
+            return self.emit_changes(watermark, ctx);
+        }
         if self.panes.is_some() {
             return self.close_pane_windows(watermark, ctx);
         }
@@ -164,6 +266,7 @@ impl Operator for WindowAggregate {
             windows: BTreeMap::new(),
             watermark: WATERMARK_MIN,
             panes: self.panes.as_ref().map(PaneWindows::empty_copy),
+            emitted: self.emitted.as_ref().map(|e| Emitted::new(e.policy)),
         }))
     }
 
@@ -172,9 +275,12 @@ impl Operator for WindowAggregate {
     }
 
     fn describe(&self) -> String {
-        match &self.panes {
-            Some(_) => format!("{} by panes", self.spec().describe()),
-            None => self.spec().describe(),
+        match (&self.panes, &self.emitted) {
+            (Some(_), _) => format!("{} by panes", self.spec().describe()),
+            (None, Some(emitted)) => {
+                format!("{} {}", self.spec().describe(), emitted.policy.describe())
+            }
+            (None, None) => self.spec().describe(),
         }
     }
 
@@ -197,15 +303,16 @@ impl Operator for WindowAggregate {
             keys,
             args,
         };
-        // Rows for windows already emitted would break the emit-once contract. Upstream
-        // window assignment drops them; count any that slip through rather than re-emit.
-        let watermark = self.watermark;
+        // Rows for windows already emitted (past their allowed lateness) would break the
+        // contract. Upstream window assignment drops them; count any that slip through.
+        let watermark = self.watermark.saturating_sub(self.lateness());
         let closed = rows
             .ends
             .values()
             .iter()
             .filter(|&&e| e <= watermark)
             .count();
+        let mut row_watermarks = batch.row_watermarks;
         let rows = if closed > 0 {
             ctx.counters.late_rows += closed as u64;
             let mask: BooleanArray = rows
@@ -214,15 +321,26 @@ impl Operator for WindowAggregate {
                 .iter()
                 .map(|&e| Some(e > watermark))
                 .collect();
+            if let Some(w) = &row_watermarks {
+                row_watermarks = Some(filter(w, &mask)?.as_primitive::<Int64Type>().clone());
+            }
             rows.filter(&mask)?
         } else {
             rows
         };
-        for (bounds, run) in rows.runs()? {
-            let n = run.ends.len();
-            self.accumulate(ctx.epoch, bounds, &run.keys, &run.args, n)?;
+        match (&self.emitted, row_watermarks) {
+            (Some(emitted), Some(row_watermarks)) => {
+                let ends = self.windows.keys().map(|(end, _)| *end);
+                let cuts = emitted.cuts(
+                    self.watermark,
+                    ends,
+                    row_watermarks.values(),
+                    rows.ends.values(),
+                );
+                self.accumulate_with_cuts(ctx, rows, &cuts)
+            }
+            _ => self.accumulate_rows(ctx.epoch, rows),
         }
-        Ok(())
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, ctx: &mut Context) -> Result<()> {
@@ -232,14 +350,27 @@ impl Operator for WindowAggregate {
         Ok(())
     }
 
+    /// Under `EMIT EARLY`, quiet input still gets its early rows, on wall time.
+    fn on_clock(&mut self, now: std::time::Instant, ctx: &mut Context) -> Result<()> {
+        let Some(mut emitted) = self.emitted.take() else {
+            return Ok(());
+        };
+        let due = emitted.due_by_clock(now, self.watermark);
+        let result = self.emit_windows(&mut emitted, &due, self.watermark, ctx);
+        self.emitted = Some(emitted);
+        result
+    }
+
     fn state_rows(&self) -> usize {
         let closed = self.panes.as_ref().map_or(0, PaneWindows::groups);
-        closed + self.windows.values().map(|w| w.groups).sum::<usize>()
+        let emitted = self.emitted.as_ref().map_or(0, Emitted::held_rows);
+        closed + emitted + self.windows.values().map(|w| w.groups).sum::<usize>()
     }
 
     fn state_bytes(&self) -> usize {
         let closed = self.panes.as_ref().map_or(0, PaneWindows::bytes);
-        closed + self.windows.values().map(WindowGroups::size).sum::<usize>()
+        let emitted = self.emitted.as_ref().map_or(0, Emitted::held_bytes);
+        closed + emitted + self.windows.values().map(WindowGroups::size).sum::<usize>()
     }
 
     fn retained_epoch(&self) -> Option<u64> {
@@ -270,15 +401,51 @@ impl Operator for WindowAggregate {
                 batches.push(self.state_batch((start, first_end), pane, true)?);
             }
         }
+        if let Some(emitted) = &self.emitted {
+            for ((end, start), rows) in emitted.rows() {
+                let metadata = HashMap::from([(EMITTED_KEY.to_string(), format!("{end},{start}"))]);
+                let schema = Schema::clone(&rows.schema()).with_metadata(metadata);
+                batches.push(rows.clone().with_schema(Arc::new(schema))?);
+            }
+        }
         Ok(batches)
     }
 
     fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
-        for batch in &state {
-            self.restore_batch(batch)?;
+        let mut emitted_rows = Vec::new();
+        for batch in state {
+            match batch.schema().metadata().get(EMITTED_KEY) {
+                Some(window) => emitted_rows.push((emitted_window(window)?, batch.clone())),
+                None => self.restore_batch(&batch)?,
+            }
         }
+        let Some(policy) = self.emitted.as_ref().map(|e| e.policy) else {
+            return match emitted_rows.is_empty() {
+                true => Ok(()),
+                false => Err(Error::Internal("emitted rows for another plan".into())),
+            };
+        };
+        let mut emitted = Emitted::resumed(policy, self.watermark);
+        for (key, batch) in emitted_rows {
+            let schema = Schema::clone(&batch.schema()).with_metadata(HashMap::new());
+            let rows = RecordBatch::try_new(Arc::new(schema), batch.columns().to_vec())?;
+            emitted.restore(key, rows);
+        }
+        // What the windows took since they were last emitted is emitted when next due.
+        for key in self.windows.keys() {
+            emitted.touch(*key);
+        }
+        self.emitted = Some(emitted);
         Ok(())
     }
+}
+
+/// The window an emitted-rows state batch is for, from its `end,start` metadata.
+fn emitted_window(window: &str) -> Result<WindowKey> {
+    window
+        .split_once(',')
+        .and_then(|(end, start)| Some((end.parse().ok()?, start.parse().ok()?)))
+        .ok_or_else(|| Error::Internal(format!("bad emitted window {window}")))
 }
 
 /// The rows of one input batch, with their window (or pane) bounds.
@@ -396,6 +563,8 @@ fn timestamps(column: &ArrayRef) -> Result<Int64Array> {
 const WATERMARK_KEY: &str = "vigil.watermark";
 const EMITTED_THROUGH_KEY: &str = "vigil.emitted_through";
 const CLOSED_PANE_KEY: &str = "vigil.closed_pane";
+/// Marks the rows an emit policy last emitted for a window (`end,start`).
+const EMITTED_KEY: &str = "vigil.emitted_window";
 
 impl WindowAggregate {
     /// Lays out one window's (or pane's) groups as a state batch.

@@ -9,7 +9,7 @@ use datafusion::arrow::compute::{cast, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 
-use super::{Context, Operator};
+use super::{Context, EmitPolicy, Operator};
 use crate::batch::ChangeBatch;
 use crate::error::Result;
 use crate::time::{
@@ -37,6 +37,11 @@ pub struct WindowAssign {
     /// query (see [`Operator::resume`]): their events are not counted again, nor late.
     emitted_until: Timestamp,
     panes: bool,
+    /// How long after its end a window still takes events (`ALLOWED LATENESS`).
+    lateness: i64,
+    /// Whether output rows carry the watermark each event came with, for an aggregate that
+    /// emits early or late (see [`EmitPolicy`]) to emit the same whatever the batch size.
+    row_watermarks: bool,
 }
 
 impl WindowAssign {
@@ -50,7 +55,17 @@ impl WindowAssign {
             watermark: WATERMARK_MIN,
             emitted_until: WATERMARK_MIN,
             panes: false,
+            lateness: 0,
+            row_watermarks: false,
         }
+    }
+
+    /// The same windows for an aggregate emitting by `policy`: they take events until
+    /// the allowed lateness after their end.
+    pub fn with_emit(mut self, policy: EmitPolicy) -> Self {
+        self.lateness = policy.allowed_lateness;
+        self.row_watermarks = !policy.is_once();
+        self
     }
 
     /// The same windows by panes: one row per event, see the type's docs.
@@ -147,6 +162,8 @@ impl Operator for WindowAssign {
         let fresh = Self::new(self.time_column, self.spec, Arc::clone(&self.schema));
         Ok(Box::new(Self {
             panes: self.panes,
+            lateness: self.lateness,
+            row_watermarks: self.row_watermarks,
             ..fresh
         }))
     }
@@ -193,12 +210,12 @@ impl Operator for WindowAssign {
         let ts = cast(&ts, &DataType::Int64)?;
         let ts = ts.as_primitive::<Int64Type>();
         let watermark = self.watermark;
-        let row_wm = |i: usize| {
-            batch
-                .row_watermarks
-                .as_ref()
-                .map_or(watermark, |w| w.value(i).max(watermark))
+        // The watermark as it stood before row `i`, and the same less the allowed lateness,
+        // before which a window takes no more rows.
+        let arrived_at = |i: usize| {
+            (batch.row_watermarks.as_ref()).map_or(watermark, |w| w.value(i).max(watermark))
         };
+        let row_wm = |i: usize| arrived_at(i).saturating_sub(self.lateness);
 
         let mut take = Vec::with_capacity(ts.len());
         let mut starts = Vec::with_capacity(ts.len());
@@ -255,6 +272,11 @@ impl Operator for WindowAssign {
             let late_rows = take_record_batch(rows, &UInt32Array::from(late))?;
             ctx.emit_late(ChangeBatch::inserts(late_rows));
         }
+        let row_watermarks = if self.row_watermarks {
+            Some(take.iter().map(|i| arrived_at(*i as usize)).collect())
+        } else {
+            (self.spec.is_session()).then(|| Int64Array::from(session_watermarks))
+        };
         // One row per event at most, unless copied: then every row kept is the identity.
         let at_most_once = self.panes || self.spec.is_tumbling() || self.spec.is_session();
         let input = if at_most_once && take.len() == rows.num_rows() {
@@ -271,10 +293,6 @@ impl Operator for WindowAssign {
             }
         }
         let out = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
-        let row_watermarks = self
-            .spec
-            .is_session()
-            .then(|| Int64Array::from(session_watermarks));
         ctx.emit(ChangeBatch {
             rows: out,
             ops: None,

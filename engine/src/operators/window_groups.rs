@@ -145,6 +145,16 @@ impl WindowGroups {
         Ok((keys, aggregates, self.groups))
     }
 
+    /// The key columns and current values of every group, leaving the groups as they were:
+    /// DataFusion's accumulators give their values up only once, so the groups are rebuilt
+    /// from their state, with the same group ids.
+    pub fn read(self, factory: &GroupsFactory) -> Result<(Self, Vec<ArrayRef>, Vec<ArrayRef>)> {
+        let frozen = self.freeze()?;
+        let kept = factory.merged([&frozen])?;
+        let (keys, values, _) = factory.merged([&frozen])?.finish()?;
+        Ok((kept, keys, values))
+    }
+
     /// The key and state columns, which can be merged into other groups any number of times.
     pub fn freeze(mut self) -> Result<Frozen> {
         let keys = self.emit_keys()?;

@@ -31,9 +31,9 @@ use super::window_table::{WINDOW_END, WINDOW_START, WindowTable};
 use crate::catalog::{Catalog, SourceDef, SourceTable};
 use crate::error::{Error, Result};
 use crate::operators::{
-    AggregateCall, AggregateSpec, Filter, LATE_PORT, Limit as LimitOperator, MAIN_PORT, Operator,
-    OutputColumn, Project, SessionAggregate, SourceScan, Union as UnionOperator, UpdatingAggregate,
-    WatermarkAssign, WindowAggregate, WindowAssign,
+    AggregateCall, AggregateSpec, EmitPolicy, Filter, LATE_PORT, Limit as LimitOperator, MAIN_PORT,
+    Operator, OutputColumn, Project, SessionAggregate, SourceScan, Union as UnionOperator,
+    UpdatingAggregate, WatermarkAssign, WindowAggregate, WindowAssign,
 };
 use crate::time::WindowSpec;
 
@@ -56,6 +56,8 @@ pub struct LowerOptions {
     pub state_ttl: Option<i64>,
     /// Planning a view: a join that needs a TTL gets it from the query reading the view.
     pub view: bool,
+    /// When the query's window aggregates emit (`EMIT EARLY`, `ALLOWED LATENESS`).
+    pub emit: EmitPolicy,
 }
 
 /// Plans the operator graph of an analyzed logical plan, with the session's state TTL.
@@ -63,6 +65,7 @@ pub fn lower_query(catalog: &Catalog, plan: &LogicalPlan) -> Result<OperatorGrap
     let options = LowerOptions {
         state_ttl: catalog.state_ttl(),
         view: false,
+        emit: EmitPolicy::default(),
     };
     lower_query_with(catalog, plan, options)
 }
@@ -86,8 +89,16 @@ pub fn lower_query_with(
         spans_splits: false,
         table_allowed: false,
         top_n: None,
+        emit_taken: false,
     };
     let out = lowering.lower(plan)?;
+    if !lowering.options.emit.is_once() && !lowering.emit_taken {
+        return Err(Error::Plan(format!(
+            "{}: EMIT EARLY and ALLOWED LATENESS apply to an aggregate over TUMBLE, HOP or \
+             CUMULATE windows, which this query has not",
+            lowering.options.emit.describe()
+        )));
+    }
     let mut sources = lowering.sources;
     if let Some(read) = read_columns(catalog, plan) {
         for binding in &mut sources {
@@ -217,6 +228,8 @@ struct Lowering<'a> {
     table_allowed: bool,
     /// The N of a `WHERE r <= N` over a ROW_NUMBER() being lowered, for its OVER.
     top_n: Option<usize>,
+    /// Whether a window aggregate took the query's emit policy.
+    emit_taken: bool,
 }
 
 impl Lowering<'_> {
@@ -448,10 +461,16 @@ impl Lowering<'_> {
             }
             if window.spec.is_session() {
                 check_session(session_allowed)?;
+                if !self.options.emit.is_once() {
+                    return Err(Error::Unsupported(
+                        "EMIT EARLY and ALLOWED LATENESS on SESSION windows yet".into(),
+                    ));
+                }
             }
             let schema = window.schema();
             let bounds = (schema.index_of(WINDOW_START)?, schema.index_of(WINDOW_END)?);
-            let mut assign = WindowAssign::new(window.time_column, window.spec, schema);
+            let mut assign = WindowAssign::new(window.time_column, window.spec, schema)
+                .with_emit(self.options.emit);
             if let Some(slot @ None) = &mut self.panes
                 && window.spec.is_hopping()
             {
@@ -567,7 +586,9 @@ impl Lowering<'_> {
                     }
                 }
                 None => {
-                    let operator = WindowAggregate::try_new(spec, &arrow_input, start, end)?;
+                    let operator = WindowAggregate::try_new(spec, &arrow_input, start, end)?
+                        .with_emit(self.options.emit);
+                    self.emit_taken = true;
                     match panes {
                         Some(window) => Box::new(operator.with_panes(window)),
                         None => Box::new(operator),
@@ -585,10 +606,13 @@ impl Lowering<'_> {
             }
             let out_start = layout.iter().position(|c| *c == OutputColumn::WindowStart);
             let out_end = layout.iter().position(|c| *c == OutputColumn::WindowEnd);
+            // Windows emitted early or corrected late are a changelog.
+            let updating = (!self.options.emit.is_once())
+                .then(|| format!("a window aggregate with {}", self.options.emit.describe()));
             return Ok(Stream {
                 node,
                 window: out_start.zip(out_end),
-                updating: None,
+                updating,
                 partitioning,
             });
         }
@@ -642,7 +666,8 @@ impl Lowering<'_> {
     /// then also the window the panes make.
     fn lower_aggregate_input(&mut self, agg: &Aggregate) -> Result<(Stream, Option<WindowSpec>)> {
         let outer = self.panes.take();
-        if hop_by_panes(agg) {
+        // Panes merge into windows as these close; an emit policy reads windows open.
+        if hop_by_panes(agg) && self.options.emit.is_once() {
             self.panes = Some(None);
         }
         let input = self.lower(&agg.input);

@@ -4,6 +4,7 @@
 //! fully deterministic.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use super::OperatorStats;
 use crate::batch::{ChangeBatch, RejectedRows};
@@ -200,6 +201,31 @@ impl GraphExecutor {
         Ok(emitted)
     }
 
+    /// The wall clock reads `now`: each operator may emit (see [`Operator::on_clock`]), in
+    /// graph order, and what it emits runs through the graph.
+    pub fn on_clock(&mut self, now: Instant) -> Result<Vec<(usize, Message)>> {
+        let mut emitted = Vec::new();
+        for id in 0..self.nodes.len() {
+            let node = &mut self.nodes[id];
+            if node.finished {
+                continue;
+            }
+            let mut out = Vec::new();
+            let mut ctx = Context::new(0, &node.input_watermarks, &mut node.counters, &mut out)
+                .at_epoch(self.epoch);
+            node.operator.on_clock(now, &mut ctx)?;
+            self.rejected.append(&mut ctx.take_rejected());
+            if out.is_empty() {
+                continue;
+            }
+            self.nodes[id].counters.rows_out += main_rows(&out);
+            let mut queue = VecDeque::new();
+            self.route(id, out, &mut queue, &mut emitted);
+            self.run(queue, &mut emitted)?;
+        }
+        Ok(emitted)
+    }
+
     /// Ends source `source`: its watermark jumps to +inf, so every window closes, then it ends.
     pub fn end_source(&mut self, source: usize) -> Result<Vec<(usize, Message)>> {
         let mut emitted = self.push_source(source, Message::Watermark(WATERMARK_MAX))?;
@@ -315,15 +341,7 @@ impl GraphExecutor {
         while let Some((id, input, message)) = queue.pop_front() {
             self.deliver(id, input, message, &mut out)?;
             let produced = std::mem::take(&mut out);
-            let emitted_rows: usize = produced
-                .iter()
-                .filter(|(port, _)| *port == MAIN_PORT)
-                .map(|(_, m)| match m {
-                    Message::Batch(b) => b.num_rows(),
-                    _ => 0,
-                })
-                .sum();
-            self.nodes[id].counters.rows_out += emitted_rows as u64;
+            self.nodes[id].counters.rows_out += main_rows(&produced);
             self.route(id, produced, &mut queue, emitted);
         }
         Ok(())
@@ -420,4 +438,15 @@ impl GraphExecutor {
         }
         Ok(())
     }
+}
+
+/// The rows among `produced` on the main port.
+fn main_rows(produced: &[(usize, Message)]) -> u64 {
+    (produced.iter())
+        .filter(|(port, _)| *port == MAIN_PORT)
+        .map(|(_, m)| match m {
+            Message::Batch(b) => b.num_rows() as u64,
+            _ => 0,
+        })
+        .sum()
 }

@@ -303,8 +303,15 @@ impl QueryLoop {
         }
     }
 
-    /// Asks the sinks to confirm what they have, and refreshes the operator stats.
+    /// Tells the graph the time, asks the sinks to confirm what they have, and refreshes
+    /// the operator stats.
     async fn on_tick(&mut self) -> Result<()> {
+        let now = std::time::Instant::now();
+        let emitted = match &mut self.splits {
+            Some(splits) => splits.on_clock(now)?,
+            None => self.executor.on_clock(now)?,
+        };
+        self.forward(emitted).await?;
         self.refresh_stats();
         if let Some(due) = self.splits.as_ref().map(SplitTasks::due) {
             return if due { self.checkpoint().await } else { Ok(()) };

@@ -236,6 +236,15 @@ impl SplitTasks {
         Ok(emitted)
     }
 
+    /// The wall clock reads `now`: every copy hears it (see [`GraphExecutor::on_clock`]).
+    pub(super) fn on_clock(&mut self, now: std::time::Instant) -> Result<Emitted> {
+        let mut emitted = Vec::new();
+        for task in self.tasks.values_mut() {
+            emitted.extend(task.executor.on_clock(now)?);
+        }
+        Ok(emitted)
+    }
+
     /// The source ended: every copy's input ends.
     pub(super) fn end(&mut self) -> Result<Emitted> {
         let mut emitted = Vec::new();

@@ -1,6 +1,7 @@
 //! Vigil's SQL dialect: parsing of `CREATE SOURCE` / `CREATE SINK`, `WATERMARK FOR` and
 //! `EXPLAIN`; every other statement is sqlparser's.
 
+pub mod emit_clause;
 mod flink_windows;
 mod foreign;
 mod keywords;

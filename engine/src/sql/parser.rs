@@ -7,6 +7,7 @@ use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 use super::Options;
+use super::emit_clause::rewrite_emit_clauses;
 use super::flink_windows::rewrite_flink_windows;
 use super::match_within::rewrite_match_within;
 use crate::error::{Error, Location, Result, SqlError};
@@ -139,9 +140,8 @@ impl<'a> StreamParser<'a> {
             .with_unescape(true)
             .tokenize_with_location()
             .map_err(|e| parser_error(e.into()))?;
-        let parser = Parser::new(&DIALECT).with_tokens_with_locations(rewrite_flink_windows(
-            rewrite_match_within(without_as_of(tokens)),
-        ));
+        let tokens = rewrite_flink_windows(rewrite_match_within(without_as_of(tokens)));
+        let parser = Parser::new(&DIALECT).with_tokens_with_locations(rewrite_emit_clauses(tokens));
         let mut this = StreamParser { parser, sql };
         let mut out = Vec::new();
         loop {

@@ -85,6 +85,13 @@ pub(crate) const QUERIES: &[&str] = &[
      WHERE r <= 2",
     "SELECT * FROM (SELECT k, v, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v DESC) AS r
        FROM events) WHERE r <= 2",
+    // Emit policies: open windows emitted early, ended ones corrected within their
+    // lateness, each with the rows it last emitted.
+    "SELECT window_start, k, count(*), sum(v), max(v) FROM TUMBLE(events, ts, INTERVAL '10' SECOND)
+     GROUP BY window_start, window_end, k
+     EMIT EARLY EVERY INTERVAL '2' SECOND ALLOWED LATENESS INTERVAL '6' SECOND",
+    "SELECT window_start, count(*), min(v) FROM HOP(events, ts, INTERVAL '5' SECOND, INTERVAL '20' SECOND)
+     GROUP BY window_start, window_end EMIT EARLY EVERY INTERVAL '3' SECOND",
     // Append-only rows kept for a state TTL, and forgotten after it.
     "CREATE SINK recent WITH (connector = 'memory', state_ttl = '15 seconds') AS
      SELECT a.k, a.v, b.v FROM events a JOIN events b ON a.k = b.k AND a.v < b.v",

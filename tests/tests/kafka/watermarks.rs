@@ -161,3 +161,46 @@ async fn event_time_may_come_from_the_kafka_message_timestamp() {
         ])
     );
 }
+
+/// `EMIT EARLY` over a quiet input: event time stands still (the other partitions hold the
+/// watermark back, with no idle advance), so an hour's running count comes on wall time,
+/// and again once another reading arrives. Without a key the sink writes each change with
+/// its `op`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quiet_input_gets_its_early_rows_on_wall_time() {
+    let broker = broker_with_topics().await;
+    let readings = |n: usize| {
+        let reading =
+            json!({"sensor_id": "s1", "temperature": 20.0, "humidity": 50.0, "ts": at(10)});
+        vec![reading; n]
+    };
+    produce_keyed(&broker, "sensors", "sensor_id", &readings(3)).await;
+    let mut engine = engine(&broker);
+    start(
+        &mut engine,
+        &sensors_profile("idle_timeout = '1h', idle_advance = 'none'"),
+    )
+    .await;
+    let queries = start(
+        &mut engine,
+        "CREATE SINK sensor_stats_1m AS
+         SELECT window_start, sensor_id, count(*) AS readings
+         FROM TUMBLE(sensors, ts, INTERVAL '1' HOUR)
+         GROUP BY window_start, window_end, sensor_id
+         EMIT EARLY EVERY INTERVAL '1' SECOND;",
+    )
+    .await;
+    let count = |op: &str, n: i64| json!({"op": op, "window_start": at(0), "sensor_id": "s1", "readings": n});
+    let records = broker
+        .wait_for("sensor_stats_1m", 1, Duration::from_secs(20))
+        .await;
+    assert_eq!(values(&records), vec![count("+I", 3)]);
+
+    produce_keyed(&broker, "sensors", "sensor_id", &readings(1)).await;
+    let records = broker
+        .wait_for("sensor_stats_1m", 3, Duration::from_secs(20))
+        .await;
+    let expected = vec![count("+I", 3), count("-U", 3), count("+U", 4)];
+    assert_eq!(values(&records), sorted(expected));
+    stop(queries).await;
+}
