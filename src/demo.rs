@@ -102,10 +102,11 @@ const KAFKA_INPUTS: [(Kind, f64, u64, f64); 6] = [
 ];
 
 /// Alert topics the demo prints.
-const ALERT_TOPICS: [&str; 10] = [
+const ALERT_TOPICS: [&str; 13] = [
     "sensor_alerts",
     "sensor_stats_1m",
     "sensor_stats_5m",
+    "sensor_stats_hourly",
     "payment_due_alerts",
     "brute_force_alerts",
     "temperature_zscore_alerts",
@@ -113,6 +114,8 @@ const ALERT_TOPICS: [&str; 10] = [
     "rapid_activity_alerts",
     "city_event_counts",
     "login_then_transfer_alerts",
+    "rising_temperature_alerts",
+    "login_burst_alerts",
 ];
 
 /// Partitions of the topics the demo creates.

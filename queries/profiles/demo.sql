@@ -41,6 +41,8 @@ CREATE SINK sensor_stats_1m
 WITH (connector = 'stdout', title = 'sensor_stats_1m (sensor_windows.sql)');
 CREATE SINK sensor_stats_5m
 WITH (connector = 'stdout', title = 'sensor_stats_5m (sensor_windows.sql)');
+CREATE SINK sensor_stats_hourly
+WITH (connector = 'stdout', title = 'sensor_stats_hourly (sensor_hourly.sql)');
 CREATE SINK payment_due_alerts
 WITH (connector = 'stdout', title = 'payment_due_alerts (payment_due.sql)');
 CREATE SINK brute_force_alerts

@@ -37,6 +37,8 @@ CREATE SOURCE city_events (
 CREATE SINK sensor_alerts WITH (connector = 'file', path = 'out/sensor_alerts.jsonl');
 CREATE SINK sensor_stats_1m WITH (connector = 'file', path = 'out/sensor_stats_1m.jsonl');
 CREATE SINK sensor_stats_5m WITH (connector = 'file', path = 'out/sensor_stats_5m.jsonl');
+CREATE SINK sensor_stats_hourly
+WITH (connector = 'file', path = 'out/sensor_stats_hourly.jsonl');
 CREATE SINK payment_due_alerts WITH (connector = 'file', path = 'out/payment_due_alerts.jsonl');
 CREATE SINK brute_force_alerts WITH (connector = 'file', path = 'out/brute_force_alerts.jsonl');
 CREATE SINK temperature_zscore_alerts

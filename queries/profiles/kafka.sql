@@ -55,6 +55,8 @@ CREATE SINK sensor_stats_1m
 WITH (connector = 'kafka', topic = 'sensor_stats_1m', key = 'sensor_id');
 CREATE SINK sensor_stats_5m
 WITH (connector = 'kafka', topic = 'sensor_stats_5m', key = 'sensor_id');
+CREATE SINK sensor_stats_hourly
+WITH (connector = 'kafka', topic = 'sensor_stats_hourly', key = 'sensor_id, window_start');
 -- An upsert topic: the latest value per account; a tombstone when it is no longer due.
 CREATE SINK payment_due_alerts
 WITH (connector = 'kafka', topic = 'payment_due_alerts', key = 'account_id');

@@ -46,6 +46,8 @@ CREATE SINK sensor_stats_1m
 WITH (connector = 'postgres', table = 'sensor_stats_1m', key = 'sensor_id, window_start');
 CREATE SINK sensor_stats_5m
 WITH (connector = 'postgres', table = 'sensor_stats_5m', key = 'sensor_id, window_start');
+CREATE SINK sensor_stats_hourly
+WITH (connector = 'postgres', table = 'sensor_stats_hourly', key = 'sensor_id, window_start');
 CREATE SINK payment_due_alerts
 WITH (connector = 'postgres', table = 'payment_due_alerts', key = 'account_id');
 CREATE SINK brute_force_alerts

@@ -27,7 +27,8 @@ pub const MAX_WIDTH: usize = 100;
 /// Keywords that start a clause: at the statement's margin, not indented as continuations.
 const CLAUSES: &[&str] = &[
     "SELECT", "FROM", "WHERE", "GROUP", "HAVING", "UNION", "ORDER", "LIMIT", "WITH", "CREATE",
-    "DROP", "EXPLAIN", "JOIN", "LEFT", "RIGHT", "INNER", "FULL", "CROSS", "WINDOW",
+    "DROP", "EXPLAIN", "JOIN", "LEFT", "RIGHT", "INNER", "FULL", "CROSS", "WINDOW", "EMIT",
+    "ALLOWED",
 ];
 
 /// Keywords after which `(` is not a call: `AS (`, `IN (`, `WITH (`.
@@ -447,6 +448,17 @@ HAVING count(*) >= 3;
         assert_eq!(
             once,
             "SELECT * FROM s MATCH_RECOGNIZE (PARTITION BY k ORDER BY ts\n    MEASURES\n        first(A.ts) AS t,\n        count(*) AS n\n    PATTERN ((A | B)+? C{2,} D*) WITHIN INTERVAL '1' MINUTE\n    DEFINE\n        A AS A.x > 1\n);\n"
+        );
+        assert_eq!(format_sql(&once).unwrap(), once);
+    }
+
+    #[test]
+    fn emit_clauses_start_at_the_margin() {
+        let sloppy = "SELECT window_start, count(*) FROM TUMBLE(s, ts, INTERVAL '1' HOUR)\n  GROUP BY window_start, window_end\n  emit early every interval '1' minute\n    allowed lateness interval '10' minute;\n";
+        let once = format_sql(sloppy).unwrap();
+        assert_eq!(
+            once,
+            "SELECT window_start, count(*) FROM TUMBLE(s, ts, INTERVAL '1' HOUR)\nGROUP BY window_start, window_end\nEMIT EARLY EVERY INTERVAL '1' MINUTE\nALLOWED LATENESS INTERVAL '10' MINUTE;\n"
         );
         assert_eq!(format_sql(&once).unwrap(), once);
     }

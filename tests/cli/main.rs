@@ -139,6 +139,61 @@ fn run_finds_event_patterns_in_a_file() {
 }
 
 #[test]
+fn run_emits_hourly_figures_early_and_corrects_them_from_late_readings() {
+    let dir = scratch("emit");
+    // Seconds after midnight: 01:00:30 closes the first hour, 00:58 corrects it (within the
+    // 10 minutes allowed), 01:12 is an early tick, and by then 00:40 is too late.
+    let mut lines = String::new();
+    for (temperature, t) in [
+        (20, 3590),
+        (21, 3630),
+        (30, 3480),
+        (22, 3640),
+        (23, 4320),
+        (99, 2400),
+    ] {
+        lines.push_str(&format!(
+            "{{\"sensor_id\":\"s1\",\"temperature\":{temperature}.0,\"humidity\":50,\"ts\":{}}}\n",
+            1_704_067_200_000i64 + t * 1000
+        ));
+    }
+    std::fs::write(dir.join("data/sensors.jsonl"), lines).unwrap();
+    let out = vigil(&dir, &["run", &profile(), &rule("sensor_hourly.sql")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stderr: {stderr}");
+    assert!(
+        stderr.contains("sensor_stats_hourly: 1 late events"),
+        "{stderr}"
+    );
+    let rows = std::fs::read_to_string(dir.join("out/sensor_stats_hourly.jsonl")).unwrap();
+    let changes: Vec<(String, String, i64, f64)> = (rows.lines())
+        .map(|line| {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            let hour = row["window_start"].as_str().unwrap()[11..13].to_string();
+            let op = row["op"].as_str().unwrap().to_string();
+            (
+                op,
+                hour,
+                row["readings"].as_i64().unwrap(),
+                row["max_temperature"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let change = |op: &str, hour: &str, n, max| (op.to_string(), hour.to_string(), n, max);
+    assert_eq!(
+        changes,
+        [
+            change("+I", "00", 1, 20.0),
+            change("+I", "01", 1, 21.0),
+            change("-U", "00", 1, 20.0),
+            change("+U", "00", 2, 30.0),
+            change("-U", "01", 1, 21.0),
+            change("+U", "01", 3, 23.0),
+        ]
+    );
+}
+
+#[test]
 fn run_emits_every_window_at_the_end_of_bounded_input() {
     let dir = scratch("windows");
     let mut lines = String::new();

@@ -101,6 +101,43 @@ SELECT user_id, failures, first_ts, success_ts FROM logins MATCH_RECOGNIZE (
 }
 
 #[test]
+fn piped_repl_runs_windows_emitting_early_whose_changelog_folds_to_the_final_rows() {
+    let stats = "SELECT window_start, sensor_id, count(*) AS n, max(temperature) AS hottest
+  FROM TUMBLE(sensors, ts, INTERVAL '10' SECOND) GROUP BY window_start, window_end, sensor_id";
+    let input = format!("{REPL_SOURCE}{stats} EMIT EARLY EVERY INTERVAL '2' SECOND;\n");
+    let changes = json_rows(&["--json"], &input);
+    assert!(
+        changes.iter().any(|c| c["op"] == "+U"),
+        "early rows are updated"
+    );
+    // The latest row per window and sensor is what the windows emit without a policy.
+    let mut folded = std::collections::BTreeMap::new();
+    for mut change in changes {
+        let key = (
+            change["window_start"].to_string(),
+            change["sensor_id"].to_string(),
+        );
+        match change["op"].as_str() {
+            Some("+I" | "+U") => {
+                change.as_object_mut().unwrap().remove("op");
+                folded.insert(key, change);
+            }
+            Some("-U") => assert!(folded.contains_key(&key), "{change}"),
+            _ => panic!("unexpected change {change}"),
+        }
+    }
+    let mut finals = json_rows(&["--json"], &format!("{REPL_SOURCE}{stats};\n"));
+    finals.sort_by_key(|row| {
+        (
+            row["window_start"].to_string(),
+            row["sensor_id"].to_string(),
+        )
+    });
+    assert!(finals.len() > 2, "{finals:?}");
+    assert_eq!(folded.into_values().collect::<Vec<_>>(), finals);
+}
+
+#[test]
 fn piped_repl_stops_at_the_first_error_with_its_line_and_a_caret() {
     let input = format!("{REPL_SOURCE}\\describe sensors\nSELECT nope FROM sensors;\nSELECT 1;\n");
     let out = repl_script(&[], &input);

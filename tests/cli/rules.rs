@@ -48,7 +48,7 @@ fn the_shipped_rules_check_clean_and_pass_their_tests() {
     assert_eq!(text(&out.stdout), "", "no diagnostics");
     assert!(
         text(&out.stderr)
-            .contains("checked 11 rule file(s) with 4 profile(s): 0 error(s), 0 warning(s)"),
+            .contains("checked 12 rule file(s) with 4 profile(s): 0 error(s), 0 warning(s)"),
         "{}",
         text(&out.stderr)
     );
@@ -651,7 +651,7 @@ fn a_bare_server_takes_a_profile_with_the_rules_and_hand_made_queries_show_as_dr
     let (code, plan, error) = deploy(&root, &url, &[]);
     assert_eq!(code, 1, "{plan}{error}");
     assert!(plan.contains("! sensor_threshold"), "{plan}");
-    assert!(error.contains("11 rule(s) do not plan"), "{error}");
+    assert!(error.contains("12 rule(s) do not plan"), "{error}");
 
     let (code, plan, _) = deploy(&root, &url, &["--with-profile", "demo"]);
     assert_eq!(code, 2, "{plan}");

@@ -29,10 +29,11 @@ const INPUT_TOPICS: [&str; 6] = [
     "transfers",
     "city_events",
 ];
-const OUTPUT_TOPICS: [&str; 11] = [
+const OUTPUT_TOPICS: [&str; 12] = [
     "sensor_alerts",
     "sensor_stats_1m",
     "sensor_stats_5m",
+    "sensor_stats_hourly",
     "payment_due_alerts",
     "brute_force_alerts",
     "temperature_zscore_alerts",
@@ -175,6 +176,6 @@ fn at(seconds: i64) -> String {
         // Only window starts go before midnight, at most an hour.
         format!("2023-12-31T23:{:02}:{s:02}.000Z", 60 + m)
     } else {
-        format!("2024-01-01T00:{m:02}:{s:02}.000Z")
+        format!("2024-01-01T{:02}:{:02}:{s:02}.000Z", m / 60, m % 60)
     }
 }

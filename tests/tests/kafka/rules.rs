@@ -149,6 +149,55 @@ async fn sensor_windows_emit_tumbling_and_hopping_statistics() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn sensor_hourly_keeps_an_upsert_topic_of_each_sensors_hours() {
+    let broker = broker_with_topics().await;
+    // One sensor per partition, so that every partition's watermark moves; s1's 00:58
+    // reading comes after its 01:00:30 one, within the 10 minutes allowed.
+    let mut readings = Vec::new();
+    for t in [600, 2400, 3630] {
+        for sensor in ["s1", "s2", "s3", "s4"] {
+            readings.push(reading(sensor, 20.0, 50.0, t));
+        }
+    }
+    readings.push(reading("s1", 26.0, 50.0, 3480));
+    for sensor in ["s1", "s2", "s3", "s4"] {
+        readings.push(reading(sensor, 20.0, 50.0, 4320));
+    }
+    produce_keyed(&broker, "sensors", "sensor_id", &readings).await;
+    let mut engine = engine(&broker);
+    start(&mut engine, &kafka_profile(true)).await;
+    finish(start(&mut engine, &read("queries/sensor_hourly.sql")).await).await;
+
+    // Early rows and corrections replace each other under the sensor's and hour's key.
+    let mut table = BTreeMap::new();
+    for record in broker.read_topic("sensor_stats_hourly") {
+        let key: Value = serde_json::from_str(&record.key.expect("upserts are keyed")).unwrap();
+        let value: Value = serde_json::from_str(&record.value.expect("no deletes")).unwrap();
+        let expected_key =
+            json!({"sensor_id": value["sensor_id"], "window_start": value["window_start"]});
+        assert_eq!(key, expected_key);
+        table.insert(key.to_string(), value);
+    }
+    let hour = |sensor: &str, start: i64, readings: i64, avg: f64, max: f64| {
+        json!({
+            "window_start": at(start), "window_end": at(start + 3600), "sensor_id": sensor,
+            "readings": readings, "avg_temperature": avg, "max_temperature": max,
+        })
+    };
+    let mut expected = vec![
+        hour("s1", 0, 3, 22.0, 26.0),
+        hour("s1", 3600, 2, 20.0, 20.0),
+    ];
+    for sensor in ["s2", "s3", "s4"] {
+        expected.extend([
+            hour(sensor, 0, 2, 20.0, 20.0),
+            hour(sensor, 3600, 2, 20.0, 20.0),
+        ]);
+    }
+    assert_eq!(sorted(table.into_values().collect()), sorted(expected));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn payment_due_keeps_an_upsert_topic_of_accounts_owing_over_150() {
     let broker = broker_with_topics().await;
     let event = |account: i64, amount: f64, t: i64| json!({"account_id": account, "amount": amount, "ts": at(t)});

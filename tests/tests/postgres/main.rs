@@ -200,6 +200,46 @@ async fn an_updating_query_leaves_its_current_answer_in_the_table() {
     assert_eq!(stored, expected);
 }
 
+/// Windows emitting early: the table holds each window's latest row, which at the end is
+/// what the same windows emit without a policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_rows_of_windows_are_upserted_until_their_final_row() {
+    let server = Postgres::start();
+    let mut engine = engine(&server);
+    let early = format!("{STATS} EMIT EARLY EVERY INTERVAL '2' SECOND");
+    let queries = start(
+        &mut engine,
+        &format!(
+            "{};
+             CREATE SINK early_stats WITH (connector = 'postgres', table = 'early_stats',
+                key = 'sensor_id, window_start', url_env = 'TEST_PG') AS {early};
+             CREATE SINK early_changes WITH (connector = 'memory', name = 'early_changes')
+                AS {early};",
+            stats_rule(", count = '3000', step_ms = '20'")
+        ),
+    )
+    .await;
+    for outcome in finish(queries).await {
+        outcome.unwrap();
+    }
+    let changes = engine
+        .registry()
+        .memory()
+        .output("early_changes")
+        .lock()
+        .unwrap()
+        .clone();
+    let changes = format_rows(&changes);
+    assert!(
+        changes.iter().any(|c| c[0] == "+U"),
+        "windows are updated early"
+    );
+    assert_eq!(
+        stored_stats(&server, "early_stats").await,
+        expected_stats(&engine)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_with_columns_of_other_types_fails_the_create_sink_saying_which() {
     let server = Postgres::start();

@@ -396,6 +396,54 @@ async fn a_match_recognize_query_streams_its_matches() {
     server.stop().await;
 }
 
+/// A window emitting early, over HTTP: an open hour's running count streams as a changelog,
+/// each update taking back the row before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_emitting_early_streams_its_updates() {
+    let server = Running::default().await;
+    server
+        .sql(
+            "/v1/statements",
+            "CREATE SOURCE sensors (sensor_id TEXT, temperature DOUBLE, humidity DOUBLE, \
+             ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
+             WITH (connector = 'generator', kind = 'sensors', rate = '20000', keys = '1')",
+        )
+        .await;
+    let id = server
+        .start_query(
+            "SELECT window_start, count(*) AS n FROM TUMBLE(sensors, ts, INTERVAL '1' HOUR) \
+             GROUP BY window_start, window_end EMIT EARLY EVERY INTERVAL '1' SECOND",
+        )
+        .await;
+    let mut rows = server.results(id, None).await;
+    // The row each window last emitted, by its start (an hour may turn during the test).
+    let mut emitted: std::collections::HashMap<String, i64> = Default::default();
+    let mut updates = 0;
+    while updates < 2 {
+        let row: Value = serde_json::from_str(&rows.next_row().await.data).unwrap();
+        let window = row["window_start"].to_string();
+        let n = row["n"].as_i64().unwrap();
+        match row["op"].as_str() {
+            Some("+I") => assert!(emitted.insert(window, n).is_none(), "{row}"),
+            Some("-U") => {
+                assert_eq!(emitted.remove(&window), Some(n), "{row}");
+                let after: Value = serde_json::from_str(&rows.next_row().await.data).unwrap();
+                assert_eq!(
+                    (&after["op"], &after["window_start"]),
+                    (&json!("+U"), &row["window_start"])
+                );
+                let grown = after["n"].as_i64().unwrap();
+                assert!(grown > n, "{grown} after {n}");
+                emitted.insert(window, grown);
+                updates += 1;
+            }
+            _ => panic!("unexpected change {row}"),
+        }
+    }
+    drop(rows);
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_the_router_cannot_read_are_answered_in_json() {
     let server = Running::default().await;
