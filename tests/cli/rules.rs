@@ -144,6 +144,7 @@ fn check_warns_of_windows_without_watermarks_unkeyed_topics_and_unused_sources()
     );
     let mut text_of_files = std::fs::read_to_string(&files).unwrap();
     text_of_files.push_str("\nCREATE SOURCE clicks (user_id TEXT, ts TIMESTAMP)\nWITH (connector = 'file', path = 'data/clicks.jsonl');\n");
+    let clicks_line = text_of_files.lines().count() - 1;
     std::fs::write(&files, text_of_files).unwrap();
     // The Kafka profile's payments topic not declared as keyed by account.
     edit(
@@ -189,9 +190,9 @@ fn check_warns_of_windows_without_watermarks_unkeyed_topics_and_unused_sources()
         "{report}"
     );
     assert!(
-        line("clicks").starts_with(
-            "rules/profiles/files.sql:52:1: warning: source 'clicks' is declared but no rule reads it"
-        ),
+        line("clicks").starts_with(&format!(
+            "rules/profiles/files.sql:{clicks_line}:1: warning: source 'clicks' is declared but no rule reads it"
+        )),
         "{report}"
     );
 }
@@ -372,7 +373,7 @@ fn test_selects_rules_and_cases_and_writes_junit_that_a_junit_parser_reads() {
     let out = vigil(root, &["test", "rules", "--format", "junit"]);
     assert!(!out.status.success(), "a failure still fails the run");
     let suites = junit_parser::from_reader(std::io::Cursor::new(out.stdout)).expect("JUnit XML");
-    assert_eq!((suites.tests, suites.failures, suites.skipped), (29, 1, 1));
+    assert_eq!((suites.tests, suites.failures, suites.skipped), (37, 1, 1));
     let threshold = suites
         .suites
         .iter()
@@ -532,9 +533,12 @@ fn deploy_shows_the_plan_with_diffs_and_exit_codes_and_applies_it() {
             "- brute_force remove",
             "= city_events unchanged",
             "+ cold add",
+            "= login_burst_then_success unchanged",
             "= login_then_transfer unchanged",
             "= payment_due unchanged",
             "= rapid_activity unchanged",
+            "= rising_temperature unchanged",
+            "= sensor_hourly unchanged",
             "~ sensor_threshold change",
             "= sensor_windows unchanged",
             "= silent_sensor unchanged",
@@ -566,10 +570,10 @@ fn deploy_shows_the_plan_with_diffs_and_exit_codes_and_applies_it() {
     assert_eq!(deploy(&root, &url, &[]).0, 0);
 
     // The server runs the new text: its query's SQL has the new threshold, the old one stopped.
-    // Queries are numbered in the order of the rules' names: sensor_threshold's is the 6th.
-    let queries = vigil(&root, &["explain", "--server", &url, "--analyze", "6"]);
+    // Queries are numbered in the order of the rules' names: sensor_threshold's is the 9th.
+    let queries = vigil(&root, &["explain", "--server", &url, "--analyze", "9"]);
     assert!(
-        text(&queries.stdout).starts_with("query 6 (sensor_alerts), stopped"),
+        text(&queries.stdout).starts_with("query 9 (sensor_alerts), stopped"),
         "{}",
         text(&queries.stdout)
     );
