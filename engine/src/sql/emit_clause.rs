@@ -3,7 +3,9 @@
 //! become the query's `SETTINGS` ([`EMIT_EARLY_SETTING`], [`ALLOWED_LATENESS_SETTING`]),
 //! which the engine reads as the query's emit policy. Tokens keep their positions.
 
-use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Whitespace, Word};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Whitespace};
+
+use super::token_rewrite::is_word;
 
 /// The setting carrying `EMIT EARLY EVERY`'s interval.
 pub const EMIT_EARLY_SETTING: &str = "vigil_emit_early";
@@ -85,24 +87,12 @@ fn value_end(tokens: &[TokenWithSpan], start: usize) -> usize {
     tokens.len()
 }
 
-fn is_word(token: &Token, word: &str) -> bool {
-    matches!(token, Token::Word(Word { value, quote_style: None, .. }) if value.eq_ignore_ascii_case(word))
-}
-
 #[cfg(test)]
 mod tests {
-    use datafusion::sql::sqlparser::dialect::GenericDialect;
-    use datafusion::sql::sqlparser::tokenizer::Tokenizer;
-
     use super::*;
 
     fn rewritten(sql: &str) -> String {
-        let tokens = Tokenizer::new(&GenericDialect {}, sql)
-            .tokenize_with_location()
-            .unwrap();
-        (rewrite_emit_clauses(tokens).iter())
-            .map(|t| t.token.to_string())
-            .collect()
+        super::super::token_rewrite::rewritten(sql, rewrite_emit_clauses)
     }
 
     #[test]

@@ -7,6 +7,8 @@
 
 use datafusion::sql::sqlparser::tokenizer::{Span, Token, TokenWithSpan};
 
+use super::token_rewrite::closing;
+
 const WINDOW_FUNCTIONS: [&str; 4] = ["TUMBLE", "HOP", "CUMULATE", "SESSION"];
 
 /// `tokens` with every Flink window call rewritten.
@@ -94,24 +96,6 @@ fn window_call(tokens: &[TokenWithSpan], i: usize) -> Option<Call> {
         tokens: rewritten,
         next: end,
     })
-}
-
-/// The index of the parenthesis closing the one at `open`.
-fn closing(tokens: &[TokenWithSpan], open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    for (j, t) in tokens.iter().enumerate().skip(open) {
-        match t.token {
-            Token::LParen => depth += 1,
-            Token::RParen => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(j);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
 }
 
 /// Steps over tokens, whitespace skipped before each one it takes.
@@ -207,19 +191,10 @@ impl Cursor<'_> {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::sql::sqlparser::dialect::GenericDialect;
-    use datafusion::sql::sqlparser::tokenizer::Tokenizer;
-
     use super::*;
 
     fn rewritten(sql: &str) -> String {
-        let tokens = Tokenizer::new(&GenericDialect {}, sql)
-            .tokenize_with_location()
-            .unwrap();
-        rewrite_flink_windows(tokens)
-            .iter()
-            .map(|t| t.token.to_string())
-            .collect()
+        super::super::token_rewrite::rewritten(sql, rewrite_flink_windows)
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! [`WITHIN_VARIABLE`], whose "condition" is the interval. Tokens keep their positions, so
 //! errors still point into the text as written.
 
-use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Whitespace, Word};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Whitespace};
+
+use super::token_rewrite::{closing, is_word};
 
 /// The DEFINE entry that carries a `WITHIN` interval to the planner.
 pub const WITHIN_VARIABLE: &str = "__vigil_within";
@@ -63,42 +65,12 @@ fn within_clause(tokens: &[TokenWithSpan], open: usize, close: usize) -> Option<
     None
 }
 
-/// The index of the parenthesis closing the one at `open`.
-fn closing(tokens: &[TokenWithSpan], open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    for (j, t) in tokens.iter().enumerate().skip(open) {
-        match t.token {
-            Token::LParen => depth += 1,
-            Token::RParen => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(j);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
-fn is_word(token: &Token, word: &str) -> bool {
-    matches!(token, Token::Word(Word { value, quote_style: None, .. }) if value.eq_ignore_ascii_case(word))
-}
-
 #[cfg(test)]
 mod tests {
-    use datafusion::sql::sqlparser::dialect::GenericDialect;
-    use datafusion::sql::sqlparser::tokenizer::Tokenizer;
-
     use super::*;
 
     fn rewritten(sql: &str) -> String {
-        let tokens = Tokenizer::new(&GenericDialect {}, sql)
-            .tokenize_with_location()
-            .unwrap();
-        (rewrite_match_within(tokens).iter())
-            .map(|t| t.token.to_string())
-            .collect()
+        super::super::token_rewrite::rewritten(sql, rewrite_match_within)
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod locate;
 pub mod match_within;
 mod options;
 mod parser;
+mod token_rewrite;
 pub mod unsupported;
 
 pub use keywords::KEYWORDS;
