@@ -6,6 +6,7 @@ Run the bench's file cases first (they write target/bench-data/), then:
     pip install duckdb
     python3 benches/duckdb_peer.py            # 10M events, as the bench's default
     python3 benches/duckdb_peer.py 1000000    # the files of a VIGIL_BENCH_EVENTS=1000000 run
+    VIGIL_BENCH_CASES=Q2,Q15 python3 benches/duckdb_peer.py   # some cases, as the bench picks
 
 Each query runs in a process of its own, reads the same file Vigil's file case reads and
 writes its result to a JSON-lines file (file in, file out, as `vigil run`), with
@@ -185,7 +186,10 @@ def main():
 
     print(f"DuckDB {duckdb.__version__}, 1 thread, files in {data}")
     print(f"{'case':<16} {'events':>12} {'seconds':>10} {'events/s':>14} {'peak RSS MB':>12} {'out rows':>10}")
+    wanted = [c for c in os.environ.get("VIGIL_BENCH_CASES", "").split(",") if c]
     for index, (name, _, _) in enumerate(CASES):
+        if wanted and name.split()[0] not in wanted:
+            continue
         fed = (events // 2) * 2 if name in TWO_SOURCES else events
         done = subprocess.run(
             [sys.executable, __file__, "--one", data, str(events), str(index)],

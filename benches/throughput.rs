@@ -58,6 +58,7 @@ CREATE SINK sensor_stats_1m WITH (connector = 'memory');
 CREATE SINK sensor_stats_5m WITH (connector = 'memory');
 CREATE SINK sensor_stats_1h WITH (connector = 'memory');
 CREATE SINK sensor_stats_hourly WITH (connector = 'memory');
+CREATE SINK rising_temperature_alerts WITH (connector = 'memory');
 CREATE SINK payment_due_alerts WITH (connector = 'memory');
 CREATE SINK temperature_zscore_alerts WITH (connector = 'memory');
 CREATE SINK sensor_peaks WITH (connector = 'memory');
