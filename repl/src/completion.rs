@@ -305,6 +305,6 @@ mod tests {
         assert_eq!(complete("", "\\describe lo"), vec!["logins"]);
         assert_eq!(complete("", "\\format j"), vec!["json"]);
         // Inside a statement a backslash is not a command.
-        assert_eq!(complete("SELECT 1\n", "\\de"), vec!["desc"]);
+        assert_eq!(complete("SELECT 1\n", "\\de"), vec!["define", "desc"]);
     }
 }
