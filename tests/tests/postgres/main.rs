@@ -53,8 +53,8 @@ async fn finish(queries: Vec<RunningQuery>) -> Vec<Result<(), String>> {
     outcomes
 }
 
-/// What a memory sink named `name` received, as sorted text rows.
-fn memory_rows(engine: &Engine, name: &str) -> Vec<Vec<String>> {
+/// What a memory sink named `name` received, as text rows in the order they came.
+fn memory_changes(engine: &Engine, name: &str) -> Vec<Vec<String>> {
     let batches = engine
         .registry()
         .memory()
@@ -62,7 +62,12 @@ fn memory_rows(engine: &Engine, name: &str) -> Vec<Vec<String>> {
         .lock()
         .unwrap()
         .clone();
-    let mut rows = format_rows(&batches);
+    format_rows(&batches)
+}
+
+/// What a memory sink named `name` received, as sorted text rows.
+fn memory_rows(engine: &Engine, name: &str) -> Vec<Vec<String>> {
+    let mut rows = memory_changes(engine, name);
     rows.sort();
     rows
 }
@@ -180,14 +185,7 @@ async fn an_updating_query_leaves_its_current_answer_in_the_table() {
     for outcome in finish(queries).await {
         outcome.unwrap();
     }
-    let changes = engine
-        .registry()
-        .memory()
-        .output("expected")
-        .lock()
-        .unwrap()
-        .clone();
-    let changes = format_rows(&changes);
+    let changes = memory_changes(&engine, "expected");
     assert!(
         changes.iter().any(|c| c[0] == "-D") && changes.iter().any(|c| c[0] == "+U"),
         "the changelog updates and deletes rows"
@@ -222,14 +220,7 @@ async fn early_rows_of_windows_are_upserted_until_their_final_row() {
     for outcome in finish(queries).await {
         outcome.unwrap();
     }
-    let changes = engine
-        .registry()
-        .memory()
-        .output("early_changes")
-        .lock()
-        .unwrap()
-        .clone();
-    let changes = format_rows(&changes);
+    let changes = memory_changes(&engine, "early_changes");
     assert!(
         changes.iter().any(|c| c[0] == "+U"),
         "windows are updated early"
