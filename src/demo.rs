@@ -28,7 +28,7 @@ const KAFKA_PROFILE: (&str, &str) = (
 );
 
 /// The rules of `queries/`.
-const RULES: [(&str, &str); 9] = [
+const RULES: [(&str, &str); 12] = [
     (
         "queries/sensor_threshold.sql",
         include_str!("../queries/sensor_threshold.sql"),
@@ -65,6 +65,18 @@ const RULES: [(&str, &str); 9] = [
         "queries/login_then_transfer.sql",
         include_str!("../queries/login_then_transfer.sql"),
     ),
+    (
+        "queries/sensor_hourly.sql",
+        include_str!("../queries/sensor_hourly.sql"),
+    ),
+    (
+        "queries/rising_temperature.sql",
+        include_str!("../queries/rising_temperature.sql"),
+    ),
+    (
+        "queries/login_burst_then_success.sql",
+        include_str!("../queries/login_burst_then_success.sql"),
+    ),
 ];
 
 pub async fn run(limit: Option<Duration>) -> Result<()> {
@@ -82,6 +94,11 @@ pub async fn run(limit: Option<Duration>) -> Result<()> {
     say!("  rapid_activity    users logging in 10 times their hourly rate in a minute");
     say!("  city_events       5-minute incident counts per city with a high or critical one");
     say!("  login_then_transfer  transfers over 1,000 within 5 minutes of a new-device login");
+    say!("  sensor_hourly     hourly stats per sensor, updated every minute (changelog: +I -U +U)");
+    say!(
+        "  rising_temperature  three rising readings ending above 30 within 2 minutes (a pattern)"
+    );
+    say!("  login_burst_then_success  5 failed logins then a success within 2 minutes (a pattern)");
     say!("Windows close 5 s after they end (the watermark delay). Ctrl-C stops.\n");
     let mut engine = Engine::new(vigil_connectors::registry());
     let mut queries = Vec::new();
