@@ -742,17 +742,8 @@ fn sink_planner_options(options: &Options) -> Result<(PlannerOptions, Options)> 
         .map(|raw| parse_state_ttl(&raw))
         .transpose()?;
     let mut duration = |key: &str| {
-        rest.remove(key)
-            .map(|raw| {
-                crate::sql::parse_duration(&raw)
-                    .filter(|d| !d.is_zero())
-                    .and_then(|d| i64::try_from(d.as_nanos()).ok())
-                    .ok_or_else(|| {
-                        Error::Plan(format!(
-                            "{key} '{raw}': expected a duration such as '1 minute' or '10 min'"
-                        ))
-                    })
-            })
+        (rest.remove(key))
+            .map(|raw| positive_duration(key, &raw, "'1 minute' or '10 min'"))
             .transpose()
     };
     let emit = EmitPolicy {
@@ -764,12 +755,18 @@ fn sink_planner_options(options: &Options) -> Result<(PlannerOptions, Options)> 
 
 /// A `state_ttl` in nanoseconds: a positive duration such as `7 days`.
 fn parse_state_ttl(raw: &str) -> Result<i64> {
+    positive_duration("state_ttl", raw, "'7 days', '12 hours' or '30 min'")
+}
+
+/// Option `key`'s value `raw` in nanoseconds, a positive duration; the error names
+/// `examples`.
+fn positive_duration(key: &str, raw: &str, examples: &str) -> Result<i64> {
     crate::sql::parse_duration(raw)
         .filter(|d| !d.is_zero())
         .and_then(|d| i64::try_from(d.as_nanos()).ok())
         .ok_or_else(|| {
             Error::Plan(format!(
-                "state_ttl '{raw}': expected a duration such as '7 days', '12 hours' or '30 min'"
+                "{key} '{raw}': expected a duration such as {examples}"
             ))
         })
 }

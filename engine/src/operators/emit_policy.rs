@@ -107,14 +107,7 @@ impl Emitted {
         if early || (self.policy.early_every.is_some() && self.early_at.is_none()) {
             self.early_at = Some(now);
         }
-        let due: Vec<WindowKey> = (self.dirty.iter())
-            .filter(|(end, _)| early || (quiet && *end <= watermark))
-            .copied()
-            .collect();
-        for key in &due {
-            self.dirty.remove(key);
-        }
-        due
+        self.take_dirty(early, quiet.then_some(watermark))
     }
 
     /// The windows to emit now that the watermark is at `watermark`: the changed ones that
@@ -129,14 +122,21 @@ impl Emitted {
         if ticked {
             self.early_at = Some(Instant::now());
         }
-        let due: Vec<WindowKey> = (self.dirty.iter())
-            .filter(|(end, _)| ticked || *end <= watermark)
-            .copied()
-            .collect();
-        for key in &due {
-            self.dirty.remove(key);
+        self.take_dirty(ticked, Some(watermark))
+    }
+
+    /// Takes the changed windows: all of them, or those ended by `ended_by`, in order.
+    fn take_dirty(&mut self, all: bool, ended_by: Option<Timestamp>) -> Vec<WindowKey> {
+        if all {
+            return std::mem::take(&mut self.dirty).into_iter().collect();
         }
-        due
+        let Some(watermark) = ended_by else {
+            return Vec::new();
+        };
+        let open = (self.dirty).split_off(&(watermark.saturating_add(1), WATERMARK_MIN));
+        std::mem::replace(&mut self.dirty, open)
+            .into_iter()
+            .collect()
     }
 
     /// Where to cut a batch so that what is emitted does not depend on how rows were

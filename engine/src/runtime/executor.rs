@@ -186,6 +186,31 @@ impl GraphExecutor {
         call: impl FnOnce(&mut dyn Operator, &mut Context) -> Result<()>,
     ) -> Result<Vec<(usize, Message)>> {
         let id = self.source_nodes[source];
+        let out = self.call_node(id, call)?;
+        self.run_from(id, out)
+    }
+
+    /// The wall clock reads `now`: each operator may emit (see [`Operator::on_clock`]), in
+    /// graph order, and what it emits runs through the graph.
+    pub fn on_clock(&mut self, now: Instant) -> Result<Vec<(usize, Message)>> {
+        let mut emitted = Vec::new();
+        for id in 0..self.nodes.len() {
+            let out = self.call_node(id, |op, ctx| op.on_clock(now, ctx))?;
+            if out.is_empty() {
+                continue;
+            }
+            self.nodes[id].counters.rows_out += main_rows(&out);
+            emitted.extend(self.run_from(id, out)?);
+        }
+        Ok(emitted)
+    }
+
+    /// Calls node `id`'s operator directly (unless it has finished); returns what it emitted.
+    fn call_node(
+        &mut self,
+        id: NodeId,
+        call: impl FnOnce(&mut dyn Operator, &mut Context) -> Result<()>,
+    ) -> Result<Vec<(usize, Message)>> {
         let mut out = Vec::new();
         let node = &mut self.nodes[id];
         if !node.finished {
@@ -194,35 +219,19 @@ impl GraphExecutor {
             call(node.operator.as_mut(), &mut ctx)?;
             self.rejected.append(&mut ctx.take_rejected());
         }
+        Ok(out)
+    }
+
+    /// Runs what node `id` emitted through the graph; returns what reached the outputs.
+    fn run_from(
+        &mut self,
+        id: NodeId,
+        out: Vec<(usize, Message)>,
+    ) -> Result<Vec<(usize, Message)>> {
         let mut queue = VecDeque::new();
         let mut emitted = Vec::new();
         self.route(id, out, &mut queue, &mut emitted);
         self.run(queue, &mut emitted)?;
-        Ok(emitted)
-    }
-
-    /// The wall clock reads `now`: each operator may emit (see [`Operator::on_clock`]), in
-    /// graph order, and what it emits runs through the graph.
-    pub fn on_clock(&mut self, now: Instant) -> Result<Vec<(usize, Message)>> {
-        let mut emitted = Vec::new();
-        for id in 0..self.nodes.len() {
-            let node = &mut self.nodes[id];
-            if node.finished {
-                continue;
-            }
-            let mut out = Vec::new();
-            let mut ctx = Context::new(0, &node.input_watermarks, &mut node.counters, &mut out)
-                .at_epoch(self.epoch);
-            node.operator.on_clock(now, &mut ctx)?;
-            self.rejected.append(&mut ctx.take_rejected());
-            if out.is_empty() {
-                continue;
-            }
-            self.nodes[id].counters.rows_out += main_rows(&out);
-            let mut queue = VecDeque::new();
-            self.route(id, out, &mut queue, &mut emitted);
-            self.run(queue, &mut emitted)?;
-        }
         Ok(emitted)
     }
 
